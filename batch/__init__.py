@@ -1,0 +1,1 @@
+"""House-price batch scoring: trainer, model registry, scorer and scheduler."""

@@ -1,0 +1,138 @@
+"""Training data: Boston Housing through Keras's own loader, or a CSV/Parquet file with rooms and price."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from batch.errors import InputError
+
+log = logging.getLogger(__name__)
+
+BOSTON_COLUMNS = ["crim", "zn", "indus", "chas", "nox", "rm", "age", "dis", "rad", "tax",
+                  "ptratio", "b", "lstat"]
+ROOMS_INDEX = BOSTON_COLUMNS.index("rm")  # column 5, as in the tutorial
+ROOMS_NAMES = ("rm", "rooms", "avg_rooms")
+TEST_SPLIT = 0.2
+SPLIT_SEED = 113  # Keras's boston_housing.load_data default
+
+
+@dataclass
+class TrainingData:
+    """Rooms (x) and median price in $K (y), split into train and test as Keras does."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: str
+    sha256: str
+    rows_dropped: int = 0
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def keras_cache_file() -> Path:
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(home) / "datasets" / "boston_housing.npz"
+
+
+def load(data: str, feature_column: str | None = None, target_column: str = "medv") -> TrainingData:
+    """The training data named by the `data` setting."""
+    if data.strip().lower() == "boston":
+        return load_boston()
+    return load_file(Path(data), feature_column, target_column)
+
+
+def load_boston() -> TrainingData:
+    """Keras's Boston Housing with its standard 80/20 split (seed 113); downloads only when not cached."""
+    from keras.datasets import boston_housing
+
+    cached = keras_cache_file()
+    try:
+        (x_train, y_train), (x_test, y_test) = boston_housing.load_data(
+            test_split=TEST_SPLIT, seed=SPLIT_SEED)
+    except Exception as exc:  # Keras raises a bare Exception on a failed download
+        raise InputError(
+            f"Boston Housing is not cached at {cached} and could not be downloaded ({exc}); "
+            "put boston_housing.npz there (KERAS_HOME sets the folder) or pass --data PATH "
+            "with a CSV/Parquet file of rm and medv") from None
+    return TrainingData(
+        x_train=x_train[:, ROOMS_INDEX].astype("float32"),
+        y_train=y_train.astype("float32"),
+        x_test=x_test[:, ROOMS_INDEX].astype("float32"),
+        y_test=y_test.astype("float32"),
+        source="keras:boston_housing",
+        sha256=sha256_file(cached) if cached.exists() else "",
+    )
+
+
+def find_column(columns: list[str], wanted: str | None, candidates: tuple[str, ...]) -> str | None:
+    """The column named `wanted` (or the first candidate) compared case- and space-insensitively."""
+    by_key = {}
+    for col in columns:
+        by_key.setdefault(str(col).strip().lower(), col)
+    for name in ([wanted] if wanted else list(candidates)):
+        hit = by_key.get(name.strip().lower())
+        if hit is not None:
+            return hit
+    return None
+
+
+def split_like_keras(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Shuffle with RandomState(113) and cut at 80%, exactly as keras.datasets.boston_housing does."""
+    rng = np.random.RandomState(SPLIT_SEED)
+    indices = np.arange(len(x))
+    rng.shuffle(indices)
+    x, y = x[indices], y[indices]
+    cut = int(len(x) * (1 - TEST_SPLIT))
+    return x[:cut], y[:cut], x[cut:], y[cut:]
+
+
+def load_file(path: Path, feature_column: str | None, target_column: str) -> TrainingData:
+    """A CSV or Parquet training file with rooms and price columns; bad rows are dropped and counted."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise InputError(f"training data file {str(path)!r} does not exist; pass --data boston "
+                         "or the path of a CSV/Parquet file with rm and medv columns")
+    try:
+        if path.name.lower().endswith((".parquet", ".pq")):
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, sep=None, engine="python", encoding="utf-8-sig")
+    except Exception as exc:
+        raise InputError(f"cannot read training data {str(path)!r}: {exc}") from None
+    columns = [str(c) for c in frame.columns]
+    frame.columns = columns
+    x_col = find_column(columns, feature_column, ROOMS_NAMES)
+    y_col = find_column(columns, target_column, ())
+    if x_col is None or y_col is None:
+        missing = "rooms" if x_col is None else f"price ({target_column})"
+        raise InputError(
+            f"no {missing} column in training data {str(path)!r} (columns: "
+            f"{', '.join(repr(c) for c in columns)}); set --feature-column / --target-column")
+    x = pd.to_numeric(frame[x_col], errors="coerce").to_numpy(dtype="float64")
+    y = pd.to_numeric(frame[y_col], errors="coerce").to_numpy(dtype="float64")
+    good = np.isfinite(x) & np.isfinite(y)
+    dropped = int((~good).sum())
+    if dropped:
+        log.warning("training data %s: dropped %d of %d rows with a missing or non-numeric %s/%s",
+                    path, dropped, len(good), x_col, y_col)
+    x, y = x[good].astype("float32"), y[good].astype("float32")
+    if len(x) < 10:
+        raise InputError(f"training data {str(path)!r} has only {len(x)} usable rows; "
+                         "at least 10 are needed")
+    x_train, y_train, x_test, y_test = split_like_keras(x, y)
+    return TrainingData(x_train, y_train, x_test, y_test, source=str(path),
+                        sha256=sha256_file(path), rows_dropped=dropped)

@@ -1,0 +1,73 @@
+"""Advisory OS file locks (flock): held for a process's lifetime, released by the kernel when it dies."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from pathlib import Path
+
+
+class FileLock:
+    """An exclusive flock on `path`; the holder writes who it is into the file for whoever loses."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    def acquire(self, blocking: bool = True, holder: dict | None = None) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        if holder is not None:
+            data = json.dumps(holder).encode()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, data, 0)
+            os.fsync(fd)
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            try:
+                os.ftruncate(self._fd, 0)
+            except OSError:
+                pass
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def holder(self) -> dict:
+        """What the current holder wrote (may be empty for a moment right after it took the lock)."""
+        for _ in range(20):
+            try:
+                text = self.path.read_text()
+            except OSError:
+                return {}
+            if text.strip():
+                try:
+                    return json.loads(text)
+                except ValueError:
+                    pass
+            time.sleep(0.01)
+        return {}
+
+    def __enter__(self) -> "FileLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def is_abandoned(lock_path: Path) -> bool:
+    """True when nobody holds the lock at `lock_path` (its owner finished or died)."""
+    lock = FileLock(lock_path)
+    if lock.acquire(blocking=False):
+        lock.release()
+        return True
+    return False

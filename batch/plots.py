@@ -1,0 +1,70 @@
+"""The matplotlib figures (Agg backend, PNG bytes out): loss per epoch and the model's fit."""
+from __future__ import annotations
+
+import io
+from typing import Sequence
+
+import numpy as np
+
+LINE_ROOMS = (3.0, 9.0)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    _pyplot().close(fig)
+    return buf.getvalue()
+
+
+def loss_png(loss: Sequence[float], val_loss: Sequence[float] | None, title: str) -> bytes:
+    """Training and validation loss per epoch, as in the tutorial."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    epochs = np.arange(1, len(loss) + 1)
+    ax.plot(epochs, loss, label="Training loss")
+    if val_loss is not None and len(val_loss) and not np.all(np.isnan(val_loss)):
+        ax.plot(epochs, val_loss, label="Validation loss")
+    ax.set_xlabel("Epoch")
+    ax.set_ylabel("Loss (MSE)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _png(fig)
+
+
+def fit_png(weight: float, bias: float, train_x, train_y, title: str,
+            test_x=None, test_y=None, scored_x=None, scored_pred=None,
+            actual_x=None, actual_y=None, note: str | None = None) -> bytes:
+    """Training data as ground truth, the model's line over 3-9 rooms, plus test or scored data."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.scatter(train_x, train_y, s=12, alpha=0.5, color="tab:blue", label="Training data (actual)")
+    if test_x is not None and len(test_x):
+        ax.scatter(test_x, test_y, s=14, alpha=0.7, color="tab:green", label="Test data (actual)")
+    if actual_x is not None and len(actual_x):
+        ax.scatter(actual_x, actual_y, s=16, alpha=0.8, marker="^", color="tab:green",
+                   label="Scored records (actual medv)")
+    if scored_x is not None and len(scored_x):
+        ax.scatter(scored_x, scored_pred, s=16, alpha=0.8, marker="x", color="tab:orange",
+                   label="Scored records (predicted)")
+    xs = np.linspace(*LINE_ROOMS, 50)
+    ax.plot(xs, weight * xs + bias, color="tab:red", linewidth=2,
+            label=f"Model: price = {weight:.3f} x rooms {bias:+.3f}")
+    ax.set_xlabel("Average number of rooms (rm)")
+    ax.set_ylabel("Median price ($K)")
+    ax.set_title(title)
+    if note:
+        ax.text(0.02, 0.97, note, transform=ax.transAxes, va="top", fontsize=9,
+                bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8})
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return _png(fig)

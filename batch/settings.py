@@ -1,0 +1,180 @@
+"""All settings in one place: flags > BATCH_* environment > .env file > defaults (pydantic-settings)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from batch.errors import ConfigError
+
+ENV_PREFIX = "BATCH_"
+
+
+class Settings(BaseSettings):
+    """Every setting of every job; each job reads the ones that apply to it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # -- shared ------------------------------------------------------------------------------
+    models_dir: Path = Field(Path("models"), description="model registry directory")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="log verbosity on stderr"
+    )
+    feature_column: str | None = Field(
+        None,
+        description="rooms column name; default: the first of rm, rooms, avg_rooms (any case)",
+    )
+
+    # -- training ----------------------------------------------------------------------------
+    data: str = Field(
+        "boston", description="training data: 'boston' (Keras's copy) or a CSV/Parquet path"
+    )
+    target_column: str = Field("medv", description="price column of a --data file (any case)")
+    epochs: int = Field(101, ge=1, description="training epochs")
+    batch_size: int = Field(16, ge=1, description="training mini-batch size")
+    learning_rate: float = Field(0.005, gt=0, description="optimizer learning rate")
+    optimizer: Literal["rmsprop", "adam", "sgd"] = Field("rmsprop", description="optimizer")
+    validation_split: float = Field(
+        0.3, ge=0, lt=1, description="share of the training rows held out for val_loss"
+    )
+    seed: int = Field(42, ge=0, description="random seed (same data + seed = same weights)")
+    promote_tolerance: float = Field(
+        0.05,
+        ge=0,
+        description="quality gate: promote when test MSE <= production's x (1 + tolerance)",
+    )
+    log_every_epochs: int = Field(
+        10, ge=1, description="one progress log line per N epochs when not on a terminal"
+    )
+
+    # -- scoring -----------------------------------------------------------------------------
+    output_dir: Path = Field(Path("output"), description="where runs/, failed/ and LATEST go")
+    input: Annotated[list[str], NoDecode] = Field(
+        ["sample_inputs"],
+        description="input file, directory or glob (flag repeatable; env: comma-separated)",
+    )
+    model_version: str = Field(
+        "production", description="model to score with: production, latest or vN"
+    )
+    max_reject_fraction: float = Field(
+        0.1, ge=0, le=1, description="fail the run (exit 5) when more rows than this are rejected"
+    )
+    new_only: bool = Field(
+        False, description="skip input files whose content a successful run already scored"
+    )
+    domain_min: float = Field(0.0, description="plausible rooms: value must be > this")
+    domain_max: float = Field(20.0, description="plausible rooms: value must be <= this")
+    chunk_rows: int = Field(
+        262_144, ge=1, description="rows read, validated, scored and written per batch"
+    )
+    progress_seconds: float = Field(
+        5.0, gt=0, description="seconds between progress log lines when not on a terminal"
+    )
+    engine: Literal["local", "dask"] = Field("local", description="scoring engine")
+    dask_address: str | None = Field(
+        None, description="Dask scheduler to connect to (e.g. tcp://scheduler:8786); none: local cluster"
+    )
+    dask_workers: int | None = Field(
+        None, ge=1, description="worker processes of the local Dask cluster; default: CPU cores"
+    )
+
+    # -- scheduling --------------------------------------------------------------------------
+    schedule: str = Field(
+        "0 2 * * *", description="cron expression (5 fields; 6 fields = seconds first)"
+    )
+    timezone: str = Field("UTC", description="time zone of the cron expression")
+    misfire_grace_seconds: int = Field(
+        3600, ge=1, description="a fire late by up to this much still runs"
+    )
+    heartbeat_seconds: float = Field(
+        60.0, gt=0, description="how often the scheduler rewrites its heartbeat file"
+    )
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _split_input(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("input")
+    @classmethod
+    def _non_empty_input(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one input path is needed")
+        return value
+
+    @field_validator("feature_column", "dask_address", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as UTC or Europe/Berlin)")
+        return value
+
+    @model_validator(mode="after")
+    def _domain_is_an_interval(self) -> "Settings":
+        if not self.domain_min < self.domain_max:
+            raise ValueError(
+                f"domain_min ({self.domain_min}) must be below domain_max ({self.domain_max})"
+            )
+        return self
+
+
+def flag_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def load_settings(overrides: dict | None = None, **kwargs: object) -> Settings:
+    """Build Settings from flags (overrides) over env/.env/defaults; a bad value raises ConfigError."""
+    try:
+        return Settings(**(overrides or {}), **kwargs)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"invalid value for --input / {env_name('input')}: {exc}") from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else ""
+        message = err["msg"].removeprefix("Value error, ")
+        if field:
+            value = err.get("input")
+            parts.append(
+                f"invalid value {value!r} for {field} ({flag_name(field)} / {env_name(field)}): {message}"
+            )
+        else:
+            parts.append(f"invalid settings: {message}")
+    return "; ".join(parts) + "."

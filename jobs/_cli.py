@@ -1,0 +1,102 @@
+"""What every job shares: settings flags, logging to stderr, the JSON summary line, exit codes."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any, Callable, Iterable
+
+from batch.errors import BatchError
+from batch.settings import Settings, env_name, flag_name, load_settings
+
+log = logging.getLogger("jobs")
+
+BOOL_FIELDS = {"new_only"}
+LIST_FIELDS = {"input"}
+
+
+def quiet_tensorflow() -> None:
+    """Keep TensorFlow's start-up chatter out of the output (must run before TF is imported)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def add_settings_flags(parser: argparse.ArgumentParser, fields: Iterable[str]) -> None:
+    """One flag per setting; defaults are suppressed so unset flags fall through to env/.env/defaults."""
+    group = parser.add_argument_group("settings (flag > environment > .env > default)")
+    for name in fields:
+        info = Settings.model_fields[name]
+        default = info.default
+        if isinstance(default, list):
+            default = ",".join(default)
+        help_text = f"{info.description} [env {env_name(name)}, default {default}]"
+        if name in BOOL_FIELDS:
+            group.add_argument(flag_name(name), dest=name, action="store_true",
+                               default=argparse.SUPPRESS, help=help_text)
+        elif name in LIST_FIELDS:
+            group.add_argument(flag_name(name), dest=name, action="append", metavar="PATH",
+                               default=argparse.SUPPRESS, help=help_text)
+        else:
+            group.add_argument(flag_name(name), dest=name, metavar=name.upper(),
+                               default=argparse.SUPPRESS, help=help_text)
+
+
+def settings_from_args(args: argparse.Namespace, fields: Iterable[str]) -> Settings:
+    overrides = {name: getattr(args, name) for name in fields if hasattr(args, name)}
+    return load_settings(overrides)
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
+                                           "%Y-%m-%dT%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("tensorflow", "absl", "h5py", "matplotlib", "PIL", "apscheduler.executors",
+                  "distributed", "bokeh", "tornado"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def error_sentence(prog: str, message: str) -> None:
+    print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+
+
+def run(prog: str, fields: Iterable[str], args: argparse.Namespace,
+        job: Callable[[Settings], dict[str, Any]], summary_line: bool = True) -> int:
+    """Settings -> logging -> job -> exit code; prints the job's JSON summary as stdout's last line."""
+    try:
+        settings = settings_from_args(args, fields)
+    except BatchError as exc:
+        error_sentence(prog, str(exc))
+        return exc.exit_code
+    setup_logging(settings.log_level)
+    try:
+        summary = job(settings)
+    except BatchError as exc:
+        error_sentence(prog, str(exc))
+        if summary_line:
+            failed = {"status": "failed", "exit_code": exc.exit_code, "error": str(exc)}
+            failed.update(getattr(exc, "summary", {}) or {})
+            print_summary(failed)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        error_sentence(prog, "interrupted; nothing partial was published")
+        return 130
+    except Exception:
+        log.exception("unexpected failure (a bug)")
+        error_sentence(prog, "unexpected failure (a bug); the traceback above says where")
+        if summary_line:
+            print_summary({"status": "failed", "exit_code": 1, "error": "unexpected failure"})
+        return 1
+    if summary_line:
+        print_summary(summary)
+    return int(summary.get("exit_code", 0)) if isinstance(summary, dict) else 0
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(summary, default=str) + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,44 @@
+"""python -m jobs.train: fit the single-neuron model, publish vN, promote it through the quality gate."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from jobs import _cli
+
+FIELDS = ["models_dir", "data", "feature_column", "target_column", "epochs", "batch_size",
+          "learning_rate", "optimizer", "validation_split", "seed", "promote_tolerance",
+          "log_every_epochs", "log_level"]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m jobs.train",
+        description="Fit the single-neuron house-price model, publish it as a new immutable "
+                    "version and promote it to production when it passes the quality gate. "
+                    "The last line of stdout is a JSON summary.")
+    gate = p.add_mutually_exclusive_group()
+    gate.add_argument("--promote", dest="promote", action="store_const", const="always",
+                      default="auto", help="make the new version production whatever its MSE")
+    gate.add_argument("--no-promote", dest="promote", action="store_const", const="never",
+                      help="publish without touching the production alias")
+    p.add_argument("--if-missing", action="store_true",
+                   help="train only when no production model exists (compose start-up)")
+    _cli.add_settings_flags(p, FIELDS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    _cli.quiet_tensorflow()
+
+    def job(settings):
+        from batch.training import train
+
+        return train(settings, promote=args.promote, if_missing=args.if_missing)
+
+    return _cli.run("jobs.train", FIELDS, args, job)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
