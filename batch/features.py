@@ -1,0 +1,121 @@
+"""The rooms feature: find its column, coerce raw values, validate; pure (Arrow arrays in, arrays out)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from batch.datasets import ROOMS_NAMES, find_column
+
+REASONS = ("missing", "not_a_number", "non_finite", "out_of_domain")
+MISSING, NOT_A_NUMBER, NON_FINITE, OUT_OF_DOMAIN = range(1, 5)  # 0 = valid
+
+# A plain decimal number (what a spreadsheet would also read as a number).
+NUMBER_RE = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
+NAN_RE = r"^\s*[+-]?nan\s*$"
+INF_RE = r"^\s*[+-]?(inf|infinity)\s*$"
+DECIMAL_COMMA_RE = r"^\s*[+-]?\d+,\d+\s*$"
+# Spreadsheet formula triggers (OWASP CSV injection); a cell that is a plain number is left alone.
+FORMULA_RE = r"^[=+\-@\t\r]"
+
+
+def rooms_column(columns: list[str], wanted: str | None) -> str | None:
+    return find_column(columns, wanted, ROOMS_NAMES)
+
+
+@dataclass
+class Validated:
+    """Per row: the parsed value (float64, NaN where rejected) and a reason code (0 = valid)."""
+
+    values: np.ndarray
+    codes: np.ndarray
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.codes == 0
+
+
+def parse_numbers(raw: pa.Array, decimal_comma: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 values, reason codes for missing / not-a-number) from any Arrow array."""
+    n = len(raw)
+    codes = np.zeros(n, dtype="int8")
+    if pa.types.is_dictionary(raw.type):
+        raw = raw.dictionary_decode()
+    if pa.types.is_integer(raw.type) or pa.types.is_floating(raw.type) \
+            or pa.types.is_decimal(raw.type):
+        values = pc.cast(raw, pa.float64()).to_numpy(zero_copy_only=False)
+        values = np.array(values, dtype="float64", copy=True)
+        missing = raw.is_null().to_numpy(zero_copy_only=False)
+        codes[missing] = MISSING
+        values[missing] = np.nan
+        return values, codes
+    if not (pa.types.is_string(raw.type) or pa.types.is_large_string(raw.type)):
+        raw = pc.cast(raw, pa.string())
+    text = pc.utf8_trim_whitespace(raw)
+    missing = pc.fill_null(pc.equal(text, ""), True)
+    if decimal_comma:
+        comma = pc.fill_null(pc.match_substring_regex(text, DECIMAL_COMMA_RE), False)
+        text = pc.if_else(comma, pc.replace_substring(text, ",", "."), text)
+    numeric = pc.fill_null(pc.match_substring_regex(text, NUMBER_RE), False)
+    special = pc.fill_null(pc.or_(pc.match_substring_regex(text, NAN_RE, ignore_case=True),
+                                  pc.match_substring_regex(text, INF_RE, ignore_case=True)), False)
+    parseable = pc.or_(numeric, special)
+    # Only parseable cells are cast, so one bad cell cannot fail the batch.
+    safe = pc.if_else(parseable, text, pa.scalar(None, pa.string()))
+    values = np.array(pc.cast(safe, pa.float64()).to_numpy(zero_copy_only=False),
+                      dtype="float64", copy=True)
+    missing_np = missing.to_numpy(zero_copy_only=False)
+    parseable_np = parseable.to_numpy(zero_copy_only=False)
+    codes[~parseable_np] = NOT_A_NUMBER
+    codes[missing_np] = MISSING
+    values[codes != 0] = np.nan
+    return values, codes
+
+
+def validate(raw: pa.Array, domain_min: float, domain_max: float,
+             decimal_comma: bool = False) -> Validated:
+    """Reason per row: missing, not_a_number, non_finite (NaN/inf), out_of_domain (not min < x <= max)."""
+    values, codes = parse_numbers(raw, decimal_comma)
+    ok = codes == 0
+    with np.errstate(invalid="ignore"):
+        non_finite = ok & ~np.isfinite(values)
+        codes[non_finite] = NON_FINITE
+        ok = codes == 0
+        out = ok & ~((values > domain_min) & (values <= domain_max))
+    codes[out] = OUT_OF_DOMAIN
+    values = values.copy()
+    values[codes != 0] = np.nan
+    return Validated(values, codes)
+
+
+def raw_text(raw: pa.Array) -> pa.Array:
+    """The raw cell as text for rejects.csv ('' for a null)."""
+    if pa.types.is_dictionary(raw.type):
+        raw = raw.dictionary_decode()
+    if not (pa.types.is_string(raw.type) or pa.types.is_large_string(raw.type)):
+        raw = pc.cast(raw, pa.string())
+    return pc.fill_null(raw, "")
+
+
+def neutralise(column: pa.Array) -> pa.Array:
+    """Prefix "'" to text cells a spreadsheet would run as a formula; plain numbers stay as they are."""
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return column
+    risky = pc.and_(pc.match_substring_regex(column, FORMULA_RE),
+                    pc.invert(pc.match_substring_regex(column, NUMBER_RE)))
+    risky = pc.fill_null(risky, False)
+    if not pc.any(risky).as_py():
+        return column
+    return pc.if_else(risky, pc.binary_join_element_wise("'", column, ""), column)
+
+
+def looks_numeric(column: pa.Array) -> bool:
+    """True when every non-empty cell is a plain number without a leading zero (so '02134' stays text)."""
+    text = pc.utf8_trim_whitespace(column)
+    nonempty = pc.fill_null(pc.not_equal(text, ""), False)
+    numeric = pc.fill_null(pc.match_substring_regex(text, NUMBER_RE), False)
+    leading_zero = pc.fill_null(pc.match_substring_regex(text, r"^[+-]?0\d"), False)
+    bad = pc.and_(nonempty, pc.or_(pc.invert(numeric), leading_zero))
+    return not pc.any(bad).as_py()

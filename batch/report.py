@@ -1,0 +1,319 @@
+"""The run report: report.json (machine-readable) and report.html (self-contained, for analysts)."""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import json
+import logging
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from batch import plots
+from batch.registry import write_atomic
+
+log = logging.getLogger(__name__)
+
+DRIFT_MEAN_SD = 0.5  # |input mean - training mean| in training standard deviations
+DRIFT_SPREAD = (0.5, 2.0)  # input std / training std outside this is marked
+DRIFT_OUTSIDE = 0.05  # share of rows outside the training range
+
+
+def _num(x: float | None) -> float | None:
+    if x is None or not math.isfinite(x):
+        return None
+    return float(x)
+
+
+def build(*, run_id: str, status: str, started: dt.datetime, finished: dt.datetime, version: str,
+          meta: dict, stats, files, skipped, settings, predictor: str,
+          reject_fraction: float) -> dict[str, Any]:
+    """The report.json content (every field CONTRACT.md names, and the drift section)."""
+    n = stats.scored
+    sample = stats.sample
+    preds = sample.cols.get("pred", np.empty(0))
+    estimated = n > len(preds)
+    summary = {"count": n, "mean": _num(stats.pred_sum / n) if n else None,
+               "min": _num(stats.pred_min) if n else None,
+               "p50": _num(float(np.median(preds))) if len(preds) else None,
+               "max": _num(stats.pred_max) if n else None,
+               "estimated": ["p50"] if estimated else [],
+               "sample_size": int(len(preds))}
+    metrics = None
+    if stats.actual_n:
+        mse = stats.sq_err / stats.actual_n
+        metrics = {"mse": mse, "mae": stats.abs_err / stats.actual_n, "rmse": math.sqrt(mse),
+                   "rows": stats.actual_n}
+    model = {
+        "version": version, "created_at": meta.get("created_at"), "weight": meta.get("weight"),
+        "bias": meta.get("bias"), "metrics": meta.get("metrics"),
+        "ols_reference": meta.get("ols_reference"), "feature_range": meta.get("feature_range"),
+        "hyperparameters": meta.get("hyperparameters"),
+        "training_data": (meta.get("data") or {}).get("source"),
+        "model_sha256": meta.get("model_sha256"),
+    }
+    return {
+        "run_id": run_id, "status": status,
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": finished.isoformat(timespec="seconds"),
+        "duration_seconds": round((finished - started).total_seconds(), 3),
+        "model_version": version, "model": model,
+        "inputs": [{"path": f.path, "sha256": f.sha256, "format": f.format,
+                    "rows_read": f.rows_read, "rows_scored": f.rows_scored,
+                    "rows_rejected": f.rows_rejected, "notes": f.notes} for f in files],
+        "skipped_inputs": skipped,
+        "rows_read": stats.scored + stats.rejected,
+        "rows_scored": stats.scored, "rows_rejected": stats.rejected,
+        "reject_fraction": reject_fraction,
+        "max_reject_fraction": settings.max_reject_fraction,
+        "rejects_by_reason": dict(stats.rejects),
+        "out_of_range": {"rows": stats.out_of_range, "below": stats.below_range,
+                         "above": stats.above_range, "training_range": meta.get("feature_range")},
+        "prediction_summary": summary,
+        "metrics": metrics,
+        "drift": drift(stats, meta),
+        "settings": {"domain": {"min_exclusive": settings.domain_min,
+                                "max_inclusive": settings.domain_max},
+                     "feature_column": settings.feature_column, "engine": settings.engine,
+                     "chunk_rows": settings.chunk_rows, "new_only": settings.new_only,
+                     "model_version_requested": settings.model_version},
+        "prediction_path": predictor,
+    }
+
+
+def drift(stats, meta: dict) -> dict[str, Any]:
+    """The input's rooms beside the training data's, with plain-words warnings when they differ."""
+    train = dict(meta.get("feature_stats") or {})
+    fr = meta.get("feature_range") or {}
+    n = stats.scored
+    current: dict[str, Any] = {"count": n}
+    warnings: list[str] = []
+    if n:
+        mean = stats.rooms_sum / n
+        var = max(stats.rooms_sq / n - mean ** 2, 0.0)
+        current.update(mean=mean, std=math.sqrt(var), min=stats.rooms_min, max=stats.rooms_max,
+                       share_outside_training_range=stats.out_of_range / n)
+        t_mean, t_std = train.get("mean"), train.get("std")
+        if t_mean is not None and t_std:
+            gap = abs(mean - t_mean) / t_std
+            current["mean_gap_in_training_sd"] = gap
+            if gap > DRIFT_MEAN_SD:
+                warnings.append(
+                    f"The average number of rooms in this input ({mean:.2f}) is {gap:.1f} training "
+                    f"standard deviations away from the training data's ({t_mean:.2f}).")
+            if n >= 30 and t_std > 0:
+                ratio = math.sqrt(var) / t_std
+                current["spread_ratio"] = ratio
+                if not DRIFT_SPREAD[0] <= ratio <= DRIFT_SPREAD[1]:
+                    warnings.append(
+                        f"The spread of rooms in this input (sd {math.sqrt(var):.2f}) is "
+                        f"{ratio:.1f} times the training data's (sd {t_std:.2f}).")
+        share = stats.out_of_range / n
+        if share > DRIFT_OUTSIDE and fr:
+            warnings.append(
+                f"{share:.0%} of the scored rows have rooms outside the training range "
+                f"{fr['min']:.2f}-{fr['max']:.2f}; there the model extrapolates a straight line and "
+                "its prices deserve less trust.")
+    if warnings:
+        warnings.append("The input differs markedly from what the model was trained on: check the "
+                        "source data, or retrain on data like it.")
+    training = {k: train.get(k) for k in ("count", "mean", "std")}
+    training.update(min=fr.get("min"), max=fr.get("max"), share_outside_training_range=0.0)
+    return {"input": current, "training": training, "differs_markedly": bool(warnings),
+            "warnings": warnings}
+
+
+def write(folder: Path, rep: dict, meta: dict, stats, version_dir: Path, plots: bool = True) -> None:
+    """report.json, loss.png, fit.png and report.html into the run's (temporary) folder."""
+    images: dict[str, bytes] = {}
+    if plots:
+        images["loss.png"] = _loss_png(version_dir, rep["model_version"])
+        images["fit.png"] = _fit_png(meta, stats, rep)
+        for name, data in images.items():
+            (folder / name).write_bytes(data)
+    write_atomic(folder / "report.json", json.dumps(rep, indent=2, default=str) + "\n")
+    write_atomic(folder / "report.html", render_html(rep, images))
+
+
+def _loss_png(version_dir: Path, version: str) -> bytes:
+    png = version_dir / "loss.png"
+    if png.is_file():
+        return png.read_bytes()
+    loss, val = [], []
+    for line in (version_dir / "history.csv").read_text().splitlines()[1:]:
+        _, a, b = line.split(",")
+        loss.append(float(a))
+        val.append(float(b))
+    return plots.loss_png(loss, val, f"Loss per epoch (model {version})")
+
+
+def _fit_png(meta: dict, stats, rep: dict) -> bytes:
+    sample = stats.sample.cols
+    train = meta.get("training_sample") or {"rm": [], "medv": []}
+    actual = sample.get("actual", np.empty(0))
+    has = np.isfinite(actual) if len(actual) else np.zeros(0, bool)
+    note = None
+    if rep["metrics"]:
+        m = rep["metrics"]
+        note = f"on {m['rows']:,} rows with medv: MSE {m['mse']:.2f}  MAE {m['mae']:.2f}  " \
+               f"RMSE {m['rmse']:.2f}"
+    shown = len(sample.get("rooms", []))
+    title = f"Model {rep['model_version']} on run {rep['run_id']}"
+    if shown < rep["rows_scored"]:
+        title += f"\n(a random sample of {shown:,} of {rep['rows_scored']:,} scored rows)"
+    return plots.fit_png(
+        float(meta["weight"]), float(meta["bias"]), train["rm"], train["medv"], title,
+        scored_x=sample.get("rooms"), scored_pred=sample.get("pred"),
+        actual_x=sample.get("rooms", np.empty(0))[has] if len(has) else None,
+        actual_y=actual[has] if len(has) else None, note=note)
+
+
+# -- HTML -------------------------------------------------------------------------------------------
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1100px;
+padding:1rem 1.5rem;color:#222;line-height:1.4}
+h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:1.8rem;
+border-bottom:1px solid #ddd;padding-bottom:.2rem}
+table{border-collapse:collapse;margin:.5rem 0;font-size:.92rem}
+th,td{border:1px solid #ddd;padding:.25rem .6rem;text-align:left;vertical-align:top}
+th{background:#f4f4f4}td.n{text-align:right;font-variant-numeric:tabular-nums}
+.ok{color:#17702a;font-weight:600}.bad{color:#b00020;font-weight:600}
+.warn{background:#fff4e5;border-left:4px solid #f0a020;padding:.5rem .8rem;margin:.6rem 0}
+.cards{display:flex;flex-wrap:wrap;gap:.8rem}.card{border:1px solid #ddd;border-radius:6px;
+padding:.5rem .9rem;min-width:9rem}.card b{display:block;font-size:1.3rem}
+img{max-width:100%;height:auto;border:1px solid #eee}.plots{display:flex;flex-wrap:wrap;gap:1rem}
+.plots figure{flex:1 1 480px;margin:0}code{font-size:.85rem;word-break:break-all}
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _f(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return _e(value)
+
+
+def _table(headers: list[str], rows: list[list[Any]], numeric: set[int] = frozenset()) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td class='n'>{_f(c)}</td>" if i in numeric else f"<td>{_e(c)}</td>"
+                         for i, c in enumerate(r)) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def render_html(rep: dict, images: dict[str, bytes]) -> str:
+    """One self-contained page; every value that came from input files is escaped."""
+    ok = rep["status"] == "succeeded"
+    status = "<span class='ok'>succeeded</span>" if ok else \
+        "<span class='bad'>failed: reject budget exceeded — nothing was published</span>"
+    model, summary, drift_ = rep["model"], rep["prediction_summary"], rep["drift"]
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+             f"<meta name='viewport' content='width=device-width,initial-scale=1'>"
+             f"<title>Scoring run {_e(rep['run_id'])}</title><style>{CSS}</style></head><body>",
+             f"<h1>House-price scoring run {_e(rep['run_id'])}</h1>",
+             f"<p>Status: {status}. Model <b>{_e(rep['model_version'])}</b>. Started "
+             f"{_e(rep['started_at'])}, finished {_e(rep['finished_at'])} "
+             f"({_f(rep['duration_seconds'], 1)} s).</p>"]
+    cards = [("rows read", rep["rows_read"]), ("rows scored", rep["rows_scored"]),
+             ("rows rejected", rep["rows_rejected"]),
+             ("reject share", f"{rep['reject_fraction']:.2%} (budget "
+                              f"{rep['max_reject_fraction']:.0%})"),
+             ("out of training range", rep["out_of_range"]["rows"]),
+             ("mean prediction ($K)", summary["mean"])]
+    parts.append("<h2>Summary</h2><div class='cards'>" + "".join(
+        f"<div class='card'>{_e(k)}<b>{_f(v, 2)}</b></div>" for k, v in cards) + "</div>")
+    for w in drift_["warnings"]:
+        parts.append(f"<div class='warn'>{_e(w)}</div>")
+
+    parts.append("<h2>Inputs</h2>" + _table(
+        ["file", "format", "rows read", "scored", "rejected", "sha256", "notes"],
+        [[i["path"], i["format"], i["rows_read"], i["rows_scored"], i["rows_rejected"],
+          i["sha256"][:16] + "…", "; ".join(i.get("notes") or [])] for i in rep["inputs"]],
+        numeric={2, 3, 4}))
+    if rep["skipped_inputs"]:
+        parts.append("<p>Skipped, already scored by an earlier run (--new-only): " + ", ".join(
+            f"<code>{_e(s['path'])}</code>" for s in rep["skipped_inputs"]) + "</p>")
+
+    parts.append("<h2>Rejected rows by reason</h2>" + _table(
+        ["reason", "rows", "meaning"],
+        [[r, n, MEANINGS[r]] for r, n in rep["rejects_by_reason"].items()], numeric={1}) +
+        "<p>Every rejected row is listed in <code>rejects.csv</code> with its file, row number "
+        "and raw value.</p>")
+
+    mm = model.get("metrics") or {}
+    ols = model.get("ols_reference") or {}
+    fr = model.get("feature_range") or {}
+    parts.append("<h2>Model card</h2>" + _table(
+        ["field", "value"],
+        [["version", model["version"]], ["created", model.get("created_at")],
+         ["formula", f"price ($K) = {model['weight']:.4f} × rooms {model['bias']:+.4f}"],
+         ["training data", model.get("training_data")],
+         ["training range of rooms", f"{fr.get('min')} – {fr.get('max')}"],
+         ["final loss / val_loss (MSE)", f"{_f(mm.get('loss'), 2)} / {_f(mm.get('val_loss'), 2)}"],
+         ["test MSE / MAE", f"{_f(mm.get('test_mse'), 2)} / {_f(mm.get('test_mae'), 2)}"],
+         ["least-squares reference (OLS)",
+          f"price = {_f(ols.get('slope'), 4)} × rooms {ols.get('intercept', 0):+.4f}, test MSE "
+          f"{_f(ols.get('test_mse'), 2)}"],
+         ["hyperparameters", json.dumps(model.get("hyperparameters"))],
+         ["prediction path", rep.get("prediction_path")]]))
+
+    est = " (p50 estimated from a random sample of " \
+          f"{summary['sample_size']:,} rows)" if summary["estimated"] else ""
+    parts.append(f"<h2>Predictions ($K)</h2>" + _table(
+        ["count", "mean", "min", "p50", "max"],
+        [[summary["count"], summary["mean"], summary["min"], summary["p50"], summary["max"]]],
+        numeric={0, 1, 2, 3, 4}) + f"<p>{_e(est)}</p>")
+    if rep["metrics"]:
+        m = rep["metrics"]
+        parts.append("<p>The input carries the true price (medv) for "
+                     f"{m['rows']:,} scored rows: MSE {m['mse']:.3f}, MAE {m['mae']:.3f}, "
+                     f"RMSE {m['rmse']:.3f}.</p>")
+
+    di, dt_ = drift_["input"], drift_["training"]
+    parts.append("<h2>Drift: rooms in this input vs the training data</h2>" + _table(
+        ["", "rows", "mean", "sd", "min", "max", "share outside training range"],
+        [["this input", di.get("count"), di.get("mean"), di.get("std"), di.get("min"),
+          di.get("max"), _pct(di.get("share_outside_training_range"))],
+         ["training", dt_.get("count"), dt_.get("mean"), dt_.get("std"), dt_.get("min"),
+          dt_.get("max"), _pct(0.0)]], numeric={1, 2, 3, 4, 5}))
+    parts.append("<p class='ok'>No marked difference.</p>" if not drift_["warnings"] else
+                 "".join(f"<div class='warn'>{_e(w)}</div>" for w in drift_["warnings"]))
+
+    if images:
+        parts.append("<h2>Plots</h2><div class='plots'>")
+        for name, caption in (("loss.png", "Training and validation loss per epoch"),
+                              ("fit.png", "Training data, the model's line and this run's rows")):
+            if name in images:
+                data = base64.b64encode(images[name]).decode()
+                parts.append(f"<figure><img alt='{_e(caption)}' src='data:image/png;base64,"
+                             f"{data}'><figcaption>{_e(caption)}</figcaption></figure>")
+        parts.append("</div>")
+    parts.append("<h2>Files of this run</h2><p><code>predictions.parquet</code>, "
+                 "<code>predictions.csv</code> (spreadsheet-safe), <code>rejects.csv</code>, "
+                 "<code>report.json</code>; the data dictionary is in the project README.</p>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{x:.1%}"
+
+
+MEANINGS = {
+    "missing": "the rooms cell is empty",
+    "not_a_number": "the rooms cell is text that is not a number",
+    "non_finite": "NaN or infinity",
+    "out_of_domain": "a number outside the plausible range of rooms",
+}

@@ -1,0 +1,39 @@
+"""python -m jobs.score: score suburb records (CSV/Parquet) into predictions, rejects and a report."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from jobs import _cli
+
+FIELDS = ["models_dir", "output_dir", "input", "model_version", "feature_column", "target_column",
+          "max_reject_fraction", "new_only", "domain_min", "domain_max", "chunk_rows",
+          "progress_seconds", "engine", "dask_address", "dask_workers", "log_level"]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m jobs.score",
+        description="Score suburb records with a model version from the registry. Writes "
+                    "output/runs/<run_id>/ (predictions.parquet, predictions.csv, rejects.csv, "
+                    "report.json, report.html, loss.png, fit.png, _SUCCESS) atomically. "
+                    "The last line of stdout is a JSON summary. Exit codes: 0 ok, 2 usage, "
+                    "3 input, 4 model, 5 reject budget, 6 output locked by another run.")
+    _cli.add_settings_flags(p, FIELDS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    _cli.quiet_tensorflow()
+
+    def job(settings):
+        from batch.scoring import score
+
+        return score(settings)
+
+    return _cli.run("jobs.score", FIELDS, args, job)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
