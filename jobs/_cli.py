@@ -53,10 +53,12 @@ def setup_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
                                            "%Y-%m-%dT%H:%M:%S"))
+    handler._batch_jobs = True  # replace only our own handler when called again (tests)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [h for h in root.handlers if not getattr(h, "_batch_jobs", False)]
+    root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("tensorflow", "absl", "h5py", "matplotlib", "PIL", "apscheduler.executors",
+    for noisy in ("tensorflow", "absl", "h5py", "matplotlib", "PIL", "apscheduler",
                   "distributed", "bokeh", "tornado"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 

@@ -1,0 +1,123 @@
+"""Shared fixtures: offline Boston data, clean settings, one real 101-epoch model per session."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+BOSTON_NPZ = SHARED_DATA / "boston_housing.npz"
+BOSTON_CSV = SHARED_DATA / "boston.csv"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def offline_keras_home(tmp_path_factory):
+    """Copy ../shared/data's Boston file into a temporary KERAS_HOME so Keras's loader runs offline.
+
+    When that folder is absent, Keras's normal download is used (KERAS_HOME left as it is).
+    """
+    saved = {k: v for k, v in os.environ.items() if k.startswith("BATCH_")}
+    for key in saved:
+        del os.environ[key]  # the developer's own settings must not leak into tests
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ["MPLBACKEND"] = "Agg"
+    if BOSTON_NPZ.is_file():
+        home = tmp_path_factory.mktemp("keras_home")
+        (home / "datasets").mkdir()
+        shutil.copy(BOSTON_NPZ, home / "datasets" / "boston_housing.npz")
+        os.environ["KERAS_HOME"] = str(home)
+    yield os.environ.get("KERAS_HOME")
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, offline_keras_home):
+    """The session's one real training with the tutorial's recipe (101 epochs), via the CLI entry."""
+    from jobs.train import main
+
+    models = tmp_path_factory.mktemp("registry") / "models"
+    out = run_main(main, ["--models-dir", str(models)])
+    assert out.code == 0, out.stderr
+    return {"models": models, "summary": out.json}
+
+
+@pytest.fixture
+def models(trained, tmp_path) -> Path:
+    """A private copy of the trained registry (v1 = production) that a test may change."""
+    dest = tmp_path / "models"
+    shutil.copytree(trained["models"], dest)
+    return dest
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """Settings with defaults only (no .env, no BATCH_* from the environment), in tmp_path."""
+    from batch.settings import Settings
+
+    def make(**kwargs):
+        kwargs.setdefault("models_dir", tmp_path / "models")
+        kwargs.setdefault("output_dir", tmp_path / "output")
+        return Settings(_env_file=None, **kwargs)
+
+    return make
+
+
+class Result:
+    def __init__(self, code: int, stdout: str, stderr: str) -> None:
+        self.code, self.stdout, self.stderr = code, stdout, stderr
+
+    @property
+    def json(self) -> dict:
+        lines = [ln for ln in self.stdout.strip().splitlines() if ln.strip()]
+        return json.loads(lines[-1])
+
+
+def run_main(main, argv) -> Result:
+    """Call a jobs.*.main in-process, capturing what it prints."""
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exc:  # argparse
+            code = exc.code
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def run_cli(module: str, *args, cwd: Path | None = None, env: dict | None = None,
+            timeout: float = 300) -> Result:
+    """Run `python -m module args` as a real subprocess from the repository root."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-m", module, *[str(a) for a in args]],
+                          cwd=cwd or REPO, env=full_env, capture_output=True, text=True,
+                          timeout=timeout)
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def one_error_sentence(stderr: str) -> str:
+    """The job's closing error line (every non-zero exit prints one)."""
+    lines = [ln for ln in stderr.splitlines() if ": error: " in ln]
+    assert lines, f"no error sentence in stderr:\n{stderr}"
+    return lines[-1]
+
+
+@pytest.fixture
+def write_csv(tmp_path):
+    def write(name: str, text: str, encoding: str = "utf-8", newline: str = "\n") -> Path:
+        path = tmp_path / "in" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(text.replace("\n", newline).encode(encoding))
+        return path
+
+    return write

@@ -1,0 +1,194 @@
+"""Training: both data sources, determinism, the tutorial's fidelity table, outputs and exit codes."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from batch import datasets
+from batch.errors import InputError
+from batch.registry import Registry
+from tests.conftest import BOSTON_CSV, REPO, one_error_sentence, run_cli, run_main
+
+TUTORIAL = {3: 11.4, 4: 14.7, 5: 18.0, 6: 21.4, 7: 24.7}
+
+
+def test_boston_from_keras_has_the_tutorials_split():
+    data = datasets.load_boston()
+    assert (len(data.x_train), len(data.x_test)) == (404, 102)
+    assert data.x_train[0] == pytest.approx(6.142) and data.y_train[0] == pytest.approx(15.2)
+    assert data.sha256.startswith("f553886a")
+
+
+def test_boston_csv_file_gives_the_same_split_as_keras():
+    keras_data = datasets.load_boston()
+    file_data = datasets.load("%s" % BOSTON_CSV)
+    np.testing.assert_array_equal(file_data.x_train, keras_data.x_train)
+    np.testing.assert_array_equal(file_data.y_test, keras_data.y_test)
+
+
+def test_file_columns_match_case_insensitively_and_can_be_overridden(tmp_path):
+    frame = pd.read_csv(BOSTON_CSV)
+    upper = tmp_path / "upper.parquet"
+    frame.rename(columns={"rm": " RM ", "medv": "MEDV"}).to_parquet(upper)
+    assert datasets.load(str(upper)).x_train[0] == pytest.approx(6.142)
+    custom = tmp_path / "custom.csv"
+    frame.rename(columns={"rm": "rooms_avg", "medv": "price"}).to_csv(custom, index=False)
+    data = datasets.load(str(custom), feature_column="rooms_avg", target_column="PRICE")
+    assert data.y_train[0] == pytest.approx(15.2)
+    with pytest.raises(InputError, match="no price"):
+        datasets.load(str(custom), feature_column="rooms_avg")
+    with pytest.raises(InputError, match="no rooms"):
+        datasets.load(str(custom), target_column="price")
+
+
+def test_bad_training_rows_are_dropped_and_counted(tmp_path):
+    frame = pd.read_csv(BOSTON_CSV)[["rm", "medv"]].astype(object)
+    frame.loc[0, "rm"] = "n/a"
+    frame.loc[1, "medv"] = None
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)
+    data = datasets.load(str(path))
+    assert data.rows_dropped == 2
+    assert len(data.x_train) + len(data.x_test) == 504
+
+
+def test_fidelity_with_the_tutorial(trained):
+    """The session's real 101-epoch fit reproduces the tutorial's table."""
+    registry = Registry(trained["models"])
+    model, meta = registry.load("production")
+    from batch.model import predict
+
+    preds = predict(model, list(TUTORIAL))
+    for (rooms, expected), got in zip(TUTORIAL.items(), preds):
+        assert abs(got - expected) <= 0.5, (rooms, got)
+    assert meta["metrics"]["loss"] == pytest.approx(54.56, rel=0.03)
+    assert meta["metrics"]["val_loss"] == pytest.approx(75.02, rel=0.03)
+    assert meta["hyperparameters"] == {"optimizer": "rmsprop", "learning_rate": 0.005,
+                                       "epochs": 101, "batch_size": 16, "validation_split": 0.3,
+                                       "seed": 42}
+
+
+def test_version_has_every_contract_file_and_field(trained):
+    v1 = trained["models"] / "v1"
+    assert sorted(p.name for p in v1.iterdir()) == ["fit.png", "history.csv", "loss.png",
+                                                    "metadata.json", "model.keras"]
+    for png in ("fit.png", "loss.png"):
+        assert (v1 / png).read_bytes().startswith(b"\x89PNG")
+    meta = json.loads((v1 / "metadata.json").read_text())
+    for key in ("version", "created_at", "feature", "target", "weight", "bias", "hyperparameters",
+                "data", "metrics", "ols_reference", "feature_range", "versions", "model_sha256"):
+        assert key in meta, key
+    assert meta["version"] == "v1" and meta["feature"] == "rm" and meta["target"] == "medv"
+    assert meta["created_at"].endswith("+00:00")
+    assert set(meta["data"]) >= {"source", "sha256", "rows_train", "rows_val", "rows_test"}
+    assert (meta["data"]["rows_train"], meta["data"]["rows_val"], meta["data"]["rows_test"]) == \
+        (283, 121, 102)
+    assert set(meta["metrics"]) == {"loss", "val_loss", "test_mse", "test_mae"}
+    assert set(meta["versions"]) == {"python", "tensorflow", "keras"}
+    history = pd.read_csv(v1 / "history.csv")
+    assert list(history.columns) == ["epoch", "loss", "val_loss"] and len(history) == 101
+    assert history["loss"].iloc[-1] == pytest.approx(meta["metrics"]["loss"])
+
+
+def test_ols_reference_is_the_least_squares_line(trained):
+    meta = Registry(trained["models"]).metadata("v1")
+    data = datasets.load_boston()
+    slope, intercept = np.polyfit(data.x_train.astype("float64"), data.y_train.astype("float64"), 1)
+    assert meta["ols_reference"]["slope"] == pytest.approx(slope)
+    assert meta["ols_reference"]["intercept"] == pytest.approx(intercept)
+    # Gradient descent after 101 epochs is not at the optimum; the reference shows by how much.
+    assert meta["ols_reference"]["test_mse"] < meta["metrics"]["test_mse"]
+
+
+def test_training_summary_is_the_last_stdout_line(trained):
+    summary = trained["summary"]
+    assert summary["version"] == "v1" and summary["promoted"] is True
+    assert summary["status"] == "succeeded"
+    assert set(summary["metrics"]) == {"loss", "val_loss", "test_mse", "test_mae"}
+
+
+def test_training_is_deterministic_bit_for_bit(tmp_path):
+    """Same data and seed twice (short fits): identical weights to the last bit."""
+    from jobs.train import main
+
+    weights = []
+    for run in ("a", "b"):
+        res = run_main(main, ["--models-dir", tmp_path / run, "--epochs", 4])
+        assert res.code == 0, res.stderr
+        model, _ = Registry(tmp_path / run).load("v1")
+        weights.append([w.tobytes() for w in model.get_weights()])
+    assert weights[0] == weights[1]
+    res = run_main(main, ["--models-dir", tmp_path / "c", "--epochs", 4, "--seed", 7])
+    model, _ = Registry(tmp_path / "c").load("v1")
+    assert [w.tobytes() for w in model.get_weights()] != weights[0]
+
+
+def test_train_subprocess_is_quiet_and_prints_json_last(tmp_path):
+    res = run_cli("jobs.train", "--models-dir", tmp_path / "m", "--epochs", 2,
+                  "--log-every-epochs", 1)
+    assert res.code == 0, res.stderr
+    assert res.json["version"] == "v1"
+    assert len(res.stdout.strip().splitlines()) == 1
+    for noise in ("oneDNN", "cuda", "TensorFlow binary is optimized", "absl", "I0000",
+                  "computation placer", "Unable to register"):
+        assert noise not in res.stderr, noise
+    assert res.stderr.count("epoch ") == 2  # one log line per epoch when asked (not a terminal)
+
+
+def test_train_on_a_file(tmp_path):
+    res = run_cli("jobs.train", "--models-dir", tmp_path / "m", "--epochs", 2, "--data", BOSTON_CSV)
+    assert res.code == 0, res.stderr
+    meta = Registry(tmp_path / "m").metadata("v1")
+    assert meta["data"]["source"] == str(BOSTON_CSV)
+
+
+def test_train_exit_3_for_missing_data_file(tmp_path):
+    res = run_cli("jobs.train", "--models-dir", tmp_path / "m", "--data", tmp_path / "nope.csv")
+    assert res.code == 3
+    assert "nope.csv" in one_error_sentence(res.stderr)
+    assert res.json["status"] == "failed"
+
+
+def test_train_offline_without_cache_exit_3_says_where_to_put_the_file(tmp_path):
+    empty_home = tmp_path / "keras"
+    empty_home.mkdir()
+    res = run_cli("jobs.train", "--models-dir", tmp_path / "m",
+                  env={"KERAS_HOME": str(empty_home)}, timeout=120)
+    if res.code == 0:
+        pytest.skip("this machine can download Boston Housing, so the offline path cannot be shown")
+    assert res.code == 3
+    line = one_error_sentence(res.stderr)
+    assert str(empty_home / "datasets" / "boston_housing.npz") in line
+    assert "KERAS_HOME" in line and "--data" in line
+
+
+def test_train_exit_4_for_a_damaged_registry(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "aliases.json").write_text("{not json")
+    res = run_cli("jobs.train", "--models-dir", tmp_path / "m", "--if-missing")
+    assert res.code == 4
+    assert "aliases.json" in one_error_sentence(res.stderr)
+
+
+def test_if_missing_skips_when_production_exists(models):
+    res = run_cli("jobs.train", "--models-dir", models, "--if-missing")
+    assert res.code == 0
+    assert res.json["status"] == "skipped" and res.json["version"] == "v1"
+    assert Registry(models).versions() == ["v1"]
+
+
+def test_help_does_not_import_tensorflow():
+    code = ("import sys; from jobs import train, score, schedule, models\n"
+            "for m in (train, score, schedule, models):\n"
+            "    try: m.main(['--help'])\n"
+            "    except SystemExit: pass\n"
+            "bad = [n for n in ('tensorflow', 'keras', 'pandas', 'matplotlib') if n in sys.modules]\n"
+            "print('IMPORTED', bad, file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert "IMPORTED []" in proc.stderr, proc.stderr
+    assert "usage: python -m jobs.train" in proc.stdout
