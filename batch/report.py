@@ -64,13 +64,15 @@ def build(*, run_id: str, status: str, started: dt.datetime, finished: dt.dateti
         "model_version": version, "model": model,
         "inputs": [{"path": f.path, "sha256": f.sha256, "format": f.format,
                     "rows_read": f.rows_read, "rows_scored": f.rows_scored,
-                    "rows_rejected": f.rows_rejected, "notes": f.notes} for f in files],
+                    "rows_rejected": f.rows_rejected, "rooms_column": f.rooms_column,
+                    "notes": f.notes} for f in files],
         "skipped_inputs": skipped,
         "rows_read": stats.scored + stats.rejected,
         "rows_scored": stats.scored, "rows_rejected": stats.rejected,
         "reject_fraction": reject_fraction,
         "max_reject_fraction": settings.max_reject_fraction,
         "rejects_by_reason": dict(stats.rejects),
+        "first_rejects": stats.first_rejects,
         "out_of_range": {"rows": stats.out_of_range, "below": stats.below_range,
                          "above": stats.above_range, "training_range": meta.get("feature_range")},
         "prediction_summary": summary,
@@ -131,7 +133,9 @@ def write(folder: Path, rep: dict, meta: dict, stats, version_dir: Path, plots: 
     """report.json, loss.png, fit.png and report.html into the run's (temporary) folder."""
     images: dict[str, bytes] = {}
     if plots:
-        images["loss.png"] = _loss_png(version_dir, rep["model_version"])
+        loss = _loss_png(version_dir, rep["model_version"])
+        if loss is not None:
+            images["loss.png"] = loss
         images["fit.png"] = _fit_png(meta, stats, rep)
         for name, data in images.items():
             (folder / name).write_bytes(data)
@@ -139,10 +143,14 @@ def write(folder: Path, rep: dict, meta: dict, stats, version_dir: Path, plots: 
     write_atomic(folder / "report.html", render_html(rep, images))
 
 
-def _loss_png(version_dir: Path, version: str) -> bytes:
+def _loss_png(version_dir: Path, version: str) -> bytes | None:
     png = version_dir / "loss.png"
     if png.is_file():
         return png.read_bytes()
+    if not (version_dir / "history.csv").is_file():
+        log.warning("model %s has neither loss.png nor history.csv; the run has no loss plot",
+                    version)
+        return None
     loss, val = [], []
     for line in (version_dir / "history.csv").read_text().splitlines()[1:]:
         _, a, b = line.split(",")
@@ -238,10 +246,11 @@ def render_html(rep: dict, images: dict[str, bytes]) -> str:
         parts.append(f"<div class='warn'>{_e(w)}</div>")
 
     parts.append("<h2>Inputs</h2>" + _table(
-        ["file", "format", "rows read", "scored", "rejected", "sha256", "notes"],
-        [[i["path"], i["format"], i["rows_read"], i["rows_scored"], i["rows_rejected"],
-          i["sha256"][:16] + "…", "; ".join(i.get("notes") or [])] for i in rep["inputs"]],
-        numeric={2, 3, 4}))
+        ["file", "format", "rooms column", "rows read", "scored", "rejected", "sha256", "notes"],
+        [[i["path"], i["format"], i.get("rooms_column"), i["rows_read"], i["rows_scored"],
+          i["rows_rejected"], i["sha256"][:16] + "…", "; ".join(i.get("notes") or [])]
+         for i in rep["inputs"]],
+        numeric={3, 4, 5}))
     if rep["skipped_inputs"]:
         parts.append("<p>Skipped, already scored by an earlier run (--new-only): " + ", ".join(
             f"<code>{_e(s['path'])}</code>" for s in rep["skipped_inputs"]) + "</p>")
@@ -251,6 +260,11 @@ def render_html(rep: dict, images: dict[str, bytes]) -> str:
         [[r, n, MEANINGS[r]] for r, n in rep["rejects_by_reason"].items()], numeric={1}) +
         "<p>Every rejected row is listed in <code>rejects.csv</code> with its file, row number "
         "and raw value.</p>")
+    if rep["first_rejects"]:
+        parts.append(f"<p>The first {len(rep['first_rejects'])} rejected rows:</p>" + _table(
+            ["file", "row", "raw value", "reason"],
+            [[r["source_file"], r["source_row"], r["raw_value"], r["reason"]]
+             for r in rep["first_rejects"]], numeric={1}))
 
     mm = model.get("metrics") or {}
     ols = model.get("ols_reference") or {}

@@ -32,6 +32,7 @@ REJECT_SCHEMA = pa.schema([("source_file", pa.string()), ("source_row", pa.int64
 SAMPLE_SIZE = 20_000  # rows kept (uniformly at random) for quantiles and the fit plot
 PARITY_ROWS = 256  # rows of every batch checked against the Keras model when the fold is used
 PARITY_LIMIT = 2.0  # allowed gap, in float32 epsilons of the prediction
+FIRST_REJECTS = 20  # rejected rows listed in report.html (all of them are in rejects.csv)
 DIAGNOSIS_FILES = ("report.json", "report.html", "rejects.csv")
 
 
@@ -72,6 +73,7 @@ class FileStats:
     rows_read: int = 0
     rows_scored: int = 0
     rows_rejected: int = 0
+    rooms_column: str | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -95,6 +97,7 @@ class RunStats:
     sq_err: float = 0.0
     abs_err: float = 0.0
     sample: Sample = field(default_factory=Sample)
+    first_rejects: list[dict] = field(default_factory=list)  # shown in report.html
 
     @property
     def rejected(self) -> int:
@@ -110,6 +113,7 @@ class RunStats:
         self.rooms_min = min(self.rooms_min, o.rooms_min)
         self.rooms_max = max(self.rooms_max, o.rooms_max)
         self.sample.merge(o.sample)
+        self.first_rejects = (self.first_rejects + o.first_rejects)[:FIRST_REJECTS]
 
 
 # -- the per-batch rules (pure; shared by every engine) ----------------------------------------------
@@ -156,6 +160,7 @@ def score_batch(batch: pa.RecordBatch, first_row: int, ctx: BatchContext,
             features.raw_text(raw.take(pa.array(bad))),
             pa.array(reasons, pa.string()),
         ], schema=REJECT_SCHEMA)
+        stats.first_rejects = rejects.slice(0, FIRST_REJECTS).to_pylist()
     else:
         rejects = pa.RecordBatch.from_pylist([], schema=REJECT_SCHEMA)
 
@@ -417,9 +422,10 @@ def _score_local(settings: Settings, plan: Plan, staged: Path, model, version: s
     progress = Progress(settings.progress_seconds)
     try:
         for src in plan.files:
-            fstats = FileStats(src.name, src.sha256, src.format, notes=list(src.notes))
-            files.append(fstats)
             c = plan.contexts[src.name]
+            fstats = FileStats(src.name, src.sha256, src.format, rooms_column=c["rooms_column"],
+                               notes=list(src.notes))
+            files.append(fstats)
             if src.empty or c["rooms_column"] is None:
                 continue
             ctx = make_context(src, c, settings, meta, version, run_id, plan.schema)

@@ -63,6 +63,16 @@ def setup_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so a run in progress removes its temporary output."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def error_sentence(prog: str, message: str) -> None:
     print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
 
@@ -72,11 +82,7 @@ def run(prog: str, fields: Iterable[str], args: argparse.Namespace,
     """Settings -> logging -> job -> exit code; prints the job's JSON summary as stdout's last line."""
     try:
         settings = settings_from_args(args, fields)
-    except BatchError as exc:
-        error_sentence(prog, str(exc))
-        return exc.exit_code
-    setup_logging(settings.log_level)
-    try:
+        setup_logging(settings.log_level)
         summary = job(settings)
     except BatchError as exc:
         error_sentence(prog, str(exc))

@@ -26,6 +26,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     _cli.quiet_tensorflow()
+    _cli.stop_on_sigterm()
 
     def job(settings):
         from batch.scoring import score

@@ -1,0 +1,233 @@
+"""APScheduler wiring: a cron trigger runs the scorer (--new-only) in a subprocess; knows no ML."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from batch.errors import ConfigError
+from batch.registry import write_atomic
+from batch.settings import Settings, flag_name
+
+log = logging.getLogger(__name__)
+
+JOB_ID = "nightly-score"
+HEARTBEAT = "heartbeat.json"
+SCORE_FIELDS = ["models_dir", "output_dir", "model_version", "feature_column", "target_column",
+                "max_reject_fraction", "domain_min", "domain_max", "chunk_rows",
+                "progress_seconds", "engine", "dask_address", "dask_workers", "log_level"]
+EXIT_REASONS = {0: "succeeded", 1: "unexpected failure (a bug)", 2: "configuration error",
+                3: "input problem", 4: "model problem", 5: "reject budget exceeded",
+                6: "output directory locked by another run"}
+
+
+def trigger(expression: str, timezone: str):
+    """A CronTrigger from 5 standard fields, or 6 with seconds first; ConfigError with the reason."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    fields = expression.split()
+    names = ["minute", "hour", "day", "month", "day_of_week"]
+    if len(fields) == 6:
+        names = ["second"] + names
+    elif len(fields) != 5:
+        raise ConfigError(f"invalid cron expression {expression!r} (--schedule / BATCH_SCHEDULE): "
+                          f"expected 5 fields (minute hour day month weekday), got {len(fields)}")
+    try:
+        return CronTrigger(timezone=timezone, **dict(zip(names, fields)))
+    except (ValueError, TypeError, LookupError) as exc:
+        raise ConfigError(f"invalid cron expression {expression!r} (--schedule / BATCH_SCHEDULE): "
+                          f"{exc}") from None
+
+
+def scorer_command(settings: Settings) -> list[str]:
+    """The scorer's command line carrying this scheduler's resolved settings."""
+    cmd = [sys.executable, "-m", "jobs.score", "--new-only"]
+    for entry in settings.input:
+        cmd += ["--input", entry]
+    for name in SCORE_FIELDS:
+        value = getattr(settings, name)
+        if value is not None:
+            cmd += [flag_name(name), str(value)]
+    return cmd
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _iso(t: dt.datetime | None) -> str | None:
+    return t.astimezone(dt.timezone.utc).isoformat(timespec="seconds") if t else None
+
+
+def read_heartbeat(output_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((Path(output_dir) / HEARTBEAT).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def last_success(output_dir: Path) -> dt.datetime | None:
+    """When the last successful scheduled run started (heartbeat), or the newest run in runs/."""
+    times = []
+    beat = read_heartbeat(output_dir).get("last_success_at")
+    if beat:
+        times.append(dt.datetime.fromisoformat(beat))
+    runs = Path(output_dir) / "runs"
+    if runs.is_dir():
+        for run in runs.iterdir():
+            if (run / "_SUCCESS").is_file():
+                try:
+                    times.append(dt.datetime.strptime(run.name[:16], "%Y%m%dT%H%M%SZ")
+                                 .replace(tzinfo=dt.timezone.utc))
+                except ValueError:
+                    continue
+    return max(times) if times else None
+
+
+def missed_fire(cron, since: dt.datetime | None, now: dt.datetime) -> dt.datetime | None:
+    """The first scheduled time after `since` if it has passed (None: nothing was missed)."""
+    if since is None:
+        return now  # never ran: run now
+    nxt = cron.get_next_fire_time(None, since + dt.timedelta(seconds=1))
+    return nxt if nxt is not None and nxt <= now else None
+
+
+def health(settings: Settings) -> tuple[bool, str]:
+    """Whether the scheduler's heartbeat is fresh (for container health checks)."""
+    beat = read_heartbeat(settings.output_dir)
+    if not beat.get("updated_at"):
+        return False, f"no heartbeat in {Path(settings.output_dir) / HEARTBEAT}"
+    age = (_now() - dt.datetime.fromisoformat(beat["updated_at"])).total_seconds()
+    limit = max(3 * settings.heartbeat_seconds, 10.0)
+    if age > limit:
+        return False, f"heartbeat is {age:.0f} s old (limit {limit:.0f} s)"
+    return True, (f"healthy: heartbeat {age:.0f} s old, last run {beat.get('last_run_at')} "
+                  f"({beat.get('last_run_status')}), next run {beat.get('next_run_at')}")
+
+
+class NightlyScorer:
+    """The scheduler process: cron fires, heartbeat, catch-up at start, graceful stop."""
+
+    def __init__(self, settings: Settings) -> None:
+        from apscheduler.schedulers.blocking import BlockingScheduler
+
+        self.settings = settings
+        self.cron = trigger(settings.schedule, settings.timezone)
+        self.scheduler = BlockingScheduler(timezone=settings.timezone)
+        self.output_dir = Path(settings.output_dir)
+        self.state: dict[str, Any] = {k: v for k, v in read_heartbeat(self.output_dir).items()
+                                      if k.startswith("last_")}
+        self.running = threading.Lock()
+        self.child: subprocess.Popen | None = None
+        self.stopping = False
+
+    # -- one fire ------------------------------------------------------------------------------
+    def fire(self) -> None:
+        with self.running:
+            if self.stopping:
+                return
+            started = _now()
+            self.state.update(last_run_at=_iso(started), last_run_status="running")
+            self.beat()
+            cmd = scorer_command(self.settings)
+            log.info("scheduled run starting: %s", " ".join(cmd[1:]))
+            try:
+                self.child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True,
+                                              start_new_session=True)
+                out, _ = self.child.communicate()
+                code = self.child.returncode
+            except OSError as exc:
+                out, code = "", 1
+                log.error("could not start the scorer: %s", exc)
+            finally:
+                self.child = None
+            summary = _last_json(out)
+            reason = EXIT_REASONS.get(code, f"killed by signal {-code}" if code < 0 else "unknown")
+            if code == 0:
+                self.state.update(last_success_at=_iso(started), last_run_status="succeeded")
+                log.info("scheduled run finished: %s", json.dumps(summary))
+            else:
+                self.state.update(last_run_status=f"failed: {reason}")
+                log.error("scheduled run failed with exit %s (%s): %s; the scheduler keeps going",
+                          code, reason, summary.get("error", "see the log above"))
+            self.state.update(last_run_exit_code=code, last_run_summary=summary)
+            self.beat()
+
+    def beat(self) -> None:
+        """Rewrite the heartbeat file (last and next run), atomically."""
+        job = self.scheduler.get_job(JOB_ID)
+        nxt = getattr(job, "next_run_time", None) if job else None
+        data = {"pid": os.getpid(), "updated_at": _iso(_now()), "schedule": self.settings.schedule,
+                "timezone": self.settings.timezone, "next_run_at": _iso(nxt), **self.state}
+        try:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.output_dir / HEARTBEAT, json.dumps(data, indent=2, default=str) + "\n")
+        except OSError as exc:
+            log.warning("cannot write the heartbeat: %s", exc)
+
+    # -- the process ------------------------------------------------------------------------------
+    def serve(self, run_now: bool = False) -> int:
+        now = _now()
+        missed = missed_fire(self.cron, last_success(self.output_dir), now)
+        first = None
+        if run_now:
+            first = now
+            log.info("--run-now: running once at start")
+        elif missed is not None:
+            first = now
+            log.info("catch-up: the run due at %s did not happen (scheduler down?); running now",
+                     _iso(missed))
+        self.scheduler.add_job(
+            self.fire, self.cron, id=JOB_ID, name="score new inputs", coalesce=True,
+            max_instances=1, misfire_grace_time=self.settings.misfire_grace_seconds,
+            replace_existing=True, **({"next_run_time": first} if first else {}))
+        self.scheduler.add_job(self.beat, "interval", seconds=self.settings.heartbeat_seconds,
+                               id="heartbeat", coalesce=True, max_instances=1,
+                               next_run_time=now)
+        fires, t = [], now
+        for _ in range(3):
+            t = self.cron.get_next_fire_time(None, t + dt.timedelta(seconds=1))
+            if t is None:
+                break
+            fires.append(_iso(t))
+        log.info("schedule %r (%s): next fires %s", self.settings.schedule, self.settings.timezone,
+                 ", ".join(fires))
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        self.scheduler.start()  # blocks until _stop
+        if self.running.locked():
+            log.info("waiting for the run in progress to finish (send the signal again to abort it)")
+        with self.running:
+            pass
+        log.info("scheduler stopped")
+        return 0
+
+    def _stop(self, signum, frame) -> None:
+        if self.stopping:
+            child = self.child
+            if child is not None:
+                log.warning("aborting the run in progress (pid %s); it leaves no partial output",
+                            child.pid)
+                child.terminate()
+            return
+        self.stopping = True
+        log.info("%s received: no new fires", signal.Signals(signum).name)
+        self.scheduler.shutdown(wait=False)
+
+
+def _last_json(out: str | None) -> dict[str, Any]:
+    for line in reversed((out or "").strip().splitlines()):
+        try:
+            value = json.loads(line)
+            if isinstance(value, dict):
+                return value
+        except ValueError:
+            continue
+    return {}

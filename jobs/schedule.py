@@ -1,0 +1,52 @@
+"""python -m jobs.schedule: run the scorer (--new-only) on a cron schedule, with a heartbeat file."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from jobs import _cli
+from jobs.score import FIELDS as SCORE_FIELDS
+
+FIELDS = SCORE_FIELDS + ["schedule", "timezone", "misfire_grace_seconds", "heartbeat_seconds"]
+FIELDS = [f for f in FIELDS if f != "new_only"]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m jobs.schedule",
+        description="Long-running scheduler: runs 'python -m jobs.score --new-only' on the cron "
+                    "schedule (APScheduler). At start it runs once at once when a scheduled run was "
+                    "missed (or none ever ran). SIGTERM/SIGINT: no new runs, the current one "
+                    "finishes, exit 0. Writes <output-dir>/heartbeat.json for health checks.")
+    p.add_argument("--run-now", action="store_true", help="also run once right at start")
+    p.add_argument("--health", action="store_true",
+                   help="check the heartbeat file and exit: 0 healthy, 1 stale or missing")
+    _cli.add_settings_flags(p, FIELDS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+
+    if args.health:
+        try:
+            settings = _cli.settings_from_args(args, FIELDS)
+        except _cli.BatchError as exc:
+            _cli.error_sentence("jobs.schedule", str(exc))
+            return exc.exit_code
+        from batch.scheduling import health
+
+        ok, message = health(settings)
+        print(message, file=sys.stdout if ok else sys.stderr)
+        return 0 if ok else 1
+
+    def job(settings):
+        from batch.scheduling import NightlyScorer
+
+        return {"exit_code": NightlyScorer(settings).serve(run_now=args.run_now)}
+
+    return _cli.run("jobs.schedule", FIELDS, args, job, summary_line=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Every input variant people send: CSV dialects, headerless Boston, Parquet types, folders, globs."""
+from __future__ import annotations
+
+import decimal
+import gzip
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import BOSTON_CSV, one_error_sentence
+from tests.scoring_helpers import predictions, rejects, run_dir, score
+
+
+def expected_price(models, rooms):
+    from batch.registry import Registry
+
+    meta = Registry(models).metadata("production")
+    return np.float32(rooms) * np.float32(meta["weight"]) + np.float32(meta["bias"])
+
+
+@pytest.mark.parametrize("name, text, encoding, newline", [
+    ("upper.csv", "id,RM\na,6.5\nb,7\n", "utf-8", "\n"),
+    ("spaces.csv", "id, Rm \na,6.5\nb,7\n", "utf-8", "\n"),
+    ("bom_crlf.csv", "\ufeffid,rm\na,6.5\nb,7\n", "utf-8", "\r\n"),
+    ("quoted.csv", '"id","rm"\n"a","6.5"\n"b","7"\n', "utf-8", "\n"),
+    ("semicolon.csv", "id;rm\na;6.5\nb;7\n", "utf-8", "\n"),
+    ("decimal_comma.csv", "id;rm\na;6,5\nb;7\n", "utf-8", "\r\n"),
+    ("rooms.csv", "id,Rooms\na,6.5\nb,7\n", "utf-8", "\n"),
+    ("avg.csv", "id,AVG_ROOMS\na,6.5\nb,7\n", "utf-8", "\n"),
+])
+def test_csv_dialects(models, tmp_path, write_csv, name, text, encoding, newline):
+    path = write_csv(name, text, encoding, newline)
+    folder = run_dir(score(models, tmp_path / "out", path))
+    got = predictions(folder)
+    assert got["id"].tolist() == ["a", "b"]
+    assert got["source_row"].tolist() == [1, 2]
+    np.testing.assert_allclose(got["predicted_median_price_k"],
+                               expected_price(models, np.array([6.5, 7.0])), rtol=1e-6)
+    assert len(rejects(folder)) == 0
+
+
+def test_gzipped_csv(models, tmp_path):
+    path = tmp_path / "in.csv.gz"
+    with gzip.open(path, "wt") as fh:
+        fh.write("rm,name\n6.5,x\n")
+    assert predictions(run_dir(score(models, tmp_path / "out", path)))["name"].tolist() == ["x"]
+
+
+@pytest.mark.parametrize("with_medv", [False, True])
+def test_headerless_boston_layout(models, tmp_path, with_medv):
+    frame = pd.read_csv(BOSTON_CSV).head(20)
+    if not with_medv:
+        frame = frame.drop(columns="medv")
+    path = tmp_path / "raw.csv"
+    frame.to_csv(path, index=False, header=False)
+    res = score(models, tmp_path / "out", path)
+    folder = run_dir(res)
+    got = predictions(folder)
+    np.testing.assert_allclose(got["rm"], frame["rm"])  # rooms is column 6 (index 5)
+    np.testing.assert_allclose(got["predicted_median_price_k"],
+                               expected_price(models, frame["rm"].to_numpy()), rtol=1e-6)
+    import json
+
+    report = json.loads((folder / "report.json").read_text())
+    assert (report["metrics"] is not None) == with_medv
+    assert "no header row" in report["inputs"][0]["notes"][0]
+
+
+def test_headerless_with_other_column_count_is_an_input_error(models, tmp_path, write_csv):
+    path = write_csv("odd.csv", "1,2,3\n4,5,6\n")
+    res = score(models, tmp_path / "out", path)
+    assert res.code == 3
+    assert "no header row and 3 columns" in one_error_sentence(res.stderr)
+
+
+@pytest.mark.parametrize("array", [
+    pa.array([6.5, 7.0], pa.float64()),
+    pa.array([6.5, 7.0], pa.float32()),
+    pa.array([6, 7], pa.int64()),
+    pa.array([decimal.Decimal("6.500"), decimal.Decimal("7.000")], pa.decimal128(5, 3)),
+    pa.array(["6.5", "7"], pa.string()),
+    pa.array([6.5, 7.0]).dictionary_encode(),
+])
+def test_parquet_rooms_types(models, tmp_path, array):
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"RM": array, "name": ["a", "b"]}), path)
+    got = predictions(run_dir(score(models, tmp_path / "out", path)))
+    rooms = np.array([float(v) for v in array.to_pylist()])
+    np.testing.assert_allclose(got["predicted_median_price_k"], expected_price(models, rooms),
+                               rtol=1e-6)
+
+
+def test_directory_takes_supported_files_sorted_and_ignores_others(models, tmp_path, write_csv):
+    write_csv("b.csv", "rm\n6\n")
+    write_csv("a.csv", "rm\n5\n")
+    write_csv("notes.txt", "not data\n")
+    pq.write_table(pa.table({"rm": [7.0]}), tmp_path / "in" / "c.pq")
+    res = score(models, tmp_path / "out", tmp_path / "in")
+    got = predictions(run_dir(res))
+    assert [p.rsplit("/", 1)[-1] for p in got["source_file"]] == ["a.csv", "b.csv", "c.pq"]
+    assert "ignoring" in res.stderr and "notes.txt" in res.stderr
+
+
+def test_glob_and_repeated_inputs(models, tmp_path, write_csv):
+    write_csv("x1.csv", "rm\n5\n")
+    write_csv("x2.csv", "rm\n6\n")
+    write_csv("y.csv", "rm\n7\n")
+    res = score(models, tmp_path / "out", tmp_path / "in" / "x*.csv", tmp_path / "in" / "y.csv",
+                tmp_path / "in" / "x1.csv")  # named twice: scored once
+    got = predictions(run_dir(res))
+    assert [p.rsplit("/", 1)[-1] for p in got["source_file"]] == ["x1.csv", "x2.csv", "y.csv"]
+
+
+def test_feature_column_setting(models, tmp_path, write_csv):
+    path = write_csv("c.csv", "size,rm\n6.5,99\n")
+    got = predictions(run_dir(score(models, tmp_path / "out", path,
+                                    extra=["--feature-column", "SIZE"])))
+    np.testing.assert_allclose(got["predicted_median_price_k"], expected_price(models, [6.5]),
+                               rtol=1e-6)
+
+
+def test_missing_rooms_column_exit_3_names_file_and_columns(models, tmp_path, write_csv):
+    good = write_csv("a_good.csv", "rm\n6\n")
+    bad = write_csv("b_bad.csv", "suburb,size\nx,6\n")
+    res = score(models, tmp_path / "out", good, bad)
+    assert res.code == 3
+    line = one_error_sentence(res.stderr)
+    assert "b_bad.csv" in line and "'suburb', 'size'" in line and "--feature-column" in line
+    assert not (tmp_path / "out" / "runs").exists()
+    assert [p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("content", [b"PAR1 this is not parquet", b""])
+def test_corrupt_parquet_exit_3(models, tmp_path, content):
+    path = tmp_path / "broken.parquet"
+    path.write_bytes(content)
+    res = score(models, tmp_path / "out", path)
+    assert res.code == 3
+    assert "broken.parquet" in one_error_sentence(res.stderr)
+
+
+def test_corrupt_csv_row_exit_3_without_partial_run(models, tmp_path, write_csv):
+    rows = "".join(f"{i},6.{i % 10}\n" for i in range(3000))
+    path = write_csv("ragged.csv", "id,rm\n" + rows + "1,2,3,4\n")
+    res = score(models, tmp_path / "out", path, extra=["--chunk-rows", 100])
+    assert res.code == 3
+    assert "ragged.csv" in one_error_sentence(res.stderr)
+    assert not (tmp_path / "out" / "runs").exists()
+    assert not list((tmp_path / "out").glob(".tmp-*"))
+
+
+def test_not_utf8_exit_3(models, tmp_path, write_csv):
+    path = write_csv("latin.csv", "name,rm\nS\u00e3o Paulo,6\n" * 3, encoding="latin-1")
+    res = score(models, tmp_path / "out", path)
+    assert res.code == 3 and "UTF-8" in one_error_sentence(res.stderr)
+
+
+def test_empty_and_header_only_files_score_zero_rows(models, tmp_path, write_csv):
+    empty = write_csv("empty.csv", "")
+    header = write_csv("header.csv", "id,rm\n")
+    pq.write_table(pa.table({"rm": pa.array([], pa.float64())}), tmp_path / "in" / "none.parquet")
+    res = score(models, tmp_path / "out", empty, header, tmp_path / "in" / "none.parquet")
+    folder = run_dir(res)
+    assert res.json["rows_scored"] == 0 and res.json["rows_rejected"] == 0
+    assert len(predictions(folder)) == 0 and len(rejects(folder)) == 0
+    assert (folder / "_SUCCESS").exists()
+
+
+def test_no_input_files_exit_3(models, tmp_path):
+    (tmp_path / "emptydir").mkdir()
+    res = score(models, tmp_path / "out", tmp_path / "emptydir")
+    assert res.code == 3 and "no input files" in one_error_sentence(res.stderr)
+    res = score(models, tmp_path / "out", tmp_path / "does-not-exist.csv")
+    assert res.code == 3 and "does not exist" in one_error_sentence(res.stderr)
+
+
+def test_columns_differing_across_files_are_unified(models, tmp_path, write_csv):
+    write_csv("a.csv", "rm,zip,note\n6,02134,x\n")
+    pq.write_table(pa.table({"rm": [7.0], "extra": [1]}), tmp_path / "in" / "b.parquet")
+    got = predictions(run_dir(score(models, tmp_path / "out", tmp_path / "in")))
+    assert got["zip"].tolist()[0] == "02134"  # a code with a leading zero stays text
+    assert got["rm"].tolist() == [6.0, 7.0]  # numbers from CSV and Parquet: float64
+    assert got["note"].tolist()[0] == "x" and got["note"].isna().tolist()[1]
+    assert got["extra"].isna().tolist()[0] and got["extra"].tolist()[1] == 1
