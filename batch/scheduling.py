@@ -173,17 +173,24 @@ class NightlyScorer:
             log.warning("cannot write the heartbeat: %s", exc)
 
     # -- the process ------------------------------------------------------------------------------
-    def serve(self, run_now: bool = False) -> int:
+    def add_jobs(self, run_now: bool = False) -> None:
+        """The scoring job (first fire now when asked or when a fire was missed) and the heartbeat."""
         now = _now()
-        missed = missed_fire(self.cron, last_success(self.output_dir), now)
+        since = last_success(self.output_dir)
+        missed = missed_fire(self.cron, since, now)
         first = None
         if run_now:
             first = now
             log.info("--run-now: running once at start")
+        elif missed is not None and since is None:
+            first = now
+            log.info("no successful run yet: running once now")
         elif missed is not None:
             first = now
             log.info("catch-up: the run due at %s did not happen (scheduler down?); running now",
                      _iso(missed))
+        else:
+            log.info("no missed run: last successful run %s, next fire on schedule", _iso(since))
         self.scheduler.add_job(
             self.fire, self.cron, id=JOB_ID, name="score new inputs", coalesce=True,
             max_instances=1, misfire_grace_time=self.settings.misfire_grace_seconds,
@@ -191,6 +198,11 @@ class NightlyScorer:
         self.scheduler.add_job(self.beat, "interval", seconds=self.settings.heartbeat_seconds,
                                id="heartbeat", coalesce=True, max_instances=1,
                                next_run_time=now)
+
+    def serve(self, run_now: bool = False) -> int:
+        """Run until SIGTERM/SIGINT; a run in progress is let finish. Returns the exit code (0)."""
+        now = _now()
+        self.add_jobs(run_now)
         fires, t = [], now
         for _ in range(3):
             t = self.cron.get_next_fire_time(None, t + dt.timedelta(seconds=1))

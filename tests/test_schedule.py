@@ -1,0 +1,270 @@
+"""The scheduler for real: a seconds-resolution cron trigger, real scorer runs, real signals."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from batch import scheduling
+from batch.errors import ConfigError
+from tests.conftest import REPO, one_error_sentence, run_cli
+
+FAST = "*/3 * * * * *"  # every 3 seconds (6 fields: seconds first)
+
+
+class Scheduler:
+    """`python -m jobs.schedule` as a subprocess, its stderr collected line by line."""
+
+    def __init__(self, models: Path, out: Path, inputs: Path, *extra, schedule: str = FAST):
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        self.out = out
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jobs.schedule", "--models-dir", str(models), "--output-dir",
+             str(out), "--input", str(inputs), "--schedule", schedule, "--heartbeat-seconds", "1",
+             *map(str, extra)],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, predicate, timeout: float = 90, what: str = "") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            assert self.proc.poll() is None, f"scheduler exited early:\n{self.log}"
+            time.sleep(0.2)
+        pytest.fail(f"timed out waiting for {what}:\n{self.log[-4000:]}")
+
+    def runs(self) -> list[Path]:
+        runs = self.out / "runs"
+        return sorted(runs.iterdir()) if runs.exists() else []
+
+    def fires_finished(self) -> int:
+        return self.log.count("scheduled run finished") + self.log.count("scheduled run failed")
+
+    def stop(self, timeout: float = 120) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=5)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def scheduler_factory():
+    started: list[Scheduler] = []
+
+    def start(*args, **kwargs) -> Scheduler:
+        s = Scheduler(*args, **kwargs)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.kill()
+
+
+def scored_hashes(run: Path) -> list[str]:
+    return [i["sha256"] for i in json.loads((run / "report.json").read_text())["inputs"]]
+
+
+def test_fires_score_each_new_file_exactly_once(models, tmp_path, write_csv, scheduler_factory):
+    write_csv("a.csv", "rm\n6\n")
+    s = scheduler_factory(models, tmp_path / "out", tmp_path / "in")
+    s.wait_for(lambda: len(s.runs()) == 1, what="the first run")  # no run ever: runs at start
+    assert "no successful run yet: running once now" in s.log
+    write_csv("b.csv", "rm\n7\n")  # arrives between fires
+    s.wait_for(lambda: len(s.runs()) == 2, what="the run that picks up b.csv")
+    fires = s.fires_finished()
+    s.wait_for(lambda: s.fires_finished() >= fires + 2, what="two more fires")
+    assert s.stop() == 0
+    runs = s.runs()
+    assert len(runs) == 2 and all((r / "_SUCCESS").exists() for r in runs)
+    all_scored = [h for r in runs for h in scored_hashes(r)]
+    assert len(all_scored) == len(set(all_scored)) == 2  # each file scored exactly once
+    assert "nothing_new" in s.log
+    assert "next fires" in s.log
+
+
+def test_a_failed_run_does_not_stop_the_scheduler(models, tmp_path, write_csv, scheduler_factory):
+    bad = tmp_path / "in" / "broken.parquet"
+    bad.parent.mkdir()
+    bad.write_bytes(b"PAR1 not really")
+    s = scheduler_factory(models, tmp_path / "out", tmp_path / "in")
+    s.wait_for(lambda: "failed with exit 3 (input problem)" in s.log, what="a failed fire")
+    assert "broken.parquet" in s.log and "the scheduler keeps going" in s.log
+    beat = scheduling.read_heartbeat(tmp_path / "out")
+    assert beat["last_run_status"] == "failed: input problem" and beat["last_run_exit_code"] == 3
+    # Another run holds the output lock: the fire exits 6, the scheduler waits for the next one.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; from batch.storage import OutputDir; "
+         f"OutputDir({str(tmp_path / 'out')!r}).lock('adhoc'); print('locked', flush=True); "
+         "time.sleep(120)"], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        bad.unlink()
+        write_csv("good.csv", "rm\n6\n")
+        s.wait_for(lambda: "exit 6 (output directory locked by another run)" in s.log,
+                   what="a fire that found the output locked")
+    finally:
+        holder.kill()
+        holder.wait()
+    s.wait_for(lambda: len(s.runs()) == 1, what="a successful fire after the failures")
+    assert s.stop() == 0
+
+
+def test_sigterm_lets_the_run_in_progress_finish_and_exits_0(models, tmp_path, scheduler_factory):
+    (tmp_path / "in").mkdir()
+    rooms = np.random.default_rng(0).uniform(4, 8, 300_000)
+    pq.write_table(pa.table({"rm": rooms}), tmp_path / "in" / "big.parquet",
+                   row_group_size=20_000)
+    out = tmp_path / "out"
+    s = scheduler_factory(models, out, tmp_path / "in", "--chunk-rows", 300,
+                          schedule="0 0 1 1 *")
+    s.wait_for(lambda: list(out.glob(".tmp-*/predictions.parquet")), what="a run in progress")
+    assert s.stop() == 0
+    assert "waiting for the run in progress to finish" in s.log
+    runs = s.runs()
+    assert len(runs) == 1 and (runs[0] / "_SUCCESS").exists()
+    assert not list(out.glob(".tmp-*"))
+    report = json.loads((runs[0] / "report.json").read_text())
+    assert report["rows_scored"] == 300_000
+
+
+def test_second_signal_aborts_the_run_leaving_no_partial_output(models, tmp_path,
+                                                                scheduler_factory):
+    (tmp_path / "in").mkdir()
+    rooms = np.random.default_rng(0).uniform(4, 8, 300_000)
+    pq.write_table(pa.table({"rm": rooms}), tmp_path / "in" / "big.parquet",
+                   row_group_size=20_000)
+    out = tmp_path / "out"
+    s = scheduler_factory(models, out, tmp_path / "in", "--chunk-rows", 300,
+                          schedule="0 0 1 1 *")
+    s.wait_for(lambda: list(out.glob(".tmp-*/predictions.parquet")), what="a run in progress")
+    s.proc.send_signal(signal.SIGTERM)
+    s.wait_for(lambda: "waiting for the run in progress" in s.log, what="the graceful stop")
+    s.proc.send_signal(signal.SIGTERM)
+    assert s.proc.wait(timeout=60) == 0
+    assert "aborting the run in progress" in s.log
+    assert s.runs() == [] and not list(out.glob(".tmp-*"))
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--schedule", "not a cron"], "expected 5 fields"),
+    (["--schedule", "61 * * * *"], "61"),
+    (["--timezone", "Mars/Olympus"], "Mars/Olympus"),
+])
+def test_bad_cron_or_timezone_exits_2(tmp_path, flags, words):
+    res = run_cli("jobs.schedule", "--output-dir", tmp_path / "out", *flags)
+    assert res.code == 2
+    assert words in one_error_sentence(res.stderr)
+
+
+def write_heartbeat(out: Path, last_success: dt.datetime) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "heartbeat.json").write_text(json.dumps(
+        {"last_success_at": last_success.isoformat(), "updated_at": last_success.isoformat()}))
+
+
+def test_catch_up_at_start_when_a_fire_was_missed(models, tmp_path, write_csv,
+                                                  scheduler_factory):
+    write_csv("a.csv", "rm\n6\n")
+    out = tmp_path / "out"
+    now = dt.datetime.now(dt.timezone.utc)
+    write_heartbeat(out, now - dt.timedelta(days=800))  # a 1 January fire has passed since
+    s = scheduler_factory(models, out, tmp_path / "in", schedule="0 0 1 1 *")
+    s.wait_for(lambda: len(s.runs()) == 1, what="the catch-up run")
+    assert "catch-up: the run due at" in s.log
+    assert s.stop() == 0
+
+
+def test_no_catch_up_when_no_fire_was_missed(models, tmp_path, write_csv, scheduler_factory):
+    write_csv("a.csv", "rm\n6\n")
+    out = tmp_path / "out"
+    write_heartbeat(out, dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1))
+    s = scheduler_factory(models, out, tmp_path / "in", schedule="0 0 1 1 *")
+    s.wait_for(lambda: "no missed run" in s.log, what="the start-up decision")
+    s.wait_for(lambda: scheduling.read_heartbeat(out).get("pid") == s.proc.pid,
+               what="a heartbeat")
+    time.sleep(2)
+    assert s.runs() == [] and "scheduled run starting" not in s.log
+    assert s.stop() == 0
+
+
+def test_run_now_runs_at_start(models, tmp_path, write_csv, scheduler_factory):
+    write_csv("a.csv", "rm\n6\n")
+    out = tmp_path / "out"
+    write_heartbeat(out, dt.datetime.now(dt.timezone.utc))
+    s = scheduler_factory(models, out, tmp_path / "in", "--run-now", schedule="0 0 1 1 *")
+    s.wait_for(lambda: len(s.runs()) == 1, what="the --run-now run")
+    assert s.stop() == 0
+
+
+def test_missed_fire_rule():
+    cron = scheduling.trigger("0 2 * * *", "UTC")
+    at = lambda text: dt.datetime.fromisoformat(text)  # noqa: E731
+    assert scheduling.missed_fire(cron, None, at("2026-11-26T10:00:00+00:00")) is not None
+    assert scheduling.missed_fire(cron, at("2026-11-26T02:00:00+00:00"),
+                                  at("2026-11-26T10:00:00+00:00")) is None
+    assert scheduling.missed_fire(cron, at("2026-11-25T02:00:00+00:00"),
+                                  at("2026-11-26T10:00:00+00:00")) == at("2026-11-26T02:00:00+00:00")
+    berlin = scheduling.trigger("0 2 * * *", "Europe/Berlin")  # 01:00 UTC in winter
+    assert scheduling.missed_fire(berlin, at("2026-11-25T01:30:00+00:00"),
+                                  at("2026-11-26T01:10:00+00:00")) is not None
+
+
+def test_job_settings_and_heartbeat(models, tmp_path, settings):
+    s = settings(models_dir=models, schedule="*/5 * * * *", misfire_grace_seconds=1800)
+    nightly = scheduling.NightlyScorer(s)
+    nightly.add_jobs()
+    job = nightly.scheduler.get_job(scheduling.JOB_ID)
+    assert (job.coalesce, job.max_instances, job.misfire_grace_time) == (True, 1, 1800)
+    default = scheduling.NightlyScorer(settings(models_dir=models))
+    default.add_jobs()
+    assert default.scheduler.get_job(scheduling.JOB_ID).misfire_grace_time == 3600
+    cmd = scheduling.scorer_command(s)
+    assert cmd[1:4] == ["-m", "jobs.score", "--new-only"]
+    assert "--models-dir" in cmd and str(models) in cmd
+
+
+def test_health_check(tmp_path):
+    out = tmp_path / "out"
+    res = run_cli("jobs.schedule", "--health", "--output-dir", out)
+    assert res.code == 1 and "no heartbeat" in res.stderr
+    write_heartbeat(out, dt.datetime.now(dt.timezone.utc))
+    res = run_cli("jobs.schedule", "--health", "--output-dir", out)
+    assert res.code == 0 and "healthy" in res.stdout
+    write_heartbeat(out, dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=10))
+    assert run_cli("jobs.schedule", "--health", "--output-dir", out).code == 1
+
+
+def test_trigger_accepts_five_or_six_fields():
+    assert scheduling.trigger("0 2 * * *", "UTC")
+    assert scheduling.trigger("*/3 * * * * *", "UTC")
+    with pytest.raises(ConfigError):
+        scheduling.trigger("* * *", "UTC")
