@@ -371,7 +371,7 @@ def score(settings: Settings) -> dict[str, Any]:
             from batch.dask_engine import score_with_dask
 
             stats, files, predictor_path = score_with_dask(settings, plan, staged, version, meta,
-                                                           run_id)
+                                                           run_id, model)
         else:
             stats, files, predictor_path = _score_local(settings, plan, staged, model, version,
                                                         meta, run_id)
