@@ -7,7 +7,6 @@ import html
 import json
 import logging
 import math
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -285,7 +284,7 @@ def render_html(rep: dict, images: dict[str, bytes]) -> str:
 
     est = " (p50 estimated from a random sample of " \
           f"{summary['sample_size']:,} rows)" if summary["estimated"] else ""
-    parts.append(f"<h2>Predictions ($K)</h2>" + _table(
+    parts.append("<h2>Predictions ($K)</h2>" + _table(
         ["count", "mean", "min", "p50", "max"],
         [[summary["count"], summary["mean"], summary["min"], summary["p50"], summary["max"]]],
         numeric={0, 1, 2, 3, 4}) + f"<p>{_e(est)}</p>")

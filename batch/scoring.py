@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from batch import features, storage
 from batch.datasets import find_column
-from batch.errors import BatchError, InputError, ModelError, RejectBudgetExceeded
+from batch.errors import InputError, ModelError, RejectBudgetExceeded
 from batch.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -39,7 +39,9 @@ class Settings(BaseSettings):
     data: str = Field(
         "boston", description="training data: 'boston' (Keras's copy) or a CSV/Parquet path"
     )
-    target_column: str = Field("medv", description="price column of a --data file (any case)")
+    target_column: str = Field(
+        "medv", description="true-price column (any case): in --data files, and in scored inputs "
+        "for the report's MSE/MAE")
     epochs: int = Field(101, ge=1, description="training epochs")
     batch_size: int = Field(16, ge=1, description="training mini-batch size")
     learning_rate: float = Field(0.005, gt=0, description="optimizer learning rate")

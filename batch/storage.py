@@ -5,7 +5,6 @@ import csv
 import datetime as dt
 import glob
 import gzip
-import io
 import json
 import logging
 import os

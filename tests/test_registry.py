@@ -9,7 +9,6 @@ import time
 import pytest
 
 from batch.errors import ModelError
-from batch.locks import FileLock
 from batch.registry import Registry
 from tests.conftest import REPO, one_error_sentence, run_cli
 

@@ -321,7 +321,6 @@ def test_rejects_csv_raw_values_are_spreadsheet_safe(models, tmp_path, write_csv
 
 
 def test_model_version_selection(models, tmp_path, write_csv):
-    from tests.test_registry import publish
 
     registry = Registry(models)
     shutil.copytree(models / "v1", tmp_path / "copy")
