@@ -465,9 +465,21 @@ def make_context(src: storage.InputFile, c: dict, settings: Settings, meta: dict
         model_version=version, run_id=run_id, schema=schema)
 
 
+SAFE_COLUMNS = {"model_version", "run_id"}  # written by us: vN and a run id, never formulas
+
+
 def neutralised(batch: pa.RecordBatch) -> pa.RecordBatch:
     """The batch as it goes into a CSV file: formula-like text cells defused."""
-    cols = [features.neutralise(col) for col in batch.columns]
+    cols = []
+    for name, col in zip(batch.schema.names, batch.columns):
+        if name in SAFE_COLUMNS:
+            cols.append(col)
+        elif name == "source_file" and len(col):
+            # One file name per batch: check it once rather than on every row.
+            first = features.neutralise(col.slice(0, 1))[0]
+            cols.append(col if first == col[0] else _repeat(first.as_py(), len(col)))
+        else:
+            cols.append(features.neutralise(col))
     return pa.record_batch(cols, schema=batch.schema)
 
 
