@@ -67,7 +67,10 @@ def _predictor(spec: ModelSpec):
 def _process(pdf, ctx: scoring.BatchContext, first_row: int, file_index: int, partition: int,
              folder: str, spec: ModelSpec) -> PartResult:
     """Runs on a worker: score one partition and write its part files."""
-    batch = pa.RecordBatch.from_pandas(pdf, preserve_index=False)
+    # Arrow-backed pandas columns may hold several chunks: make one contiguous batch.
+    table = pa.Table.from_pandas(pdf, preserve_index=False).combine_chunks()
+    batches = table.to_batches()
+    batch = batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
     out, rejects, stats = scoring.score_batch(batch, first_row, ctx, _predictor(spec))
     name = f"part-{file_index:05d}-{partition:05d}"
     base = Path(folder)
@@ -208,15 +211,27 @@ def score_with_dask(settings, plan: scoring.Plan, staged: Path, version: str, me
     return stats, files, predictor.path + " on Dask workers"
 
 
-def _partition_error(source: str, exc: BaseException) -> BatchError:
+def _is_data_error(exc: BaseException) -> bool:
+    """Errors that mean the file's content is bad (as opposed to a bug or a lost worker)."""
+    import zlib
+
+    import pandas as pd
+
+    return isinstance(exc, (pa.ArrowException, pd.errors.ParserError, UnicodeDecodeError,
+                            EOFError, zlib.error, OSError))
+
+
+def _partition_error(source: str, exc: BaseException) -> BaseException:
     name = type(exc).__name__
     if name in ("KilledWorker", "CommClosedError", "CancelledError"):
         return BatchError(f"a Dask worker failed while scoring {source!r} ({name}: {exc}); "
                           "nothing was published — check the workers' logs and run again")
     if isinstance(exc, BatchError):
         return exc
-    return InputError(f"input {source!r} is corrupt or unreadable ({name}: "
-                      f"{storage._short(exc)}); fix or remove the file and run again")
+    if _is_data_error(exc):
+        return InputError(f"input {source!r} is corrupt or unreadable ({name}: "
+                          f"{storage._short(exc)}); fix or remove the file and run again")
+    return exc  # a bug: surfaces as exit 1 with its traceback
 
 
 def _concatenate(staged: Path, schema: pa.Schema) -> None:

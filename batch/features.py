@@ -103,11 +103,11 @@ def neutralise(column: pa.Array) -> pa.Array:
     """Prefix "'" to text cells a spreadsheet would run as a formula; plain numbers stay as they are."""
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         return column
-    risky = pc.and_(pc.match_substring_regex(column, FORMULA_RE),
-                    pc.invert(pc.match_substring_regex(column, NUMBER_RE)))
-    risky = pc.fill_null(risky, False)
-    if not pc.any(risky).as_py():
-        return column
+    trigger = pc.fill_null(pc.match_substring_regex(column, FORMULA_RE), False)
+    if not pc.any(trigger).as_py():
+        return column  # the common case: one cheap pass, nothing to defuse
+    risky = pc.and_(trigger, pc.invert(pc.fill_null(
+        pc.match_substring_regex(column, NUMBER_RE), False)))
     return pc.if_else(risky, pc.binary_join_element_wise("'", column, ""), column)
 
 

@@ -202,10 +202,20 @@ def score_batch(batch: pa.RecordBatch, first_row: int, ctx: BatchContext,
             err = p64[has] - actual[has]
             stats.actual_n, stats.sq_err, stats.abs_err = int(has.sum()), float((err ** 2).sum()), \
                 float(np.abs(err).sum())
-        seed = zlib.crc32(f"{ctx.sha256}:{first_row}".encode())
-        keys = np.random.default_rng(seed).random(len(good))
-        stats.sample.add(keys, rooms=rooms, pred=p64, actual=actual)
+        stats.sample.add(sample_keys(ctx.sha256, rows[good]), rooms=rooms, pred=p64,
+                         actual=actual)
     return out, rejects, stats
+
+
+def sample_keys(sha256: str, rows: np.ndarray) -> np.ndarray:
+    """A pseudo-random key in [0, 1) per (file, row): the same sample whatever the batching/engine."""
+    x = rows.astype("uint64") + np.uint64(zlib.crc32(sha256.encode()) << 32)
+    with np.errstate(over="ignore"):  # splitmix64 wraps around by design
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(11)).astype("float64") / float(1 << 53)
 
 
 def _repeat(text: str, n: int) -> pa.Array:
@@ -517,7 +527,7 @@ class NumericColumns:
         cols = self.columns
         if not cols:
             return
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)  # flat memory
         schema = pa.schema([pa.field(f.name, pa.float64()) if f.name in cols else f
                             for f in pf.schema_arrow])
         tmp = path.with_name(path.name + ".retype")

@@ -29,6 +29,10 @@ def multi_file_input(folder: Path) -> None:
     frame = pd.DataFrame({"suburb": [f"s{i}" for i in range(n)], "rm": rooms,
                           "medv": rng.uniform(5, 50, n).round(1)})
     frame.to_csv(folder / "a.csv", index=False)
+    # A wide CSV long enough that Dask hands its partition over in several Arrow chunks.
+    wide = pd.DataFrame({f"x{j}": rng.uniform(0, 100, 120_000).round(4) for j in range(12)})
+    wide["rm"] = rng.uniform(3.5, 9, 120_000).round(3)
+    wide.to_csv(folder / "d_wide.csv", index=False)
     with gzip.open(folder / "b.csv.gz", "wt") as fh:
         fh.write("SUBURB;RM\n" + "".join(f"g{i};{5 + i % 30 / 10}\n" for i in range(500)))
     values = rng.uniform(3, 9, 4000)

@@ -29,16 +29,30 @@ def boston_like(path: Path, rows: int) -> None:
             writer.write_table(pa.table(cols))
 
 
+# Runs the scorer and reports its own peak RSS (VmHWM). wait4's ru_maxrss would not do: Linux
+# carries the parent's high-water mark across fork+exec, and pytest holds TensorFlow by now.
+MEASURED = """
+import runpy, sys
+sys.argv = ["jobs.score"] + sys.argv[1:]
+try:
+    runpy.run_module("jobs.score", run_name="__main__")
+finally:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            sys.stderr.write("PEAK_RSS_KB " + line.split()[1] + "\\n")
+"""
+
+
 def peak_rss_mb(models: Path, path: Path, out: Path, chunk_rows: int) -> float:
-    """Run the real scorer as a subprocess; its own peak RSS from wait4."""
+    """Run the real scorer as a subprocess; its own peak resident memory, in MB."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.score", "--models-dir", str(models),
-                             "--output-dir", str(out), "--input", str(path), "--chunk-rows",
-                             str(chunk_rows)], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, proc.stderr.read()[-2000:]
-    return usage.ru_maxrss / 1024
+    proc = subprocess.run([sys.executable, "-c", MEASURED, "--models-dir", str(models),
+                           "--output-dir", str(out), "--input", str(path), "--chunk-rows",
+                           str(chunk_rows)], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    peak = [ln for ln in proc.stderr.splitlines() if ln.startswith("PEAK_RSS_KB ")]
+    return int(peak[-1].split()[1]) / 1024
 
 
 def test_peak_memory_is_flat_when_the_input_grows_8x(models, tmp_path):
