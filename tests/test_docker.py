@@ -126,7 +126,7 @@ def test_compose_host_paths_and_owner_follow_the_environment(tmp_path):
 
 def test_every_setting_reaches_the_containers_and_is_documented_in_env_example():
     compose_text = COMPOSE_FILE.read_text()
-    passed = set(re.findall(r"^\s*- (BATCH_[A-Z_]+)\s*$", compose_text, re.M))
+    passed = set(re.findall(r"^\s*- (BATCH_[A-Z_]+)(?:=\S*)?\s*$", compose_text, re.M))
     settings = {"BATCH_" + name.upper() for name in Settings.model_fields}
     paths = {"BATCH_" + name.upper() for name in PATH_SETTINGS}
     assert passed == settings - paths, "pass every non-path setting through, and only those"
@@ -134,7 +134,31 @@ def test_every_setting_reaches_the_containers_and_is_documented_in_env_example()
     documented = set(re.findall(r"^#?\s*(BATCH_[A-Z_]+)=", (REPO / ".env.example").read_text(), re.M))
     assert documented == settings | COMPOSE_VARIABLES
     used = set(re.findall(r"\$\{(BATCH_[A-Z_]+)", compose_text))
-    assert used == COMPOSE_VARIABLES
+    assert used == COMPOSE_VARIABLES | {"BATCH_DASK_ADDRESS"}  # defaults to the compose cluster
+
+
+def test_dask_profile_adds_a_scheduler_and_two_workers_on_the_same_image(tmp_path):
+    empty_env_file = tmp_path / "empty.env"
+    empty_env_file.touch()
+    cmd = compose_command() + ["-f", str(COMPOSE_FILE), "--project-directory", str(REPO),
+                               "--env-file", str(empty_env_file), "--profile", "adhoc",
+                               "--profile", "dask", "config", "--format", "json"]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=_clean_env(), timeout=60)
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert set(services) == SERVICES | {"dask-scheduler", "dask-worker"}
+    assert len({s["image"] for s in services.values()}) == 1
+    assert services["dask-worker"]["deploy"]["replicas"] == 2
+    assert services["dask-worker"]["entrypoint"][:3] == ["dask", "worker",
+                                                         "tcp://dask-scheduler:8786"]
+    assert services["dask-scheduler"]["entrypoint"] == ["dask", "scheduler"]
+    dep = services["score"]["depends_on"]["dask-worker"]
+    assert dep["required"] is False  # plain `run --rm score` does not need the cluster
+    assert services["score"]["environment"]["BATCH_DASK_ADDRESS"] == "tcp://dask-scheduler:8786"
+    for name in ("dask-scheduler", "dask-worker"):
+        assert "dask" in services[name]["profiles"]
+        mounts = {m["target"] for m in services[name]["volumes"]}
+        assert {"/data/output", "/data/input"} <= mounts  # workers read inputs, write parts
 
 
 def test_dockerfile_passes_hadolint():
@@ -260,6 +284,18 @@ def test_compose_stack_end_to_end(tmp_path):
         assert json.loads((run_dir / "report.json").read_text())["model_version"] == "v1"
         assert sorted(p.name for p in models.glob("v*")) == ["v1"], "init trains only when none"
 
+        # The optional Dask cluster: the same run, distributed over the two compose workers.
+        summary = last_json(run(["--profile", "dask", "run", "--rm", "score", "--engine", "dask",
+                                 "--model-version", "v1"], timeout=300).stdout)
+        _log(f"  score on the compose Dask cluster: {summary}")
+        dask_run = output / "runs" / summary["run_id"]
+        report = json.loads((dask_run / "report.json").read_text())
+        assert report["settings"]["engine"] == "dask" and report["rows_scored"] > 0
+        assert (dask_run / "predictions.parquet").is_dir()
+        assert_owned_and_readable(dask_run / "_SUCCESS")
+        run(["--profile", "dask", "rm", "--stop", "--force", "dask-scheduler", "dask-worker"],
+            timeout=120)
+
         # The image runs as any uid (here one that is in no passwd file).
         listing = run(["run", "--rm", "--no-deps", "--user", "4242:4242", "models", "list"])
         assert "v1" in listing.stdout and "production" in listing.stdout, listing.stdout
@@ -285,10 +321,12 @@ def test_compose_stack_end_to_end(tmp_path):
         health = run(["exec", "-T", "scheduler", "python", "-m", "jobs.schedule", "--health"])
         assert health.stdout.startswith("healthy"), health.stdout
     except BaseException:
-        logs = run(["--profile", "adhoc", "logs", "--no-color", "--tail", "60"], check=False,
+        logs = run(["--profile", "adhoc", "--profile", "dask", "logs", "--no-color", "--tail",
+                    "60"], check=False,
                    quiet=True)
         print(f"--- compose logs\n{logs.stdout}{logs.stderr}", flush=True)
         raise
     finally:
-        run(["--profile", "adhoc", "down", "-v", "--remove-orphans"], timeout=180, check=False)
+        run(["--profile", "adhoc", "--profile", "dask", "down", "-v", "--remove-orphans"],
+            timeout=180, check=False)
         _log(f"end to end took {time.monotonic() - started:.0f} s")
