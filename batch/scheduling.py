@@ -13,23 +13,60 @@ from pathlib import Path
 from typing import Any
 
 from batch.errors import ConfigError
-from batch.registry import write_atomic
-from batch.settings import Settings, flag_name
+from batch.atomic import write_atomic
+from batch.settings import SCORE_FIELDS, Settings, flag_name
 
 log = logging.getLogger(__name__)
 
 JOB_ID = "nightly-score"
 HEARTBEAT = "heartbeat.json"
-SCORE_FIELDS = ["models_dir", "output_dir", "model_version", "feature_column", "target_column",
-                "max_reject_fraction", "domain_min", "domain_max", "chunk_rows",
-                "progress_seconds", "engine", "dask_address", "dask_workers", "log_level"]
+# Everything a scoring run takes, except what the scheduler sets itself (inputs, --new-only).
+PASSED_ON = [f for f in SCORE_FIELDS if f not in ("input", "new_only")]
 EXIT_REASONS = {0: "succeeded", 1: "unexpected failure (a bug)", 2: "configuration error",
                 3: "input problem", 4: "model problem", 5: "reject budget exceeded",
                 6: "output directory locked by another run"}
 
 
+DAY_NAMES = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]  # cron: 0 (or 7) = Sunday
+
+
+def cron_weekdays(field: str) -> str:
+    """A cron day-of-week field (0/7 = Sunday, names, ranges, steps) as APScheduler day names.
+
+    APScheduler 3 numbers weekdays from Monday = 0, so numbers must not be passed through.
+    """
+    days: set[int] = set()
+    for part in field.lower().split(","):
+        base, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        if base == "*":
+            lo, hi = 0, 6
+        else:
+            ends = [_day_number(x) for x in base.split("-", 1)]
+            lo, hi = (ends[0], ends[0] if not step_text else 6) if len(ends) == 1 else ends
+            if lo > hi and hi == 0:
+                hi = 7  # "5-7" or "fri-sun" written with 0
+        if step < 1 or lo > hi:
+            raise ValueError(f"bad day-of-week {part!r}")
+        days.update(d % 7 for d in range(lo, hi + 1, step))
+    return ",".join(DAY_NAMES[d] for d in sorted(days))
+
+
+def _day_number(text: str) -> int:
+    if text in DAY_NAMES:
+        return DAY_NAMES.index(text)
+    number = int(text)  # ValueError for anything else
+    if not 0 <= number <= 7:
+        raise ValueError(f"day-of-week {number} is not 0-7")
+    return number
+
+
 def trigger(expression: str, timezone: str):
-    """A CronTrigger from 5 standard fields, or 6 with seconds first; ConfigError with the reason."""
+    """A trigger with cron's meaning: 5 standard fields (or 6, seconds first); ConfigError if bad.
+
+    As in cron, when both day-of-month and day-of-week are restricted, either one matching fires.
+    """
+    from apscheduler.triggers.combining import OrTrigger
     from apscheduler.triggers.cron import CronTrigger
 
     fields = expression.split()
@@ -39,8 +76,17 @@ def trigger(expression: str, timezone: str):
     elif len(fields) != 5:
         raise ConfigError(f"invalid cron expression {expression!r} (--schedule / BATCH_SCHEDULE): "
                           f"expected 5 fields (minute hour day month weekday), got {len(fields)}")
+    values = dict(zip(names, fields))
     try:
-        return CronTrigger(timezone=timezone, **dict(zip(names, fields)))
+        values["day_of_week"] = cron_weekdays(values["day_of_week"])
+        if "second" not in values:
+            values["second"] = "0"
+        if fields[-3] != "*" and fields[-1] != "*":
+            by_day = dict(values, day_of_week="*")
+            by_weekday = dict(values, day="*")
+            return OrTrigger([CronTrigger(timezone=timezone, **by_day),
+                              CronTrigger(timezone=timezone, **by_weekday)])
+        return CronTrigger(timezone=timezone, **values)
     except (ValueError, TypeError, LookupError) as exc:
         raise ConfigError(f"invalid cron expression {expression!r} (--schedule / BATCH_SCHEDULE): "
                           f"{exc}") from None
@@ -51,7 +97,7 @@ def scorer_command(settings: Settings) -> list[str]:
     cmd = [sys.executable, "-m", "jobs.score", "--new-only"]
     for entry in settings.input:
         cmd += ["--input", entry]
-    for name in SCORE_FIELDS:
+    for name in PASSED_ON:
         value = getattr(settings, name)
         if value is not None:
             cmd += [flag_name(name), str(value)]
@@ -125,6 +171,7 @@ class NightlyScorer:
         self.state: dict[str, Any] = {k: v for k, v in read_heartbeat(self.output_dir).items()
                                       if k.startswith("last_")}
         self.running = threading.Lock()
+        self.state_lock = threading.Lock()  # the fire and the heartbeat run on different threads
         self.child: subprocess.Popen | None = None
         self.stopping = False
 
@@ -134,7 +181,7 @@ class NightlyScorer:
             if self.stopping:
                 return
             started = _now()
-            self.state.update(last_run_at=_iso(started), last_run_status="running")
+            self._update(last_run_at=_iso(started), last_run_status="running")
             self.beat()
             cmd = scorer_command(self.settings)
             log.info("scheduled run starting: %s", " ".join(cmd[1:]))
@@ -151,21 +198,27 @@ class NightlyScorer:
             summary = _last_json(out)
             reason = EXIT_REASONS.get(code, f"killed by signal {-code}" if code < 0 else "unknown")
             if code == 0:
-                self.state.update(last_success_at=_iso(started), last_run_status="succeeded")
+                self._update(last_success_at=_iso(started), last_run_status="succeeded")
                 log.info("scheduled run finished: %s", json.dumps(summary))
             else:
-                self.state.update(last_run_status=f"failed: {reason}")
+                self._update(last_run_status=f"failed: {reason}")
                 log.error("scheduled run failed with exit %s (%s): %s; the scheduler keeps going",
                           code, reason, summary.get("error", "see the log above"))
-            self.state.update(last_run_exit_code=code, last_run_summary=summary)
+            self._update(last_run_exit_code=code, last_run_summary=summary)
             self.beat()
+
+    def _update(self, **values: Any) -> None:
+        with self.state_lock:
+            self.state.update(values)
 
     def beat(self) -> None:
         """Rewrite the heartbeat file (last and next run), atomically."""
         job = self.scheduler.get_job(JOB_ID)
         nxt = getattr(job, "next_run_time", None) if job else None
+        with self.state_lock:
+            state = dict(self.state)
         data = {"pid": os.getpid(), "updated_at": _iso(_now()), "schedule": self.settings.schedule,
-                "timezone": self.settings.timezone, "next_run_at": _iso(nxt), **self.state}
+                "timezone": self.settings.timezone, "next_run_at": _iso(nxt), **state}
         try:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             write_atomic(self.output_dir / HEARTBEAT, json.dumps(data, indent=2, default=str) + "\n")

@@ -146,12 +146,12 @@ def test_sigterm_lets_the_run_in_progress_finish_and_exits_0(models, tmp_path, s
     out = tmp_path / "out"
     s = scheduler_factory(models, out, tmp_path / "in", "--chunk-rows", 300,
                           schedule="0 0 1 1 *")
-    s.wait_for(lambda: list(out.glob(".tmp-*/predictions.parquet")), what="a run in progress")
+    s.wait_for(lambda: list(out.glob(".staging/*/predictions.parquet")), what="a run in progress")
     assert s.stop() == 0
     assert "waiting for the run in progress to finish" in s.log
     runs = s.runs()
     assert len(runs) == 1 and (runs[0] / "_SUCCESS").exists()
-    assert not list(out.glob(".tmp-*"))
+    assert not list(out.glob(".staging/*"))
     report = json.loads((runs[0] / "report.json").read_text())
     assert report["rows_scored"] == 300_000
 
@@ -165,13 +165,13 @@ def test_second_signal_aborts_the_run_leaving_no_partial_output(models, tmp_path
     out = tmp_path / "out"
     s = scheduler_factory(models, out, tmp_path / "in", "--chunk-rows", 300,
                           schedule="0 0 1 1 *")
-    s.wait_for(lambda: list(out.glob(".tmp-*/predictions.parquet")), what="a run in progress")
+    s.wait_for(lambda: list(out.glob(".staging/*/predictions.parquet")), what="a run in progress")
     s.proc.send_signal(signal.SIGTERM)
     s.wait_for(lambda: "waiting for the run in progress" in s.log, what="the graceful stop")
     s.proc.send_signal(signal.SIGTERM)
     assert s.proc.wait(timeout=60) == 0
     assert "aborting the run in progress" in s.log
-    assert s.runs() == [] and not list(out.glob(".tmp-*"))
+    assert s.runs() == [] and not list(out.glob(".staging/*"))
 
 
 @pytest.mark.parametrize("flags, words", [
@@ -268,3 +268,32 @@ def test_trigger_accepts_five_or_six_fields():
     assert scheduling.trigger("*/3 * * * * *", "UTC")
     with pytest.raises(ConfigError):
         scheduling.trigger("* * *", "UTC")
+
+
+def test_cron_weekdays_mean_what_they_mean_in_cron():
+    """APScheduler counts weekdays from Monday = 0; the scheduler speaks standard cron."""
+    at = dt.datetime.fromisoformat
+    fires = []
+    t = at("2026-11-27T03:00:00+00:00")  # a Friday
+    weekdays = scheduling.trigger("0 2 * * 1-5", "UTC")
+    for _ in range(5):
+        t = weekdays.get_next_fire_time(None, t + dt.timedelta(seconds=1))
+        fires.append(t.strftime("%a"))
+    assert fires == ["Mon", "Tue", "Wed", "Thu", "Fri"]
+    friday = at("2026-11-27T03:00:00+00:00")
+    sunday = scheduling.trigger("0 2 * * 0", "UTC").get_next_fire_time(None, friday)
+    assert sunday.strftime("%a") == "Sun"
+    assert scheduling.trigger("0 2 * * 7", "UTC").get_next_fire_time(None, friday) == sunday
+    assert scheduling.cron_weekdays("*/2") == "sun,tue,thu,sat"
+    assert scheduling.cron_weekdays("fri-sun") == "sun,fri,sat"
+
+
+def test_cron_day_of_month_or_weekday_as_in_cron():
+    """'0 2 1 * 1' fires on the 1st and on every Monday (cron's OR), not on Mondays the 1st."""
+    t = dt.datetime.fromisoformat("2026-11-27T03:00:00+00:00")
+    either = scheduling.trigger("0 2 1 * 1", "UTC")
+    days = []
+    for _ in range(3):
+        t = either.get_next_fire_time(None, t + dt.timedelta(seconds=1))
+        days.append(t.strftime("%a %d"))
+    assert days == ["Mon 30", "Tue 01", "Mon 07"]
