@@ -102,15 +102,20 @@ def fold_linear(model) -> LinearFold | None:
     return LinearFold(np.float32(weights[0].reshape(-1)[0]), np.float32(weights[1].reshape(-1)[0]))
 
 
+def float32_gap(ours: np.ndarray, theirs: np.ndarray) -> float:
+    """Largest difference, in float32 epsilons of the reference; NaN/inf anywhere gives inf."""
+    ours, theirs = np.asarray(ours, "float64"), np.asarray(theirs, "float64")
+    if len(theirs) == 0:
+        return 0.0
+    scale = np.maximum(np.abs(theirs), 1.0) * float(np.finfo("float32").eps)
+    gap = np.abs(ours - theirs) / scale
+    return float(gap.max()) if np.all(np.isfinite(gap)) else float("inf")
+
+
 def parity_gap(fold: LinearFold, model, x: np.ndarray) -> float:
     """Largest difference between the fold and the Keras model, in units of float32 precision."""
     x = np.asarray(x, dtype="float32").reshape(-1)
-    if len(x) == 0:
-        return 0.0
-    ours = fold(x).astype("float64")
-    theirs = predict(model, x).astype("float64")
-    scale = np.maximum(np.abs(theirs), 1.0) * float(np.finfo("float32").eps)
-    return float(np.max(np.abs(ours - theirs) / scale))
+    return float32_gap(fold(x), predict(model, x))
 
 
 def progress_callback(epochs: int, every: int, stream=None):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -11,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from batch.atomic import fsync_dir, write_atomic
 from batch.datasets import sha256_file
 from batch.errors import ModelError
 from batch.locks import FileLock, is_abandoned
@@ -23,17 +25,6 @@ MODEL_FILE = "model.keras"
 META_FILE = "metadata.json"
 ALIASES_FILE = "aliases.json"
 PRODUCTION = "production"
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write to a temporary name in the same folder, fsync, then rename over `path`."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data.encode() if isinstance(data, str) else data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class Registry:
@@ -63,6 +54,10 @@ class Registry:
         except ValueError as exc:
             raise ModelError(f"{path} is not valid JSON ({exc}); fix it or run "
                              "'python -m jobs.models promote vN'") from None
+        if not isinstance(data, dict):
+            raise ModelError(f"{path} should map aliases to versions, like "
+                             '{"production": "v1"}; fix it or run '
+                             "'python -m jobs.models promote vN'")
         return {str(k): str(v) for k, v in data.items()}
 
     def resolve(self, ref: str) -> str:
@@ -113,7 +108,11 @@ class Registry:
         if not model_path.is_file():
             raise ModelError(f"{model_path} is missing; the version is damaged, "
                              "score with another one (--model-version)")
-        actual = sha256_file(model_path)
+        try:
+            actual = sha256_file(model_path)
+        except OSError as exc:
+            raise ModelError(f"cannot read {model_path} ({exc.strerror or exc}); check its "
+                             "permissions or score with another --model-version") from None
         if not expected or actual != expected:
             raise ModelError(f"{model_path} does not match the sha256 in its metadata (truncated or "
                              "modified); refusing to score with it: use another --model-version "
@@ -134,11 +133,14 @@ class Registry:
     def staging(self) -> Iterator[Path]:
         """A private folder to build a version in; removed unless publish() moved it into place."""
         self.root.mkdir(parents=True, exist_ok=True)
-        self.clean_abandoned()
         path = self.root / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
-        path.mkdir()
         owner = FileLock(path.with_name(path.name + ".lock"))
-        owner.acquire()
+        # Under the registry lock, so another trainer's clean-up never sees the folder before
+        # its owner lock is held.
+        with self._lock():
+            self.clean_abandoned()
+            owner.acquire()
+            path.mkdir()
         try:
             yield path
         finally:
@@ -148,7 +150,10 @@ class Registry:
             owner.path.unlink(missing_ok=True)
 
     def clean_abandoned(self) -> None:
-        """Remove staging folders whose trainer died (their owner lock is free)."""
+        """Remove staging folders whose trainer died (their owner lock is free).
+
+        Call with the registry lock held (staging() does).
+        """
         if not self.root.is_dir():
             return
         for lock_path in self.root.glob(f"{STAGING_PREFIX}*.lock"):
@@ -175,9 +180,9 @@ class Registry:
             metadata = dict(metadata, version=version,
                             model_sha256=sha256_file(staged / MODEL_FILE))
             write_atomic(staged / META_FILE, json.dumps(metadata, indent=2) + "\n")
-            _fsync_dir(staged)
+            fsync_dir(staged)
             os.rename(staged, self.root / version)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
             decision = self._gate(version, metadata, promote, tolerance)
         log.info("published %s; %s", version, decision["reason"])
         return {"version": version, **decision}
@@ -193,6 +198,10 @@ class Registry:
         if current:
             prod_mse = float(json.loads((self.root / current / META_FILE).read_text())
                              ["metrics"]["test_mse"])
+            if not math.isfinite(prod_mse):
+                log.warning("production %s has no finite test MSE; treating as no production",
+                            current)
+                current, prod_mse = None, None
         if promote == "never":
             promoted, reason = False, "not promoted (--no-promote)"
         elif current is None:
@@ -226,10 +235,3 @@ class Registry:
             self._set_alias(alias, name)
         return previous, name
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

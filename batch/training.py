@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from batch import datasets, plots
+from batch.errors import ModelError
 from batch.registry import MODEL_FILE, PRODUCTION, Registry
 from batch.settings import Settings
 
@@ -48,10 +49,14 @@ def train(settings: Settings, promote: str = "auto", if_missing: bool = False) -
     err = pred_test - data.y_test.astype("float64")
     test_mse, test_mae = float(np.mean(err ** 2)), float(np.mean(np.abs(err)))
     weight, bias = m.weight_and_bias(net)
+    if not all(np.isfinite(v) for v in (weight, bias, test_mse, loss[-1])):
+        raise ModelError(
+            f"training diverged (final loss {loss[-1]}, weight {weight}, bias {bias}); nothing was "
+            f"published — lower --learning-rate (now {settings.learning_rate}) or check the data")
     slope, intercept = m.ols(data.x_train, data.y_train)
     ols_mse = float(np.mean((slope * data.x_test + intercept - data.y_test) ** 2))
-    # Keras holds out the last rows: ceil(n * (1 - split)) are fitted, the rest validate.
-    rows_fit = int(np.ceil(len(data.x_train) * (1 - settings.validation_split)))
+    # Keras 3 holds out the last rows: floor(n * (1 - split)) are fitted, the rest validate.
+    rows_fit = int(np.floor(len(data.x_train) * (1 - settings.validation_split)))
     rows_val = len(data.x_train) - rows_fit
     metadata = {
         "version": None,  # set by the registry when it numbers the version
