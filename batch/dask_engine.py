@@ -10,13 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dask.dataframe  # noqa: F401  (fails early, with a clear message, without the dask extra)
+import distributed  # noqa: F401
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from batch import scoring, storage
-from batch.errors import BatchError, InputError, ModelError
+from batch.errors import BatchError, ConfigError, InputError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +66,24 @@ def _predictor(spec: ModelSpec):
     return lambda rooms: predict(model, rooms)
 
 
+class PartitionFailed(RuntimeError):
+    """Scoring or writing a partition failed for a reason that is not the input's content."""
+
+
 def _process(pdf, ctx: scoring.BatchContext, first_row: int, file_index: int, partition: int,
              folder: str, spec: ModelSpec) -> PartResult:
     """Runs on a worker: score one partition and write its part files."""
+    try:
+        return _score_and_write(pdf, ctx, first_row, file_index, partition, folder, spec)
+    except BatchError:
+        raise
+    except Exception as exc:
+        raise PartitionFailed(f"partition {partition} of {ctx.source_file!r}: "
+                              f"{type(exc).__name__}: {exc}") from exc
+
+
+def _score_and_write(pdf, ctx: scoring.BatchContext, first_row: int, file_index: int,
+                     partition: int, folder: str, spec: ModelSpec) -> PartResult:
     # Arrow-backed pandas columns may hold several chunks: make one contiguous batch.
     table = pa.Table.from_pandas(pdf, preserve_index=False).combine_chunks()
     batches = table.to_batches()
@@ -80,14 +97,14 @@ def _process(pdf, ctx: scoring.BatchContext, first_row: int, file_index: int, pa
                     write_options=no_header)
     pacsv.write_csv(scoring.neutralised(rejects), base / "parts" / f"{name}.rejects.csv",
                     write_options=no_header)
-    numeric = scoring.NumericColumns(ctx.schema)
+    numeric = scoring.NumericColumns(ctx.retype_candidates)
     numeric.observe(out)
     return PartResult(file_index, partition, batch.num_rows, stats, numeric)
 
 
 def _retype(path: str, columns: list[str]) -> None:
-    one = scoring.NumericColumns(pa.schema([]))
-    one.candidates, one.seen = set(columns), set(columns)
+    one = scoring.NumericColumns(columns)
+    one.seen = set(columns)
     one.retype(Path(path))
 
 
@@ -101,8 +118,8 @@ def _client(settings):
         try:
             return Client(settings.dask_address, timeout="30s"), None
         except (OSError, TimeoutError) as exc:
-            raise BatchError(f"cannot reach the Dask scheduler at {settings.dask_address} "
-                             f"({exc}); check --dask-address / BATCH_DASK_ADDRESS") from None
+            raise ConfigError(f"cannot reach the Dask scheduler at {settings.dask_address} "
+                              f"({exc}); check --dask-address / BATCH_DASK_ADDRESS") from None
     workers = settings.dask_workers or os.cpu_count() or 1
     log.info("starting a local Dask cluster with %d worker processes", workers)
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
@@ -115,17 +132,20 @@ def _frames(src: storage.InputFile):
     import dask.dataframe as dd
 
     if src.format == "parquet":
-        ddf = dd.read_parquet(str(src.path), split_row_groups=True, dtype_backend="pyarrow")
+        ddf = dd.read_parquet(str(src.path), split_row_groups=True, dtype_backend="pyarrow",
+                              index=False)  # a stored pandas index stays an ordinary column
         meta = pq.ParquetFile(src.path).metadata
         sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
         if len(sizes) != ddf.npartitions:
             sizes = ddf.map_partitions(len).compute().tolist()
     else:
         compressed = src.path.name.lower().endswith(".gz")
+        # engine="pyarrow": the local engine's parser, so both read a file alike (and both refuse
+        # a row with the wrong number of fields, which pandas' own parser would pad silently).
         ddf = dd.read_csv(
-            str(src.path), sep=src.delimiter, header=0 if src.has_header else None,
-            names=src.columns, dtype=str, dtype_backend="pyarrow", keep_default_na=False,
-            na_filter=False, encoding="utf-8-sig", skip_blank_lines=True,
+            str(src.path), engine="pyarrow", sep=src.delimiter,
+            header=0 if src.has_header else None, names=src.columns, dtype=str,
+            dtype_backend="pyarrow", keep_default_na=False, na_values=[], encoding="utf-8-sig",
             blocksize=None if compressed else PARTITION_BYTES,
             compression="gzip" if compressed else None)
         # Row numbers need each block's length: one counting pass over the blocks, on the workers.
@@ -135,7 +155,7 @@ def _frames(src: storage.InputFile):
 
 
 def score_with_dask(settings, plan: scoring.Plan, staged: Path, version: str, meta: dict,
-                    run_id: str, model=None):
+                    run_id: str, model):
     """The Dask engine: same outputs as the local one; predictions.parquet is a folder of parts."""
     import dask
     from distributed import as_completed
@@ -143,8 +163,6 @@ def score_with_dask(settings, plan: scoring.Plan, staged: Path, version: str, me
     from batch.registry import Registry
 
     registry = Registry(settings.models_dir)
-    if model is None:
-        model, _ = registry.load(version)
     predictor = scoring.Predictor(model)
     (staged / "predictions.parquet").mkdir()
     (staged / "parts").mkdir()
@@ -163,7 +181,7 @@ def score_with_dask(settings, plan: scoring.Plan, staged: Path, version: str, me
             files.append(fstats)
             if src.empty or c["rooms_column"] is None:
                 continue
-            ctx = scoring.make_context(src, c, settings, meta, version, run_id, plan.schema)
+            ctx = scoring.make_context(src, c, settings, meta, version, run_id, plan)
             try:
                 ddf, firsts = _frames(src)
             except Exception as exc:
@@ -188,14 +206,13 @@ def score_with_dask(settings, plan: scoring.Plan, staged: Path, version: str, me
                 log.info("progress: %d of %d partitions done", len(results), len(futures))
                 last = time.monotonic()
         stats = scoring.RunStats()
-        numeric = scoring.NumericColumns(plan.schema)
+        numeric = scoring.NumericColumns(plan.retype_candidates)
         for r in sorted(results, key=lambda r: (r.file_index, r.partition)):
             stats.merge(r.stats)
             numeric.merge(r.numeric)
-            f = files[r.file_index]
-            f.rows_read += r.rows_read
-            f.rows_scored += r.stats.scored
-            f.rows_rejected += r.stats.rejected
+            files[r.file_index].add(r.rows_read, r.stats)
+        for src in plan.files:
+            storage.check_unchanged(src)
         retype = numeric.columns
         if retype:
             parts = sorted(str(p) for p in (staged / "predictions.parquet").iterdir())
@@ -240,7 +257,8 @@ def _concatenate(staged: Path, schema: pa.Schema) -> None:
     header = pacsv.WriteOptions(include_header=True, quoting_style="needed")
     for kind, part_schema in (("predictions", schema), ("rejects", scoring.REJECT_SCHEMA)):
         target = staged / f"{kind}.csv"
-        pacsv.write_csv(part_schema.empty_table(), target, write_options=header)
+        pacsv.write_csv(storage.csv_header_schema(part_schema).empty_table(), target,
+                        write_options=header)
         with open(target, "ab") as out:
             for part in parts:
                 if part.name.endswith(f".{kind}.csv"):
@@ -255,14 +273,12 @@ def _check_parity(predictor: scoring.Predictor, stats: scoring.RunStats) -> None
     preds = stats.sample.cols.get("pred")
     if rooms is None or not len(rooms):
         return
-    from batch.model import predict
+    from batch.model import float32_gap, predict
 
-    theirs = predict(predictor.model, rooms[:10_000]).astype("float64")
     ours = preds[:10_000]
-    scale = np.maximum(np.abs(theirs), 1.0) * float(np.finfo("float32").eps)
-    gap = float(np.max(np.abs(ours - theirs) / scale))
+    gap = float32_gap(ours, predict(predictor.model, rooms[:10_000]))
     predictor.max_gap = gap
-    if gap > scoring.PARITY_LIMIT:
+    if not gap <= scoring.PARITY_LIMIT:
         raise ModelError(f"predictions from the Dask workers differ from the Keras model by "
                          f"{gap:.1f} float32 epsilons; nothing was published (a bug: please "
                          "report it)")

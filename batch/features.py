@@ -18,7 +18,7 @@ NAN_RE = r"^\s*[+-]?nan\s*$"
 INF_RE = r"^\s*[+-]?(inf|infinity)\s*$"
 DECIMAL_COMMA_RE = r"^\s*[+-]?\d+,\d+\s*$"
 # Spreadsheet formula triggers (OWASP CSV injection); a cell that is a plain number is left alone.
-FORMULA_RE = r"^[=+\-@\t\r]"
+FORMULA_RE = r"^\s*[=+\-@]|^[\t\r]"
 
 
 def rooms_column(columns: list[str], wanted: str | None) -> str | None:
@@ -111,11 +111,23 @@ def neutralise(column: pa.Array) -> pa.Array:
     return pc.if_else(risky, pc.binary_join_element_wise("'", column, ""), column)
 
 
+def neutralise_text(text: str) -> str:
+    """One text value (a column name, say) defused like a cell."""
+    import re
+
+    if re.match(FORMULA_RE, text) and not re.match(NUMBER_RE, text):
+        return "'" + text
+    return text
+
+
 def looks_numeric(column: pa.Array) -> bool:
-    """True when every non-empty cell is a plain number without a leading zero (so '02134' stays text)."""
+    """True when every non-empty cell is a plain number that a float64 keeps exactly as meant.
+
+    Codes stay text: a leading zero ('02134') or more than 15 digits (IDs a float would round).
+    """
     text = pc.utf8_trim_whitespace(column)
     nonempty = pc.fill_null(pc.not_equal(text, ""), False)
     numeric = pc.fill_null(pc.match_substring_regex(text, NUMBER_RE), False)
-    leading_zero = pc.fill_null(pc.match_substring_regex(text, r"^[+-]?0\d"), False)
-    bad = pc.and_(nonempty, pc.or_(pc.invert(numeric), leading_zero))
+    code_like = pc.fill_null(pc.match_substring_regex(text, r"^[+-]?0\d|\d{16,}"), False)
+    bad = pc.and_(nonempty, pc.or_(pc.invert(numeric), code_like))
     return not pc.any(bad).as_py()

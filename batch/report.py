@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from batch import plots
-from batch.registry import write_atomic
+from batch.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from batch import features, storage
 from batch.datasets import find_column
-from batch.errors import InputError, ModelError, RejectBudgetExceeded
+from batch.errors import ConfigError, InputError, ModelError, RejectBudgetExceeded
 from batch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,11 @@ class FileStats:
     rows_rejected: int = 0
     rooms_column: str | None = None
     notes: list[str] = field(default_factory=list)
+
+    def add(self, rows_read: int, stats: "RunStats") -> None:
+        self.rows_read += rows_read
+        self.rows_scored += stats.scored
+        self.rows_rejected += stats.rejected
 
 
 @dataclass
@@ -132,6 +137,7 @@ class BatchContext:
     model_version: str
     run_id: str
     schema: pa.Schema  # the output schema (input columns unified across files + added columns)
+    retype_candidates: frozenset[str] = frozenset()  # text columns that may become float64
 
 
 def score_batch(batch: pa.RecordBatch, first_row: int, ctx: BatchContext,
@@ -230,6 +236,7 @@ class Plan:
     contexts: dict[str, dict[str, Any]]  # per file: rooms_column, target_column, decimal_comma
     schema: pa.Schema
     skipped: list[dict[str, str]]
+    retype_candidates: frozenset[str] = frozenset()
 
 
 def plan_inputs(settings: Settings, scored_hashes: set[str] | None) -> Plan:
@@ -249,6 +256,7 @@ def plan_inputs(settings: Settings, scored_hashes: set[str] | None) -> Plan:
         files.append(src)
     contexts: dict[str, dict[str, Any]] = {}
     fields: dict[str, pa.DataType] = {}
+    parquet_text: set[str] = set()  # Parquet string columns keep their type
     for src in files:
         if src.empty:
             contexts[src.name] = {"rooms_column": None, "target_column": None,
@@ -272,11 +280,21 @@ def plan_inputs(settings: Settings, scored_hashes: set[str] | None) -> Plan:
         }
         for name in src.columns:
             fields[name] = _unify(fields.get(name), src.types[name])
+            if src.format == "parquet" and not _is_number_type(src.types[name]):
+                parquet_text.add(name)
     schema = pa.schema([pa.field(n, t) for n, t in fields.items()] + [
         pa.field("source_file", pa.string()), pa.field("source_row", pa.int64()),
         pa.field(PREDICTION, pa.float32()), pa.field("out_of_range", pa.bool_()),
         pa.field("model_version", pa.string()), pa.field("run_id", pa.string())])
-    return Plan(files, contexts, schema, skipped)
+    candidates = frozenset(n for n, t in fields.items()
+                           if pa.types.is_string(t) and n not in parquet_text)
+    return Plan(files, contexts, schema, skipped, candidates)
+
+
+def _is_number_type(t: pa.DataType) -> bool:
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
 
 
 def _unify(a: pa.DataType | None, b: pa.DataType) -> pa.DataType:
@@ -346,10 +364,10 @@ class Predictor:
         if len(rooms):
             gap = self._m.parity_gap(self.fold, self.model, rooms[:PARITY_ROWS])
             self.max_gap = max(self.max_gap, gap)
-            if gap > PARITY_LIMIT:
-                raise ModelError(f"the folded model disagrees with the Keras model by {gap:.1f} "
-                                 "float32 epsilons; refusing to write predictions (a bug: "
-                                 "please report it)")
+            if not gap <= PARITY_LIMIT:
+                raise ModelError(f"the folded Dense(1) disagrees with the Keras model by {gap:.1f} "
+                                 "float32 epsilons (or gives NaN/inf); nothing was published — "
+                                 "score with another --model-version and report it")
         return out
 
 
@@ -370,6 +388,12 @@ def score(settings: Settings) -> dict[str, Any]:
                      len(plan.skipped))
             return {"status": "nothing_new", "run_id": None, "run_dir": None, "rows_scored": 0,
                     "rows_rejected": 0, "skipped_inputs": len(plan.skipped)}
+        if settings.engine == "dask":
+            try:
+                from batch.dask_engine import score_with_dask
+            except ImportError as exc:
+                raise ConfigError(f"--engine dask needs Dask ({exc}); install the extra with "
+                                  "pip install -e '.[dask]' or use --engine local") from None
         registry = Registry(settings.models_dir)
         version = registry.resolve(settings.model_version)
         model, meta = registry.load(version)
@@ -378,8 +402,6 @@ def score(settings: Settings) -> dict[str, Any]:
 
         staged = out.staging(run_id)
         if settings.engine == "dask":
-            from batch.dask_engine import score_with_dask
-
             stats, files, predictor_path = score_with_dask(settings, plan, staged, version, meta,
                                                            run_id, model)
         else:
@@ -428,7 +450,7 @@ def _score_local(settings: Settings, plan: Plan, staged: Path, model, version: s
     writers = storage.TableWriters(staged, plan.schema, plan.schema, REJECT_SCHEMA)
     stats = RunStats()
     files: list[FileStats] = []
-    numeric = NumericColumns(plan.schema)
+    numeric = NumericColumns(plan.retype_candidates)
     progress = Progress(settings.progress_seconds)
     try:
         for src in plan.files:
@@ -438,7 +460,7 @@ def _score_local(settings: Settings, plan: Plan, staged: Path, model, version: s
             files.append(fstats)
             if src.empty or c["rooms_column"] is None:
                 continue
-            ctx = make_context(src, c, settings, meta, version, run_id, plan.schema)
+            ctx = make_context(src, c, settings, meta, version, run_id, plan)
             first = 1
             for batch in storage.iter_batches(src, settings.chunk_rows):
                 out_batch, rejects, bstats = score_batch(batch, first, ctx, predictor)
@@ -449,10 +471,9 @@ def _score_local(settings: Settings, plan: Plan, staged: Path, model, version: s
                 if rejects.num_rows:
                     writers.rejects.write_batch(neutralised(rejects))
                 stats.merge(bstats)
-                fstats.rows_read += batch.num_rows
-                fstats.rows_scored += bstats.scored
-                fstats.rows_rejected += bstats.rejected
+                fstats.add(batch.num_rows, bstats)
                 progress.update(batch.num_rows, src.name)
+            storage.check_unchanged(src)
     finally:
         writers.close()
         progress.done()
@@ -465,14 +486,15 @@ def _score_local(settings: Settings, plan: Plan, staged: Path, model, version: s
 
 
 def make_context(src: storage.InputFile, c: dict, settings: Settings, meta: dict, version: str,
-                 run_id: str, schema: pa.Schema) -> BatchContext:
+                 run_id: str, plan: Plan) -> BatchContext:
     fr = meta.get("feature_range") or {}
     return BatchContext(
         source_file=src.name, sha256=src.sha256, rooms_column=c["rooms_column"],
         target_column=c["target_column"], decimal_comma=c["decimal_comma"],
         domain=(settings.domain_min, settings.domain_max),
         feature_range=(float(fr.get("min", -math.inf)), float(fr.get("max", math.inf))),
-        model_version=version, run_id=run_id, schema=schema)
+        model_version=version, run_id=run_id, schema=plan.schema,
+        retype_candidates=plan.retype_candidates)
 
 
 SAFE_COLUMNS = {"model_version", "run_id"}  # written by us: vN and a run id, never formulas
@@ -500,9 +522,8 @@ class NumericColumns:
     predictions.csv keeps the text exactly as it came.
     """
 
-    def __init__(self, schema: pa.Schema) -> None:
-        self.candidates = {f.name for f in schema if f.name not in ADDED_COLUMNS
-                           and pa.types.is_string(f.type)}
+    def __init__(self, candidates: frozenset[str] | set[str]) -> None:
+        self.candidates = set(candidates)  # text columns from CSV (Parquet text stays text)
         self.seen: set[str] = set()
 
     def observe(self, batch: pa.RecordBatch) -> None:

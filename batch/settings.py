@@ -149,6 +149,14 @@ class Settings(BaseSettings):
         return self
 
 
+# The settings of a scoring run, in the order its flags are listed (jobs.score, and what the
+# scheduler passes on to each run).
+SCORE_FIELDS = ["models_dir", "output_dir", "input", "model_version", "feature_column",
+                "target_column", "max_reject_fraction", "new_only", "domain_min", "domain_max",
+                "chunk_rows", "progress_seconds", "engine", "dask_address", "dask_workers",
+                "log_level"]
+
+
 def flag_name(field: str) -> str:
     return "--" + field.replace("_", "-")
 

@@ -33,8 +33,8 @@ def add_settings_flags(parser: argparse.ArgumentParser, fields: Iterable[str]) -
         if isinstance(default, list):
             default = ",".join(default)
         help_text = f"{info.description} [env {env_name(name)}, default {default}]"
-        if name in BOOL_FIELDS:
-            group.add_argument(flag_name(name), dest=name, action="store_true",
+        if name in BOOL_FIELDS:  # --new-only / --no-new-only (the latter beats BATCH_NEW_ONLY)
+            group.add_argument(flag_name(name), dest=name, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=help_text)
         elif name in LIST_FIELDS:
             group.add_argument(flag_name(name), dest=name, action="append", metavar="PATH",
@@ -92,7 +92,9 @@ def run(prog: str, fields: Iterable[str], args: argparse.Namespace,
             print_summary(failed)
         return exc.exit_code
     except KeyboardInterrupt:
-        error_sentence(prog, "interrupted; nothing partial was published")
+        error_sentence(prog, "interrupted by a signal; an unfinished run was not published")
+        if summary_line:
+            print_summary({"status": "interrupted", "exit_code": 130})
         return 130
     except Exception:
         log.exception("unexpected failure (a bug)")

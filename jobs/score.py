@@ -4,11 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from batch.settings import SCORE_FIELDS
 from jobs import _cli
 
-FIELDS = ["models_dir", "output_dir", "input", "model_version", "feature_column", "target_column",
-          "max_reject_fraction", "new_only", "domain_min", "domain_max", "chunk_rows",
-          "progress_seconds", "engine", "dask_address", "dask_workers", "log_level"]
+FIELDS = SCORE_FIELDS
 
 
 def parser() -> argparse.ArgumentParser:

@@ -39,6 +39,9 @@ def multi_file_input(folder: Path) -> None:
     values[::50] = np.nan
     pq.write_table(pa.table({"rm": values, "code": [f"c{i}" for i in range(4000)]}),
                    folder / "c.parquet", row_group_size=700)  # several partitions
+    # pandas stores a named index as a column: both engines keep it as one.
+    pd.DataFrame({"suburb": ["x", "y"], "rm": [6.0, 7.0]}).set_index("suburb").to_parquet(
+        folder / "e_indexed.parquet")
 
 
 def read_predictions(folder: Path) -> pd.DataFrame:
@@ -94,7 +97,15 @@ def ragged_csv(path: Path) -> None:
     path.write_text("suburb,rm\n" + "".join(rows))
 
 
-@pytest.mark.parametrize("make, name", [(corrupt_parquet, "b.parquet"), (ragged_csv, "b.csv")])
+def short_row_csv(path: Path) -> None:
+    """A CSV with a row that has fewer fields than the header, deep inside."""
+    rows = [f"s{i},{5 + i % 30 / 10},{i}\n" for i in range(40000)]
+    rows[30000] = "short,6\n"
+    path.write_text("suburb,rm,n\n" + "".join(rows))
+
+
+@pytest.mark.parametrize("make, name", [(corrupt_parquet, "b.parquet"), (ragged_csv, "b.csv"),
+                                        (short_row_csv, "b.csv")])
 def test_corrupt_data_inside_a_partition_exits_3_with_no_partial_output(models, tmp_path, make,
                                                                         name):
     folder = tmp_path / "in"
@@ -106,5 +117,22 @@ def test_corrupt_data_inside_a_partition_exits_3_with_no_partial_output(models, 
     assert res.code == 3, res.stderr[-3000:]
     assert name in one_error_sentence(res.stderr)
     out = tmp_path / "out"
-    assert not (out / "runs").exists() and not list(out.glob(".tmp-*"))
+    assert not (out / "runs").exists() and not list(out.glob(".staging/*"))
     assert score(models, tmp_path / "out2", folder).code == 3  # the local engine agrees
+
+
+def test_dask_engine_without_dask_installed_is_a_configuration_error(models, tmp_path, write_csv):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    path = write_csv("a.csv", "rm\n6\n")
+    code = ("import sys; sys.modules['dask'] = None; sys.modules['distributed'] = None\n"
+            "from jobs.score import main\n"
+            f"sys.exit(main(['--models-dir', {str(models)!r}, '--output-dir', "
+            f"{str(tmp_path / 'out')!r}, '--input', {str(path)!r}, '--engine', 'dask']))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "pip install -e '.[dask]'" in one_error_sentence(proc.stderr)
+    assert not (tmp_path / "out" / "runs").exists()

@@ -149,7 +149,7 @@ def test_corrupt_csv_row_exit_3_without_partial_run(models, tmp_path, write_csv)
     assert res.code == 3
     assert "ragged.csv" in one_error_sentence(res.stderr)
     assert not (tmp_path / "out" / "runs").exists()
-    assert not list((tmp_path / "out").glob(".tmp-*"))
+    assert not list((tmp_path / "out").glob(".staging/*"))
 
 
 def test_not_utf8_exit_3(models, tmp_path, write_csv):
@@ -185,3 +185,46 @@ def test_columns_differing_across_files_are_unified(models, tmp_path, write_csv)
     assert got["rm"].tolist() == [6.0, 7.0]  # numbers from CSV and Parquet: float64
     assert got["note"].tolist()[0] == "x" and got["note"].isna().tolist()[1]
     assert got["extra"].isna().tolist()[0] and got["extra"].tolist()[1] == 1
+
+
+def test_parquet_text_keeps_its_type_and_long_digit_codes_stay_text(models, tmp_path, write_csv):
+    pq.write_table(pa.table({"rm": [6.0, 7.0], "code": ["12", "34"]}), tmp_path / "p.parquet")
+    got = predictions(run_dir(score(models, tmp_path / "a", tmp_path / "p.parquet")))
+    assert got["code"].tolist() == ["12", "34"]  # Parquet text stays text
+    path = write_csv("ids.csv", "rm,parcel,small\n6,1234567890123456789,1\n7,2,2\n")
+    got = predictions(run_dir(score(models, tmp_path / "b", path)))
+    assert got["parcel"].tolist() == ["1234567890123456789", "2"]  # a float would round it
+    assert got["small"].tolist() == [1.0, 2.0]
+
+
+def test_headerless_first_row_with_an_empty_cell(models, tmp_path):
+    frame = pd.read_csv(BOSTON_CSV).head(5).drop(columns="medv").astype(object)
+    frame.iloc[0, 0] = ""  # crim missing on the very first row
+    path = tmp_path / "raw.csv"
+    frame.to_csv(path, index=False, header=False)
+    got = predictions(run_dir(score(models, tmp_path / "out", path)))
+    np.testing.assert_allclose(got["rm"], frame["rm"].astype(float))
+
+
+def test_csv_header_names_are_defused_too(models, tmp_path, write_csv):
+    path = write_csv("h.csv", 'rm,"=HYPERLINK(""x"")"\n6,a\n')
+    folder = run_dir(score(models, tmp_path / "out", path))
+    import csv
+
+    header = next(csv.reader(open(folder / "predictions.csv", newline="")))
+    assert header[:2] == ["rm", "'=HYPERLINK(\"x\")"]
+    assert predictions(folder).columns[1] == '=HYPERLINK("x")'  # Parquet keeps the raw name
+
+
+def test_an_input_that_changes_while_scored_is_refused(tmp_path):
+    from batch import storage
+    from batch.errors import InputError
+
+    path = tmp_path / "growing.csv"
+    path.write_text("rm\n6\n")
+    src = storage.inspect(path)
+    storage.check_unchanged(src)  # untouched: fine
+    with open(path, "a") as fh:
+        fh.write("7\n")
+    with pytest.raises(InputError, match="changed while it was being scored"):
+        storage.check_unchanged(src)

@@ -128,7 +128,7 @@ def test_reject_budget_exceeded_publishes_nothing_and_keeps_a_diagnosis(models, 
     assert json.loads((failed / "report.json").read_text())["status"] == "failed"
     assert [p.name for p in (out / "runs").iterdir()] == [first.name]
     assert (out / "LATEST").read_text() == latest_before
-    assert not list(out.glob(".tmp-*"))
+    assert not list(out.glob(".staging/*"))
 
 
 def test_budget_is_a_setting(models, tmp_path, write_csv):
@@ -151,8 +151,11 @@ def test_new_only_scores_only_what_arrived(models, tmp_path, write_csv):
     second = score(models, out, tmp_path / "in", extra=["--new-only"])
     got = predictions(Path(second.json["run_dir"]))
     assert [p.rsplit("/", 1)[-1] for p in got["source_file"]] == ["b.csv"]
-    # Without --new-only everything is scored again.
+    # Without --new-only everything is scored again; --no-new-only beats BATCH_NEW_ONLY.
     assert score(models, out, tmp_path / "in").json["rows_scored"] == 3
+    res = run_cli("jobs.score", "--models-dir", models, "--output-dir", out, "--input",
+                  tmp_path / "in", "--no-new-only", env={"BATCH_NEW_ONLY": "true"})
+    assert res.code == 0 and res.json["rows_scored"] == 3
 
 
 def test_new_only_retries_a_file_whose_run_failed(models, tmp_path, write_csv):
@@ -199,7 +202,7 @@ def test_run_killed_mid_write_leaves_no_incomplete_run_and_rerun_succeeds(models
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            parts = list(out.glob(".tmp-*/predictions.csv"))
+            parts = list(out.glob(".staging/*/predictions.csv"))
             if parts and parts[0].stat().st_size > 100_000:
                 break
             assert proc.poll() is None, "the run finished before it could be killed"
@@ -216,7 +219,7 @@ def test_run_killed_mid_write_leaves_no_incomplete_run_and_rerun_succeeds(models
     res = score(models, out, path, extra=["--chunk-rows", 100_000])
     folder = run_dir(res)
     assert res.json["rows_scored"] == 400_000 and (folder / "_SUCCESS").exists()
-    assert not list(out.glob(".tmp-*"))  # the killed run's leftovers were cleaned
+    assert not list(out.glob(".staging/*"))  # the killed run's leftovers were cleaned
     assert (out / "LATEST").read_text().strip() == folder.name
 
 
