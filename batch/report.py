@@ -271,15 +271,16 @@ def render_html(rep: dict, images: dict[str, bytes]) -> str:
     parts.append("<h2>Model card</h2>" + _table(
         ["field", "value"],
         [["version", model["version"]], ["created", model.get("created_at")],
-         ["formula", f"price ($K) = {model['weight']:.4f} × rooms {model['bias']:+.4f}"],
+         ["formula", f"price ($K) = {model['weight']:.4f} × rooms {_signed(model['bias'])}"],
          ["training data", model.get("training_data")],
-         ["training range of rooms", f"{fr.get('min')} – {fr.get('max')}"],
+         ["training range of rooms", f"{_f(fr.get('min'))} – {_f(fr.get('max'))}"],
          ["final loss / val_loss (MSE)", f"{_f(mm.get('loss'), 2)} / {_f(mm.get('val_loss'), 2)}"],
          ["test MSE / MAE", f"{_f(mm.get('test_mse'), 2)} / {_f(mm.get('test_mae'), 2)}"],
          ["least-squares reference (OLS)",
-          f"price = {_f(ols.get('slope'), 4)} × rooms {ols.get('intercept', 0):+.4f}, test MSE "
-          f"{_f(ols.get('test_mse'), 2)}"],
-         ["hyperparameters", json.dumps(model.get("hyperparameters"))],
+          f"price = {_f(ols.get('slope'), 4)} × rooms {_signed(ols.get('intercept', 0))}, "
+          f"test MSE {_f(ols.get('test_mse'), 2)}"],
+         ["hyperparameters", ", ".join(f"{k} {v}" for k, v in
+                                       (model.get("hyperparameters") or {}).items())],
          ["prediction path", rep.get("prediction_path")]]))
 
     est = " (p50 estimated from a random sample of " \
@@ -318,6 +319,10 @@ def render_html(rep: dict, images: dict[str, bytes]) -> str:
                  "<code>report.json</code>; the data dictionary is in the project README.</p>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _signed(x: float) -> str:
+    return f"{'+' if x >= 0 else '−'} {abs(x):.4f}"
 
 
 def _pct(x: float | None) -> str:

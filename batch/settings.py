@@ -45,7 +45,8 @@ class Settings(BaseSettings):
     epochs: int = Field(101, ge=1, description="training epochs")
     batch_size: int = Field(16, ge=1, description="training mini-batch size")
     learning_rate: float = Field(0.005, gt=0, description="optimizer learning rate")
-    optimizer: Literal["rmsprop", "adam", "sgd"] = Field("rmsprop", description="optimizer")
+    optimizer: Literal["rmsprop", "adam", "sgd"] = Field(
+        "rmsprop", description="optimizer: rmsprop, adam or sgd")
     validation_split: float = Field(
         0.3, ge=0, lt=1, description="share of the training rows held out for val_loss"
     )
@@ -82,7 +83,8 @@ class Settings(BaseSettings):
     progress_seconds: float = Field(
         5.0, gt=0, description="seconds between progress log lines when not on a terminal"
     )
-    engine: Literal["local", "dask"] = Field("local", description="scoring engine")
+    engine: Literal["local", "dask"] = Field(
+        "local", description="scoring engine: local (one process) or dask (a Dask cluster)")
     dask_address: str | None = Field(
         None, description="Dask scheduler to connect to (e.g. tcp://scheduler:8786); none: local cluster"
     )

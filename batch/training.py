@@ -79,7 +79,9 @@ def train(settings: Settings, promote: str = "auto", if_missing: bool = False) -
         "metrics": {"loss": loss[-1], "val_loss": val_loss[-1], "test_mse": test_mse,
                     "test_mae": test_mae},
         "ols_reference": {"slope": slope, "intercept": intercept, "test_mse": ols_mse},
-        "feature_range": {"min": float(data.x_train.min()), "max": float(data.x_train.max())},
+        # The float32 values' shortest decimals (3.561, not 3.561000108718872), so a row with
+        # exactly the training minimum is not flagged as outside the range.
+        "feature_range": {"min": _decimal(data.x_train.min()), "max": _decimal(data.x_train.max())},
         "feature_stats": _stats(data.x_train),
         "versions": _versions(),
         "training_sample": _sample(data.x_train, data.y_train),
@@ -105,6 +107,10 @@ def train(settings: Settings, promote: str = "auto", if_missing: bool = False) -
         "metrics": metadata["metrics"], "weight": weight, "bias": bias,
         "models_dir": str(settings.models_dir),
     }
+
+
+def _decimal(value: np.floating) -> float:
+    return float(str(np.float32(value)))
 
 
 def _stats(x: np.ndarray) -> dict[str, float]:

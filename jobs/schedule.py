@@ -15,8 +15,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m jobs.schedule",
         description="Long-running scheduler: runs 'python -m jobs.score --new-only' on the cron "
-                    "schedule (APScheduler). At start it runs once at once when a scheduled run was "
-                    "missed (or none ever ran). SIGTERM/SIGINT: no new runs, the current one "
+                    "schedule (APScheduler). At start it runs once right away when a scheduled run "
+                    "was missed (or none ever ran). SIGTERM/SIGINT: no new runs, the current one "
                     "finishes, exit 0. Writes <output-dir>/heartbeat.json for health checks.")
     p.add_argument("--run-now", action="store_true", help="also run once right at start")
     p.add_argument("--health", action="store_true",

@@ -1,7 +1,9 @@
 """Remake the synthetic sample inputs: python sample_inputs/generate.py
 
 Synthetic suburbs in the 13-column Boston schema plus suburb_id and suburb (no real data copied).
-Some rows carry the true price (medv); a couple have rooms outside the training range (3.56-8.78).
+Some rows carry the true price (medv); a couple have rooms outside the training range (3.56-8.73),
+and two in the CSV cannot be scored (an empty and a non-numeric rooms cell), so rejects.csv shows
+what happens to them.
 Deterministic: the same files every time.
 """
 from __future__ import annotations
@@ -51,6 +53,9 @@ def main() -> None:
     csv = suburbs(36, rng, start=1)
     csv.loc[3, "rm"] = 9.2  # bigger homes than any suburb in the training data
     csv.loc[17, "rm"] = 3.2  # smaller
+    csv["rm"] = csv["rm"].astype(object)
+    csv.loc[25, "rm"] = None  # missing: rejected
+    csv.loc[30, "rm"] = "n/a"  # not a number: rejected
     csv.to_csv(HERE / "suburbs_north.csv", index=False)
     parquet = suburbs(40, rng, start=101)
     parquet.loc[11, "rm"] = 8.95

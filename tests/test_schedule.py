@@ -138,7 +138,8 @@ def test_a_failed_run_does_not_stop_the_scheduler(models, tmp_path, write_csv, s
     assert s.stop() == 0
 
 
-def test_sigterm_lets_the_run_in_progress_finish_and_exits_0(models, tmp_path, scheduler_factory):
+def scheduler_in_a_long_run(models, tmp_path, scheduler_factory) -> tuple[Scheduler, Path]:
+    """A scheduler whose start-up run is busy with 300k rows in small batches (several seconds)."""
     (tmp_path / "in").mkdir()
     rooms = np.random.default_rng(0).uniform(4, 8, 300_000)
     pq.write_table(pa.table({"rm": rooms}), tmp_path / "in" / "big.parquet",
@@ -147,6 +148,11 @@ def test_sigterm_lets_the_run_in_progress_finish_and_exits_0(models, tmp_path, s
     s = scheduler_factory(models, out, tmp_path / "in", "--chunk-rows", 300,
                           schedule="0 0 1 1 *")
     s.wait_for(lambda: list(out.glob(".staging/*/predictions.parquet")), what="a run in progress")
+    return s, out
+
+
+def test_sigterm_lets_the_run_in_progress_finish_and_exits_0(models, tmp_path, scheduler_factory):
+    s, out = scheduler_in_a_long_run(models, tmp_path, scheduler_factory)
     assert s.stop() == 0
     assert "waiting for the run in progress to finish" in s.log
     runs = s.runs()
@@ -158,14 +164,7 @@ def test_sigterm_lets_the_run_in_progress_finish_and_exits_0(models, tmp_path, s
 
 def test_second_signal_aborts_the_run_leaving_no_partial_output(models, tmp_path,
                                                                 scheduler_factory):
-    (tmp_path / "in").mkdir()
-    rooms = np.random.default_rng(0).uniform(4, 8, 300_000)
-    pq.write_table(pa.table({"rm": rooms}), tmp_path / "in" / "big.parquet",
-                   row_group_size=20_000)
-    out = tmp_path / "out"
-    s = scheduler_factory(models, out, tmp_path / "in", "--chunk-rows", 300,
-                          schedule="0 0 1 1 *")
-    s.wait_for(lambda: list(out.glob(".staging/*/predictions.parquet")), what="a run in progress")
+    s, out = scheduler_in_a_long_run(models, tmp_path, scheduler_factory)
     s.proc.send_signal(signal.SIGTERM)
     s.wait_for(lambda: "waiting for the run in progress" in s.log, what="the graceful stop")
     s.proc.send_signal(signal.SIGTERM)

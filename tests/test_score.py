@@ -363,3 +363,21 @@ def test_exit_codes_as_subprocess(models, tmp_path, write_csv, case, code):
         assert not (tmp_path / "out" / "runs").exists()
     else:
         assert set(last) >= {"run_id", "run_dir", "rows_scored", "rows_rejected", "status"}
+
+
+def test_a_row_at_exactly_the_training_minimum_is_in_range(models, tmp_path, write_csv):
+    meta = Registry(models).metadata("production")
+    low, high = meta["feature_range"]["min"], meta["feature_range"]["max"]
+    assert (low, high) == (3.561, 8.725)  # decimals, not float32 noise
+    folder = run_dir(score(models, tmp_path / "out", write_csv("edge.csv", f"rm\n{low}\n{high}\n")))
+    assert predictions(folder)["out_of_range"].tolist() == [False, False]
+
+
+def test_the_bundled_sample_inputs_score_with_exit_0(models, tmp_path):
+    res = score(models, tmp_path / "out", REPO / "sample_inputs", subprocess=True)
+    assert res.code == 0, res.stderr[-2000:]
+    assert res.json["rows_scored"] == 74 and res.json["rows_rejected"] == 2
+    folder = Path(res.json["run_dir"])
+    assert rejects(folder)["reason"].tolist() == ["missing", "not_a_number"]
+    report = json.loads((folder / "report.json").read_text())
+    assert report["out_of_range"]["rows"] == 3 and report["metrics"]["rows"] > 0
