@@ -102,12 +102,6 @@ def _score_and_write(pdf, ctx: scoring.BatchContext, first_row: int, file_index:
     return PartResult(file_index, partition, batch.num_rows, stats, numeric)
 
 
-def _retype(path: str, columns: list[str]) -> None:
-    one = scoring.NumericColumns(columns)
-    one.seen = set(columns)
-    one.retype(Path(path))
-
-
 def _client(settings):
     from distributed import Client, LocalCluster
 
@@ -186,7 +180,7 @@ def score_with_dask(settings, plan: scoring.Plan, staged: Path, version: str, me
                 ddf, firsts = _frames(src)
             except Exception as exc:
                 raise InputError(f"input {src.name!r} is corrupt or unreadable "
-                                 f"({storage._short(exc)}); fix or remove the file") from None
+                                 f"({storage.short_error(exc)}); fix or remove the file") from None
             for part, (chunk, first) in enumerate(zip(ddf.to_delayed(), firsts)):
                 tasks.append(dask.delayed(_process)(chunk, ctx, first, index, part, str(staged),
                                                     spec_future))
@@ -215,8 +209,8 @@ def score_with_dask(settings, plan: scoring.Plan, staged: Path, version: str, me
             storage.check_unchanged(src)
         retype = numeric.columns
         if retype:
-            parts = sorted(str(p) for p in (staged / "predictions.parquet").iterdir())
-            client.gather(client.map(_retype, parts, columns=retype, pure=False))
+            parts = sorted((staged / "predictions.parquet").iterdir())
+            client.gather(client.map(storage.retype_parquet, parts, columns=retype, pure=False))
             log.info("predictions.parquet: text column(s) %s hold only numbers; written as "
                      "float64", ", ".join(retype))
     finally:
@@ -247,7 +241,7 @@ def _partition_error(source: str, exc: BaseException) -> BaseException:
         return exc
     if _is_data_error(exc):
         return InputError(f"input {source!r} is corrupt or unreadable ({name}: "
-                          f"{storage._short(exc)}); fix or remove the file and run again")
+                          f"{storage.short_error(exc)}); fix or remove the file and run again")
     return exc  # a bug: surfaces as exit 1 with its traceback
 
 

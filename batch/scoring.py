@@ -15,7 +15,6 @@ from typing import Any, Callable
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from batch import features, storage
 from batch.datasets import find_column
@@ -545,23 +544,9 @@ class NumericColumns:
         return sorted(self.candidates & self.seen)
 
     def retype(self, path: Path) -> None:
+        """Store the all-number text columns of the Parquet file at `path` as float64."""
         cols = self.columns
-        if not cols:
-            return
-        pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)  # flat memory
-        schema = pa.schema([pa.field(f.name, pa.float64()) if f.name in cols else f
-                            for f in pf.schema_arrow])
-        tmp = path.with_name(path.name + ".retype")
-        with pq.ParquetWriter(tmp, schema) as writer:
-            for batch in pf.iter_batches(batch_size=1 << 18):
-                arrays = []
-                for f, col in zip(schema, batch.columns):
-                    if f.name in cols:
-                        text = pc.utf8_trim_whitespace(col)
-                        text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
-                        col = pc.cast(text, pa.float64())
-                    arrays.append(col)
-                writer.write_batch(pa.record_batch(arrays, schema=schema))
-        tmp.replace(path)
-        log.info("predictions.parquet: text column(s) %s hold only numbers; written as float64",
-                 ", ".join(cols))
+        if cols:
+            storage.retype_parquet(path, cols)
+            log.info("predictions.parquet: text column(s) %s hold only numbers; written as "
+                     "float64", ", ".join(cols))

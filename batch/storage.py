@@ -240,7 +240,7 @@ def iter_batches(src: InputFile, chunk_rows: int) -> Iterator[pa.RecordBatch]:
         if pending:
             yield _join(pending)
     except (pa.ArrowException, OSError, EOFError, ValueError) as exc:
-        raise InputError(f"input {src.name!r} is corrupt or unreadable ({_short(exc)}); "
+        raise InputError(f"input {src.name!r} is corrupt or unreadable ({short_error(exc)}); "
                          "fix or remove the file and run again") from None
 
 
@@ -250,7 +250,8 @@ def _join(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
     return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
 
 
-def _short(exc: Exception) -> str:
+def short_error(exc: BaseException) -> str:
+    """An exception's message on one line, cut to a readable length."""
     text = " ".join(str(exc).split())
     return text[:300]
 
@@ -352,6 +353,30 @@ class OutputDir:
 
 
 # -- writers --------------------------------------------------------------------------------------------
+
+def retype_parquet(path: Path, columns: list[str]) -> None:
+    """Rewrite the Parquet file at `path` with the given text columns as float64 ('' -> null).
+
+    Streams with flat memory (pre_buffer off) and replaces the file only when complete.
+    """
+    import pyarrow.compute as pc
+
+    pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+    schema = pa.schema([pa.field(f.name, pa.float64()) if f.name in columns else f
+                        for f in pf.schema_arrow])
+    tmp = path.with_name(path.name + ".retype")
+    with pq.ParquetWriter(tmp, schema) as writer:
+        for batch in pf.iter_batches(batch_size=1 << 18):
+            arrays = []
+            for f, col in zip(schema, batch.columns):
+                if f.name in columns:
+                    text = pc.utf8_trim_whitespace(col)
+                    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+                    col = pc.cast(text, pa.float64())
+                arrays.append(col)
+            writer.write_batch(pa.record_batch(arrays, schema=schema))
+    tmp.replace(path)
+
 
 def csv_header_schema(schema: pa.Schema) -> pa.Schema:
     """The schema as written to a CSV header: column names defused like cells."""
