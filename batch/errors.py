@@ -1,5 +1,27 @@
-"""Errors the jobs turn into exit codes (see CONTRACT.md); anything else is a bug (exit 1)."""
+"""Errors the jobs turn into exit codes, and the one table of what each exit code means.
+
+Anything that is not a BatchError is a bug and exits 1 with its traceback.
+"""
 from __future__ import annotations
+
+# Every exit code of the jobs, with its meaning: --help texts, the scheduler's log and the
+# README's table all say what this table says.
+EXIT_CODES = {
+    0: "success (also: nothing new to score)",
+    1: "unexpected failure (a bug)",
+    2: "usage or configuration error",
+    3: "input problem",
+    4: "model problem",
+    5: "reject budget exceeded",
+    6: "output directory locked by another run",
+    7: "environment problem (output or registry location unusable, Dask cluster lost)",
+    130: "interrupted (SIGINT or SIGTERM); nothing published",
+}
+
+
+def exit_codes_help(codes: tuple[int, ...] = tuple(EXIT_CODES)) -> str:
+    """'Exit codes: 0 success ..., 2 usage ...' for a --help text."""
+    return "Exit codes: " + "; ".join(f"{c} {EXIT_CODES[c]}" for c in codes) + "."
 
 
 class BatchError(Exception):
@@ -35,8 +57,21 @@ class RejectBudgetExceeded(BatchError):
         super().__init__(message)
         self.summary = summary or {}
 
+    def __reduce__(self):  # keep the summary when pickled (Dask sends errors between processes)
+        return (type(self), (str(self), self.summary))
+
 
 class LockHeld(BatchError):
     """Another scoring run holds the output directory."""
 
     exit_code = 6
+
+
+class EnvironmentFault(BatchError):
+    """The machine or cluster failed us: an unusable output/registry location, a lost Dask cluster."""
+
+    exit_code = 7
+
+
+class ClusterLost(EnvironmentFault):
+    """A Dask worker or the scheduler went away while the run needed it."""

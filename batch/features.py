@@ -1,4 +1,7 @@
-"""The rooms feature: find its column, coerce raw values, validate; pure (Arrow arrays in, arrays out)."""
+"""The rooms feature, cell by cell: find its column, parse raw values, validate, and the reject reasons.
+
+Pure: Arrow arrays in, NumPy arrays out. A new reject reason is added here, with its meaning.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,7 +12,14 @@ import pyarrow.compute as pc
 
 from batch.datasets import ROOMS_NAMES, find_column
 
-REASONS = ("missing", "not_a_number", "non_finite", "out_of_domain")
+# Reject reasons (rejects.csv's `reason`), in code order, and what each means for a reader.
+MEANINGS = {
+    "missing": "the rooms cell is empty",
+    "not_a_number": "the rooms cell is text that is not a number",
+    "non_finite": "NaN or infinity",
+    "out_of_domain": "a number outside the plausible range of rooms",
+}
+REASONS = tuple(MEANINGS)
 MISSING, NOT_A_NUMBER, NON_FINITE, OUT_OF_DOMAIN = range(1, 5)  # 0 = valid
 
 # A plain decimal number (what a spreadsheet would also read as a number).
@@ -17,8 +27,6 @@ NUMBER_RE = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
 NAN_RE = r"^\s*[+-]?nan\s*$"
 INF_RE = r"^\s*[+-]?(inf|infinity)\s*$"
 DECIMAL_COMMA_RE = r"^\s*[+-]?\d+,\d+\s*$"
-# Spreadsheet formula triggers (OWASP CSV injection); a cell that is a plain number is left alone.
-FORMULA_RE = r"^\s*[=+\-@]|^[\t\r]"
 
 
 def rooms_column(columns: list[str], wanted: str | None) -> str | None:
@@ -97,37 +105,3 @@ def raw_text(raw: pa.Array) -> pa.Array:
     if not (pa.types.is_string(raw.type) or pa.types.is_large_string(raw.type)):
         raw = pc.cast(raw, pa.string())
     return pc.fill_null(raw, "")
-
-
-def neutralise(column: pa.Array) -> pa.Array:
-    """Prefix "'" to text cells a spreadsheet would run as a formula; plain numbers stay as they are."""
-    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-        return column
-    trigger = pc.fill_null(pc.match_substring_regex(column, FORMULA_RE), False)
-    if not pc.any(trigger).as_py():
-        return column  # the common case: one cheap pass, nothing to defuse
-    risky = pc.and_(trigger, pc.invert(pc.fill_null(
-        pc.match_substring_regex(column, NUMBER_RE), False)))
-    return pc.if_else(risky, pc.binary_join_element_wise("'", column, ""), column)
-
-
-def neutralise_text(text: str) -> str:
-    """One text value (a column name, say) defused like a cell."""
-    import re
-
-    if re.match(FORMULA_RE, text) and not re.match(NUMBER_RE, text):
-        return "'" + text
-    return text
-
-
-def looks_numeric(column: pa.Array) -> bool:
-    """True when every non-empty cell is a plain number that a float64 keeps exactly as meant.
-
-    Codes stay text: a leading zero ('02134') or more than 15 digits (IDs a float would round).
-    """
-    text = pc.utf8_trim_whitespace(column)
-    nonempty = pc.fill_null(pc.not_equal(text, ""), False)
-    numeric = pc.fill_null(pc.match_substring_regex(text, NUMBER_RE), False)
-    code_like = pc.fill_null(pc.match_substring_regex(text, r"^[+-]?0\d|\d{16,}"), False)
-    bad = pc.and_(nonempty, pc.or_(pc.invert(numeric), code_like))
-    return not pc.any(bad).as_py()

@@ -1,18 +1,31 @@
-"""The single-neuron model: seeding, building, fitting and predicting in large batches; no I/O."""
+"""The single-neuron model: seeding, building, predicting in large batches, and the scorer's Predictor.
+
+The Predictor is what both scoring engines use: the folded Dense(1) (weight and bias) when the
+model is exactly that, else the Keras model itself; it travels to Dask workers as a small
+picklable object and is loaded once per process. `check_parity` compares its predictions with
+the Keras model's own on a run's sample. No file is written here.
+"""
 from __future__ import annotations
 
 import logging
 import math
 import sys
 import time
+import os
+import tempfile
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
+
+from batch.errors import ModelError
 
 log = logging.getLogger(__name__)
 
 PREDICT_BATCH = 1 << 16  # never predict()'s default of 32: that is ~24 s per million rows here
+PARITY_ROWS = 10_000  # sampled rows of a run checked against the Keras model
+PARITY_LIMIT = 2.0  # allowed gap, in float32 epsilons of the prediction
 
 
 def keras():
@@ -112,10 +125,64 @@ def float32_gap(ours: np.ndarray, theirs: np.ndarray) -> float:
     return float(gap.max()) if np.all(np.isfinite(gap)) else float("inf")
 
 
-def parity_gap(fold: LinearFold, model, x: np.ndarray) -> float:
-    """Largest difference between the fold and the Keras model, in units of float32 precision."""
-    x = np.asarray(x, dtype="float32").reshape(-1)
-    return float32_gap(fold(x), predict(model, x))
+@dataclass(frozen=True)
+class Predictor:
+    """How a scoring process predicts: the fold's weight and bias, or the verified .keras bytes.
+
+    Small and picklable, so the Dask engine sends it to each worker once; `load()` gives the
+    prediction function, built once per process (the Keras path loads the model once).
+    """
+
+    sha256: str
+    fold: LinearFold | None
+    keras_bytes: bytes | None = None
+
+    @property
+    def path(self) -> str:
+        """How predictions are made, for the report."""
+        return "folded Dense(1)" if self.fold is not None else "Keras model"
+
+    def load(self) -> Callable[[np.ndarray], np.ndarray]:
+        if self.fold is not None:
+            return self.fold
+        model = _LOADED.get(self.sha256)
+        if model is None:
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # a fresh worker: keep TF quiet
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "model.keras"
+                path.write_bytes(self.keras_bytes or b"")
+                model = keras().saving.load_model(path, safe_mode=True, compile=False)
+            _LOADED[self.sha256] = model
+        return lambda rooms: predict(model, rooms)
+
+
+_LOADED: dict[str, Any] = {}  # per process: model sha256 -> Keras model
+
+
+def predictor_for(model, sha256: str, keras_bytes: Callable[[], bytes]) -> Predictor:
+    """The Predictor of a loaded, verified model (its .keras bytes are read only when not foldable)."""
+    fold = fold_linear(model)
+    _LOADED[sha256] = model  # this process already has it
+    return Predictor(sha256, fold, None if fold is not None else keras_bytes())
+
+
+def check_parity(model, rooms: np.ndarray, preds: np.ndarray, where: str) -> float:
+    """The largest gap between `preds` and the Keras model's output on `rooms` (float32 epsilons).
+
+    Raises ModelError beyond PARITY_LIMIT: predictions that disagree with the model are never
+    published.
+    """
+    rooms, preds = np.asarray(rooms)[:PARITY_ROWS], np.asarray(preds)[:PARITY_ROWS]
+    if not len(rooms):
+        return 0.0
+    gap = float32_gap(preds, predict(model, rooms))
+    if not gap <= PARITY_LIMIT:
+        raise ModelError(f"predictions {where} differ from the Keras model by {gap:.1f} float32 "
+                         "epsilons (or are NaN/inf); nothing was published — score with another "
+                         "--model-version and report it")
+    log.info("parity with the Keras model on %d sampled rows: largest gap %.2f float32 epsilons",
+             len(rooms), gap)
+    return gap
 
 
 def progress_callback(epochs: int, every: int, stream=None):

@@ -14,6 +14,8 @@ import numpy as np
 
 from batch import plots
 from batch.atomic import write_atomic
+from batch.features import MEANINGS
+from batch.stats import FileStats, RunStats
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +31,10 @@ def _num(x: float | None) -> float | None:
 
 
 def build(*, run_id: str, status: str, started: dt.datetime, finished: dt.datetime, version: str,
-          meta: dict, stats, files, skipped, settings, predictor: str,
-          reject_fraction: float) -> dict[str, Any]:
-    """The report.json content (every field CONTRACT.md names, and the drift section)."""
+          meta: dict, stats: RunStats, files: list[FileStats], skipped: list[dict[str, str]],
+          settings, predictor: str, reject_fraction: float,
+          phases: dict[str, float] | None = None) -> dict[str, Any]:
+    """The report.json content: the run's outcome, its inputs, model, predictions and drift."""
     n = stats.scored
     sample = stats.sample
     preds = sample.cols.get("pred", np.empty(0))
@@ -83,10 +86,13 @@ def build(*, run_id: str, status: str, started: dt.datetime, finished: dt.dateti
                      "chunk_rows": settings.chunk_rows, "new_only": settings.new_only,
                      "model_version_requested": settings.model_version},
         "prediction_path": predictor,
+        # Seconds per phase of the run so far (model, plan, stream, finalize, report); the
+        # publish step that follows is in the JSON summary line.
+        "phases_seconds": dict(phases or {}),
     }
 
 
-def drift(stats, meta: dict) -> dict[str, Any]:
+def drift(stats: RunStats, meta: dict) -> dict[str, Any]:
     """The input's rooms beside the training data's, with plain-words warnings when they differ."""
     train = dict(meta.get("feature_stats") or {})
     fr = meta.get("feature_range") or {}
@@ -128,18 +134,23 @@ def drift(stats, meta: dict) -> dict[str, Any]:
             "warnings": warnings}
 
 
-def write(folder: Path, rep: dict, meta: dict, stats, version_dir: Path, plots: bool = True) -> None:
-    """report.json, loss.png, fit.png and report.html into the run's (temporary) folder."""
+def render(rep: dict, meta: dict, stats: RunStats, version_dir: Path,
+           plots: bool = True) -> dict[str, bytes]:
+    """The plots (loss.png, fit.png) and report.html of a run; report.json is written by write()."""
     images: dict[str, bytes] = {}
     if plots:
         loss = _loss_png(version_dir, rep["model_version"])
         if loss is not None:
             images["loss.png"] = loss
         images["fit.png"] = _fit_png(meta, stats, rep)
-        for name, data in images.items():
-            (folder / name).write_bytes(data)
+    return {**images, "report.html": render_html(rep, images).encode()}
+
+
+def write(folder: Path, rep: dict, files: dict[str, bytes]) -> None:
+    """The rendered files, then report.json, into the run's (temporary) folder."""
+    for name, data in files.items():
+        write_atomic(folder / name, data)
     write_atomic(folder / "report.json", json.dumps(rep, indent=2, default=str) + "\n")
-    write_atomic(folder / "report.html", render_html(rep, images))
 
 
 def _loss_png(version_dir: Path, version: str) -> bytes | None:
@@ -158,7 +169,7 @@ def _loss_png(version_dir: Path, version: str) -> bytes | None:
     return plots.loss_png(loss, val, f"Loss per epoch (model {version})")
 
 
-def _fit_png(meta: dict, stats, rep: dict) -> bytes:
+def _fit_png(meta: dict, stats: RunStats, rep: dict) -> bytes:
     sample = stats.sample.cols
     train = meta.get("training_sample") or {"rm": [], "medv": []}
     actual = sample.get("actual", np.empty(0))
@@ -328,10 +339,3 @@ def _signed(x: float) -> str:
 def _pct(x: float | None) -> str:
     return "–" if x is None else f"{x:.1%}"
 
-
-MEANINGS = {
-    "missing": "the rooms cell is empty",
-    "not_a_number": "the rooms cell is text that is not a number",
-    "non_finite": "NaN or infinity",
-    "out_of_domain": "a number outside the plausible range of rooms",
-}

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from batch.errors import ConfigError
+from batch.errors import EXIT_CODES, ConfigError
 from batch.atomic import write_atomic
 from batch.settings import SCORE_FIELDS, Settings, flag_name
 
@@ -22,9 +22,7 @@ JOB_ID = "nightly-score"
 HEARTBEAT = "heartbeat.json"
 # Everything a scoring run takes, except what the scheduler sets itself (inputs, --new-only).
 PASSED_ON = [f for f in SCORE_FIELDS if f not in ("input", "new_only")]
-EXIT_REASONS = {0: "succeeded", 1: "unexpected failure (a bug)", 2: "configuration error",
-                3: "input problem", 4: "model problem", 5: "reject budget exceeded",
-                6: "output directory locked by another run"}
+EXIT_REASONS = EXIT_CODES  # what each exit code of a scoring run means
 
 
 DAY_NAMES = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]  # cron: 0 (or 7) = Sunday

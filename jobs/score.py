@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from batch.errors import exit_codes_help
 from batch.settings import SCORE_FIELDS
 from jobs import _cli
 
@@ -16,8 +17,8 @@ def parser() -> argparse.ArgumentParser:
         description="Score suburb records with a model version from the registry. Writes "
                     "output/runs/<run_id>/ (predictions.parquet, predictions.csv, rejects.csv, "
                     "report.json, report.html, loss.png, fit.png, _SUCCESS) atomically. "
-                    "The last line of stdout is a JSON summary. Exit codes: 0 ok, 2 usage, "
-                    "3 input, 4 model, 5 reject budget, 6 output locked by another run.")
+                    "The last line of stdout is a JSON summary.",
+        epilog=exit_codes_help())
     _cli.add_settings_flags(p, FIELDS)
     return p
 

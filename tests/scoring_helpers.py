@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tests.conftest import run_cli, run_main
+from tests.helpers import run_cli, run_main
 
 
 def score(models: Path, out: Path, *inputs, extra=(), subprocess: bool = False):

@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("distributed")
 
-from tests.conftest import one_error_sentence  # noqa: E402
+from tests.helpers import one_error_sentence  # noqa: E402
 from tests.scoring_helpers import rejects, run_dir, score  # noqa: E402
 
 DASK = ["--engine", "dask", "--dask-workers", 2, "--max-reject-fraction", 1]
@@ -125,7 +125,7 @@ def test_dask_engine_without_dask_installed_is_a_configuration_error(models, tmp
     import subprocess
     import sys
 
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     path = write_csv("a.csv", "rm\n6\n")
     code = ("import sys; sys.modules['dask'] = None; sys.modules['distributed'] = None\n"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from batch.settings import Settings
-from tests.conftest import BOSTON_NPZ, REPO
+from tests.helpers import BOSTON_NPZ, REPO
 
 COMPOSE_FILE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"

@@ -55,20 +55,6 @@ def test_domain_is_a_setting():
     assert got.codes.tolist() == [4, 0, 0, 4]
 
 
-def test_neutralise_defuses_formulas_but_not_numbers():
-    arr = pa.array(["=1+1", "+cmd", "-2+3", "@SUM(A1)", "\tx", "-3.5", "+4", "ok", None, "a=b"])
-    assert features.neutralise(arr).to_pylist() == [
-        "'=1+1", "'+cmd", "'-2+3", "'@SUM(A1)", "'\tx", "-3.5", "+4", "ok", None, "a=b"]
-    assert features.neutralise(pa.array([1.0, -2.0])).to_pylist() == [1.0, -2.0]
-
-
-def test_looks_numeric_keeps_codes_with_leading_zeros_as_text():
-    assert features.looks_numeric(pa.array(["1", " 2.5", "", "-3e2"]))
-    assert not features.looks_numeric(pa.array(["02134", "1"]))
-    assert not features.looks_numeric(pa.array(["1", "x"]))
-    assert features.looks_numeric(pa.array(["0", "0.5"]))
-
-
 def test_rooms_column_by_name_any_case():
     assert features.rooms_column(["a", " Rm "], None) == " Rm "
     assert features.rooms_column(["ROOMS"], None) == "ROOMS"

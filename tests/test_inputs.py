@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import BOSTON_CSV, one_error_sentence
+from tests.helpers import BOSTON_CSV, one_error_sentence
 from tests.scoring_helpers import predictions, rejects, run_dir, score
 
 
@@ -217,14 +217,49 @@ def test_csv_header_names_are_defused_too(models, tmp_path, write_csv):
 
 
 def test_an_input_that_changes_while_scored_is_refused(tmp_path):
-    from batch import storage
+    from batch import inputs
     from batch.errors import InputError
 
     path = tmp_path / "growing.csv"
     path.write_text("rm\n6\n")
-    src = storage.inspect(path)
-    storage.check_unchanged(src)  # untouched: fine
+    src = inputs.inspect(path)
+    inputs.check_unchanged(src)  # untouched: fine
     with open(path, "a") as fh:
         fh.write("7\n")
     with pytest.raises(InputError, match="changed while it was being scored"):
-        storage.check_unchanged(src)
+        inputs.check_unchanged(src)
+
+
+# -- parts: the same reader for the whole file and for its pieces (pure, no model) ---------------
+
+@pytest.mark.parametrize("part_bytes", [50, 333, 4096, 1 << 20])
+def test_csv_byte_ranges_read_exactly_the_rows_of_the_whole_file(tmp_path, part_bytes):
+    from batch import inputs
+
+    path = tmp_path / "a.csv"
+    rows = [f"s{i},{4 + i % 50 / 10},\"q, {i}\"" for i in range(2000)]
+    rows.insert(700, "")  # a blank line inside: not a row, in either reading
+    path.write_text("suburb,rm,note\n" + "\n".join(rows) + "\n")
+    src = inputs.inspect(path)
+    whole = pa.Table.from_batches(list(inputs.iter_batches(inputs.whole(src, 0), 10_000)))
+    parts = inputs.split(src, 0, part_bytes)
+    assert len(parts) >= (2 if part_bytes < 4096 else 1)
+    counts = [inputs.count_rows(p) for p in parts]
+    parts = inputs.numbered(parts, counts)
+    assert sum(counts) == whole.num_rows == 2000
+    assert parts[0].first_row == 1 and all(p.first_row is not None for p in parts)
+    pieces = [b for p in parts for b in inputs.iter_batches(p, 10_000)]
+    assert pa.Table.from_batches(pieces, schema=whole.schema).equals(whole)
+
+
+def test_parquet_parts_are_row_groups_numbered_from_metadata(tmp_path):
+    import pyarrow.parquet as pq
+
+    from batch import inputs
+
+    pq.write_table(pa.table({"rm": [float(i) for i in range(1000)]}), tmp_path / "a.parquet",
+                   row_group_size=300)
+    parts = inputs.split(inputs.inspect(tmp_path / "a.parquet"), 2, 1)
+    assert [(p.file_index, p.row_groups, p.first_row) for p in parts] == [
+        (2, (0,), 1), (2, (1,), 301), (2, (2,), 601), (2, (3,), 901)]
+    assert [inputs.count_rows(p) for p in parts] == [300, 300, 300, 100]

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tests.conftest import REPO, run_cli
+from tests.helpers import REPO, run_cli
 
 
 def run_on_terminal(*args) -> tuple[int, str]:

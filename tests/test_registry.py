@@ -10,7 +10,7 @@ import pytest
 
 from batch.errors import ModelError
 from batch.registry import Registry
-from tests.conftest import REPO, one_error_sentence, run_cli
+from tests.helpers import REPO, one_error_sentence, run_cli
 
 
 def fake_metadata(test_mse: float) -> dict:

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch.registry import Registry
-from tests.conftest import REPO, one_error_sentence, run_cli
+from tests.helpers import REPO, one_error_sentence, run_cli
 from tests.scoring_helpers import predictions, rejects, run_dir, score
 
 CONTRACT_COLUMNS = ["source_file", "source_row", "predicted_median_price_k", "out_of_range",
@@ -171,7 +171,7 @@ def test_second_run_exits_6_at_once_naming_the_holder(models, tmp_path, write_cs
     path = write_csv("a.csv", "rm\n6\n")
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; from batch.storage import OutputDir; "
+         "import sys, time; from batch.outputs import OutputDir; "
          f"OutputDir({str(out)!r}).lock('holder-run'); print('locked', flush=True); "
          "time.sleep(120)"], cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
@@ -271,7 +271,7 @@ def test_metrics_null_without_true_price(models, tmp_path, write_csv):
 
 
 def test_drift_warning_in_plain_words(models, tmp_path, write_csv):
-    from tests.conftest import BOSTON_CSV
+    from tests.helpers import BOSTON_CSV
 
     rooms = pd.read_csv(BOSTON_CSV)["rm"].iloc[::5]  # suburbs like the training data
     similar = write_csv("similar.csv", "rm\n" + "".join(f"{r}\n" for r in rooms))

@@ -6,7 +6,7 @@ import pytest
 from batch.errors import ConfigError
 from batch.settings import Settings, load_settings
 from jobs import _cli, score, train
-from tests.conftest import one_error_sentence, run_cli
+from tests.helpers import one_error_sentence, run_cli
 
 
 def test_defaults_match_the_contract(settings):
@@ -86,7 +86,7 @@ def test_unknown_flag_exits_2():
 
 
 def test_readme_documents_every_setting():
-    from tests.conftest import REPO
+    from tests.helpers import REPO
     from batch.settings import env_name, flag_name
 
     readme = (REPO / "README.md").read_text()

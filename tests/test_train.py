@@ -12,7 +12,7 @@ import pytest
 from batch import datasets
 from batch.errors import InputError
 from batch.registry import Registry
-from tests.conftest import BOSTON_CSV, REPO, one_error_sentence, run_cli, run_main
+from tests.helpers import BOSTON_CSV, REPO, one_error_sentence, run_cli, run_main
 
 TUTORIAL = {3: 11.4, 4: 14.7, 5: 18.0, 6: 21.4, 7: 24.7}
 

@@ -1,0 +1,138 @@
+"""What every engine shares: the per-part task, and the loop around it (merge, checks, re-type, parity).
+
+An engine only decides how parts are cut and where `score_part` runs (`_run_parts`) and how a
+function is mapped over output files (`map`). Everything else happens once, here, for all.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from batch import inputs, outputs
+from batch.model import Predictor, check_parity
+from batch.plan import Plan
+from batch.rules import REJECT_SCHEMA, BatchContext, Predict, score_batch
+from batch.stats import FileStats, NumericColumns, RunStats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a part task needs, picklable (the Dask engine ships it to each worker once)."""
+
+    staged: str  # the run's staging folder
+    contexts: dict[int, BatchContext]  # by file index (scorable files only)
+    predictor: Predictor
+    chunk_rows: int
+
+
+@dataclass
+class PartResult:
+    """What scoring one part gives back: its statistics and column-typing observation."""
+
+    file_index: int
+    part: int
+    rows_read: int
+    stats: RunStats
+    numeric: NumericColumns
+
+
+@dataclass
+class EngineResult:
+    stats: RunStats
+    files: list[FileStats]
+    prediction_path: str
+    parity_gap: float
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+OnBatch = Callable[[int, inputs.Part], None]
+
+
+def score_part(part: inputs.Part, ctx: BatchContext, predict: Predict,
+               sink: outputs.PredictionSink, chunk_rows: int,
+               on_batch: OnBatch | None = None) -> PartResult:
+    """The one per-part task: stream the part, apply the rules per batch, write to the sink."""
+    assert part.first_row is not None, "number the parts (inputs.numbered) before scoring them"
+    stats = RunStats()
+    numeric = NumericColumns(set(ctx.retype_candidates))
+    first = part.first_row
+    for batch in inputs.iter_batches(part, chunk_rows):
+        out, rejects, bstats = score_batch(batch, first, ctx, predict)
+        first += batch.num_rows
+        numeric.observe(out)
+        sink.write(out, rejects)
+        stats.merge(bstats)
+        if on_batch is not None:
+            on_batch(batch.num_rows, part)
+    return PartResult(part.file_index, part.index, first - part.first_row, stats, numeric)
+
+
+def part_name(part: inputs.Part) -> str:
+    """The part's file name stem: sorts in input order."""
+    return f"part-{part.file_index:05d}-{part.index:05d}"
+
+
+class Engine(ABC):
+    """Runs the per-part task over a plan; subclasses say how (in process, on a cluster)."""
+
+    name = "engine"
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release what the engine holds (a cluster connection, say)."""
+
+    @abstractmethod
+    def _run_parts(self, plan: Plan, job: Job) -> list[PartResult]:
+        """Score every scorable file of the plan; write into job.staged."""
+
+    def map(self, fn: Callable[..., Any], items: list[Any], **kwargs: Any) -> list[Any]:
+        """fn(item, **kwargs) for each item (engines may run them in parallel)."""
+        return [fn(item, **kwargs) for item in items]
+
+    def describe(self, predictor: Predictor) -> str:
+        return predictor.path
+
+    def run(self, plan: Plan, job: Job, model) -> EngineResult:
+        """Score the plan into job.staged; `model` is the Keras model the parity check uses."""
+        t0 = time.monotonic()
+        results = self._run_parts(plan, job)
+        t1 = time.monotonic()
+        stats = RunStats()
+        numeric = NumericColumns(set(plan.retype_candidates))
+        files = [FileStats(fp.src.name, fp.src.sha256, fp.src.format,
+                           rooms_column=fp.rooms_column, notes=list(fp.src.notes))
+                 for fp in plan.files]
+        for r in sorted(results, key=lambda r: (r.file_index, r.part)):
+            stats.merge(r.stats)
+            numeric.merge(r.numeric)
+            files[r.file_index].add(r.rows_read, r.stats)
+        for fp in plan.files:
+            inputs.check_unchanged(fp.src)
+        staged = Path(job.staged)
+        if (staged / outputs.PARTS).is_dir():
+            outputs.join_parts(staged, plan.schema, REJECT_SCHEMA)
+        columns = numeric.columns
+        if columns:
+            self.map(outputs.retype_parquet, outputs.parquet_files(staged), columns=columns)
+            log.info("predictions.parquet: text column(s) %s hold only numbers; written as "
+                     "float64", ", ".join(columns))
+        path = self.describe(job.predictor)
+        gap = check_parity(model, stats.sample.cols.get("rooms", []),
+                           stats.sample.cols.get("pred", []), f"by the {path}")
+        if job.predictor.fold is not None:
+            log.info("predictions by the folded Dense(1) (weight %.6f, bias %.6f)",
+                     job.predictor.fold.weight, job.predictor.fold.bias)
+        return EngineResult(stats, files, path, gap,
+                            {"stream": round(t1 - t0, 3),
+                             "finalize": round(time.monotonic() - t1, 3)})

@@ -1,0 +1,68 @@
+"""The local engine: every file streamed whole, in this process, into one set of output files."""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+from batch import inputs, outputs
+from batch.engines.base import Engine, Job, PartResult, score_part
+from batch.plan import Plan
+from batch.rules import REJECT_SCHEMA
+
+log = logging.getLogger(__name__)
+
+
+class Progress:
+    """A progress line on a terminal (rows, rows/s), else a log line every few seconds."""
+
+    def __init__(self, every: float, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.every = every
+        self.started = self.last = time.monotonic()
+        self.rows = 0
+
+    def update(self, rows: int, part: inputs.Part) -> None:
+        self.rows += rows
+        where = part.src.name
+        now = time.monotonic()
+        rate = self.rows / max(now - self.started, 1e-9)
+        if self.tty:
+            if now - self.last >= 0.2:
+                self.stream.write(f"\rscoring {where}: {self.rows:,} rows ({rate:,.0f} rows/s)   ")
+                self.stream.flush()
+                self.last = now
+        elif now - self.last >= self.every:
+            log.info("progress: %s rows (%s rows/s), now in %s", f"{self.rows:,}",
+                     f"{rate:,.0f}", where)
+            self.last = now
+
+    def done(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+class LocalEngine(Engine):
+    """One process, files one after another; memory stays flat (batches of chunk_rows)."""
+
+    name = "local"
+
+    def __init__(self, progress_seconds: float) -> None:
+        self.progress_seconds = progress_seconds
+
+    def _run_parts(self, plan: Plan, job: Job) -> list[PartResult]:
+        predict = job.predictor.load()
+        sink = outputs.PredictionSink(job.staged, plan.schema, REJECT_SCHEMA)
+        progress = Progress(self.progress_seconds)
+        results = []
+        try:
+            for index, fp in enumerate(plan.files):
+                if fp.scorable:
+                    results.append(score_part(inputs.whole(fp.src, index), job.contexts[index],
+                                              predict, sink, job.chunk_rows, progress.update))
+        finally:
+            sink.close()
+            progress.done()
+        return results

@@ -1,0 +1,274 @@
+"""Run outputs: the output directory (lock, staging, publish, failed/, history) and the prediction sink.
+
+The only module that writes a run's files. A run is built in `.staging/<run_id>/` and renamed
+into `runs/<run_id>/` with `_SUCCESS` already inside, so readers never see a partial run. The
+prediction sink writes predictions.parquet, predictions.csv and rejects.csv, either as single
+files (one process) or as part files that `join_parts` turns into the final layout (Dask); CSV
+safety (formula defusing) lives beside the CSV writer, and so does the Parquet re-typing.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import socket
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from batch.atomic import fsync_dir, write_atomic
+from batch.errors import LockHeld
+from batch.features import NUMBER_RE
+from batch.locks import FileLock
+
+log = logging.getLogger(__name__)
+
+SUCCESS = "_SUCCESS"
+LATEST = "LATEST"
+STAGING = ".staging"  # runs in progress: output/.staging/<run_id>/
+PREDICTIONS_PARQUET = "predictions.parquet"
+PREDICTIONS_CSV = "predictions.csv"
+REJECTS_CSV = "rejects.csv"
+PARTS = "parts"  # CSV part files of a parts-mode run, joined and removed before publishing
+DIAGNOSIS_FILES = ("report.json", "report.html", REJECTS_CSV)  # kept for a failed run
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    """YYYYMMDDTHHMMSSZ-<6 hex>: sorts by start time (UTC)."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+# -- the output directory ------------------------------------------------------------------------------
+
+class OutputDir:
+    """BATCH_OUTPUT_DIR: runs/, failed/, LATEST, the run lock and temp folders of runs in progress."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.runs = self.root / "runs"
+        self.failed = self.root / "failed"
+        self._lock = FileLock(self.root / ".lock")
+
+    def lock(self, run_id: str) -> None:
+        """Take the output lock or raise LockHeld naming the holder."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "run_id": run_id,
+              "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        if not self._lock.acquire(blocking=False, holder=me):
+            who = self._lock.holder()
+            desc = (f"pid {who.get('pid', '?')} on {who.get('host', '?')}, started "
+                    f"{who.get('started_at', '?')}" if who else "another process")
+            raise LockHeld(f"another scoring run ({desc}) holds {self.root}; it was left alone — "
+                           "wait for it to finish, then run again")
+
+    def unlock(self) -> None:
+        self._lock.release()
+
+    def clean_leftovers(self) -> None:
+        """Remove the folders of runs that were killed (safe: we hold the lock)."""
+        staging = self.root / STAGING
+        if staging.is_dir():
+            for tmp in staging.iterdir():
+                log.info("removing %s left by a run that did not finish", tmp)
+                if tmp.is_dir():
+                    shutil.rmtree(tmp, ignore_errors=True)
+                else:
+                    tmp.unlink(missing_ok=True)
+
+    def staging(self, run_id: str) -> Path:
+        """A new, empty folder to build run `run_id` in."""
+        path = self.root / STAGING / run_id
+        path.mkdir(parents=True)
+        return path
+
+    def publish(self, staged: Path, run_id: str) -> Path:
+        """_SUCCESS last inside the temp folder, then one rename: runs/<id> appears complete."""
+        write_atomic(staged / SUCCESS, json.dumps({"run_id": run_id}) + "\n")
+        fsync_dir(staged)
+        self.runs.mkdir(parents=True, exist_ok=True)
+        final = self.runs / run_id
+        os.rename(staged, final)
+        fsync_dir(self.runs)
+        write_atomic(self.root / LATEST, run_id + "\n")
+        return final
+
+    def publish_failed(self, staged: Path, run_id: str) -> Path:
+        """A run over its reject budget: keep only the diagnosis files, under failed/<id>."""
+        for child in staged.iterdir():
+            if child.name not in DIAGNOSIS_FILES:
+                if child.is_dir():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        self.failed.mkdir(parents=True, exist_ok=True)
+        final = self.failed / run_id
+        os.rename(staged, final)
+        return final
+
+    def successful_runs(self) -> list[Path]:
+        if not self.runs.is_dir():
+            return []
+        return sorted(p for p in self.runs.iterdir() if (p / SUCCESS).is_file())
+
+    def scored_hashes(self) -> set[str]:
+        """sha256 of every input file a successful run has scored (for --new-only)."""
+        hashes: set[str] = set()
+        for run in self.successful_runs():
+            try:
+                report = json.loads((run / "report.json").read_text())
+            except (OSError, ValueError):
+                log.warning("cannot read %s/report.json; its inputs count as not scored", run)
+                continue
+            hashes.update(i["sha256"] for i in report.get("inputs", []) if i.get("sha256"))
+        return hashes
+
+    def latest(self) -> str | None:
+        try:
+            return (self.root / LATEST).read_text().strip() or None
+        except OSError:
+            return None
+
+
+# -- CSV safety: every cell and header a spreadsheet opens goes through here ----------------------
+
+# Spreadsheet formula triggers (OWASP CSV injection); a cell that is a plain number is left alone.
+FORMULA_RE = r"^\s*[=+\-@]|^[\t\r]"
+SAFE_COLUMNS = frozenset({"model_version", "run_id"})  # written by us: vN and a run id
+
+
+def defuse(column: pa.Array) -> pa.Array:
+    """Prefix "'" to text cells a spreadsheet would run as a formula; plain numbers stay as they are."""
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return column
+    trigger = pc.fill_null(pc.match_substring_regex(column, FORMULA_RE), False)
+    if not pc.any(trigger).as_py():
+        return column  # the common case: one cheap pass, nothing to defuse
+    risky = pc.and_(trigger, pc.invert(pc.fill_null(
+        pc.match_substring_regex(column, NUMBER_RE), False)))
+    return pc.if_else(risky, pc.binary_join_element_wise("'", column, ""), column)
+
+
+def defuse_text(text: str) -> str:
+    """One text value (a column name, say) defused like a cell."""
+    if re.match(FORMULA_RE, text) and not re.match(NUMBER_RE, text):
+        return "'" + text
+    return text
+
+
+def csv_safe(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The batch as it goes into a CSV file: formula-like text cells defused."""
+    cols = []
+    for name, col in zip(batch.schema.names, batch.columns):
+        if name in SAFE_COLUMNS:
+            cols.append(col)
+        elif name == "source_file" and len(col):
+            # One file name per batch: check it once rather than on every row.
+            first = defuse(col.slice(0, 1))[0]
+            cols.append(col if first == col[0] else
+                        pa.repeat(pa.scalar(first.as_py(), pa.string()), len(col)))
+        else:
+            cols.append(defuse(col))
+    return pa.record_batch(cols, schema=batch.schema)
+
+
+def csv_header_schema(schema: pa.Schema) -> pa.Schema:
+    """The schema as written to a CSV header: column names defused like cells."""
+    return pa.schema([f.with_name(defuse_text(f.name)) for f in schema])
+
+
+# -- the prediction sink ------------------------------------------------------------------------------
+
+class PredictionSink:
+    """predictions.parquet, predictions.csv and rejects.csv of a run, written batch by batch.
+
+    part=None writes the three final files directly (one writer process). With a part name, a
+    task writes `predictions.parquet/<part>.parquet` and headerless CSV parts under `parts/`,
+    so many processes can write at once; join_parts then makes the final CSV files.
+    """
+
+    def __init__(self, folder: Path, schema: pa.Schema, rejects_schema: pa.Schema,
+                 part: str | None = None) -> None:
+        folder = Path(folder)
+        opts = pacsv.WriteOptions(quoting_style="needed", include_header=part is None)
+        if part is None:
+            parquet = folder / PREDICTIONS_PARQUET
+            csv, rejects = folder / PREDICTIONS_CSV, folder / REJECTS_CSV
+        else:
+            parquet = folder / PREDICTIONS_PARQUET / f"{part}.parquet"
+            csv = folder / PARTS / f"{part}.predictions.csv"
+            rejects = folder / PARTS / f"{part}.rejects.csv"
+            parquet.parent.mkdir(exist_ok=True)
+            csv.parent.mkdir(exist_ok=True)
+        self.parquet_path = parquet
+        self._parquet = pq.ParquetWriter(parquet, schema)
+        self._csv = pacsv.CSVWriter(csv, csv_header_schema(schema), write_options=opts)
+        self._rejects = pacsv.CSVWriter(rejects, rejects_schema, write_options=opts)
+
+    def write(self, predictions: pa.RecordBatch, rejects: pa.RecordBatch) -> None:
+        self._parquet.write_batch(predictions)
+        self._csv.write_batch(csv_safe(predictions))
+        if rejects.num_rows:
+            self._rejects.write_batch(csv_safe(rejects))
+
+    def close(self) -> None:
+        for w in (self._parquet, self._csv, self._rejects):
+            w.close()
+
+
+def start_parts(folder: Path) -> None:
+    """Prepare `folder` for part files (an empty predictions.parquet folder even with no parts)."""
+    (Path(folder) / PREDICTIONS_PARQUET).mkdir(exist_ok=True)
+    (Path(folder) / PARTS).mkdir(exist_ok=True)
+
+
+def parquet_files(folder: Path) -> list[Path]:
+    """predictions.parquet itself, or its part files in order."""
+    target = Path(folder) / PREDICTIONS_PARQUET
+    return sorted(target.iterdir()) if target.is_dir() else [target]
+
+
+def join_parts(folder: Path, schema: pa.Schema, rejects_schema: pa.Schema) -> None:
+    """One predictions.csv and one rejects.csv (with headers) from the part files, in part order."""
+    folder = Path(folder)
+    parts = sorted((folder / PARTS).iterdir())
+    header = pacsv.WriteOptions(include_header=True, quoting_style="needed")
+    for kind, target, part_schema in (("predictions", PREDICTIONS_CSV, schema),
+                                      ("rejects", REJECTS_CSV, rejects_schema)):
+        pacsv.write_csv(csv_header_schema(part_schema).empty_table(), folder / target,
+                        write_options=header)
+        with open(folder / target, "ab") as out:
+            for part in parts:
+                if part.name.endswith(f".{kind}.csv"):
+                    with open(part, "rb") as fh:
+                        shutil.copyfileobj(fh, out, 1 << 20)
+    shutil.rmtree(folder / PARTS)
+
+
+def retype_parquet(path: Path, columns: list[str]) -> None:
+    """Rewrite the Parquet file at `path` with the given text columns as float64 ('' -> null).
+
+    Streams with flat memory (pre_buffer off) and replaces the file only when complete.
+    """
+    pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+    schema = pa.schema([pa.field(f.name, pa.float64()) if f.name in columns else f
+                        for f in pf.schema_arrow])
+    tmp = path.with_name(path.name + ".retype")
+    with pq.ParquetWriter(tmp, schema) as writer:
+        for batch in pf.iter_batches(batch_size=1 << 18):
+            arrays = []
+            for f, col in zip(schema, batch.columns):
+                if f.name in columns:
+                    text = pc.utf8_trim_whitespace(col)
+                    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+                    col = pc.cast(text, pa.float64())
+                arrays.append(col)
+            writer.write_batch(pa.record_batch(arrays, schema=schema))
+    tmp.replace(path)

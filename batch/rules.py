@@ -1,0 +1,141 @@
+"""The per-batch rules every engine applies: validate rooms, predict, build output and reject rows.
+
+Pure: a record batch and a context in; the output batch, the rejects batch and the batch's
+statistics out. The columns the scorer adds to every input row are declared here, beside the
+code that fills them, so an output column changes in this one file.
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from batch import features
+from batch.stats import FIRST_REJECTS, RunStats
+
+PREDICTION = "predicted_median_price_k"
+# What the scorer appends to every input row, in this order (filled in by score_batch).
+ADDED_FIELDS = pa.schema([
+    pa.field("source_file", pa.string()), pa.field("source_row", pa.int64()),
+    pa.field(PREDICTION, pa.float32()), pa.field("out_of_range", pa.bool_()),
+    pa.field("model_version", pa.string()), pa.field("run_id", pa.string())])
+ADDED_COLUMNS = tuple(ADDED_FIELDS.names)
+REJECT_SCHEMA = pa.schema([("source_file", pa.string()), ("source_row", pa.int64()),
+                           ("raw_value", pa.string()), ("reason", pa.string())])
+
+Predict = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """What scoring one batch of one file needs to know (picklable: it travels to Dask workers)."""
+
+    source_file: str
+    sha256: str
+    rooms_column: str
+    target_column: str | None
+    decimal_comma: bool
+    domain: tuple[float, float]
+    feature_range: tuple[float, float]
+    model_version: str
+    run_id: str
+    schema: pa.Schema  # the output schema (input columns unified across files + ADDED_FIELDS)
+    retype_candidates: frozenset[str] = frozenset()  # text columns that may become float64
+
+
+def feature_range(meta: dict) -> tuple[float, float]:
+    """The model's training range of rooms from its metadata (unbounded when unknown)."""
+    fr = meta.get("feature_range") or {}
+    return float(fr.get("min", -math.inf)), float(fr.get("max", math.inf))
+
+
+def score_batch(batch: pa.RecordBatch, first_row: int, ctx: BatchContext, predict: Predict
+                ) -> tuple[pa.RecordBatch, pa.RecordBatch, RunStats]:
+    """Validate one batch, predict the valid rows; returns (predictions, rejects, statistics).
+
+    first_row is the 1-based data row number of the batch's first row within its file.
+    """
+    n = batch.num_rows
+    raw = batch.column(ctx.rooms_column)
+    checked = features.validate(raw, *ctx.domain, decimal_comma=ctx.decimal_comma)
+    valid = checked.valid
+    rows = np.arange(first_row, first_row + n, dtype="int64")
+    stats = RunStats()
+
+    bad = np.flatnonzero(~valid)
+    if len(bad):
+        codes = checked.codes[bad]
+        for code in np.unique(codes):
+            stats.rejects[features.REASONS[code - 1]] += int((codes == code).sum())
+        reasons = np.array(features.REASONS, dtype=object)[codes - 1]
+        rejects = pa.record_batch([
+            _repeat(ctx.source_file, len(bad)),
+            pa.array(rows[bad]),
+            features.raw_text(raw.take(pa.array(bad))),
+            pa.array(reasons, pa.string()),
+        ], schema=REJECT_SCHEMA)
+        stats.first_rejects = rejects.slice(0, FIRST_REJECTS).to_pylist()
+    else:
+        rejects = pa.RecordBatch.from_pylist([], schema=REJECT_SCHEMA)
+
+    good = np.flatnonzero(valid)
+    kept = batch.take(pa.array(good)) if len(good) < n else batch
+    rooms = checked.values[good]
+    pred = np.asarray(predict(rooms), dtype="float32").reshape(-1)
+    lo, hi = ctx.feature_range
+    below, above = rooms < lo, rooms > hi
+    flag = below | above
+
+    columns = []
+    for f in ctx.schema:
+        if f.name in ADDED_COLUMNS:
+            continue
+        if f.name in kept.schema.names:
+            col = kept.column(f.name)
+            columns.append(col if col.type == f.type else pc.cast(col, f.type))
+        else:
+            columns.append(pa.nulls(len(good), f.type))
+    columns += [_repeat(ctx.source_file, len(good)), pa.array(rows[good]),
+                pa.array(pred, pa.float32()), pa.array(flag, pa.bool_()),
+                _repeat(ctx.model_version, len(good)), _repeat(ctx.run_id, len(good))]
+    out = pa.record_batch(columns, schema=ctx.schema)
+
+    if len(good):
+        p64 = pred.astype("float64")
+        stats.scored = len(good)
+        stats.out_of_range = int(flag.sum())
+        stats.below_range, stats.above_range = int(below.sum()), int(above.sum())
+        stats.pred_sum, stats.pred_min, stats.pred_max = float(p64.sum()), float(p64.min()), \
+            float(p64.max())
+        stats.rooms_sum, stats.rooms_sq = float(rooms.sum()), float((rooms ** 2).sum())
+        stats.rooms_min, stats.rooms_max = float(rooms.min()), float(rooms.max())
+        actual = np.full(len(good), np.nan)
+        if ctx.target_column and ctx.target_column in kept.schema.names:
+            actual, _ = features.parse_numbers(kept.column(ctx.target_column), ctx.decimal_comma)
+            has = np.isfinite(actual)
+            err = p64[has] - actual[has]
+            stats.actual_n, stats.sq_err, stats.abs_err = int(has.sum()), float((err ** 2).sum()), \
+                float(np.abs(err).sum())
+        stats.sample.add(sample_keys(ctx.sha256, rows[good]), rooms=rooms, pred=p64,
+                         actual=actual)
+    return out, rejects, stats
+
+
+def sample_keys(sha256: str, rows: np.ndarray) -> np.ndarray:
+    """A pseudo-random key in [0, 1) per (file, row): the same sample whatever the batching/engine."""
+    x = rows.astype("uint64") + np.uint64(zlib.crc32(sha256.encode()) << 32)
+    with np.errstate(over="ignore"):  # splitmix64 wraps around by design
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(11)).astype("float64") / float(1 << 53)
+
+
+def _repeat(text: str, n: int) -> pa.Array:
+    return pa.repeat(pa.scalar(text, pa.string()), n)

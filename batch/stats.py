@@ -1,0 +1,148 @@
+"""Run statistics gathered batch by batch: counts, sums, a sample and column typing (mergeable, pure).
+
+Everything here merges exactly, so batches, files and Dask partitions combine in any grouping
+into the same totals, and no row is kept in memory beyond a bounded sample.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from batch.features import NUMBER_RE, REASONS
+
+SAMPLE_SIZE = 20_000  # rows kept (uniformly at random) for quantiles and the fit plot
+FIRST_REJECTS = 20  # rejected rows listed in report.html (all of them are in rejects.csv)
+
+
+@dataclass
+class Sample:
+    """A uniform random sample of at most k rows: the k smallest random keys (mergeable exactly)."""
+
+    k: int = SAMPLE_SIZE
+    keys: np.ndarray = field(default_factory=lambda: np.empty(0))
+    cols: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def add(self, keys: np.ndarray, **cols: np.ndarray) -> None:
+        """Offer rows (one key each, see rules.sample_keys); keeps the k with the smallest keys."""
+        if len(self.keys) >= self.k:
+            keep = keys < self.keys.max()
+            keys = keys[keep]
+            cols = {n: c[keep] for n, c in cols.items()}
+        if not len(keys):
+            return
+        self.keys = np.concatenate([self.keys, keys])
+        self.cols = {n: np.concatenate([self.cols.get(n, np.empty(0)), c]) for n, c in cols.items()}
+        if len(self.keys) > self.k:
+            idx = np.argpartition(self.keys, self.k - 1)[: self.k]
+            self.keys = self.keys[idx]
+            self.cols = {n: c[idx] for n, c in self.cols.items()}
+
+    def merge(self, other: "Sample") -> None:
+        if len(other.keys):
+            self.add(other.keys, **other.cols)
+
+
+@dataclass
+class RunStats:
+    """Counts, sums and a sample: enough for the report without keeping rows in memory."""
+
+    rejects: dict[str, int] = field(default_factory=lambda: {r: 0 for r in REASONS})
+    scored: int = 0
+    out_of_range: int = 0
+    below_range: int = 0
+    above_range: int = 0
+    pred_sum: float = 0.0
+    pred_min: float = math.inf
+    pred_max: float = -math.inf
+    rooms_sum: float = 0.0
+    rooms_sq: float = 0.0
+    rooms_min: float = math.inf
+    rooms_max: float = -math.inf
+    actual_n: int = 0
+    sq_err: float = 0.0
+    abs_err: float = 0.0
+    sample: Sample = field(default_factory=Sample)
+    first_rejects: list[dict] = field(default_factory=list)  # shown in report.html
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejects.values())
+
+    def merge(self, o: "RunStats") -> None:
+        for r, n in o.rejects.items():
+            self.rejects[r] = self.rejects.get(r, 0) + n
+        for name in ("scored", "out_of_range", "below_range", "above_range", "pred_sum",
+                     "rooms_sum", "rooms_sq", "actual_n", "sq_err", "abs_err"):
+            setattr(self, name, getattr(self, name) + getattr(o, name))
+        self.pred_min, self.pred_max = min(self.pred_min, o.pred_min), max(self.pred_max, o.pred_max)
+        self.rooms_min = min(self.rooms_min, o.rooms_min)
+        self.rooms_max = max(self.rooms_max, o.rooms_max)
+        self.sample.merge(o.sample)
+        self.first_rejects = (self.first_rejects + o.first_rejects)[:FIRST_REJECTS]
+
+
+@dataclass
+class FileStats:
+    """One input file's line in the report."""
+
+    path: str
+    sha256: str
+    format: str
+    rows_read: int = 0
+    rows_scored: int = 0
+    rows_rejected: int = 0
+    rooms_column: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, rows_read: int, stats: RunStats) -> None:
+        self.rows_read += rows_read
+        self.rows_scored += stats.scored
+        self.rows_rejected += stats.rejected
+
+
+def looks_numeric(column: pa.Array) -> bool:
+    """True when every non-empty cell is a plain number that a float64 keeps exactly as meant.
+
+    Codes stay text: a leading zero ('02134') or more than 15 digits (IDs a float would round).
+    """
+    text = pc.utf8_trim_whitespace(column)
+    nonempty = pc.fill_null(pc.not_equal(text, ""), False)
+    numeric = pc.fill_null(pc.match_substring_regex(text, NUMBER_RE), False)
+    code_like = pc.fill_null(pc.match_substring_regex(text, r"^[+-]?0\d|\d{16,}"), False)
+    bad = pc.and_(nonempty, pc.or_(pc.invert(numeric), code_like))
+    return not pc.any(bad).as_py()
+
+
+@dataclass
+class NumericColumns:
+    """Which text input columns hold only plain numbers in every row written (typical of CSV).
+
+    Such columns are stored as float64 in predictions.parquet at the end of the run (see
+    outputs.retype_parquet), so analysts get numbers; predictions.csv keeps the text as it came.
+    """
+
+    candidates: set[str] = field(default_factory=set)  # text columns from CSV (Parquet text stays)
+    seen: set[str] = field(default_factory=set)  # candidates with at least one non-empty value
+
+    def observe(self, batch: pa.RecordBatch) -> None:
+        for name in list(self.candidates):
+            col = batch.column(name)
+            if col.null_count == len(col):
+                continue
+            if looks_numeric(col):
+                self.seen.add(name)
+            else:
+                self.candidates.discard(name)
+
+    def merge(self, other: "NumericColumns") -> None:
+        self.candidates &= other.candidates
+        self.seen |= other.seen
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns to store as float64."""
+        return sorted(self.candidates & self.seen)

@@ -1,0 +1,118 @@
+"""The output directory and the prediction sink, on real files in a temporary folder."""
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from batch import outputs
+from batch.rules import REJECT_SCHEMA
+
+SCHEMA = pa.schema([("name", pa.string()), ("n", pa.string()), ("run_id", pa.string())])
+
+
+def batch(names, ns):
+    return pa.record_batch({"name": names, "n": ns, "run_id": ["=r"] * len(names)}, schema=SCHEMA)
+
+
+def rejects(rows):
+    return pa.record_batch({"source_file": ["f"] * len(rows), "source_row": rows,
+                            "raw_value": ["=x"] * len(rows), "reason": ["missing"] * len(rows)},
+                           schema=REJECT_SCHEMA)
+
+
+def test_defuse_formulas_but_not_numbers():
+    arr = pa.array(["=1+1", "+cmd", "-2+3", "@SUM(A1)", "\tx", "-3.5", "+4", "ok", None, "a=b"])
+    assert outputs.defuse(arr).to_pylist() == [
+        "'=1+1", "'+cmd", "'-2+3", "'@SUM(A1)", "'\tx", "-3.5", "+4", "ok", None, "a=b"]
+    assert outputs.defuse(pa.array([1.0, -2.0])).to_pylist() == [1.0, -2.0]
+    assert outputs.defuse_text("=cmd") == "'=cmd" and outputs.defuse_text("-1") == "-1"
+    assert outputs.csv_header_schema(pa.schema([("@a", pa.int8())])).names == ["'@a"]
+
+
+def test_single_and_part_sinks_give_the_same_files(tmp_path):
+    one, many = tmp_path / "one", tmp_path / "many"
+    one.mkdir()
+    many.mkdir()
+    data = [(batch(["a", "=b"], ["1", "2"]), rejects([3])), (batch(["c"], ["4"]), rejects([]))]
+    sink = outputs.PredictionSink(one, SCHEMA, REJECT_SCHEMA)
+    for out, rej in data:
+        sink.write(out, rej)
+    sink.close()
+    outputs.start_parts(many)
+    for i, (out, rej) in enumerate(data):
+        part = outputs.PredictionSink(many, SCHEMA, REJECT_SCHEMA, part=f"part-{i:05d}")
+        part.write(out, rej)
+        part.close()
+    outputs.join_parts(many, SCHEMA, REJECT_SCHEMA)
+    for name in ("predictions.csv", "rejects.csv"):
+        assert (one / name).read_bytes() == (many / name).read_bytes()
+    text = (one / "predictions.csv").read_text()
+    assert "\"'=b\"" in text or "'=b" in text  # defused in the CSV
+    assert "=r" in text and "'=r" not in text  # run_id is ours: never rewritten
+    assert pq.read_table(one / "predictions.parquet").column("name").to_pylist() == ["a", "=b", "c"]
+    assert len(outputs.parquet_files(many)) == 2 and not (many / "parts").exists()
+
+
+def test_retype_parquet_turns_number_text_into_float64(tmp_path):
+    path = tmp_path / "p.parquet"
+    pq.write_table(pa.table({"n": ["1", " 2.5", ""], "name": ["a", "b", "c"]}), path)
+    outputs.retype_parquet(path, ["n"])
+    table = pq.read_table(path)
+    assert table.schema.field("n").type == pa.float64()
+    assert table.column("n").to_pylist() == [1.0, 2.5, None]
+    assert table.column("name").to_pylist() == ["a", "b", "c"]
+
+
+def test_publish_makes_a_complete_run_and_latest(tmp_path):
+    out = outputs.OutputDir(tmp_path / "output")
+    out.lock("r1")
+    try:
+        staged = out.staging("r1")
+        (staged / "report.json").write_text(json.dumps({"inputs": [{"sha256": "abc"}]}))
+        final = out.publish(staged, "r1")
+    finally:
+        out.unlock()
+    assert (final / outputs.SUCCESS).is_file() and out.latest() == "r1"
+    assert out.successful_runs() == [final] and out.scored_hashes() == {"abc"}
+
+
+def test_publish_failed_keeps_only_the_diagnosis(tmp_path):
+    out = outputs.OutputDir(tmp_path)
+    staged = out.staging("r2")
+    for name in ("report.json", "report.html", "rejects.csv", "predictions.csv", "fit.png"):
+        (staged / name).write_text("x")
+    (staged / "predictions.parquet").mkdir()
+    final = out.publish_failed(staged, "r2")
+    assert sorted(p.name for p in final.iterdir()) == sorted(outputs.DIAGNOSIS_FILES)
+    assert out.latest() is None and out.successful_runs() == []
+
+
+def test_leftovers_of_killed_runs_are_removed(tmp_path):
+    out = outputs.OutputDir(tmp_path)
+    (out.staging("old") / "predictions.csv").write_text("x")
+    out.clean_leftovers()
+    assert list((tmp_path / outputs.STAGING).iterdir()) == []
+
+
+def test_run_ids_sort_by_time():
+    import datetime as dt
+
+    a = outputs.new_run_id(dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc))
+    b = outputs.new_run_id(dt.datetime(2026, 1, 2, 3, 4, 6, tzinfo=dt.timezone.utc))
+    assert a.startswith("20260102T030405Z-") and a < b
+
+
+@pytest.mark.parametrize("held", [True])
+def test_a_held_lock_names_its_holder(tmp_path, held):
+    from batch.errors import LockHeld
+
+    first, second = outputs.OutputDir(tmp_path), outputs.OutputDir(tmp_path)
+    first.lock("r1")
+    try:
+        with pytest.raises(LockHeld, match=r"pid \d+"):
+            second.lock("r2")
+    finally:
+        first.unlock()

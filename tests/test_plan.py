@@ -1,0 +1,63 @@
+"""Planning a run from real small files: columns, one schema, re-typing candidates, refusals."""
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from batch.errors import InputError
+from batch.plan import plan_inputs, unify
+from batch.rules import ADDED_COLUMNS
+
+
+def test_schema_unifies_columns_across_csv_and_parquet(tmp_path):
+    (tmp_path / "a.csv").write_text("Suburb;RM;medv\nx;6,5;20\n")
+    pq.write_table(pa.table({"rm": [6.0], "code": ["c1"], "n": pa.array([1], pa.int32())}),
+                   tmp_path / "b.parquet")
+    plan = plan_inputs([str(tmp_path)], None, "medv", None)
+    a, b = plan.files
+    assert (a.rooms_column, a.target_column, a.decimal_comma) == ("RM", "medv", True)
+    assert (b.rooms_column, b.target_column, b.decimal_comma) == ("rm", None, False)
+    names = plan.schema.names
+    assert names[:6] == ["Suburb", "RM", "medv", "rm", "code", "n"]
+    assert tuple(names[6:]) == ADDED_COLUMNS
+    assert plan.schema.field("n").type == pa.int32()
+    # CSV text may become numbers; Parquet text stays text
+    assert plan.retype_candidates == {"Suburb", "RM", "medv"}
+    ctx = plan.context(0, domain=(0, 20), meta={"feature_range": {"min": 3, "max": 9}},
+                       version="v1", run_id="r")
+    assert ctx.feature_range == (3.0, 9.0) and ctx.schema == plan.schema
+
+
+def test_unify_widens_numbers_and_falls_back_to_text():
+    assert unify(None, pa.int64()) == pa.int64()
+    assert unify(pa.int64(), pa.float32()) == pa.float64()
+    assert unify(pa.int64(), pa.string()) == pa.string()
+    assert unify(pa.string(), pa.dictionary(pa.int8(), pa.string())) == pa.string()
+
+
+def test_a_file_without_rooms_is_refused_before_anything_is_written(tmp_path):
+    (tmp_path / "a.csv").write_text("size,price\n1,2\n")
+    with pytest.raises(InputError, match=r"no column for rooms .* \(columns: 'size', 'price'\)"):
+        plan_inputs([str(tmp_path / "a.csv")], None, "medv", None)
+
+
+def test_a_column_the_scorer_adds_is_refused(tmp_path):
+    (tmp_path / "a.csv").write_text("rm,run_id\n6,x\n")
+    with pytest.raises(InputError, match="'run_id', which the scorer adds"):
+        plan_inputs([str(tmp_path / "a.csv")], None, "medv", None)
+
+
+def test_new_only_skips_files_by_content_and_empty_files_are_kept_unscorable(tmp_path):
+    (tmp_path / "a.csv").write_text("rm\n6\n")
+    (tmp_path / "b.csv").write_text("")
+    first = plan_inputs([str(tmp_path)], None, "medv", None)
+    assert [f.scorable for f in first.files] == [True, False]
+    again = plan_inputs([str(tmp_path)], None, "medv", {first.files[0].src.sha256})
+    assert [f.src.path.name for f in again.files] == ["b.csv"]
+    assert again.skipped[0]["path"].endswith("a.csv")
+
+
+def test_no_input_files_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="no input files found"):
+        plan_inputs([str(tmp_path)], None, "medv", None)

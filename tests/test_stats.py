@@ -1,0 +1,63 @@
+"""Mergeable run statistics and column typing, without files or a model."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from batch.stats import FileStats, NumericColumns, RunStats, Sample, looks_numeric
+
+
+def test_sample_keeps_the_k_smallest_keys_whatever_the_grouping():
+    rng = np.random.default_rng(7)
+    keys = rng.random(5000)
+    values = np.arange(5000, dtype="float64")
+    whole = Sample(k=100)
+    whole.add(keys, v=values)
+    merged = Sample(k=100)
+    for chunk in np.array_split(np.arange(5000), 17):
+        part = Sample(k=100)
+        part.add(keys[chunk], v=values[chunk])
+        merged.merge(part)
+    expected = np.sort(np.argsort(keys)[:100])
+    assert np.array_equal(np.sort(whole.cols["v"]).astype(int), expected)
+    assert np.array_equal(np.sort(merged.cols["v"]).astype(int), expected)
+
+
+def test_run_stats_merge_adds_counts_and_keeps_extremes():
+    a, b = RunStats(scored=3, pred_min=1.0, pred_max=5.0), RunStats(scored=2, pred_min=0.5,
+                                                                     pred_max=4.0)
+    a.rejects["missing"] = 2
+    b.rejects["missing"], b.rejects["non_finite"] = 1, 4
+    b.first_rejects = [{"row": i} for i in range(30)]
+    a.merge(b)
+    assert a.scored == 5 and a.rejected == 7
+    assert (a.pred_min, a.pred_max) == (0.5, 5.0)
+    assert len(a.first_rejects) == 20  # only the first few are kept for the page
+
+
+def test_file_stats_add_per_part():
+    f = FileStats("a.csv", "00", "csv")
+    s = RunStats(scored=4)
+    s.rejects["missing"] = 1
+    f.add(5, s)
+    f.add(5, s)
+    assert (f.rows_read, f.rows_scored, f.rows_rejected) == (10, 8, 2)
+
+
+def test_looks_numeric_keeps_codes_with_leading_zeros_as_text():
+    assert looks_numeric(pa.array(["1", " 2.5", "", "-3e2"]))
+    assert not looks_numeric(pa.array(["02134", "1"]))
+    assert not looks_numeric(pa.array(["1", "x"]))
+    assert looks_numeric(pa.array(["0", "0.5"]))
+
+
+def test_numeric_columns_need_every_part_to_agree():
+    def batch(a, b):
+        return pa.record_batch({"a": pa.array(a, pa.string()), "b": pa.array(b, pa.string())})
+
+    one, two = NumericColumns({"a", "b"}), NumericColumns({"a", "b"})
+    one.observe(batch(["1", "2"], [None, None]))  # b all-null here: no evidence either way
+    two.observe(batch(["3", "x"], ["4", ""]))
+    assert one.columns == ["a"] and two.columns == ["b"]
+    one.merge(two)
+    assert one.columns == ["b"]
