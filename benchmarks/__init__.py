@@ -1,0 +1,1 @@
+"""The scorer benchmark: `python benchmarks/bench.py` (see benchmarks/README.md)."""
