@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from batch.columns import is_number_type, to_text
 from batch.datasets import ROOMS_NAMES, find_column
 
 # Reject reasons (rejects.csv's `reason`), in code order, and what each means for a reader.
@@ -21,6 +22,8 @@ MEANINGS = {
 }
 REASONS = tuple(MEANINGS)
 MISSING, NOT_A_NUMBER, NON_FINITE, OUT_OF_DOMAIN = range(1, 5)  # 0 = valid
+# Rooms beyond float32 (the model's precision) cannot be scored whatever the domain says.
+FLOAT32_MAX = float(np.finfo("float32").max)
 
 # A plain decimal number (what a spreadsheet would also read as a number).
 NUMBER_RE = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
@@ -46,21 +49,28 @@ class Validated:
 
 
 def parse_numbers(raw: pa.Array, decimal_comma: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(float64 values, reason codes for missing / not-a-number) from any Arrow array."""
+    """(float64 values, reason codes) from an Arrow array of numbers or text.
+
+    Codes: MISSING for null/empty, NOT_A_NUMBER for text that is not a number, OUT_OF_DOMAIN for
+    a number too large for a float64 (1e400). NaN and inf are returned as values (see validate).
+    """
     n = len(raw)
     codes = np.zeros(n, dtype="int8")
     if pa.types.is_dictionary(raw.type):
         raw = raw.dictionary_decode()
-    if pa.types.is_integer(raw.type) or pa.types.is_floating(raw.type) \
-            or pa.types.is_decimal(raw.type):
-        values = pc.cast(raw, pa.float64()).to_numpy(zero_copy_only=False)
+    if pa.types.is_null(raw.type):
+        codes[:] = MISSING
+        return np.full(n, np.nan), codes
+    if is_number_type(raw.type):
+        # unsafe: a huge integer may round (it is far out of the domain either way)
+        values = pc.cast(raw, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
         values = np.array(values, dtype="float64", copy=True)
         missing = raw.is_null().to_numpy(zero_copy_only=False)
         codes[missing] = MISSING
         values[missing] = np.nan
         return values, codes
-    if not (pa.types.is_string(raw.type) or pa.types.is_large_string(raw.type)):
-        raw = pc.cast(raw, pa.string())
+    if not pa.types.is_string(raw.type):
+        raw = to_text(raw)
     text = pc.utf8_trim_whitespace(raw)
     missing = pc.fill_null(pc.equal(text, ""), True)
     if decimal_comma:
@@ -76,7 +86,9 @@ def parse_numbers(raw: pa.Array, decimal_comma: bool = False) -> tuple[np.ndarra
                       dtype="float64", copy=True)
     missing_np = missing.to_numpy(zero_copy_only=False)
     parseable_np = parseable.to_numpy(zero_copy_only=False)
+    numeric_np = numeric.to_numpy(zero_copy_only=False)
     codes[~parseable_np] = NOT_A_NUMBER
+    codes[numeric_np & np.isinf(values)] = OUT_OF_DOMAIN  # digits, but beyond float64
     codes[missing_np] = MISSING
     values[codes != 0] = np.nan
     return values, codes
@@ -91,7 +103,8 @@ def validate(raw: pa.Array, domain_min: float, domain_max: float,
         non_finite = ok & ~np.isfinite(values)
         codes[non_finite] = NON_FINITE
         ok = codes == 0
-        out = ok & ~((values > domain_min) & (values <= domain_max))
+        out = ok & ~((values > domain_min) & (values <= domain_max)
+                     & (np.abs(values) <= FLOAT32_MAX))
     codes[out] = OUT_OF_DOMAIN
     values = values.copy()
     values[codes != 0] = np.nan
@@ -102,6 +115,6 @@ def raw_text(raw: pa.Array) -> pa.Array:
     """The raw cell as text for rejects.csv ('' for a null)."""
     if pa.types.is_dictionary(raw.type):
         raw = raw.dictionary_decode()
-    if not (pa.types.is_string(raw.type) or pa.types.is_large_string(raw.type)):
-        raw = pc.cast(raw, pa.string())
+    if not pa.types.is_string(raw.type):
+        raw = to_text(raw)
     return pc.fill_null(raw, "")

@@ -9,8 +9,10 @@ from __future__ import annotations
 import csv
 import glob
 import gzip
+import hashlib
 import logging
 import os
+import re
 import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,7 +22,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from batch.datasets import BOSTON_COLUMNS, sha256_file
+from batch.columns import FLOAT64_EXACT_INT
+from batch.datasets import BOSTON_COLUMNS
 from batch.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -32,6 +35,9 @@ SNIFF_BYTES = 1 << 16
 # length here (32 MB blocks: 0.4 GB at 1M rows, 1.1 GB at 10M); at 1 MB it stays flat (~0.2 GB)
 # and reads as fast. Small blocks are joined up to chunk_rows by iter_batches.
 CSV_BLOCK_BYTES = 1 << 20
+# A CSV row longer than a block is read again with blocks of this size; longer rows are refused.
+MAX_ROW_BYTES = 128 << 20
+HASH_BLOCK = 1 << 20
 
 
 def file_format(path: Path) -> str | None:
@@ -97,6 +103,9 @@ class InputFile:
     mtime_ns: int = 0
     delimiter: str = ","
     has_header: bool = True
+    skip_lines: int = 0  # CSV: physical lines before the data (blank lines, then the header)
+    quoted: bool = False  # CSV: has a quote character (a quoted field may hold a line break)
+    exact_ints: frozenset[str] = frozenset()  # Parquet: integer columns exact as float64
     empty: bool = False
     notes: list[str] = field(default_factory=list)
 
@@ -110,19 +119,65 @@ def inspect(path: Path) -> InputFile:
     fmt = file_format(path)
     try:
         before = path.stat()
-        digest = sha256_file(path)
+        digest, quoted = _hash(path)
     except OSError as exc:
         raise InputError(f"cannot read input {str(path)!r}: {exc.strerror or exc}") from None
     if fmt == "parquet":
         try:
-            schema = pq.ParquetFile(path).schema_arrow
+            pf = pq.ParquetFile(path)
+            schema = pf.schema_arrow
+            exact = _exact_ints(pf.metadata, schema)
         except Exception as exc:
-            raise InputError(f"input {str(path)!r} is not a readable Parquet file ({exc})") from None
+            raise InputError(f"input {str(path)!r} is not a readable Parquet file "
+                             f"({short_error(exc)})") from None
         columns = [str(n) for n in schema.names]
-        src = InputFile(path, "parquet", columns, dict(zip(columns, schema.types)), digest)
+        _refuse_duplicates(path, columns)
+        src = InputFile(path, "parquet", columns, dict(zip(columns, schema.types)), digest,
+                        exact_ints=exact)
     else:
         src = _inspect_csv(path, digest)
+        src = replace(src, quoted=quoted and not path.name.lower().endswith(".gz"))
     return replace(src, size=before.st_size, mtime_ns=before.st_mtime_ns)
+
+
+def _hash(path: Path) -> tuple[str, bool]:
+    """(sha256 of the file, whether it holds a double quote), in one pass over its bytes."""
+    digest, quoted = hashlib.sha256(), False
+    with open(path, "rb") as fh:
+        while block := fh.read(HASH_BLOCK):
+            digest.update(block)
+            quoted = quoted or b'"' in block
+    return digest.hexdigest(), quoted
+
+
+def _exact_ints(meta: pq.FileMetaData, schema: pa.Schema) -> frozenset[str]:
+    """Integer columns whose every value is exact as a float64, by the row groups' statistics."""
+    exact = set()
+    for name, t in zip(schema.names, schema.types):
+        if not pa.types.is_integer(t):
+            continue
+        if t.bit_width <= 32:
+            exact.add(name)
+            continue
+        ok = True
+        for rg in range(meta.num_row_groups):
+            group = meta.row_group(rg)
+            stats = next((group.column(j).statistics for j in range(group.num_columns)
+                          if group.column(j).path_in_schema == name), None)
+            if group.num_rows and (stats is None or not stats.has_min_max
+                                   or max(abs(stats.min), abs(stats.max)) > FLOAT64_EXACT_INT):
+                ok = False
+                break
+        if ok:
+            exact.add(name)
+    return frozenset(exact)
+
+
+def _refuse_duplicates(path: Path, names: list[str]) -> None:
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InputError(f"input {str(path)!r} repeats the column name(s) "
+                         f"{', '.join(repr(d) for d in dupes)}; make the column names unique")
 
 
 def check_unchanged(src: InputFile) -> None:
@@ -161,36 +216,39 @@ def _is_number(text: str) -> bool:
         return False
 
 
+LINE_END = re.compile(r"\r\n|\n|\r")
+
+
 def _inspect_csv(path: Path, digest: str) -> InputFile:
     text = _head_text(path)
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    if not lines:
+    lines = LINE_END.split(text)
+    filled = [i for i, ln in enumerate(lines) if ln.strip()]
+    if not filled:
         return InputFile(path, "csv", [], {}, digest, empty=True)
-    first = lines[0]
+    first_at = filled[0]
+    first = lines[first_at]
     delimiter = max([",", ";", "\t"], key=lambda d: _count_outside_quotes(first, d))
     if _count_outside_quotes(first, delimiter) == 0:
         delimiter = ","
     fields = next(csv.reader([first], delimiter=delimiter))
     fields = [f.strip().strip('"').strip() for f in fields]
-    filled = [f for f in fields if f]
-    if filled and all(_is_number(f) for f in filled):  # a data row (cells may be empty)
+    cells = [f for f in fields if f]
+    if cells and all(_is_number(f) for f in cells):  # a data row (cells may be empty)
         if len(fields) not in (len(BOSTON_COLUMNS), len(BOSTON_COLUMNS) + 1):
             raise InputError(
                 f"input {str(path)!r} has no header row and {len(fields)} columns; add a header "
                 f"row, or send the 13-column Boston layout (rooms in column 6: "
                 f"{', '.join(BOSTON_COLUMNS)}) with an optional 14th medv column")
         names = BOSTON_COLUMNS + (["medv"] if len(fields) > len(BOSTON_COLUMNS) else [])
-        has_header = False
+        has_header, skip = False, 0
         note = "no header row: read as the Boston layout (rooms = column 6, 'rm')"
     else:
         names = [f if f else f"column_{i + 1}" for i, f in enumerate(fields)]
-        has_header, note = True, ""
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise InputError(f"input {str(path)!r} repeats the column name(s) "
-                             f"{', '.join(repr(d) for d in dupes)}; make the header names unique")
+        has_header, skip, note = True, first_at + 1, ""
+        _refuse_duplicates(path, names)
     return InputFile(path, "csv", names, {n: pa.string() for n in names}, digest,
-                     delimiter=delimiter, has_header=has_header, notes=[note] if note else [])
+                     delimiter=delimiter, has_header=has_header, skip_lines=skip,
+                     notes=[note] if note else [])
 
 
 def _count_outside_quotes(line: str, char: str) -> int:
@@ -233,7 +291,7 @@ def whole(src: InputFile, file_index: int) -> Part:
 def split(src: InputFile, file_index: int, part_bytes: int) -> list[Part]:
     """The file in parts of about `part_bytes`: Parquet by row group, plain CSV by byte range.
 
-    A compressed CSV cannot be cut and stays one part. CSV parts after the first have no
+    A compressed CSV, or one with quoted fields, stays one part. CSV parts after the first have no
     first_row yet: count the rows of the earlier parts (count_rows) to number them.
     """
     if src.empty:
@@ -246,7 +304,9 @@ def split(src: InputFile, file_index: int, part_bytes: int) -> list[Part]:
                 parts.append(Part(file_index, group, src, first, row_groups=(group,)))
                 first += meta.row_group(group).num_rows
             return parts
-        if src.path.name.lower().endswith(".gz"):
+        if src.path.name.lower().endswith(".gz") or src.quoted:
+            # gzip cannot be cut; a quoted field may hold a line break, so a cut at a line
+            # end could fall inside it.
             return [whole(src, file_index)]
         ranges = _line_ranges(src.path, src.size, part_bytes)
     except (pa.ArrowException, OSError, EOFError, ValueError) as exc:
@@ -307,8 +367,42 @@ def iter_batches(part: Part, chunk_rows: int) -> Iterator[pa.RecordBatch]:
 
 
 def _csv_batches(part: Part, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    """The part's rows, joined into batches of about chunk_rows.
+
+    A row longer than a read block fails Arrow's reader; then the part is read again with
+    blocks of MAX_ROW_BYTES, skipping the rows already given out.
+    """
+    done = 0
+    block = CSV_BLOCK_BYTES
+    while True:
+        try:
+            for batch in _csv_stream(part, chunk_rows, block, skip=done):
+                done += batch.num_rows
+                yield batch
+            return
+        except pa.ArrowInvalid as exc:
+            if "straddling" not in str(exc):
+                raise
+            if block >= MAX_ROW_BYTES:
+                raise InputError(
+                    f"input {part.src.name!r} has a row longer than {MAX_ROW_BYTES >> 20} MB "
+                    f"after data row {(part.first_row or 1) + done - 1} (or an unclosed quote "
+                    "that runs to the end of the file); split the field or fix the quoting"
+                ) from None
+            log.info("%s: a row is longer than %d MB; reading it with %d MB blocks",
+                     part.src.name, block >> 20, MAX_ROW_BYTES >> 20)
+            block = MAX_ROW_BYTES
+
+
+def _skip_blank_rows(row) -> str:
+    """Arrow's handler for a row with the wrong number of fields: skip it when it is blank."""
+    return "skip" if not (row.text or "").strip() else "error"
+
+
+def _csv_stream(part: Part, chunk_rows: int, block: int, skip: int
+                ) -> Iterator[pa.RecordBatch]:
     src = part.src
-    header_here = src.has_header and (part.byte_range is None or part.byte_range[0] == 0)
+    at_start = part.byte_range is None or part.byte_range[0] == 0
     source: object = src.path
     mapped = None
     if part.byte_range is not None:
@@ -317,15 +411,21 @@ def _csv_batches(part: Part, chunk_rows: int) -> Iterator[pa.RecordBatch]:
         source = pa.BufferReader(mapped.read_at(end - start, start))
     reader = pacsv.open_csv(
         source,
-        read_options=pacsv.ReadOptions(column_names=src.columns, skip_rows=1 if header_here else 0,
-                                       block_size=CSV_BLOCK_BYTES),
-        parse_options=pacsv.ParseOptions(delimiter=src.delimiter, ignore_empty_lines=True),
+        read_options=pacsv.ReadOptions(column_names=src.columns,
+                                       skip_rows=src.skip_lines if at_start else 0,
+                                       block_size=block),
+        parse_options=pacsv.ParseOptions(delimiter=src.delimiter, ignore_empty_lines=True,
+                                         newlines_in_values=True,
+                                         invalid_row_handler=_skip_blank_rows),
         convert_options=pacsv.ConvertOptions(column_types=src.types, strings_can_be_null=False,
                                              quoted_strings_can_be_null=False),
     )
     pending: list[pa.RecordBatch] = []
     rows = 0
     for batch in reader:
+        if skip:  # rows an earlier attempt already gave out
+            cut = min(skip, batch.num_rows)
+            batch, skip = batch.slice(cut), skip - cut
         if batch.num_rows:
             pending.append(batch)
             rows += batch.num_rows

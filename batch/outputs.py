@@ -9,6 +9,7 @@ safety (formula defusing) lives beside the CSV writer, and so does the Parquet r
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import logging
 import os
@@ -16,7 +17,9 @@ import re
 import secrets
 import shutil
 import socket
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -24,7 +27,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from batch.atomic import fsync_dir, write_atomic
-from batch.errors import LockHeld
+from batch.columns import csv_ready
+from batch.errors import EnvironmentFault, LockHeld
 from batch.features import NUMBER_RE
 from batch.locks import FileLock
 
@@ -38,6 +42,33 @@ PREDICTIONS_CSV = "predictions.csv"
 REJECTS_CSV = "rejects.csv"
 PARTS = "parts"  # CSV part files of a parts-mode run, joined and removed before publishing
 DIAGNOSIS_FILES = ("report.json", "report.html", REJECTS_CSV)  # kept for a failed run
+
+
+# -- the output location's faults: one sentence, exit 7 ------------------------------------------
+
+def location_error(path: Path | str, exc: OSError) -> EnvironmentFault:
+    """The EnvironmentFault for an output location that cannot be used (full, read-only, ...)."""
+    reason = exc.strerror or " ".join(str(exc).split())
+    code = exc.errno or next((c for c, name in errno.errorcode.items()
+                              if f"[errno {c}]" in str(exc).lower()), None)
+    hint = {errno.ENOSPC: "free some space there", errno.EROFS: "mount it writable",
+            errno.EACCES: "give this user write permission there",
+            errno.EPERM: "give this user write permission there",
+            errno.ENOTDIR: "point --output-dir at a directory",
+            errno.EEXIST: "point --output-dir at a directory"}.get(code, "check the location")
+    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+    return EnvironmentFault(f"the output location {str(path)!r} cannot be used: {reason}{where}; "
+                            f"nothing was published — {hint}, or set --output-dir to a "
+                            "writable directory")
+
+
+@contextmanager
+def writing(path: Path | str) -> Iterator[None]:
+    """Turn an OS error while writing under `path` into the one-sentence EnvironmentFault."""
+    try:
+        yield
+    except OSError as exc:
+        raise location_error(path, exc) from None
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
@@ -58,11 +89,15 @@ class OutputDir:
         self._lock = FileLock(self.root / ".lock")
 
     def lock(self, run_id: str) -> None:
-        """Take the output lock or raise LockHeld naming the holder."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Take the output lock or raise LockHeld naming the holder (EnvironmentFault: unusable)."""
         me = {"pid": os.getpid(), "host": socket.gethostname(), "run_id": run_id,
               "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-        if not self._lock.acquire(blocking=False, holder=me):
+        with writing(self.root):
+            self.root.mkdir(parents=True, exist_ok=True)
+            if not self.root.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+            got = self._lock.acquire(blocking=False, holder=me)
+        if not got:
             who = self._lock.holder()
             desc = (f"pid {who.get('pid', '?')} on {who.get('host', '?')}, started "
                     f"{who.get('started_at', '?')}" if who else "another process")
@@ -86,31 +121,44 @@ class OutputDir:
     def staging(self, run_id: str) -> Path:
         """A new, empty folder to build run `run_id` in."""
         path = self.root / STAGING / run_id
-        path.mkdir(parents=True)
+        with writing(self.root):
+            path.mkdir(parents=True)
         return path
 
     def publish(self, staged: Path, run_id: str) -> Path:
-        """_SUCCESS last inside the temp folder, then one rename: runs/<id> appears complete."""
-        write_atomic(staged / SUCCESS, json.dumps({"run_id": run_id}) + "\n")
-        fsync_dir(staged)
-        self.runs.mkdir(parents=True, exist_ok=True)
-        final = self.runs / run_id
-        os.rename(staged, final)
-        fsync_dir(self.runs)
-        write_atomic(self.root / LATEST, run_id + "\n")
+        """_SUCCESS last inside the temp folder, then one rename: runs/<id> appears complete.
+
+        LATEST is written before the rename and moved into place after it, so once the run is
+        visible nothing is left that could fail and report it as not published.
+        """
+        with writing(self.root):
+            write_atomic(staged / SUCCESS, json.dumps({"run_id": run_id}) + "\n")
+            fsync_dir(staged)
+            self.runs.mkdir(parents=True, exist_ok=True)
+            latest_tmp = self.root / f".{LATEST}.{run_id}.tmp"
+            latest_tmp.write_text(run_id + "\n")
+            final = self.runs / run_id
+            os.rename(staged, final)
+        try:  # the run is published: from here on a failure is only logged
+            os.replace(latest_tmp, self.root / LATEST)
+            fsync_dir(self.runs)
+            fsync_dir(self.root)
+        except OSError as exc:
+            log.warning("run %s is published but LATEST could not be updated (%s)", run_id, exc)
         return final
 
     def publish_failed(self, staged: Path, run_id: str) -> Path:
         """A run over its reject budget: keep only the diagnosis files, under failed/<id>."""
-        for child in staged.iterdir():
-            if child.name not in DIAGNOSIS_FILES:
-                if child.is_dir():
-                    shutil.rmtree(child)
-                else:
-                    child.unlink()
-        self.failed.mkdir(parents=True, exist_ok=True)
-        final = self.failed / run_id
-        os.rename(staged, final)
+        with writing(self.root):
+            for child in staged.iterdir():
+                if child.name not in DIAGNOSIS_FILES:
+                    if child.is_dir():
+                        shutil.rmtree(child)
+                    else:
+                        child.unlink()
+            self.failed.mkdir(parents=True, exist_ok=True)
+            final = self.failed / run_id
+            os.rename(staged, final)
         return final
 
     def successful_runs(self) -> list[Path]:
@@ -164,24 +212,32 @@ def defuse_text(text: str) -> str:
 
 
 def csv_safe(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """The batch as it goes into a CSV file: formula-like text cells defused."""
-    cols = []
-    for name, col in zip(batch.schema.names, batch.columns):
-        if name in SAFE_COLUMNS:
+    """The batch as it goes into a CSV file: every column in a type the CSV writer takes (nested
+    values as JSON text, bytes as text) and every text-like cell a formula could start defused."""
+    cols, fields = [], []
+    for f, col in zip(batch.schema, batch.columns):
+        if f.name in SAFE_COLUMNS:
             cols.append(col)
-        elif name == "source_file" and len(col):
+        elif f.name == "source_file" and len(col):
             # One file name per batch: check it once rather than on every row.
             first = defuse(col.slice(0, 1))[0]
             cols.append(col if first == col[0] else
                         pa.repeat(pa.scalar(first.as_py(), pa.string()), len(col)))
         else:
-            cols.append(defuse(col))
-    return pa.record_batch(cols, schema=batch.schema)
+            ready, text = csv_ready(col)
+            cols.append(defuse(ready) if text else ready)
+        fields.append(pa.field(f.name, cols[-1].type))
+    return pa.record_batch(cols, schema=pa.schema(fields))
+
+
+def csv_schema(schema: pa.Schema) -> pa.Schema:
+    """The types csv_safe gives each column of `schema`."""
+    return csv_safe(pa.RecordBatch.from_pylist([], schema=schema)).schema
 
 
 def csv_header_schema(schema: pa.Schema) -> pa.Schema:
-    """The schema as written to a CSV header: column names defused like cells."""
-    return pa.schema([f.with_name(defuse_text(f.name)) for f in schema])
+    """The schema as written to a CSV file: csv_safe's types, column names defused like cells."""
+    return pa.schema([f.with_name(defuse_text(f.name)) for f in csv_schema(schema)])
 
 
 # -- the prediction sink ------------------------------------------------------------------------------
@@ -208,19 +264,38 @@ class PredictionSink:
             parquet.parent.mkdir(exist_ok=True)
             csv.parent.mkdir(exist_ok=True)
         self.parquet_path = parquet
-        self._parquet = pq.ParquetWriter(parquet, schema)
-        self._csv = pacsv.CSVWriter(csv, csv_header_schema(schema), write_options=opts)
-        self._rejects = pacsv.CSVWriter(rejects, rejects_schema, write_options=opts)
+        self.folder = folder
+        self._writers: list = []
+        with writing(folder):
+            self._parquet = self._open(pq.ParquetWriter(parquet, schema))
+            self._csv_schema = csv_header_schema(schema)
+            self._csv = self._open(pacsv.CSVWriter(csv, self._csv_schema, write_options=opts))
+            self._rejects = self._open(pacsv.CSVWriter(rejects, rejects_schema,
+                                                       write_options=opts))
+
+    def _open(self, writer):
+        self._writers.append(writer)
+        return writer
 
     def write(self, predictions: pa.RecordBatch, rejects: pa.RecordBatch) -> None:
-        self._parquet.write_batch(predictions)
-        self._csv.write_batch(csv_safe(predictions))
-        if rejects.num_rows:
-            self._rejects.write_batch(csv_safe(rejects))
+        safe = csv_safe(predictions)
+        with writing(self.folder):
+            self._parquet.write_batch(predictions)
+            self._csv.write_batch(pa.record_batch(safe.columns, schema=self._csv_schema))
+            if rejects.num_rows:
+                self._rejects.write_batch(csv_safe(rejects))
 
     def close(self) -> None:
-        for w in (self._parquet, self._csv, self._rejects):
-            w.close()
+        """Close every writer; the first OS error (a full disk, say) is raised after all are closed."""
+        first: OSError | None = None
+        for w in self._writers:
+            try:
+                w.close()
+            except OSError as exc:
+                first = first or exc
+        self._writers = []
+        if first is not None:
+            raise location_error(self.folder, first)
 
 
 def start_parts(folder: Path) -> None:
@@ -237,7 +312,11 @@ def parquet_files(folder: Path) -> list[Path]:
 
 def join_parts(folder: Path, schema: pa.Schema, rejects_schema: pa.Schema) -> None:
     """One predictions.csv and one rejects.csv (with headers) from the part files, in part order."""
-    folder = Path(folder)
+    with writing(folder):
+        _join_parts(Path(folder), schema, rejects_schema)
+
+
+def _join_parts(folder: Path, schema: pa.Schema, rejects_schema: pa.Schema) -> None:
     parts = sorted((folder / PARTS).iterdir())
     header = pacsv.WriteOptions(include_header=True, quoting_style="needed")
     for kind, target, part_schema in (("predictions", PREDICTIONS_CSV, schema),
@@ -257,6 +336,11 @@ def retype_parquet(path: Path, columns: list[str]) -> None:
 
     Streams with flat memory (pre_buffer off) and replaces the file only when complete.
     """
+    with writing(Path(path).parent):
+        _retype_parquet(Path(path), columns)
+
+
+def _retype_parquet(path: Path, columns: list[str]) -> None:
     pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
     schema = pa.schema([pa.field(f.name, pa.float64()) if f.name in columns else f
                         for f in pf.schema_arrow])

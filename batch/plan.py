@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from batch import features, inputs
-from batch.datasets import find_column
+from batch import inputs
+from batch.columns import can_hold_rooms, is_number_type, unify
+from batch.datasets import ROOMS_NAMES
 from batch.errors import InputError
 from batch.rules import ADDED_COLUMNS, ADDED_FIELDS, BatchContext, feature_range
 
@@ -71,26 +72,37 @@ def plan_inputs(entries: list[str], feature_column: str | None, target_column: s
         found.append(src)
     files: list[FilePlan] = []
     fields: dict[str, pa.DataType] = {}
+    exact: dict[str, bool] = {}  # integer columns so far exact as float64 (see columns.unify)
     parquet_text: set[str] = set()  # Parquet string columns keep their type
     for src in found:
         if src.empty:
             files.append(FilePlan(src, None, None, False))
             continue
-        rooms = features.rooms_column(src.columns, feature_column)
+        rooms = pick_column(src, feature_column, ROOMS_NAMES, "rooms", "--feature-column")
         if rooms is None:
             wanted = repr(feature_column) if feature_column else "rm, rooms or avg_rooms"
             raise InputError(
                 f"no column for rooms ({wanted}) in {src.name!r} (columns: "
                 f"{', '.join(repr(c) for c in src.columns) or 'none'}); set --feature-column")
+        if not can_hold_rooms(src.types[rooms]):
+            raise InputError(
+                f"the rooms column {rooms!r} in {src.name!r} has type {src.types[rooms]}, which "
+                "cannot hold a number; send rooms as numbers or text, or point --feature-column "
+                "at another column")
         clash = [c for c in src.columns if c in ADDED_COLUMNS]
         if clash:
             raise InputError(f"input {src.name!r} has column(s) {', '.join(map(repr, clash))}, "
                              "which the scorer adds to its output; rename them in the input")
-        files.append(FilePlan(src, rooms, find_column(src.columns, target_column, ()),
-                              decimal_comma=src.delimiter == ";"))
+        target = pick_column(src, target_column, (), "true-price", "--target-column") \
+            if target_column else None
+        files.append(FilePlan(src, rooms, target, decimal_comma=src.delimiter == ";"))
         for name in src.columns:
-            fields[name] = unify(fields.get(name), src.types[name])
-            if src.format == "parquet" and not is_number_type(src.types[name]):
+            t = src.types[name]
+            this_exact = src.format == "csv" or name in src.exact_ints
+            fields[name] = unify(fields.get(name), t, a_exact=exact.get(name, True),
+                                 b_exact=this_exact)
+            exact[name] = exact.get(name, True) and this_exact
+            if src.format == "parquet" and not is_number_type(t):
                 parquet_text.add(name)
     schema = pa.schema([pa.field(n, t) for n, t in fields.items()] + list(ADDED_FIELDS))
     candidates = frozenset(n for n, t in fields.items()
@@ -98,20 +110,20 @@ def plan_inputs(entries: list[str], feature_column: str | None, target_column: s
     return Plan(files, schema, skipped, candidates)
 
 
-def is_number_type(t: pa.DataType) -> bool:
-    """Integer, floating or decimal (also as dictionary values)."""
-    if pa.types.is_dictionary(t):
-        t = t.value_type
-    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+def pick_column(src: inputs.InputFile, wanted: str | None, candidates: tuple[str, ...],
+                what: str, flag: str) -> str | None:
+    """The column named `wanted` (else one of `candidates`), compared case- and space-insensitively.
 
-
-def unify(a: pa.DataType | None, b: pa.DataType) -> pa.DataType:
-    """One type for a column seen in several files: equal types stay, numbers widen, else text."""
-    if pa.types.is_dictionary(b):
-        b = b.value_type
-    if a is None or a == b:
-        return b
-    numeric = (pa.types.is_integer, pa.types.is_floating, pa.types.is_decimal)
-    if any(t(a) for t in numeric) and any(t(b) for t in numeric):
-        return pa.float64()
-    return pa.string()
+    Two matching columns are ambiguous (InputError naming them) unless exactly one of them is
+    spelt exactly as `wanted`.
+    """
+    names = {n.strip().lower() for n in ([wanted] if wanted else list(candidates))}
+    matches = [c for c in src.columns if str(c).strip().lower() in names]
+    if len(matches) <= 1:
+        return matches[0] if matches else None
+    exact = [c for c in matches if wanted is not None and str(c).strip() == wanted.strip()]
+    if len(exact) == 1:
+        return exact[0]
+    raise InputError(f"input {src.name!r} has {len(matches)} columns that could be the {what} "
+                     f"column ({', '.join(repr(c) for c in matches)}); it is ambiguous — set "
+                     f"{flag} to one of them, spelt exactly, or rename the other")

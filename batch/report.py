@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
-import json
 import logging
 import math
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 from batch import plots
 from batch.atomic import write_atomic
 from batch.features import MEANINGS
+from batch.jsontext import dumps
 from batch.stats import FileStats, RunStats
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ def write(folder: Path, rep: dict, files: dict[str, bytes]) -> None:
     """The rendered files, then report.json, into the run's (temporary) folder."""
     for name, data in files.items():
         write_atomic(folder / name, data)
-    write_atomic(folder / "report.json", json.dumps(rep, indent=2, default=str) + "\n")
+    write_atomic(folder / "report.json", dumps(rep, indent=2) + "\n")
 
 
 def _loss_png(version_dir: Path, version: str) -> bytes | None:

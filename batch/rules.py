@@ -13,9 +13,9 @@ from typing import Callable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from batch import features
+from batch.columns import conform
 from batch.stats import FIRST_REJECTS, RunStats
 
 PREDICTION = "predicted_median_price_k"
@@ -97,7 +97,7 @@ def score_batch(batch: pa.RecordBatch, first_row: int, ctx: BatchContext, predic
             continue
         if f.name in kept.schema.names:
             col = kept.column(f.name)
-            columns.append(col if col.type == f.type else pc.cast(col, f.type))
+            columns.append(conform(col, f.type))
         else:
             columns.append(pa.nulls(len(good), f.type))
     columns += [_repeat(ctx.source_file, len(good)), pa.array(rows[good]),

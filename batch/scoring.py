@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from batch import engines, outputs, report
+from batch import engines, interrupts, outputs, report
 from batch.engines.base import Job
 from batch.errors import RejectBudgetExceeded
 from batch.model import predictor_for
@@ -83,7 +83,8 @@ def score(settings: Settings) -> dict[str, Any]:
                                  plots=not over_budget)
         phase("report")
         rep["phases_seconds"] = dict(phases)
-        report.write(staged, rep, rendered)
+        with outputs.writing(staged):
+            report.write(staged, rep, rendered)
         summary = {"status": rep["status"], "run_id": run_id, "rows_scored": stats.scored,
                    "rows_rejected": stats.rejected, "model_version": version}
         if over_budget:
@@ -95,6 +96,7 @@ def score(settings: Settings) -> dict[str, Any]:
                 f"budget of {settings.max_reject_fraction:.1%}; nothing was published — see "
                 f"{final / 'rejects.csv'} and {final / 'report.html'}, fix the input or raise "
                 "--max-reject-fraction", summary)
+        interrupts.hold()  # from the rename on, the run is reported as published
         final = out.publish(staged, run_id)
         staged = None
         phase("publish")
@@ -104,6 +106,8 @@ def score(settings: Settings) -> dict[str, Any]:
                  "report: %s", run_id, stats.scored, stats.rejected, stats.out_of_range,
                  final / "report.html")
         return summary
+    except OSError as exc:  # a write that no narrower guard caught: the output location
+        raise outputs.location_error(settings.output_dir, exc) from None
     finally:
         if staged is not None:
             shutil.rmtree(staged, ignore_errors=True)

@@ -75,8 +75,10 @@ class Settings(BaseSettings):
     new_only: bool = Field(
         False, description="skip input files whose content a successful run already scored"
     )
-    domain_min: float = Field(0.0, description="plausible rooms: value must be > this")
-    domain_max: float = Field(20.0, description="plausible rooms: value must be <= this")
+    domain_min: float = Field(0.0, allow_inf_nan=False,
+                              description="plausible rooms: value must be > this (finite)")
+    domain_max: float = Field(20.0, allow_inf_nan=False,
+                              description="plausible rooms: value must be <= this (finite)")
     chunk_rows: int = Field(
         262_144, ge=1, description="rows read, validated, scored and written per batch"
     )

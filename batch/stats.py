@@ -105,16 +105,44 @@ class FileStats:
 
 
 def looks_numeric(column: pa.Array) -> bool:
-    """True when every non-empty cell is a plain number that a float64 keeps exactly as meant.
+    """True when every non-empty cell is a plain number that a float64 keeps exactly as written.
 
-    Codes stay text: a leading zero ('02134') or more than 15 digits (IDs a float would round).
+    Codes stay text: a leading zero ('02134'). So does any value a float64 would change: more
+    significant digits than it keeps (a 17-digit ID, '0.1234567890123456789'), or beyond its
+    range ('1e400', '1e-400'). A float64's own shortest text (as pandas writes it, up to 17
+    digits) is kept exactly, so such columns do become numbers.
     """
     text = pc.utf8_trim_whitespace(column)
     nonempty = pc.fill_null(pc.not_equal(text, ""), False)
     numeric = pc.fill_null(pc.match_substring_regex(text, NUMBER_RE), False)
-    code_like = pc.fill_null(pc.match_substring_regex(text, r"^[+-]?0\d|\d{16,}"), False)
+    code_like = pc.fill_null(pc.match_substring_regex(text, r"^[+-]?0\d"), False)
     bad = pc.and_(nonempty, pc.or_(pc.invert(numeric), code_like))
-    return not pc.any(bad).as_py()
+    if pc.any(bad).as_py():
+        return False
+    # At most 15 characters hold at most 15 digits, which a float64 always keeps; only longer
+    # values, or ones with a 3-digit exponent, need the exact check.
+    doubtful = pc.and_(nonempty, pc.or_(
+        pc.greater(pc.utf8_length(text), 15),
+        pc.fill_null(pc.match_substring_regex(text, r"[eE][+-]?\d{3}"), False)))
+    if not pc.any(doubtful).as_py():
+        return True
+    return survives_float64(pc.filter(text, doubtful))
+
+
+def survives_float64(text: pa.Array) -> bool:
+    """True when every number in `text` has the same digits after a round trip through float64."""
+    values = pc.cast(text, pa.float64())
+    if not pc.all(pc.is_finite(values)).as_py():
+        return False
+    back = pc.cast(values, pa.string())  # Arrow writes the shortest text that reads back exactly
+    return pc.all(pc.equal(_digits(text), _digits(back))).as_py()
+
+
+def _digits(text: pa.Array) -> pa.Array:
+    """The significant digits of number texts: no sign, point, exponent, or outer zeros."""
+    for pattern in (r"[eE][+-]?\d+$", r"[+\-.]", r"^0+", r"0+$"):
+        text = pc.replace_substring_regex(text, pattern, "")
+    return text
 
 
 @dataclass

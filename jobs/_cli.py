@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -64,13 +63,11 @@ def setup_logging(level: str) -> None:
 
 
 def stop_on_sigterm() -> None:
-    """SIGTERM unwinds like Ctrl-C, so a run in progress removes its temporary output."""
-    import signal
+    """SIGTERM and SIGINT unwind like Ctrl-C (a run in progress removes its temporary output),
+    except while a run or model is being published (see batch.interrupts)."""
+    from batch import interrupts
 
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
+    interrupts.install()
 
 
 def error_sentence(prog: str, message: str) -> None:
@@ -80,6 +77,16 @@ def error_sentence(prog: str, message: str) -> None:
 def run(prog: str, fields: Iterable[str], args: argparse.Namespace,
         job: Callable[[Settings], dict[str, Any]], summary_line: bool = True) -> int:
     """Settings -> logging -> job -> exit code; prints the job's JSON summary as stdout's last line."""
+    try:
+        return _run(prog, fields, args, job, summary_line)
+    finally:
+        from batch import interrupts
+
+        interrupts.finish()
+
+
+def _run(prog: str, fields: Iterable[str], args: argparse.Namespace,
+         job: Callable[[Settings], dict[str, Any]], summary_line: bool) -> int:
     try:
         settings = settings_from_args(args, fields)
         setup_logging(settings.log_level)
@@ -108,5 +115,7 @@ def run(prog: str, fields: Iterable[str], args: argparse.Namespace,
 
 
 def print_summary(summary: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(summary, default=str) + "\n")
+    from batch.jsontext import dumps
+
+    sys.stdout.write(dumps(summary) + "\n")
     sys.stdout.flush()

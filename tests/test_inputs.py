@@ -237,7 +237,7 @@ def test_csv_byte_ranges_read_exactly_the_rows_of_the_whole_file(tmp_path, part_
     from batch import inputs
 
     path = tmp_path / "a.csv"
-    rows = [f"s{i},{4 + i % 50 / 10},\"q, {i}\"" for i in range(2000)]
+    rows = [f"s{i},{4 + i % 50 / 10},q {i}" for i in range(2000)]
     rows.insert(700, "")  # a blank line inside: not a row, in either reading
     path.write_text("suburb,rm,note\n" + "\n".join(rows) + "\n")
     src = inputs.inspect(path)
@@ -250,6 +250,17 @@ def test_csv_byte_ranges_read_exactly_the_rows_of_the_whole_file(tmp_path, part_
     assert parts[0].first_row == 1 and all(p.first_row is not None for p in parts)
     pieces = [b for p in parts for b in inputs.iter_batches(p, 10_000)]
     assert pa.Table.from_batches(pieces, schema=whole.schema).equals(whole)
+
+
+def test_a_csv_with_quoted_fields_is_never_cut(tmp_path):
+    from batch import inputs
+
+    path = tmp_path / "a.csv"
+    path.write_text("suburb,rm\n" + "".join(f'"line\nbreak {i}",6\n' for i in range(500)))
+    src = inputs.inspect(path)
+    assert src.quoted
+    parts = inputs.split(src, 0, 64)
+    assert len(parts) == 1 and inputs.count_rows(parts[0]) == 500
 
 
 def test_parquet_parts_are_row_groups_numbered_from_metadata(tmp_path):

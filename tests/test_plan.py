@@ -6,7 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch.errors import InputError
-from batch.plan import plan_inputs, unify
+from batch.columns import unify
+from batch.plan import plan_inputs
 from batch.rules import ADDED_COLUMNS
 
 

@@ -1,0 +1,44 @@
+"""Stop signals (SIGINT, SIGTERM) as KeyboardInterrupt, until a job starts publishing.
+
+A job calls `install()` once. A signal then unwinds the job like Ctrl-C, so temporary output is
+removed and nothing is published. From `hold()` on (called just before the rename that makes a
+run or a model visible) signals are held back until the job ends: the job completes and is
+reported as done, never published and then reported as interrupted.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+log = logging.getLogger(__name__)
+
+_state: dict = {"holding": False, "held": None}
+
+
+def _handler(signum, frame) -> None:
+    if _state["holding"]:
+        _state["held"] = signum
+        return
+    raise KeyboardInterrupt
+
+
+def install() -> None:
+    """SIGTERM (docker stop) and SIGINT (Ctrl-C) raise KeyboardInterrupt, until hold()."""
+    _state.update(holding=False, held=None)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _handler)
+        signal.signal(signal.SIGINT, _handler)
+
+
+def hold() -> None:
+    """From now until the job ends, a stop signal no longer interrupts (it is noted instead)."""
+    _state["holding"] = True
+
+
+def finish() -> None:
+    """The job has ended: say so if a stop signal was held back, and stop holding."""
+    if _state["held"] is not None:
+        log.warning("%s arrived while publishing; the work was completed and published first",
+                    signal.Signals(_state["held"]).name)
+    _state.update(holding=False, held=None)
