@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -377,21 +378,28 @@ def _csv_batches(part: Part, chunk_rows: int) -> Iterator[pa.RecordBatch]:
     while True:
         try:
             for batch in _csv_stream(part, chunk_rows, block, skip=done):
+                if block > CSV_BLOCK_BYTES:
+                    _check_field_sizes(part, batch, done)
                 done += batch.num_rows
                 yield batch
             return
         except pa.ArrowInvalid as exc:
-            if "straddling" not in str(exc):
+            if "straddling" not in str(exc) or block >= MAX_ROW_BYTES:
                 raise
-            if block >= MAX_ROW_BYTES:
-                raise InputError(
-                    f"input {part.src.name!r} has a row longer than {MAX_ROW_BYTES >> 20} MB "
-                    f"after data row {(part.first_row or 1) + done - 1} (or an unclosed quote "
-                    "that runs to the end of the file); split the field or fix the quoting"
-                ) from None
             log.info("%s: a row is longer than %d MB; reading it with %d MB blocks",
                      part.src.name, block >> 20, MAX_ROW_BYTES >> 20)
             block = MAX_ROW_BYTES
+
+
+def _check_field_sizes(part: Part, batch: pa.RecordBatch, done: int) -> None:
+    """InputError for a field over MAX_ROW_BYTES (checked only once a long row was met)."""
+    for name, col in zip(batch.schema.names, batch.columns):
+        longest = pc.max(pc.binary_length(col)).as_py() or 0
+        if longest > MAX_ROW_BYTES:
+            raise InputError(
+                f"input {part.src.name!r} has a field longer than {MAX_ROW_BYTES >> 20} MB in "
+                f"column {name!r} (at or after data row {(part.first_row or 1) + done}); the "
+                "scorer reads fields up to that size: split the field or drop the column")
 
 
 def _skip_blank_rows(row) -> str:

@@ -201,7 +201,8 @@ def defuse(column: pa.Array) -> pa.Array:
         return column  # the common case: one cheap pass, nothing to defuse
     risky = pc.and_(trigger, pc.invert(pc.fill_null(
         pc.match_substring_regex(column, NUMBER_RE), False)))
-    return pc.if_else(risky, pc.binary_join_element_wise("'", column, ""), column)
+    quote, empty = pa.scalar("'", column.type), pa.scalar("", column.type)
+    return pc.if_else(risky, pc.binary_join_element_wise(quote, column, empty), column)
 
 
 def defuse_text(text: str) -> str:
