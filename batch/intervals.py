@@ -65,7 +65,8 @@ def conformal_rank(n: int, level: float) -> int:
 
 def calibrate(x_cal: np.ndarray, y_cal: np.ndarray, pred_cal: np.ndarray, level: float, *,
               x_scale: np.ndarray | None = None,
-              residuals_scale: np.ndarray | None = None) -> dict[str, Any]:
+              residuals_scale: np.ndarray | None = None,
+              lower_bound: float | None = None) -> dict[str, Any]:
     """Split-conformal band parameters for `level`, from held-out calibration rows.
 
     Score of a row: |y - pred| / scale(rooms). The band is pred ± q·scale(rooms), where q is
@@ -74,6 +75,8 @@ def calibrate(x_cal: np.ndarray, y_cal: np.ndarray, pred_cal: np.ndarray, level:
     The scale model is fitted on (x_scale, residuals_scale) — rows other than the calibration
     rows, which keeps that guarantee exact; without them it is fitted on the calibration rows
     themselves (a slight reuse that the guarantee does not cover).
+    lower_bound: the least value the target can take (0 for a price); band() never reaches
+    below it, which can only raise coverage.
     Returns JSON-ready parameters for band().
     """
     if not 0 < level < 1:
@@ -92,7 +95,8 @@ def calibrate(x_cal: np.ndarray, y_cal: np.ndarray, pred_cal: np.ndarray, level:
         scale_params = fit_scale(x_scale, residuals_scale)
         scale_rows = "separate"
     params: dict[str, Any] = {"method": METHOD, "level": float(level), "calibration_rows": len(x),
-                              "scale_rows": scale_rows, "scale": scale_params}
+                              "scale_rows": scale_rows, "scale": scale_params,
+                              "lower_bound": None if lower_bound is None else float(lower_bound)}
     scores = np.sort(np.abs(resid) / scale(x, params))
     n = len(scores)
     k = conformal_rank(n, level)
@@ -114,8 +118,9 @@ def band(rooms: np.ndarray, pred: np.ndarray,
          params: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray] | None:
     """(low, high) float32 around `pred` at `rooms`; None for a version without calibration.
 
-    low <= pred <= high holds for every finite row: the half-width is never negative, and
-    float32 rounding of pred ± w cannot cross pred.
+    low <= pred <= high holds for every finite row: the half-width is never negative, float32
+    rounding of pred ± w cannot cross pred, and the lower bound (a price is never negative)
+    lifts low at most up to pred.
     """
     if params is None:
         return None
@@ -123,6 +128,8 @@ def band(rooms: np.ndarray, pred: np.ndarray,
     half = (params["quantile"] * scale(rooms, params)).astype("float32")
     low = pred32 - half
     high = pred32 + half
+    if params.get("lower_bound") is not None:
+        low = np.minimum(np.maximum(low, np.float32(params["lower_bound"])), pred32)
     return low, high
 
 

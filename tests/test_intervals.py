@@ -116,6 +116,20 @@ def test_band_always_contains_the_prediction_and_is_float32():
     assert np.all(high - low > 0)  # the scale's floor: never a zero-width band
 
 
+def test_a_lower_bound_lifts_low_but_never_above_the_prediction():
+    rng = np.random.default_rng(3)
+    x, y = noisy_line(rng, 200, True)
+    params = intervals.calibrate(x, y, 3 * x + 2, LEVEL, lower_bound=0.0)
+    rooms = np.array([0.5, 1.0, 3.0, 6.0, 9.0, 20.0])
+    pred = np.array([-4.0, 0.5, 11.0, 20.0, 29.0, 62.0], dtype="float32")
+    low, high = intervals.band(rooms, pred, params)
+    unbounded = intervals.band(rooms, pred, {**params, "lower_bound": None})
+    assert np.all(low <= pred) and np.all(pred <= high)
+    np.testing.assert_array_equal(low, np.minimum(np.maximum(unbounded[0], 0), pred))
+    assert low[0] == pred[0] == -4.0 and low[1] == 0.0  # a negative prediction bounds itself
+    np.testing.assert_array_equal(high, unbounded[1])
+
+
 def test_params_are_json_ready_and_round_trip():
     rng = np.random.default_rng(2)
     x, y = noisy_line(rng, 100, False)
@@ -124,7 +138,7 @@ def test_params_are_json_ready_and_round_trip():
     assert again == params
     assert again["method"] == intervals.METHOD and again["level"] == 0.9
     assert again["calibration_rows"] == 100 and again["quantile_rank"] == 91
-    assert again["guaranteed"] is True
+    assert again["guaranteed"] is True and again["lower_bound"] is None
     low1, high1 = intervals.band(x, 3 * x + 2, params)
     low2, high2 = intervals.band(x, 3 * x + 2, again)
     np.testing.assert_array_equal(low1, low2)
