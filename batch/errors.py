@@ -48,6 +48,14 @@ class ModelError(BatchError):
     exit_code = 4
 
 
+class UnfitModel(ModelError):
+    """A finite fit no better than predicting the training mean: not published."""
+
+    def __init__(self, message: str, summary: dict | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary or {}
+
+
 class RejectBudgetExceeded(BatchError):
     """More rejected rows than --max-reject-fraction allows."""
 

@@ -51,7 +51,8 @@ class Plan:
             source_file=fp.src.name, sha256=fp.src.sha256, rooms_column=fp.rooms_column,
             target_column=fp.target_column, decimal_comma=fp.decimal_comma, domain=domain,
             feature_range=feature_range(meta), model_version=version, run_id=run_id,
-            schema=self.schema, retype_candidates=self.retype_candidates)
+            schema=self.schema, retype_candidates=self.retype_candidates,
+            interval=meta.get("interval"))
 
 
 def plan_inputs(entries: list[str], feature_column: str | None, target_column: str | None,

@@ -43,8 +43,13 @@ def loss_png(loss: Sequence[float], val_loss: Sequence[float] | None, title: str
 
 def fit_png(weight: float, bias: float, train_x, train_y, title: str,
             test_x=None, test_y=None, scored_x=None, scored_pred=None,
-            actual_x=None, actual_y=None, note: str | None = None) -> bytes:
-    """Training data as ground truth, the model's line over 3-9 rooms, plus test or scored data."""
+            actual_x=None, actual_y=None, note: str | None = None,
+            interval: dict | None = None) -> bytes:
+    """Training data as ground truth, the model's line over 3-9 rooms, plus test or scored data.
+
+    interval: the model's calibrated band parameters (metadata's `interval`), drawn around the
+    line as a shaded band; None (a version without one) draws no band.
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.scatter(train_x, train_y, s=12, alpha=0.5, color="tab:blue", label="Training data (actual)")
@@ -57,6 +62,12 @@ def fit_png(weight: float, bias: float, train_x, train_y, title: str,
         ax.scatter(scored_x, scored_pred, s=16, alpha=0.8, marker="x", color="tab:orange",
                    label="Scored records (predicted)")
     xs = np.linspace(*LINE_ROOMS, 50)
+    if interval is not None:
+        from batch.intervals import band
+
+        low, high = band(xs, weight * xs + bias, interval)
+        ax.fill_between(xs, low, high, color="tab:red", alpha=0.12, linewidth=0,
+                        label=f"{interval['level']:.0%} price band (calibrated)")
     ax.plot(xs, weight * xs + bias, color="tab:red", linewidth=2,
             label=f"Model: price = {weight:.3f} x rooms {bias:+.3f}")
     ax.set_xlabel("Average number of rooms (rm)")

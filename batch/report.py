@@ -45,11 +45,22 @@ def build(*, run_id: str, status: str, started: dt.datetime, finished: dt.dateti
                "max": _num(stats.pred_max) if n else None,
                "estimated": ["p50"] if estimated else [],
                "sample_size": int(len(preds))}
+    band = meta.get("interval") or None
     metrics = None
     if stats.actual_n:
         mse = stats.sq_err / stats.actual_n
         metrics = {"mse": mse, "mae": stats.abs_err / stats.actual_n, "rmse": math.sqrt(mse),
-                   "rows": stats.actual_n}
+                   "rows": stats.actual_n,
+                   "interval_level": band.get("level") if band else None,
+                   "interval_coverage": (stats.band_covered / stats.band_rows
+                                         if stats.band_rows else None),
+                   "interval_rows": stats.band_rows}
+    interval = ({"available": True, "level": band.get("level"), "method": band.get("method"),
+                 "calibration_rows": band.get("calibration_rows"),
+                 "test_coverage": band.get("test_coverage")} if band else
+                {"available": False, "level": None,
+                 "note": f"model {version} was trained before price bands existed, so "
+                         "predicted_low_k and predicted_high_k are empty; retrain to get them"})
     model = {
         "version": version, "created_at": meta.get("created_at"), "weight": meta.get("weight"),
         "bias": meta.get("bias"), "metrics": meta.get("metrics"),
@@ -79,6 +90,7 @@ def build(*, run_id: str, status: str, started: dt.datetime, finished: dt.dateti
                          "above": stats.above_range, "training_range": meta.get("feature_range")},
         "prediction_summary": summary,
         "metrics": metrics,
+        "interval": interval,
         "drift": drift(stats, meta),
         "settings": {"domain": {"min_exclusive": settings.domain_min,
                                 "max_inclusive": settings.domain_max},
@@ -179,6 +191,8 @@ def _fit_png(meta: dict, stats: RunStats, rep: dict) -> bytes:
         m = rep["metrics"]
         note = f"on {m['rows']:,} rows with medv: MSE {m['mse']:.2f}  MAE {m['mae']:.2f}  " \
                f"RMSE {m['rmse']:.2f}"
+        if m.get("interval_coverage") is not None:
+            note += f"  in band {m['interval_coverage']:.0%}"
     shown = len(sample.get("rooms", []))
     title = f"Model {rep['model_version']} on run {rep['run_id']}"
     if shown < rep["rows_scored"]:
@@ -187,7 +201,8 @@ def _fit_png(meta: dict, stats: RunStats, rep: dict) -> bytes:
         float(meta["weight"]), float(meta["bias"]), train["rm"], train["medv"], title,
         scored_x=sample.get("rooms"), scored_pred=sample.get("pred"),
         actual_x=sample.get("rooms", np.empty(0))[has] if len(has) else None,
-        actual_y=actual[has] if len(has) else None, note=note)
+        actual_y=actual[has] if len(has) else None, note=note,
+        interval=meta.get("interval") or None)
 
 
 # -- HTML -------------------------------------------------------------------------------------------
@@ -300,11 +315,22 @@ def render_html(rep: dict, images: dict[str, bytes]) -> str:
         ["count", "mean", "min", "p50", "max"],
         [[summary["count"], summary["mean"], summary["min"], summary["p50"], summary["max"]]],
         numeric={0, 1, 2, 3, 4}) + f"<p>{_e(est)}</p>")
+    band = rep.get("interval") or {}
+    if band.get("available"):
+        parts.append(f"<p>Every prediction has a price band (<code>predicted_low_k</code> – "
+                     f"<code>predicted_high_k</code>) calibrated so that about "
+                     f"{band['level']:.0%} of true prices of suburbs like the training data "
+                     "fall inside it; it is wider where the model is less sure.</p>")
+    else:
+        parts.append(f"<div class='warn'>{_e(band.get('note'))}</div>")
     if rep["metrics"]:
         m = rep["metrics"]
+        covered = "" if m.get("interval_coverage") is None else (
+            f" {m['interval_coverage']:.1%} of them lie inside their price band (promised: "
+            f"{m['interval_level']:.0%}).")
         parts.append("<p>The input carries the true price (medv) for "
                      f"{m['rows']:,} scored rows: MSE {m['mse']:.3f}, MAE {m['mae']:.3f}, "
-                     f"RMSE {m['rmse']:.3f}.</p>")
+                     f"RMSE {m['rmse']:.3f}.{_e(covered)}</p>")
 
     di, dt_ = drift_["input"], drift_["training"]
     parts.append("<h2>Drift: rooms in this input vs the training data</h2>" + _table(

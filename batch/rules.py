@@ -14,15 +14,17 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
-from batch import features
+from batch import features, intervals
 from batch.columns import conform
 from batch.stats import FIRST_REJECTS, RunStats
 
 PREDICTION = "predicted_median_price_k"
+LOW, HIGH = "predicted_low_k", "predicted_high_k"  # the calibrated band around the prediction
 # What the scorer appends to every input row, in this order (filled in by score_batch).
 ADDED_FIELDS = pa.schema([
     pa.field("source_file", pa.string()), pa.field("source_row", pa.int64()),
-    pa.field(PREDICTION, pa.float32()), pa.field("out_of_range", pa.bool_()),
+    pa.field(PREDICTION, pa.float32()), pa.field(LOW, pa.float32()), pa.field(HIGH, pa.float32()),
+    pa.field("out_of_range", pa.bool_()),
     pa.field("model_version", pa.string()), pa.field("run_id", pa.string())])
 ADDED_COLUMNS = tuple(ADDED_FIELDS.names)
 REJECT_SCHEMA = pa.schema([("source_file", pa.string()), ("source_row", pa.int64()),
@@ -46,6 +48,7 @@ class BatchContext:
     run_id: str
     schema: pa.Schema  # the output schema (input columns unified across files + ADDED_FIELDS)
     retype_candidates: frozenset[str] = frozenset()  # text columns that may become float64
+    interval: dict | None = None  # the model's band parameters (None: a version without them)
 
 
 def feature_range(meta: dict) -> tuple[float, float]:
@@ -90,6 +93,11 @@ def score_batch(batch: pa.RecordBatch, first_row: int, ctx: BatchContext, predic
     lo, hi = ctx.feature_range
     below, above = rooms < lo, rooms > hi
     flag = below | above
+    bands = intervals.band(rooms, pred, ctx.interval)
+    if bands is None:
+        low = high = pa.nulls(len(good), pa.float32())
+    else:
+        low, high = pa.array(bands[0], pa.float32()), pa.array(bands[1], pa.float32())
 
     columns = []
     for f in ctx.schema:
@@ -101,7 +109,7 @@ def score_batch(batch: pa.RecordBatch, first_row: int, ctx: BatchContext, predic
         else:
             columns.append(pa.nulls(len(good), f.type))
     columns += [_repeat(ctx.source_file, len(good)), pa.array(rows[good]),
-                pa.array(pred, pa.float32()), pa.array(flag, pa.bool_()),
+                pa.array(pred, pa.float32()), low, high, pa.array(flag, pa.bool_()),
                 _repeat(ctx.model_version, len(good)), _repeat(ctx.run_id, len(good))]
     out = pa.record_batch(columns, schema=ctx.schema)
 
@@ -121,6 +129,9 @@ def score_batch(batch: pa.RecordBatch, first_row: int, ctx: BatchContext, predic
             err = p64[has] - actual[has]
             stats.actual_n, stats.sq_err, stats.abs_err = int(has.sum()), float((err ** 2).sum()), \
                 float(np.abs(err).sum())
+            if bands is not None:
+                inside = (actual[has] >= bands[0][has]) & (actual[has] <= bands[1][has])
+                stats.band_rows, stats.band_covered = int(has.sum()), int(inside.sum())
         stats.sample.add(sample_keys(ctx.sha256, rows[good]), rooms=rooms, pred=p64,
                          actual=actual)
     return out, rejects, stats

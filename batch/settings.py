@@ -52,9 +52,14 @@ class Settings(BaseSettings):
     )
     seed: int = Field(42, ge=0, description="random seed (same data + seed = same weights)")
     promote_tolerance: float = Field(
-        0.05,
+        0.0,
         ge=0,
-        description="quality gate: promote when test MSE <= production's x (1 + tolerance)",
+        description="quality gate: promote when test MSE <= production's x (1 + tolerance), "
+        "both on the new version's test rows",
+    )
+    interval_level: float = Field(
+        0.9, gt=0, lt=1,
+        description="price band: share of true prices the calibrated band should contain",
     )
     log_every_epochs: int = Field(
         10, ge=1, description="one progress log line per N epochs when not on a terminal"

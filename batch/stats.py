@@ -65,6 +65,8 @@ class RunStats:
     actual_n: int = 0
     sq_err: float = 0.0
     abs_err: float = 0.0
+    band_rows: int = 0  # rows with a true price and a band
+    band_covered: int = 0  # of those, rows whose true price lies inside the band
     sample: Sample = field(default_factory=Sample)
     first_rejects: list[dict] = field(default_factory=list)  # shown in report.html
 
@@ -76,7 +78,8 @@ class RunStats:
         for r, n in o.rejects.items():
             self.rejects[r] = self.rejects.get(r, 0) + n
         for name in ("scored", "out_of_range", "below_range", "above_range", "pred_sum",
-                     "rooms_sum", "rooms_sq", "actual_n", "sq_err", "abs_err"):
+                     "rooms_sum", "rooms_sq", "actual_n", "sq_err", "abs_err", "band_rows",
+                     "band_covered"):
             setattr(self, name, getattr(self, name) + getattr(o, name))
         self.pred_min, self.pred_max = min(self.pred_min, o.pred_min), max(self.pred_max, o.pred_max)
         self.rooms_min = min(self.rooms_min, o.rooms_min)

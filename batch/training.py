@@ -1,4 +1,4 @@
-"""One training run: data -> fit -> evaluate -> plots -> registry.publish(vN) -> quality gate."""
+"""One training run: data -> fit -> sanity check -> band calibration -> registry.publish(vN) -> gate."""
 from __future__ import annotations
 
 import datetime as dt
@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from batch import datasets, plots
-from batch.errors import ModelError
-from batch.registry import MODEL_FILE, PRODUCTION, Registry
+from batch import datasets, intervals, plots
+from batch.errors import ModelError, UnfitModel
+from batch.registry import MODEL_FILE, PRODUCTION, SANITY_RATIO, Registry
 from batch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,11 +53,22 @@ def train(settings: Settings, promote: str = "auto", if_missing: bool = False) -
         raise ModelError(
             f"training diverged (final loss {loss[-1]}, weight {weight}, bias {bias}); nothing was "
             f"published — lower --learning-rate (now {settings.learning_rate}) or check the data")
+    # The baseline every regression must beat: the training mean, predicted for every test row.
+    baseline_mse = float(np.mean((float(np.mean(data.y_train, dtype="float64"))
+                                  - data.y_test.astype("float64")) ** 2))
+    train_var = float(np.var(data.y_train, dtype="float64"))
+    if not test_mse < SANITY_RATIO * baseline_mse:
+        raise UnfitModel(
+            f"the fit is no better than predicting the mean price (test MSE {test_mse:.4g}, "
+            f"baseline {baseline_mse:.4g}; it must be below {SANITY_RATIO} x the baseline), so "
+            f"nothing was published — likely cause: {likely_cause(loss, settings, train_var)}",
+            summary={"test_mse": test_mse, "baseline_mse": baseline_mse, "loss": loss[-1]})
     slope, intercept = m.ols(data.x_train, data.y_train)
     ols_mse = float(np.mean((slope * data.x_test + intercept - data.y_test) ** 2))
     # Keras 3 holds out the last rows: floor(n * (1 - split)) are fitted, the rest validate.
     rows_fit = int(np.floor(len(data.x_train) * (1 - settings.validation_split)))
     rows_val = len(data.x_train) - rows_fit
+    interval = _calibrate_band(net, data, rows_fit, settings.interval_level)
     metadata = {
         "version": None,  # set by the registry when it numbers the version
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -78,7 +89,9 @@ def train(settings: Settings, promote: str = "auto", if_missing: bool = False) -
         },
         "metrics": {"loss": loss[-1], "val_loss": val_loss[-1], "test_mse": test_mse,
                     "test_mae": test_mae},
+        "baseline_mse": baseline_mse,
         "ols_reference": {"slope": slope, "intercept": intercept, "test_mse": ols_mse},
+        "interval": interval,
         # The float32 values' shortest decimals (3.561, not 3.561000108718872), so a row with
         # exactly the training minimum is not flagged as outside the range.
         "feature_range": {"min": _decimal(data.x_train.min()), "max": _decimal(data.x_train.max())},
@@ -87,7 +100,25 @@ def train(settings: Settings, promote: str = "auto", if_missing: bool = False) -
         "training_sample": _sample(data.x_train, data.y_train),
     }
     log.info("trained: weight %.4f bias %.4f loss %.2f val_loss %.2f test MSE %.2f "
-             "(OLS reference %.2f)", weight, bias, loss[-1], val_loss[-1], test_mse, ols_mse)
+             "(baseline %.2f, OLS reference %.2f)", weight, bias, loss[-1], val_loss[-1], test_mse,
+             baseline_mse, ols_mse)
+    log.info("%.0f%% price band calibrated on %d %s rows: test coverage %.3f on %d rows",
+             100 * interval["level"], interval["calibration_rows"], interval["calibration_source"],
+             interval["test_coverage"], interval["test_rows"])
+
+    evaluated_on = (f"the test split of {data.source} (sha256 {data.sha256[:12] or 'unknown'}, "
+                    f"{len(data.x_test)} rows)")
+
+    def evaluate(version: str) -> float:
+        """Production's MSE on this candidate's test rows (the gate's like-for-like comparison)."""
+        prod_model, prod_meta = registry.load(version)
+        prod_data = prod_meta.get("data", {})
+        if prod_data.get("sha256") != data.sha256 or prod_data.get("source") != data.source:
+            log.info("training data differs from production %s's (%s, sha256 %s); both are "
+                     "compared on %s", version, prod_data.get("source"),
+                     str(prod_data.get("sha256"))[:12], evaluated_on)
+        prod_err = m.predict(prod_model, data.x_test).astype("float64") - data.y_test
+        return float(np.mean(prod_err ** 2))
 
     with registry.staging() as staged:
         net.save(staged / MODEL_FILE)
@@ -98,15 +129,77 @@ def train(settings: Settings, promote: str = "auto", if_missing: bool = False) -
         (staged / "loss.png").write_bytes(plots.loss_png(loss, val_loss, f"Loss per epoch ({title})"))
         (staged / "fit.png").write_bytes(plots.fit_png(
             weight, bias, data.x_train, data.y_train, f"Model fit ({title})",
-            test_x=data.x_test, test_y=data.y_test))
-        decision = registry.publish(staged, metadata, promote, settings.promote_tolerance)
+            test_x=data.x_test, test_y=data.y_test, interval=interval))
+        decision = registry.publish(staged, metadata, promote, settings.promote_tolerance,
+                                    evaluate=evaluate, evaluated_on=evaluated_on)
     return {
         "status": "succeeded", "version": decision["version"], "promoted": decision["promoted"],
         "reason": decision["reason"], "production": decision["production"],
+        "previous_production": decision["previous_production"],
         "test_mse": test_mse, "production_test_mse": decision["production_test_mse"],
+        "evaluated_on": {"source": data.source, "sha256": data.sha256,
+                         "rows": len(data.x_test), "split": "test"},
+        "baseline_mse": baseline_mse,
         "metrics": metadata["metrics"], "weight": weight, "bias": bias,
+        "interval": {"level": interval["level"], "test_coverage": interval["test_coverage"]},
         "models_dir": str(settings.models_dir),
     }
+
+
+def likely_cause(loss: list[float], settings: Settings, mean_mse: float) -> str:
+    """The most likely reason a finite fit is no better than the mean, read from its loss curve.
+
+    mean_mse: the training loss of always predicting the training mean (the prices' variance).
+    """
+    first, last = loss[0], loss[-1]
+    # Where the last tenth of the epochs began: a loss still falling there wants more epochs.
+    earlier = loss[max(0, len(loss) - 1 - max(1, len(loss) // 10))]
+    # Steps too large for the valley: the loss jumps up between epochs, or stays orders of
+    # magnitude above the mean's (a random start with sane steps is within ~15x of it).
+    jumps = any(b > 1.1 * a for a, b in zip(loss, loss[1:]))
+    if last >= first or jumps or last > 50 * mean_mse:
+        return (f"the loss did not fall to a sensible level, so --learning-rate "
+                f"{settings.learning_rate} is too high for --optimizer {settings.optimizer}; "
+                "lower it")
+    if last < 0.98 * earlier:
+        return (f"the loss was still falling when training stopped; raise --epochs (now "
+                f"{settings.epochs}) or --learning-rate (now {settings.learning_rate})")
+    if last > 2 * mean_mse:
+        return (f"the loss stalled far above what the mean alone gives, so --learning-rate "
+                f"{settings.learning_rate} does not suit --optimizer {settings.optimizer} "
+                "(too high overshoots, too low crawls); try it ten times lower or higher")
+    return (f"the loss settled, so the data: rooms predict the price in --data {settings.data} "
+            "no better than its mean; check the file and --feature-column/--target-column")
+
+
+def _calibrate_band(net, data: datasets.TrainingData, rows_fit: int, level: float) -> dict:
+    """Split-conformal band on rows the fit never updated on; checked on the test rows.
+
+    Calibration rows: Keras's validation tail of the training split (the last rows, already
+    shuffled by the split), which the fit only ever evaluates. The test rows stay out of it, so
+    they give an independent check of the band (test_coverage) as they do of the MSE. The scale
+    model (how |residual| grows with rooms) is fitted on the fit's own rows, so it too is
+    independent of the calibration rows and the coverage guarantee stays exact.
+    """
+    from batch import model as m
+
+    x_fit, y_fit = data.x_train[:rows_fit], data.y_train[:rows_fit]
+    x_cal, y_cal, source = data.x_train[rows_fit:], data.y_train[rows_fit:], "validation"
+    if len(x_cal) == 0:
+        # --validation-split 0 leaves no held-out training rows; the test rows are all there is.
+        log.warning("no validation rows (--validation-split 0): calibrating the price band on "
+                    "the test rows, so its test coverage is not an independent check")
+        x_cal, y_cal, source = data.x_test, data.y_test, "test"
+    params = intervals.calibrate(
+        x_cal, y_cal, m.predict(net, x_cal), level,
+        x_scale=x_fit, residuals_scale=y_fit.astype("float64") - m.predict(net, x_fit),
+        lower_bound=0.0)  # a median price is never below $0K
+    pred_test = m.predict(net, data.x_test)
+    low, high = intervals.band(data.x_test, pred_test, params)
+    return {**params, "calibration_source": source,
+            "test_coverage": intervals.coverage(data.y_test, low, high),
+            "test_rows": int(len(data.x_test)),
+            "test_mean_width": float(np.mean(high.astype("float64") - low))}
 
 
 def _decimal(value: np.floating) -> float:

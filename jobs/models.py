@@ -1,4 +1,4 @@
-"""python -m jobs.models: list, show and promote versions of the model registry."""
+"""python -m jobs.models: list, show, promote, roll back and audit versions of the model registry."""
 from __future__ import annotations
 
 import argparse
@@ -18,15 +18,32 @@ def parser() -> argparse.ArgumentParser:
     sub_list = sub.add_parser("list", help="table of versions with their metrics and aliases")
     sub_show = sub.add_parser("show", help="print one version's metadata.json")
     sub_show.add_argument("version", help="vN, latest or an alias such as production")
+    sub_show.add_argument("--full", action="store_true",
+                          help="include the training sample (up to 2,000 points)")
     sub_promote = sub.add_parser("promote", help="point the production alias at a version")
     sub_promote.add_argument("version", help="vN or latest")
-    for s in (sub_list, sub_show, sub_promote):
+    sub_rollback = sub.add_parser(
+        "rollback", help="point production back at the version it named before its current one")
+    for s in (sub_promote, sub_rollback):
+        s.add_argument("--force", action="store_true",
+                       help="move even a version that fails the sanity check (no better than "
+                            "predicting the training mean)")
+    sub_history = sub.add_parser("history", help="every move of an alias, oldest first")
+    sub_history.add_argument("--json", action="store_true",
+                             help="print the history.jsonl lines as they are")
+    for s in (sub_list, sub_show, sub_promote, sub_rollback, sub_history):
         _cli.add_settings_flags(s, FIELDS)
     return p
 
 
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
+                     for r in [header] + rows)
+
+
 def table(registry) -> str:
-    header = ["version", "created", "test_mse", "weight", "bias", "aliases"]
+    """The versions with their metrics and aliases, oldest first."""
     rows = []
     for version in registry.versions():
         meta = registry.metadata(version)
@@ -35,10 +52,28 @@ def table(registry) -> str:
                      f"{meta.get('weight', float('nan')):.4f}",
                      f"{meta.get('bias', float('nan')):.4f}",
                      ",".join(registry.aliases_of(version))])
-    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
-             for r in [header] + rows]
-    return "\n".join(lines)
+    return _table(["version", "created", "test_mse", "weight", "bias", "aliases"], rows)
+
+
+def history_table(events: list[dict]) -> str:
+    """The alias moves as a table, oldest first."""
+    def mse(value) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    rows = [[e.get("time", ""), e.get("alias", ""), e.get("from") or "none", e.get("to", ""),
+             mse(e.get("from_mse")), mse(e.get("to_mse")), e.get("actor", ""),
+             e.get("reason", "")] for e in events]
+    return _table(["time", "alias", "from", "to", "from_mse", "to_mse", "actor", "reason"], rows)
+
+
+def shown_metadata(meta: dict, full: bool) -> dict:
+    """metadata.json for `show`: the training sample only with --full (it runs to 2,000 points)."""
+    sample = meta.get("training_sample")
+    if not full and isinstance(sample, dict):
+        points = len(next(iter(sample.values()), []))
+        meta = dict(meta, training_sample={"points": points,
+                                           "omitted": "use 'show --full' to print them"})
+    return meta
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,12 +91,25 @@ def main(argv: list[str] | None = None) -> int:
                 print(table(registry))
         elif args.command == "show":
             version = registry.resolve(args.version)
-            meta = registry.metadata(version)
+            meta = shown_metadata(registry.metadata(version), args.full)
             meta["aliases"] = registry.aliases_of(version)
             print(json.dumps(meta, indent=2))
+        elif args.command == "history":
+            events = registry.history()
+            if args.json:
+                for event in events:
+                    print(json.dumps(event))
+            elif not events:
+                print(f"no alias moves recorded in {settings.models_dir} yet")
+            else:
+                print(history_table(events))
         else:
-            previous, version = registry.promote(args.version)
-            print(f"production: {previous or 'none'} -> {version}")
+            if args.command == "promote":
+                move = registry.promote(args.version, force=args.force)
+            else:
+                move = registry.rollback(force=args.force)
+            note = "" if move["moved"] else " (already; nothing changed)"
+            print(f"production: {move['from'] or 'none'} -> {move['to']}{note}")
         return {}
 
     return _cli.run("jobs.models", FIELDS, args, job, summary_line=False)

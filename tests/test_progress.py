@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tests.helpers import REPO, run_cli
+from tests.helpers import FAST_FIT, REPO, run_cli
 
 
 def run_on_terminal(*args) -> tuple[int, str]:
@@ -35,7 +35,7 @@ def run_on_terminal(*args) -> tuple[int, str]:
 
 
 def test_training_progress_per_epoch_on_a_terminal(tmp_path):
-    code, screen = run_on_terminal("jobs.train", "--models-dir", tmp_path / "m", "--epochs", 3,
+    code, screen = run_on_terminal("jobs.train", "--models-dir", tmp_path / "m", *FAST_FIT,
                                    "--log-every-epochs", 100)
     assert code == 0
     for n in (1, 2, 3):

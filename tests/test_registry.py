@@ -1,6 +1,7 @@
-"""Registry: atomic publish, concurrent trainers, aliases and the quality gate, verified loading."""
+"""Registry: atomic publish, concurrent trainers, the quality gate, alias history and rollback."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -9,8 +10,8 @@ import time
 import pytest
 
 from batch.errors import ModelError
-from batch.registry import Registry
-from tests.helpers import REPO, one_error_sentence, run_cli
+from batch.registry import Registry, rollback_target
+from tests.helpers import FAST_FIT, REPO, one_error_sentence, run_cli
 
 
 def fake_metadata(test_mse: float) -> dict:
@@ -18,10 +19,19 @@ def fake_metadata(test_mse: float) -> dict:
             "created_at": "2026-01-01T00:00:00+00:00", "weight": 1.0, "bias": 0.0}
 
 
-def publish(registry: Registry, test_mse: float, promote: str = "auto") -> dict:
+def recorded_mse(registry: Registry):
+    """Stands in for the trainer's evaluation of production on the candidate's rows: these fake
+    versions all share one test split, so their recorded test MSE is that evaluation."""
+    return lambda version: registry.metadata(version)["metrics"]["test_mse"]
+
+
+def publish(registry: Registry, test_mse: float, promote: str = "auto",
+            tolerance: float = 0.05, **extra) -> dict:
     with registry.staging() as staged:
         (staged / "model.keras").write_bytes(b"not a real model, the registry does not care")
-        return registry.publish(staged, fake_metadata(test_mse), promote, tolerance=0.05)
+        return registry.publish(staged, {**fake_metadata(test_mse), **extra}, promote,
+                                tolerance=tolerance, evaluate=recorded_mse(registry),
+                                evaluated_on="fake rows")
 
 
 def test_publish_interrupted_by_an_exception_leaves_nothing(tmp_path):
@@ -88,7 +98,8 @@ def test_resolve_errors_are_model_errors(tmp_path):
 
 
 def test_two_trainers_started_together_get_distinct_versions(tmp_path):
-    cmd = [sys.executable, "-m", "jobs.train", "--models-dir", str(tmp_path / "m"), "--epochs", "3"]
+    cmd = [sys.executable, "-m", "jobs.train", "--models-dir", str(tmp_path / "m"),
+           *[str(a) for a in FAST_FIT]]
     procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
@@ -160,3 +171,148 @@ def test_models_list_on_empty_registry_says_how_to_train(tmp_path):
 def test_models_bad_usage_exit_2(models):
     assert run_cli("jobs.models", "frobnicate").code == 2
     assert run_cli("jobs.models").code == 2
+
+
+def test_default_gate_promotes_a_tie_and_never_a_worse_one(tmp_path):
+    registry = Registry(tmp_path / "m")
+    assert publish(registry, 50.0, tolerance=0.0)["promoted"]
+    tie = publish(registry, 50.0, tolerance=0.0)
+    assert tie["promoted"] and "at least as good as production v1" in tie["reason"]
+    worse = publish(registry, 50.001, tolerance=0.0)
+    assert not worse["promoted"] and "worse than production v2" in worse["reason"]
+    assert worse["production_test_mse"] == 50.0 and registry.resolve("production") == "v2"
+
+
+def test_a_production_that_cannot_be_evaluated_is_not_replaced_silently(tmp_path):
+    registry = Registry(tmp_path / "m")
+    publish(registry, 50.0)
+
+    def broken(version):
+        raise ModelError(f"{version}'s model file does not match its sha256")
+
+    with registry.staging() as staged:
+        (staged / "model.keras").write_bytes(b"x")
+        decision = registry.publish(staged, fake_metadata(1.0), "auto", 0.0, evaluate=broken)
+    assert not decision["promoted"] and "could not be evaluated" in decision["reason"]
+    assert "promote v2" in decision["reason"] and registry.resolve("production") == "v1"
+
+
+def test_every_alias_move_is_one_history_line_with_its_fields(tmp_path):
+    registry = Registry(tmp_path / "m")
+    publish(registry, 50.0)                      # v1: gate, first model
+    publish(registry, 49.0)                      # v2: gate, better
+    publish(registry, 60.0, promote="always")    # v3: train --promote
+    publish(registry, 1.0, promote="never")      # v4: no move
+    registry.promote("v4")                       # by hand
+    registry.promote("v4")                       # already production: no move, no line
+    registry.rollback()                          # v4 -> v3
+    lines = (tmp_path / "m" / "history.jsonl").read_text().splitlines()
+    events = [json.loads(line) for line in lines]
+    assert [(e["from"], e["to"]) for e in events] == \
+        [(None, "v1"), ("v1", "v2"), ("v2", "v3"), ("v3", "v4"), ("v4", "v3")]
+    assert [e["command"] for e in events] == ["train (quality gate)", "train (quality gate)",
+                                              "train --promote", "models promote",
+                                              "models rollback"]
+    for e in events:
+        assert set(e) == {"time", "alias", "from", "to", "reason", "command", "actor", "to_mse",
+                          "from_mse", "mse_on"}
+        assert e["alias"] == "production" and "@" in e["actor"] and e["reason"]
+        assert dt.datetime.fromisoformat(e["time"]).utcoffset() == dt.timedelta(0)
+    assert (events[1]["to_mse"], events[1]["from_mse"], events[1]["mse_on"]) == \
+        (49.0, 50.0, "fake rows")
+    assert (events[3]["to_mse"], events[3]["from_mse"]) == (1.0, 60.0)
+    assert "own test split" in events[3]["mse_on"]
+    assert registry.history() == events
+
+
+def test_rollback_walks_back_the_promotions_one_by_one():
+    def move(frm, to, command="models promote"):
+        return {"alias": "production", "from": frm, "to": to, "command": command}
+
+    events = [move(None, "v1", "train (quality gate)"), move("v1", "v2"), move("v2", "v3"),
+              {"alias": "staging", "from": None, "to": "v9", "command": "models promote"}]
+    assert rollback_target(events, "production", "v3") == "v2"
+    events.append(move("v3", "v2", "models rollback"))
+    assert rollback_target(events, "production", "v2") == "v1"
+    events.append(move("v2", "v1", "models rollback --force"))
+    with pytest.raises(ModelError, match="nothing to roll back to"):
+        rollback_target(events, "production", "v1")
+    with pytest.raises(ModelError, match="nothing to roll back to"):
+        rollback_target([], "production", "v1")
+    with pytest.raises(ModelError, match="changed outside"):
+        rollback_target(events, "production", "v7")
+
+
+def test_a_torn_history_line_is_skipped_and_does_not_swallow_the_next(tmp_path, caplog):
+    registry = Registry(tmp_path / "m")
+    publish(registry, 50.0)
+    path = tmp_path / "m" / "history.jsonl"
+    with open(path, "a") as fh:
+        fh.write('{"time": "2026-01-01T00:00:00+00:00", "alias": "prod')  # a crash mid-write
+    publish(registry, 40.0)
+    events = registry.history()
+    assert [e["to"] for e in events] == ["v1", "v2"]
+    assert "not JSON" in caplog.text
+
+
+def test_models_promote_rollback_history_through_the_commands(models):
+    """promote -> rollback -> history, as an operator runs them, on a real trained v1."""
+    registry = Registry(models)
+    publish(registry, 70.0, promote="never", baseline_mse=90.0)  # v2
+    res = run_cli("jobs.models", "promote", "v2", "--models-dir", models)
+    assert res.code == 0, res.stderr
+    assert "production: v1 -> v2" in res.stdout
+    res = run_cli("jobs.models", "rollback", "--models-dir", models)
+    assert res.code == 0, res.stderr
+    assert "production: v2 -> v1" in res.stdout and registry.resolve("production") == "v1"
+    res = run_cli("jobs.models", "history", "--json", "--models-dir", models)
+    assert res.code == 0, res.stderr
+    events = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [(e["from"], e["to"], e["command"]) for e in events] == [
+        (None, "v1", "train (quality gate)"),  # the session's training
+        ("v1", "v2", "models promote"),
+        ("v2", "v1", "models rollback")]
+    for e in events:
+        assert {"time", "alias", "from", "to", "reason", "actor", "to_mse", "from_mse"} <= set(e)
+    assert events[1]["to_mse"] == 70.0
+    assert events[1]["from_mse"] == pytest.approx(registry.metadata("v1")["metrics"]["test_mse"])
+    res = run_cli("jobs.models", "history", "--models-dir", models)
+    lines = res.stdout.strip().splitlines()
+    assert lines[0].split()[:6] == ["time", "alias", "from", "to", "from_mse", "to_mse"]
+    assert len(lines) == 4 and "rolled back" in lines[3] and "promoted by hand" in lines[2]
+    res = run_cli("jobs.models", "rollback", "--models-dir", models)
+    assert res.code == 4
+    assert "nothing to roll back to" in one_error_sentence(res.stderr)
+    assert len(registry.history()) == 3
+
+
+def test_promoting_a_version_that_fails_the_sanity_check_needs_force(models):
+    registry = Registry(models)
+    publish(registry, 85.0, promote="never", baseline_mse=90.0)  # v2: 85 >= 0.9 x 90
+    res = run_cli("jobs.models", "promote", "v2", "--models-dir", models)
+    assert res.code == 4
+    line = one_error_sentence(res.stderr)
+    assert "v2 fails the sanity check" in line and "--force" in line
+    assert registry.resolve("production") == "v1" and len(registry.history()) == 1
+    res = run_cli("jobs.models", "promote", "v2", "--force", "--models-dir", models)
+    assert res.code == 0, res.stderr
+    event = registry.history()[-1]
+    assert event["command"] == "models promote --force" and "sanity check" in event["reason"]
+    assert registry.resolve("production") == "v2"
+    # Rolling back onto a failing version needs --force too.
+    publish(registry, 10.0, promote="never", baseline_mse=90.0)  # v3
+    assert run_cli("jobs.models", "promote", "v3", "--models-dir", models).code == 0
+    res = run_cli("jobs.models", "rollback", "--models-dir", models)
+    assert res.code == 4 and "--force" in one_error_sentence(res.stderr)
+    assert run_cli("jobs.models", "rollback", "--force", "--models-dir", models).code == 0
+    assert registry.resolve("production") == "v2"
+
+
+def test_show_leaves_out_the_training_sample_unless_full(models):
+    res = run_cli("jobs.models", "show", "v1", "--models-dir", models)
+    assert res.code == 0, res.stderr
+    shown = json.loads(res.stdout)
+    assert shown["training_sample"] == {"points": 404, "omitted": "use 'show --full' to print them"}
+    assert len(res.stdout.splitlines()) < 150
+    full = json.loads(run_cli("jobs.models", "show", "v1", "--full", "--models-dir", models).stdout)
+    assert len(full["training_sample"]["rm"]) == 404

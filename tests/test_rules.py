@@ -96,3 +96,27 @@ def test_statistics_of_batches_merge_to_those_of_the_whole(split):
     assert merged.scored == whole.scored and merged.rejects == whole.rejects
     assert merged.pred_sum == pytest.approx(whole.pred_sum)
     assert np.array_equal(np.sort(merged.sample.keys), np.sort(whole.sample.keys))
+
+
+def test_the_band_contains_every_prediction_and_counts_coverage():
+    from batch import intervals
+
+    rng = np.random.default_rng(5)
+    x = rng.uniform(4, 8, 400)
+    y = 2 * x + 1 + rng.normal(0, 1, 400)
+    params = intervals.calibrate(x, y, line(x).astype("float64"), 0.9)
+    rooms = rng.uniform(4, 8, 2000).round(3)
+    medv = 2 * rooms + 1 + rng.normal(0, 1, 2000)
+    batch = pa.record_batch({"rm": pa.array(rooms), "medv": pa.array(medv)})
+    ctx = context(schema_of(pa.field("rm", pa.float64()), pa.field("medv", pa.float64())),
+                  interval=params)
+    out, _, stats = score_batch(batch, 1, ctx, line)
+    low, pred, high = (out.column(c).to_numpy() for c in
+                       ("predicted_low_k", "predicted_median_price_k", "predicted_high_k"))
+    assert out.schema.field("predicted_low_k").type == pa.float32()
+    assert (low <= pred).all() and (pred <= high).all() and (low < high).all()
+    assert stats.band_rows == 2000 and 0.85 < stats.band_covered / 2000 < 0.95
+
+    old = context(ctx.schema, interval=None)  # a version trained before bands existed
+    out, _, stats = score_batch(batch, 1, old, line)
+    assert out.column("predicted_low_k").null_count == 2000 and stats.band_rows == 0

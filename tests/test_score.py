@@ -20,7 +20,8 @@ from batch.registry import Registry
 from tests.helpers import REPO, one_error_sentence, run_cli
 from tests.scoring_helpers import predictions, rejects, run_dir, score
 
-CONTRACT_COLUMNS = ["source_file", "source_row", "predicted_median_price_k", "out_of_range",
+CONTRACT_COLUMNS = ["source_file", "source_row", "predicted_median_price_k", "predicted_low_k",
+                    "predicted_high_k", "out_of_range",
                     "model_version", "run_id"]
 
 
@@ -45,7 +46,7 @@ def test_every_row_is_scored_or_rejected_with_its_reason(models, tmp_path, write
     assert got["suburb"].tolist() == ["ok", "big", "small"]
     assert got["source_row"].tolist() == [1, 8, 9]
     assert got["out_of_range"].tolist() == [False, True, True]  # 9.5 and 3.0 outside 3.56-8.73
-    assert list(got.columns[-6:]) == CONTRACT_COLUMNS
+    assert list(got.columns[-len(CONTRACT_COLUMNS):]) == CONTRACT_COLUMNS
     assert set(got["model_version"]) == {"v1"} and set(got["run_id"]) == {res.json["run_id"]}
     rej = rejects(folder)
     assert list(rej.columns) == ["source_file", "source_row", "raw_value", "reason"]
@@ -381,3 +382,36 @@ def test_the_bundled_sample_inputs_score_with_exit_0(models, tmp_path):
     assert rejects(folder)["reason"].tolist() == ["missing", "not_a_number"]
     report = json.loads((folder / "report.json").read_text())
     assert report["out_of_range"]["rows"] == 3 and report["metrics"]["rows"] > 0
+
+
+def test_every_scored_row_has_a_band_and_the_report_measures_coverage(models, tmp_path):
+    from tests.helpers import BOSTON_CSV
+
+    res = score(models, tmp_path / "out", BOSTON_CSV, extra=["--max-reject-fraction", 1])
+    folder = run_dir(res)
+    got = predictions(folder)
+    low, pred, high = got["predicted_low_k"], got["predicted_median_price_k"], \
+        got["predicted_high_k"]
+    assert len(got) == 506 and ((low <= pred) & (pred <= high)).all() and (low < high).all()
+    report = json.loads((folder / "report.json").read_text())
+    inside = ((got["medv"].astype(float) >= low) & (got["medv"].astype(float) <= high)).mean()
+    assert report["metrics"]["interval_coverage"] == pytest.approx(inside)
+    assert report["metrics"]["interval_level"] == 0.9 and report["interval"]["available"]
+    assert 0.8 < inside < 0.97  # about the promised share of the 506 Boston suburbs
+    csv = pd.read_csv(folder / "predictions.csv")
+    assert csv["predicted_low_k"].notna().all()
+    html = (folder / "report.html").read_text()
+    assert "lie inside their price band" in html
+
+
+def test_a_version_without_bands_scores_with_empty_band_columns(models, tmp_path, write_csv):
+    meta_path = models / "v1" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta.pop("interval")  # as written before bands existed
+    meta_path.write_text(json.dumps(meta))
+    folder = run_dir(score(models, tmp_path / "out", write_csv("a.csv", "rm,medv\n6,20\n")))
+    got = predictions(folder)
+    assert got["predicted_low_k"].isna().all() and got["predicted_high_k"].isna().all()
+    report = json.loads((folder / "report.json").read_text())
+    assert not report["interval"]["available"] and "retrain" in report["interval"]["note"]
+    assert report["metrics"]["interval_coverage"] is None

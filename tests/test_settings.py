@@ -16,7 +16,8 @@ def test_defaults_match_the_contract(settings):
     assert (s.schedule, s.timezone) == ("0 2 * * *", "UTC")
     assert (s.epochs, s.batch_size, s.learning_rate, s.validation_split, s.seed, s.optimizer) == \
         (101, 16, 0.005, 0.3, 42, "rmsprop")
-    assert s.max_reject_fraction == 0.1 and s.promote_tolerance == 0.05
+    assert s.max_reject_fraction == 0.1 and s.promote_tolerance == 0.0
+    assert s.interval_level == 0.9
     assert s.misfire_grace_seconds == 3600
 
 
@@ -46,6 +47,8 @@ def test_input_from_env_is_comma_separated_and_flag_is_repeatable(monkeypatch):
     ({"max_reject_fraction": "1.5"}, "--max-reject-fraction"),
     ({"timezone": "Mars/Base"}, "--timezone"),
     ({"domain_min": "30"}, "domain_min"),
+    ({"interval_level": "1"}, "--interval-level / BATCH_INTERVAL_LEVEL"),
+    ({"interval_level": "0"}, "--interval-level / BATCH_INTERVAL_LEVEL"),
 ])
 def test_bad_values_raise_config_error_naming_the_setting(overrides, names):
     with pytest.raises(ConfigError) as err:

@@ -12,7 +12,7 @@ import pytest
 from batch import datasets
 from batch.errors import InputError
 from batch.registry import Registry
-from tests.helpers import BOSTON_CSV, REPO, one_error_sentence, run_cli, run_main
+from tests.helpers import BOSTON_CSV, FAST_FIT, REPO, one_error_sentence, run_cli, run_main
 
 TUTORIAL = {3: 11.4, 4: 14.7, 5: 18.0, 6: 21.4, 7: 24.7}
 
@@ -118,18 +118,19 @@ def test_training_is_deterministic_bit_for_bit(tmp_path):
 
     weights = []
     for run in ("a", "b"):
-        res = run_main(main, ["--models-dir", tmp_path / run, "--epochs", 4])
+        res = run_main(main, ["--models-dir", tmp_path / run, *FAST_FIT])
         assert res.code == 0, res.stderr
         model, _ = Registry(tmp_path / run).load("v1")
         weights.append([w.tobytes() for w in model.get_weights()])
     assert weights[0] == weights[1]
-    res = run_main(main, ["--models-dir", tmp_path / "c", "--epochs", 4, "--seed", 7])
+    res = run_main(main, ["--models-dir", tmp_path / "c", *FAST_FIT, "--seed", 7])
+    assert res.code == 0, res.stderr
     model, _ = Registry(tmp_path / "c").load("v1")
     assert [w.tobytes() for w in model.get_weights()] != weights[0]
 
 
 def test_train_subprocess_is_quiet_and_prints_json_last(tmp_path):
-    res = run_cli("jobs.train", "--models-dir", tmp_path / "m", "--epochs", 2,
+    res = run_cli("jobs.train", "--models-dir", tmp_path / "m", *FAST_FIT,
                   "--log-every-epochs", 1)
     assert res.code == 0, res.stderr
     assert res.json["version"] == "v1"
@@ -137,11 +138,11 @@ def test_train_subprocess_is_quiet_and_prints_json_last(tmp_path):
     for noise in ("oneDNN", "cuda", "TensorFlow binary is optimized", "absl", "I0000",
                   "computation placer", "Unable to register"):
         assert noise not in res.stderr, noise
-    assert res.stderr.count("epoch ") == 2  # one log line per epoch when asked (not a terminal)
+    assert res.stderr.count("epoch ") == 3  # one log line per epoch when asked (not a terminal)
 
 
 def test_train_on_a_file(tmp_path):
-    res = run_cli("jobs.train", "--models-dir", tmp_path / "m", "--epochs", 2, "--data", BOSTON_CSV)
+    res = run_cli("jobs.train", "--models-dir", tmp_path / "m", *FAST_FIT, "--data", BOSTON_CSV)
     assert res.code == 0, res.stderr
     meta = Registry(tmp_path / "m").metadata("v1")
     assert meta["data"]["source"] == str(BOSTON_CSV)
@@ -201,3 +202,120 @@ def test_a_diverged_training_is_not_published(tmp_path):
     line = one_error_sentence(res.stderr)
     assert "diverged" in line and "--learning-rate" in line
     assert Registry(tmp_path / "m").versions() == []
+
+
+def test_a_finite_but_useless_fit_is_not_published_and_names_the_cause(tmp_path):
+    """Learning rate 1000 (RMSprop) stays finite but is far worse than the mean: exit 4,
+    nothing published, nothing promoted, even on an empty registry."""
+    res = run_cli("jobs.train", "--models-dir", tmp_path / "m", "--learning-rate", 1000,
+                  "--epochs", 3)
+    assert res.code == 4
+    line = one_error_sentence(res.stderr)
+    assert "no better than predicting the mean" in line and "--learning-rate 1000" in line
+    assert res.json["status"] == "failed" and res.json["exit_code"] == 4
+    assert res.json["test_mse"] > res.json["baseline_mse"]
+    registry = Registry(tmp_path / "m")
+    assert registry.versions() == [] and registry.aliases() == {} and registry.history() == []
+
+
+def test_too_few_epochs_names_epochs(tmp_path):
+    res = run_cli("jobs.train", "--models-dir", tmp_path / "m", "--epochs", 2)
+    assert res.code == 4
+    assert "raise --epochs (now 2)" in one_error_sentence(res.stderr)
+
+
+def test_the_sessions_model_records_baseline_band_and_first_move(trained):
+    registry = Registry(trained["models"])
+    meta = registry.metadata("v1")
+    assert meta["baseline_mse"] == pytest.approx(83.71, rel=1e-3)
+    assert meta["metrics"]["test_mse"] < 0.9 * meta["baseline_mse"]
+    band = meta["interval"]
+    assert (band["method"], band["level"]) == ("split-conformal, locally scaled", 0.9)
+    assert (band["calibration_source"], band["calibration_rows"]) == ("validation", 122)
+    assert band["scale_rows"] == "separate" and band["guaranteed"] is True
+    assert band["test_rows"] == 102 and 0.8 <= band["test_coverage"] <= 0.98
+    summary = trained["summary"]
+    assert summary["interval"] == {"level": 0.9, "test_coverage": band["test_coverage"]}
+    assert summary["evaluated_on"]["sha256"] == meta["data"]["sha256"]
+    (event,) = registry.history()
+    assert (event["from"], event["to"], event["command"]) == (None, "v1", "train (quality gate)")
+
+
+def test_the_band_contains_every_prediction_and_its_share_of_test_prices(trained):
+    from batch import intervals
+    from batch.model import predict
+
+    model, meta = Registry(trained["models"]).load("v1")
+    data = datasets.load_boston()
+    pred = predict(model, data.x_test)
+    low, high = intervals.band(data.x_test, pred, meta["interval"])
+    assert np.all(low <= pred) and np.all(pred <= high)
+    assert intervals.coverage(data.y_test, low, high) == pytest.approx(
+        meta["interval"]["test_coverage"])
+
+
+def test_interval_level_setting_reaches_the_metadata(tmp_path):
+    from jobs.train import main
+
+    res = run_main(main, ["--models-dir", tmp_path / "m", *FAST_FIT, "--interval-level", 0.5])
+    assert res.code == 0, res.stderr
+    meta = Registry(tmp_path / "m").metadata("v1")
+    assert meta["interval"]["level"] == 0.5 and meta["interval"]["quantile_rank"] == 62
+    res = run_cli("jobs.train", "--models-dir", tmp_path / "m", "--interval-level", 1.5)
+    assert res.code == 2 and "--interval-level" in one_error_sentence(res.stderr)
+
+
+def test_a_retrain_that_ties_is_promoted(tmp_path):
+    """Training is deterministic: the same data and settings give the same MSE on the same rows."""
+    from jobs.train import main
+
+    for _ in range(2):
+        res = run_main(main, ["--models-dir", tmp_path / "m", *FAST_FIT])
+        assert res.code == 0, res.stderr
+    summary = res.json
+    assert summary["version"] == "v2" and summary["promoted"] is True
+    assert summary["test_mse"] == summary["production_test_mse"]
+    assert "at least as good as production v1" in summary["reason"]
+
+
+def test_a_worse_retrain_is_published_but_not_promoted(models):
+    from jobs.train import main
+
+    res = run_main(main, ["--models-dir", models, "--epochs", 2, "--learning-rate", 0.05])
+    assert res.code == 0, res.stderr
+    summary = res.json
+    assert summary["version"] == "v2" and summary["promoted"] is False
+    registry = Registry(models)
+    v1 = registry.metadata("v1")
+    # Same data, so production's MSE on the candidate's rows is its own recorded test MSE.
+    assert summary["production_test_mse"] == pytest.approx(v1["metrics"]["test_mse"], rel=1e-6)
+    assert summary["production_test_mse"] < summary["test_mse"] < 0.9 * summary["baseline_mse"]
+    assert "worse than production v1" in summary["reason"]
+    assert registry.versions() == ["v1", "v2"] and registry.resolve("production") == "v1"
+    assert len(registry.history()) == 1  # no move
+
+
+def test_a_candidate_on_other_data_is_compared_on_its_own_rows(models, tmp_path):
+    """Production (trained on Boston) is loaded and scored on the candidate's test rows."""
+    rng = np.random.default_rng(5)
+    rooms = rng.uniform(4, 8.5, 400)
+    path = tmp_path / "other.csv"
+    pd.DataFrame({"rm": rooms, "medv": 5.5 * rooms - 12 + rng.normal(0, 2, 400)}).to_csv(
+        path, index=False)
+    res = run_cli("jobs.train", "--models-dir", models, "--data", path, "--epochs", 20,
+                  "--learning-rate", 0.1)
+    assert res.code == 0, res.stderr
+    summary = res.json
+    assert summary["evaluated_on"] == {"source": str(path), "sha256": datasets.sha256_file(path),
+                                       "rows": 80, "split": "test"}
+    v1 = Registry(models).metadata("v1")
+    other = datasets.load(str(path))
+    expected = np.mean((np.float32(v1["weight"]) * other.x_test + np.float32(v1["bias"])
+                        - other.y_test.astype("float64")) ** 2)
+    assert summary["production_test_mse"] == pytest.approx(expected, rel=1e-5)
+    assert summary["production_test_mse"] != pytest.approx(v1["metrics"]["test_mse"], rel=0.05)
+    assert "training data differs from production v1's" in res.stderr
+    assert summary["promoted"] is (summary["test_mse"] <= summary["production_test_mse"])
+    event = Registry(models).history()[-1]
+    if summary["promoted"]:
+        assert event["to_mse"] == summary["test_mse"] and str(path) in event["mse_on"]
