@@ -68,3 +68,30 @@ def fit_png(weight: float, bias: float, train_x, train_y, title: str,
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     return _png(fig)
+
+
+def trend_png(when: Sequence, values: Sequence[float | None], failed: Sequence[bool], title: str,
+              ylabel: str, budget: Sequence[float | None] | None = None) -> bytes:
+    """One value per run over time (missing values skipped); failed runs marked in red."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    points = [(t, v, f) for t, v, f in zip(when, values, failed) if v is not None]
+    if points:
+        xs = [p[0] for p in points]
+        ax.plot(xs, [p[1] for p in points], color="tab:blue", marker="o", markersize=4,
+                linewidth=1.2, label="run")
+        bad = [p for p in points if p[2]]
+        if bad:
+            ax.scatter([p[0] for p in bad], [p[1] for p in bad], color="tab:red", zorder=3,
+                       s=36, label="failed run")
+    if budget is not None and any(b is not None for b in budget):
+        pairs = [(t, b) for t, b in zip(when, budget) if b is not None]
+        ax.step([p[0] for p in pairs], [p[1] for p in pairs], where="post", color="tab:red",
+                linestyle="--", linewidth=1, label="reject budget")
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    fig.autofmt_xdate()
+    return _png(fig)
