@@ -42,7 +42,7 @@ class ScoreOutcome(TypedDict):
 
 
 def _iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
+    return t.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _float(value: Any) -> float | None:

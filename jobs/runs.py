@@ -90,9 +90,9 @@ def summary_text(run: dict[str, Any], report: dict[str, Any] | None) -> str:
                  f"({report.get('reject_fraction', 0):.2%} of a {report.get('max_reject_fraction', 0):.0%} "
                  f"budget), {_num((report.get('out_of_range') or {}).get('rows'))} outside the "
                  "training range")
-    if report.get("rejects_by_reason"):
-        lines.append("rejected by reason: " + ", ".join(
-            f"{k} {v:,}" for k, v in report["rejects_by_reason"].items()))
+    reasons = {k: v for k, v in (report.get("rejects_by_reason") or {}).items() if v}
+    if reasons:
+        lines.append("rejected by reason: " + ", ".join(f"{k} {v:,}" for k, v in reasons.items()))
     ps = report.get("prediction_summary") or {}
     if ps.get("count"):
         lines.append(f"predictions ($K): mean {ps['mean']:.2f}, min {ps['min']:.2f}, "
