@@ -207,7 +207,7 @@ def render_index(runs: list[dict[str, Any]], latest: str | None, now: dt.datetim
         for caption, png in images:
             data = base64.b64encode(png).decode()
             parts.append(f"<figure><img alt='{_e(caption)}' src='data:image/png;base64,{data}'>"
-                         f"<figcaption>{_e(caption)}</figcaption></figure>")
+                         "</figure>")
         parts.append("</div>")
     parts.append("<h2>Runs, newest first</h2>")
     if not runs:

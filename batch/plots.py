@@ -1,6 +1,7 @@
 """The matplotlib figures (Agg backend, PNG bytes out): loss per epoch and the model's fit."""
 from __future__ import annotations
 
+import datetime as dt
 import io
 from typing import Sequence
 
@@ -88,10 +89,18 @@ def trend_png(when: Sequence, values: Sequence[float | None], failed: Sequence[b
         pairs = [(t, b) for t, b in zip(when, budget) if b is not None]
         ax.step([p[0] for p in pairs], [p[1] for p in pairs], where="post", color="tab:red",
                 linestyle="--", linewidth=1, label="reject budget")
+    import matplotlib.dates as mdates
+
+    locator = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    if len({p[0] for p in points}) == 1:  # one run: a day either side, not years
+        only = points[0][0]
+        ax.set_xlim(only - dt.timedelta(days=1), only + dt.timedelta(days=1))
     ax.set_title(title)
     ax.set_ylabel(ylabel)
+    ax.set_xlabel("run start (UTC)")
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
-    fig.autofmt_xdate()
     return _png(fig)
