@@ -220,6 +220,11 @@ def _short(exc: BaseException) -> str:
     return text[:300] or type(exc).__name__
 
 
+def arrow_schema(schema: Any) -> list[tuple[str, str]]:
+    """(column, type) pairs of a pyarrow schema (or any fields with .name and .type)."""
+    return [(f.name, str(f.type)) for f in schema]
+
+
 def score_inputs(files: list[Any], schema: list[tuple[str, str]] | None,
                  model_dir: Path | None = None, version: str | None = None) -> list[DatasetRef]:
     """A scoring run's input datasets: each input file (with the run's input schema) and the model.

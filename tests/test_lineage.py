@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from batch.lineage import NAMESPACE, DatasetRef, Lineage, run_uuid, score_inputs, score_outputs
+from batch.lineage import (NAMESPACE, DatasetRef, Lineage, arrow_schema, run_uuid, score_inputs,
+                           score_outputs)
 from tests.conftest import REPO, run_main
 
 
@@ -107,9 +108,12 @@ def test_score_run_events_carry_datasets_row_counts_and_fail(tmp_path):
     run_id = "20260301T020000Z-abc123"
     with Receiver() as receiver:
         ok = Lineage("score", run_id, url=receiver.url)
-        ok.start(score_inputs([File("in/north.csv", "ab" * 32)], [("suburb", "string"),
-                                                                ("rm", "double")],
-                              tmp_path / "models", "v2"))
+        import pyarrow as pa
+
+        schema = arrow_schema(pa.schema([("suburb", pa.string()), ("rm", pa.float64())]))
+        assert schema == [("suburb", "string"), ("rm", "double")]
+        ok.start(score_inputs([File("in/north.csv", "ab" * 32)], schema, tmp_path / "models",
+                              "v2"))
         ok.complete(score_outputs(tmp_path / "output" / "runs" / run_id, 990, 10))
         failed = Lineage("score", "20260302T020000Z-def456", url=receiver.url)
         failed.start([DatasetRef.file("in/broken.csv")])
