@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import re
-import secrets
 import shutil
 import socket
 from contextlib import contextmanager
@@ -69,12 +68,6 @@ def writing(path: Path | str) -> Iterator[None]:
         yield
     except OSError as exc:
         raise location_error(path, exc) from None
-
-
-def new_run_id(now: dt.datetime | None = None) -> str:
-    """YYYYMMDDTHHMMSSZ-<6 hex>: sorts by start time (UTC)."""
-    now = now or dt.datetime.now(dt.timezone.utc)
-    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
 # -- the output directory ------------------------------------------------------------------------------

@@ -172,6 +172,8 @@ class NightlyScorer:
         self.state_lock = threading.Lock()  # the fire and the heartbeat run on different threads
         self.child: subprocess.Popen | None = None
         self.stopping = False
+        self.metrics_lock = threading.Lock()
+        self.down = False  # batch_scheduler.prom says up 0: written once, at a clean stop
 
     # -- one fire ------------------------------------------------------------------------------
     def fire(self) -> None:
@@ -203,7 +205,29 @@ class NightlyScorer:
                 log.error("scheduled run failed with exit %s (%s): %s; the scheduler keeps going",
                           code, reason, summary.get("error", "see the log above"))
             self._update(last_run_exit_code=code, last_run_summary=summary)
+            self.apply_retention()
             self.beat()
+
+    def apply_retention(self) -> None:
+        """Prune old runs after a fire when --retention / --retention-days ask for it."""
+        keep, days = self.settings.retention, self.settings.retention_days
+        if keep is None and days is None:
+            return
+        from batch.errors import BatchError
+        from batch.retention import prune
+
+        try:
+            plan = prune(self.output_dir, keep=keep, older_than_days=days)
+        except BatchError as exc:  # e.g. an ad hoc run holds the output lock: next night then
+            log.warning("retention skipped this time: %s", exc)
+            return
+        except OSError as exc:
+            log.warning("retention could not remove old runs: %s", exc)
+            return
+        if plan.folders or plan.log_lines:
+            log.info("retention removed %d run folder(s) (%s) and %d log line(s)",
+                     len(plan.folders), ", ".join(r["run_dir"] for r in plan.folders),
+                     len(plan.log_lines))
 
     def _update(self, **values: Any) -> None:
         with self.state_lock:
@@ -222,6 +246,21 @@ class NightlyScorer:
             write_atomic(self.output_dir / HEARTBEAT, json.dumps(data, indent=2, default=str) + "\n")
         except OSError as exc:
             log.warning("cannot write the heartbeat: %s", exc)
+        self.write_metrics(up=True, next_fire=nxt)
+
+    def write_metrics(self, up: bool, next_fire: dt.datetime | None) -> None:
+        """batch_scheduler.prom: up, heartbeat time and next fire (a failure only warns)."""
+        from batch.metrics import write_scheduler_metrics
+
+        # A heartbeat still in flight at shutdown must not write up 1 over the final up 0.
+        with self.metrics_lock:
+            if self.down:
+                return
+            self.down = not up
+            try:
+                write_scheduler_metrics(self.settings.metrics_folder, up, _now(), next_fire)
+            except OSError as exc:
+                log.warning("cannot write the scheduler metrics: %s", exc)
 
     # -- the process ------------------------------------------------------------------------------
     def add_jobs(self, run_now: bool = False) -> None:
@@ -269,6 +308,7 @@ class NightlyScorer:
             log.info("waiting for the run in progress to finish (send the signal again to abort it)")
         with self.running:
             pass
+        self.write_metrics(up=False, next_fire=None)  # a clean stop: up 0, not a stale heartbeat
         log.info("scheduler stopped")
         return 0
 

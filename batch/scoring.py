@@ -14,7 +14,9 @@ from typing import Any
 
 from batch import engines, interrupts, outputs, report
 from batch.engines.base import Job
-from batch.errors import RejectBudgetExceeded
+from batch.errors import BatchError, RejectBudgetExceeded
+from batch.ids import new_run_id
+from batch.lineage import Lineage, arrow_schema, score_inputs, score_outputs
 from batch.model import predictor_for
 from batch.plan import plan_inputs
 from batch.registry import MODEL_FILE, Registry
@@ -24,8 +26,32 @@ log = logging.getLogger(__name__)
 
 
 def score(settings: Settings) -> dict[str, Any]:
-    """Run one scoring run end to end; returns the JSON summary (raises BatchError on failure)."""
+    """Run one scoring run end to end; returns the JSON summary (raises BatchError on failure).
+
+    Whatever the outcome, it is then recorded for operators (runs.jsonl, the Prometheus textfile,
+    index.html; see batch.monitoring), which never changes the outcome itself.
+    """
+    from batch.monitoring import after_score
+
     started = dt.datetime.now(dt.timezone.utc)
+    try:
+        summary = _score(settings, started)
+    except BatchError as exc:
+        after_score(settings, {"status": "failed", "exit_code": exc.exit_code, "error": str(exc),
+                               **(getattr(exc, "summary", {}) or {})}, exc.exit_code, started)
+        raise
+    except KeyboardInterrupt:
+        after_score(settings, {"status": "interrupted", "exit_code": 130}, 130, started)
+        raise
+    except Exception:
+        after_score(settings, {"status": "failed", "exit_code": 1,
+                               "error": "unexpected failure (a bug)"}, 1, started)
+        raise
+    after_score(settings, summary, 0, started)
+    return summary
+
+
+def _score(settings: Settings, started: dt.datetime) -> dict[str, Any]:
     phases: dict[str, float] = {}
     clock = time.monotonic()
 
@@ -38,9 +64,11 @@ def score(settings: Settings) -> dict[str, Any]:
     engines.check_available(settings.engine)
     registry = Registry(settings.models_dir)
     version = registry.resolve(settings.model_version)
-    run_id = outputs.new_run_id(started)
+    run_id = new_run_id(started)
     out = outputs.OutputDir(settings.output_dir)
     out.lock(run_id)
+    lineage = Lineage.from_settings(settings, "score", run_id)
+    started_lineage = False
     staged: Path | None = None
     try:
         out.clean_leftovers()
@@ -51,9 +79,13 @@ def score(settings: Settings) -> dict[str, Any]:
         plan = plan_inputs(settings.input, settings.feature_column, settings.target_column,
                            out.scored_hashes() if settings.new_only else None)
         phase("plan")
+        lineage.start(score_inputs([fp.src for fp in plan.files], arrow_schema(plan.schema),
+                                   registry.root, version))
+        started_lineage = True
         if not plan.files:
             log.info("nothing new to score: all %d input file(s) were scored before (--new-only)",
                      len(plan.skipped))
+            lineage.complete([])
             return {"status": "nothing_new", "run_id": None, "run_dir": None, "rows_scored": 0,
                     "rows_rejected": 0, "skipped_inputs": len(plan.skipped)}
         log.info("run %s: scoring %d file(s) with model %s (%s)", run_id, len(plan.files),
@@ -105,9 +137,16 @@ def score(settings: Settings) -> dict[str, Any]:
         log.info("run %s succeeded: %d rows scored, %d rejected, %d out of the training range; "
                  "report: %s", run_id, stats.scored, stats.rejected, stats.out_of_range,
                  final / "report.html")
+        lineage.complete(score_outputs(final, stats.scored, stats.rejected,
+                                       arrow_schema(plan.schema)))
         return summary
-    except OSError as exc:  # a write that no narrower guard caught: the output location
-        raise outputs.location_error(settings.output_dir, exc) from None
+    except BaseException as exc:
+        if not started_lineage:
+            lineage.start()
+        lineage.fail(str(exc) or type(exc).__name__)
+        if isinstance(exc, OSError):  # a write no narrower guard caught: the output location
+            raise outputs.location_error(settings.output_dir, exc) from None
+        raise
     finally:
         if staged is not None:
             shutil.rmtree(staged, ignore_errors=True)

@@ -98,6 +98,17 @@ class Settings(BaseSettings):
     dask_workers: int | None = Field(
         None, ge=1, description="worker processes of the local Dask cluster; default: CPU cores"
     )
+    metrics_dir: Path | None = Field(
+        None, description="Prometheus textfile metrics folder (batch_score.prom); "
+        "default: <output-dir>/metrics")
+
+    # -- lineage (scoring and training) ------------------------------------------------------
+    openlineage_url: str | None = Field(
+        None, description="OpenLineage HTTP endpoint (e.g. http://marquez:5000) for run events; "
+        "unset: no events")
+    openlineage_file: Path | None = Field(
+        None, description="file that OpenLineage run events are appended to, one JSON per line; "
+        "unset: no file")
 
     # -- scheduling --------------------------------------------------------------------------
     schedule: str = Field(
@@ -110,6 +121,12 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(
         60.0, gt=0, description="how often the scheduler rewrites its heartbeat file"
     )
+    retention: int | None = Field(
+        None, ge=1, description="after each scheduled run keep only the N newest runs "
+        "(runs/ and failed/; never LATEST); unset: keep all")
+    retention_days: float | None = Field(
+        None, gt=0, description="after each scheduled run remove runs older than this many "
+        "days (never LATEST); unset: keep all")
 
     @field_validator("input", mode="before")
     @classmethod
@@ -128,11 +145,19 @@ class Settings(BaseSettings):
             raise ValueError("at least one input path is needed")
         return value
 
-    @field_validator("feature_column", "dask_address", mode="before")
+    @field_validator("feature_column", "dask_address", "metrics_dir", "openlineage_url",
+                     "openlineage_file", "retention", "retention_days", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
             return None
+        return value
+
+    @field_validator("openlineage_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL such as http://marquez:5000")
         return value
 
     @field_validator("log_level", mode="before")
@@ -157,13 +182,21 @@ class Settings(BaseSettings):
             )
         return self
 
+    @property
+    def metrics_folder(self) -> Path:
+        """Where the textfile metrics go: --metrics-dir, else <output-dir>/metrics."""
+        return self.metrics_dir if self.metrics_dir is not None else self.output_dir / "metrics"
+
 
 # The settings of a scoring run, in the order its flags are listed (jobs.score, and what the
 # scheduler passes on to each run).
 SCORE_FIELDS = ["models_dir", "output_dir", "input", "model_version", "feature_column",
                 "target_column", "max_reject_fraction", "new_only", "domain_min", "domain_max",
                 "chunk_rows", "progress_seconds", "engine", "dask_address", "dask_workers",
-                "log_level"]
+                "metrics_dir", "openlineage_url", "openlineage_file", "log_level"]
+# What the scheduler adds: its own timing and the retention it applies after each run.
+SCHEDULE_FIELDS = ["schedule", "timezone", "misfire_grace_seconds", "heartbeat_seconds",
+                   "retention", "retention_days"]
 
 
 def flag_name(field: str) -> str:

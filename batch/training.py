@@ -19,7 +19,14 @@ TRAINING_SAMPLE_MAX = 2000  # points of the training data kept in metadata for t
 
 
 def train(settings: Settings, promote: str = "auto", if_missing: bool = False) -> dict[str, Any]:
-    """Train, publish and gate one model version; returns the JSON summary."""
+    """Train, publish and gate one model version; returns the JSON summary.
+
+    With lineage set up (openlineage_url / openlineage_file) the run emits START, then COMPLETE
+    or FAIL; `run_id` in the summary is the id those events carry.
+    """
+    from batch.lineage import DatasetRef, Lineage
+    from batch.ids import new_run_id
+
     registry = Registry(settings.models_dir)
     if if_missing:
         current = registry.aliases().get(PRODUCTION)
@@ -27,7 +34,26 @@ def train(settings: Settings, promote: str = "auto", if_missing: bool = False) -
             log.info("production model %s exists; nothing to train (--if-missing)", current)
             return {"status": "skipped", "version": current, "promoted": False,
                     "reason": "a production model exists (--if-missing)"}
+    run_id = new_run_id()
+    lineage = Lineage.from_settings(settings, "train", run_id)
+    source = datasets.keras_cache_file() if settings.data == "boston" else settings.data
+    columns = [(settings.feature_column or "rm", "float64"), (settings.target_column, "float64")]
+    lineage.start([DatasetRef.file(source, schema=columns)])
+    try:
+        summary = _train(settings, registry, promote)
+    except BaseException as exc:  # interrupted runs fail too (the event says how)
+        lineage.fail(str(exc) or type(exc).__name__)
+        raise
+    version = summary["version"]
+    lineage.complete([DatasetRef.file(
+        registry.root / version,
+        extra={"model_version": version, "promoted": summary["promoted"],
+               "test_mse": summary["test_mse"]})])
+    summary["run_id"] = run_id
+    return summary
 
+
+def _train(settings: Settings, registry: Registry, promote: str) -> dict[str, Any]:
     data = datasets.load(settings.data, settings.feature_column, settings.target_column)
     log.info("training data %s: %d train rows, %d test rows", data.source, len(data.x_train),
              len(data.x_test))

@@ -58,8 +58,10 @@ def setup_logging(level: str) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     for noisy in ("tensorflow", "absl", "h5py", "matplotlib", "PIL", "apscheduler",
-                  "distributed", "bokeh", "tornado"):
+                  "distributed", "bokeh", "tornado", "openlineage"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # Its retry lines repeat what batch.lineage says once when an endpoint is down.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 def stop_on_sigterm() -> None:

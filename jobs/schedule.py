@@ -4,10 +4,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from batch.settings import SCHEDULE_FIELDS
 from jobs import _cli
 from jobs.score import FIELDS as SCORE_FIELDS
 
-FIELDS = SCORE_FIELDS + ["schedule", "timezone", "misfire_grace_seconds", "heartbeat_seconds"]
+FIELDS = SCORE_FIELDS + SCHEDULE_FIELDS
 FIELDS = [f for f in FIELDS if f != "new_only"]
 
 

@@ -16,7 +16,8 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m jobs.score",
         description="Score suburb records with a model version from the registry. Writes "
                     "output/runs/<run_id>/ (predictions.parquet, predictions.csv, rejects.csv, "
-                    "report.json, report.html, loss.png, fit.png, _SUCCESS) atomically. "
+                    "report.json, report.html, loss.png, fit.png, _SUCCESS) atomically, then "
+                    "output/runs.jsonl, output/index.html and <metrics-dir>/batch_score.prom. "
                     "The last line of stdout is a JSON summary.",
         epilog=exit_codes_help())
     _cli.add_settings_flags(p, FIELDS)

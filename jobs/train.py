@@ -8,7 +8,8 @@ from jobs import _cli
 
 FIELDS = ["models_dir", "data", "feature_column", "target_column", "epochs", "batch_size",
           "learning_rate", "optimizer", "validation_split", "seed", "promote_tolerance",
-          "interval_level", "log_every_epochs", "log_level"]
+          "interval_level", "log_every_epochs", "openlineage_url", "openlineage_file",
+          "log_level"]
 
 
 def parser() -> argparse.ArgumentParser:

@@ -72,3 +72,42 @@ def write_csv(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def scored_output(trained, tmp_path_factory):
+    """An output folder built by four real scoring runs (jobs.score.main), oldest first:
+
+    a success, an exit 3 (a missing input: no folder, only its outcome line), a second success
+    (the run in LATEST) and an exit 5 (over the reject budget: failed/<id>, the newest folder).
+    Tests that change it work on a copy (`copy_output`).
+    """
+    from jobs.score import main
+
+    base = tmp_path_factory.mktemp("scored")
+    inputs = base / "in"
+    inputs.mkdir()
+    (inputs / "north.csv").write_text(
+        "suburb,rm,medv\n" + "".join(f"n{i},{5.5 + i * 0.1:.1f},{20 + i}\n" for i in range(20)))
+    (inputs / "south.csv").write_text(
+        "suburb,rm\n" + "".join(f"s{i},{6.0 + i * 0.05:.2f}\n" for i in range(30)))
+    (inputs / "broken.csv").write_text(
+        "suburb,rm\n" + "".join(f"b{i},{'n/a' if i % 2 else '6.1'}\n" for i in range(20)))
+    out = base / "output"
+    models = trained["models"]
+    results = []
+    for name, code in (("north.csv", 0), ("missing.csv", 3), ("south.csv", 0),
+                       ("broken.csv", 5)):
+        res = run_main(main, ["--models-dir", models, "--output-dir", out,
+                              "--input", inputs / name])
+        assert res.code == code, res.stderr[-2000:]
+        results.append(res.json)
+    return {"output": out, "models": models, "summaries": results, "inputs": inputs}
+
+
+@pytest.fixture
+def copy_output(scored_output, tmp_path) -> Path:
+    """A private copy of the scored output folder that a test may prune."""
+    dest = tmp_path / "output"
+    shutil.copytree(scored_output["output"], dest)
+    return dest

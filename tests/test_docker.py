@@ -21,7 +21,7 @@ COMPOSE_FILE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
 SERVICES = {"init", "scheduler", "train", "score", "models"}
 # Settings that are container paths: the image fixes them to its mount points.
-PATH_SETTINGS = {"models_dir", "output_dir", "input"}
+PATH_SETTINGS = {"models_dir", "output_dir", "input", "metrics_dir"}
 # Host-side variables of docker-compose.yml (not Settings fields).
 COMPOSE_VARIABLES = {"BATCH_UID", "BATCH_GID", "BATCH_HOST_MODELS_DIR", "BATCH_HOST_OUTPUT_DIR",
                      "BATCH_HOST_INPUT_DIR", "BATCH_KERAS_CACHE", "BATCH_IMAGE",

@@ -100,8 +100,10 @@ def test_leftovers_of_killed_runs_are_removed(tmp_path):
 def test_run_ids_sort_by_time():
     import datetime as dt
 
-    a = outputs.new_run_id(dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc))
-    b = outputs.new_run_id(dt.datetime(2026, 1, 2, 3, 4, 6, tzinfo=dt.timezone.utc))
+    from batch.ids import new_run_id
+
+    a = new_run_id(dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc))
+    b = new_run_id(dt.datetime(2026, 1, 2, 3, 4, 6, tzinfo=dt.timezone.utc))
     assert a.startswith("20260102T030405Z-") and a < b
 
 

@@ -296,3 +296,34 @@ def test_cron_day_of_month_or_weekday_as_in_cron():
         t = either.get_next_fire_time(None, t + dt.timedelta(seconds=1))
         days.append(t.strftime("%a %d"))
     assert days == ["Mon 30", "Tue 01", "Mon 07"]
+
+
+def test_scheduler_metrics_and_retention(models, tmp_path, write_csv, scheduler_factory):
+    """batch_scheduler.prom says up with a next fire while it runs, up 0 after a clean stop;
+    --retention 1 leaves only the newest run after each fire."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def scheduler_values() -> dict[str, float]:
+        path = tmp_path / "out" / "metrics" / "batch_scheduler.prom"
+        if not path.is_file():
+            return {}
+        return {s.name: s.value for f in text_string_to_metric_families(path.read_text())
+                for s in f.samples}
+
+    write_csv("a.csv", "rm\n6\n")
+    s = scheduler_factory(models, tmp_path / "out", tmp_path / "in", "--retention", "1")
+    s.wait_for(lambda: len(s.runs()) == 1, what="the first run")
+    first = s.runs()[0].name
+    write_csv("b.csv", "rm\n7\n")
+    s.wait_for(lambda: "retention removed 1 run folder(s)" in s.log,
+               what="the second run, with the first one pruned")
+    assert len(s.runs()) == 1 and s.runs()[0].name != first
+    up = scheduler_values()
+    assert up["batch_scheduler_up"] == 1
+    assert up["batch_scheduler_next_fire_timestamp_seconds"] > time.time() - 5
+    assert abs(up["batch_scheduler_heartbeat_timestamp_seconds"] - time.time()) < 30
+    assert (tmp_path / "out" / "metrics" / "batch_score.prom").is_file()
+    assert s.stop() == 0
+    down = scheduler_values()
+    assert down["batch_scheduler_up"] == 0
+    assert "batch_scheduler_next_fire_timestamp_seconds" not in down

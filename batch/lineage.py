@@ -1,0 +1,250 @@
+"""OpenLineage run events (START, then COMPLETE or FAIL) for scoring and training runs; off unless set."""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "house-price-batch"
+# Who wrote the events, as a URI (OpenLineage asks for one); our custom facets' schema URIs.
+PRODUCER = "urn:house-price-batch"
+FACET_SCHEMA = "urn:house-price-batch:facets"
+# Fixed, so the same run id of ours always maps to the same OpenLineage run UUID.
+RUN_UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, PRODUCER)
+HTTP_TIMEOUT_SECONDS = 5.0
+# A down endpoint must cost a run seconds, not minutes: two retries, short back-off.
+HTTP_RETRY = {"total": 2, "read": 2, "connect": 2, "backoff_factor": 0.3,
+              "status_forcelist": [500, 502, 503, 504], "allowed_methods": ["POST"]}
+
+
+def run_uuid(job: str, run_id: str) -> str:
+    """The OpenLineage run id (a UUID) for one of our run ids: stable, one per job and run."""
+    return str(uuid.uuid5(RUN_UUID_NAMESPACE, f"{NAMESPACE}/{job}/{run_id}"))
+
+
+def file_dataset(path: str | Path) -> tuple[str, str]:
+    """(namespace, name) of a file or folder after OpenLineage's naming: file + absolute path,
+    or s3://bucket + key."""
+    text = str(path)
+    if "://" in text:
+        scheme, rest = text.split("://", 1)
+        bucket, _, key = rest.partition("/")
+        return f"{scheme}://{bucket}", key
+    return "file", str(Path(text).resolve())
+
+
+@dataclass
+class DatasetRef:
+    """A dataset a run read or wrote, described without importing OpenLineage."""
+
+    namespace: str
+    name: str
+    schema: list[tuple[str, str]] | None = None  # (column, type) in order
+    rows: int | None = None  # outputs: the row count
+    size_bytes: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # shown in a custom dataset facet
+
+    @classmethod
+    def file(cls, path: str | Path, **kwargs: Any) -> "DatasetRef":
+        """A file (or folder) dataset named after OpenLineage's naming conventions."""
+        namespace, name = file_dataset(path)
+        return cls(namespace, name, **kwargs)
+
+
+@functools.cache
+def _facet_classes():
+    """Our custom facets; built on first use so that OpenLineage is imported only when enabled."""
+    import attr
+    from openlineage.client.generated.base import DatasetFacet, RunFacet
+
+    @attr.define
+    class BatchRunFacet(RunFacet):
+        """Our own run id (the folder name under runs/), beside OpenLineage's UUID."""
+
+        runId: str  # noqa: N815
+        job: str
+
+        @staticmethod
+        def _get_schema() -> str:
+            return FACET_SCHEMA + ":BatchRunFacet"
+
+    @attr.define
+    class BatchDatasetFacet(DatasetFacet):
+        """What else we know of a dataset (e.g. the model version, the file's sha256)."""
+
+        properties: dict = attr.field(factory=dict)
+
+        @staticmethod
+        def _get_schema() -> str:
+            return FACET_SCHEMA + ":BatchDatasetFacet"
+
+    return BatchRunFacet, BatchDatasetFacet
+
+
+class Lineage:
+    """One run's lineage events: start(), then complete() or fail(); a no-op when disabled.
+
+    Emitting never raises: an endpoint that is down, slow or refusing costs a warning in the
+    log, never the run.
+    """
+
+    def __init__(self, job: str, run_id: str, url: str | None = None,
+                 file: Path | None = None) -> None:
+        self.job = job
+        self.run_id = run_id
+        self.uuid = run_uuid(job, run_id)
+        self.url = url
+        self.file = Path(file) if file else None
+        self.inputs: list[DatasetRef] = []
+        self._clients: list[tuple[str, Any]] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Any, job: str, run_id: str) -> "Lineage":
+        """Lineage for a run, enabled by the openlineage_url / openlineage_file settings."""
+        return cls(job, run_id, url=settings.openlineage_url, file=settings.openlineage_file)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url or self.file)
+
+    # -- the three events ------------------------------------------------------------------------
+    def start(self, inputs: list[DatasetRef] | None = None) -> None:
+        """The run began; `inputs` are remembered for the closing event too."""
+        self.inputs = list(inputs or [])
+        self._emit("START", self.inputs, [])
+
+    def complete(self, outputs: list[DatasetRef] | None = None,
+                 inputs: list[DatasetRef] | None = None) -> None:
+        """The run succeeded and wrote `outputs` (with their row counts)."""
+        if inputs is not None:
+            self.inputs = list(inputs)
+        self._emit("COMPLETE", self.inputs, list(outputs or []))
+
+    def fail(self, error: str, outputs: list[DatasetRef] | None = None) -> None:
+        """The run failed with `error` (its one-sentence message)."""
+        self._emit("FAIL", self.inputs, list(outputs or []), error=error)
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def _emit(self, kind: str, inputs: list[DatasetRef], outputs: list[DatasetRef],
+              error: str | None = None) -> None:
+        if not self.enabled:
+            return
+        try:
+            event = self._event(kind, inputs, outputs, error)
+            clients = self._connect()
+        except Exception as exc:  # lineage must never fail a run
+            log.warning("OpenLineage %s event for %s run %s not built: %s", kind, self.job,
+                        self.run_id, exc)
+            return
+        for target, client in clients:
+            try:
+                client.emit(event)
+                log.debug("OpenLineage %s event for %s run %s sent to %s", kind, self.job,
+                          self.run_id, target)
+            except Exception as exc:  # a down endpoint or an unwritable file: warn, go on
+                log.warning("OpenLineage %s event for %s run %s could not be sent to %s: %s",
+                            kind, self.job, self.run_id, target, _short(exc))
+
+    def _connect(self) -> list[tuple[str, Any]]:
+        if self._clients is None:
+            from openlineage.client import OpenLineageClient
+
+            clients = []
+            if self.url:
+                from openlineage.client.transport.http import HttpConfig, HttpTransport
+
+                transport = HttpTransport(HttpConfig(
+                    url=self.url, timeout=HTTP_TIMEOUT_SECONDS, retry=dict(HTTP_RETRY)))
+                clients.append((self.url, OpenLineageClient(transport=transport)))
+            if self.file:
+                from openlineage.client.transport.file import FileConfig, FileTransport
+
+                self.file.parent.mkdir(parents=True, exist_ok=True)
+                transport = FileTransport(FileConfig(log_file_path=str(self.file), append=True))
+                clients.append((str(self.file), OpenLineageClient(transport=transport)))
+            self._clients = clients
+        return self._clients
+
+    def _event(self, kind: str, inputs: list[DatasetRef], outputs: list[DatasetRef],
+               error: str | None):
+        from openlineage.client.event_v2 import (InputDataset, Job, OutputDataset, Run,
+                                                 RunEvent, RunState)
+        from openlineage.client.facet_v2 import (error_message_run,
+                                                 output_statistics_output_dataset,
+                                                 schema_dataset)
+
+        run_facet, dataset_facet = _facet_classes()
+        run_facets: dict[str, Any] = {
+            "houseprice_batch": run_facet(runId=self.run_id, job=self.job, producer=PRODUCER)}
+        if error is not None:
+            run_facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
+                message=error, programmingLanguage="python", producer=PRODUCER)
+
+        def facets(ref: DatasetRef) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            if ref.schema:
+                out["schema"] = schema_dataset.SchemaDatasetFacet(
+                    fields=[schema_dataset.SchemaDatasetFacetFields(name=n, type=t)
+                            for n, t in ref.schema], producer=PRODUCER)
+            if ref.extra:
+                out["houseprice_batch"] = dataset_facet(properties=dict(ref.extra),
+                                                        producer=PRODUCER)
+            return out
+
+        return RunEvent(
+            eventType=getattr(RunState, kind),
+            eventTime=dt.datetime.now(dt.timezone.utc).isoformat(),
+            run=Run(runId=self.uuid, facets=run_facets),
+            job=Job(namespace=NAMESPACE, name=self.job),
+            producer=PRODUCER,
+            inputs=[InputDataset(namespace=r.namespace, name=r.name, facets=facets(r))
+                    for r in inputs],
+            outputs=[OutputDataset(
+                namespace=r.namespace, name=r.name, facets=facets(r),
+                outputFacets={"outputStatistics":
+                              output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
+                                  rowCount=r.rows, size=r.size_bytes, producer=PRODUCER)}
+                if r.rows is not None else {})
+                for r in outputs],
+        )
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] or type(exc).__name__
+
+
+def arrow_schema(schema: Any) -> list[tuple[str, str]]:
+    """(column, type) pairs of a pyarrow schema (or any fields with .name and .type)."""
+    return [(f.name, str(f.type)) for f in schema]
+
+
+def score_inputs(files: list[Any], schema: list[tuple[str, str]] | None,
+                 model_dir: Path | None = None, version: str | None = None) -> list[DatasetRef]:
+    """A scoring run's input datasets: each input file (with the run's input schema) and the model.
+
+    `files` are objects with `path` and `sha256` (the scorer's per-file records).
+    """
+    refs = [DatasetRef.file(f.path, schema=schema, extra={"sha256": getattr(f, "sha256", None)})
+            for f in files]
+    if model_dir is not None and version:
+        refs.append(DatasetRef.file(Path(model_dir) / version, extra={"model_version": version}))
+    return refs
+
+
+def score_outputs(run_dir: Path, rows_scored: int, rows_rejected: int,
+                  schema: list[tuple[str, str]] | None = None) -> list[DatasetRef]:
+    """A scoring run's output datasets: predictions (Parquet) and rejects.csv, with row counts."""
+    run_dir = Path(run_dir)
+    return [
+        DatasetRef.file(run_dir / "predictions.parquet", schema=schema, rows=rows_scored),
+        DatasetRef.file(run_dir / "rejects.csv", rows=rows_rejected,
+                        schema=[("source_file", "string"), ("source_row", "int64"),
+                                ("raw_value", "string"), ("reason", "string")]),
+    ]

@@ -1,0 +1,227 @@
+"""Prometheus textfile metrics (node_exporter's textfile collector): the last scoring run, the scheduler."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from pathlib import Path
+from typing import Any, Iterable, TypedDict
+
+log = logging.getLogger(__name__)
+
+SCORE_FILE = "batch_score.prom"
+SCHEDULER_FILE = "batch_scheduler.prom"
+LAST_SUCCESS = "batch_score_last_success_timestamp_seconds"
+ROW_OUTCOMES = ("read", "scored", "rejected", "out_of_range")
+
+
+class ScoreOutcome(TypedDict):
+    """What one scoring command ended with: one line of output/runs.jsonl and the metrics' source.
+
+    Fields that a run which stopped early never learnt (rows, model version) are 0 / None.
+    """
+
+    run_id: str | None  # None when the run stopped before it had one (bad settings)
+    status: str  # succeeded, nothing_new, reject_budget_exceeded, failed, interrupted
+    exit_code: int
+    error: str | None  # the one-sentence error of a failed run
+    started_at: str  # UTC ISO-8601
+    finished_at: str  # UTC ISO-8601
+    duration_seconds: float  # the whole command, from start to the summary line
+    rows_read: int
+    rows_scored: int
+    rows_rejected: int
+    rows_out_of_range: int
+    reject_fraction: float
+    drift: bool  # the report's drift section says the input differs markedly
+    interval_coverage: float | None  # share of rows with a true price inside their band
+    mse: float | None  # over rows with a true price; None when none had one
+    mean_prediction: float | None
+    model_version: str | None
+    run_dir: str | None  # "runs/<id>" or "failed/<id>" relative to the output dir; None: no folder
+
+
+def _iso(t: dt.datetime) -> str:
+    return t.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _float(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def report_coverage(report: dict[str, Any] | None) -> float | None:
+    """The report's interval coverage (share of true prices inside their band), when it has one."""
+    metrics = (report or {}).get("metrics") or {}
+    for key in ("interval_coverage", "coverage"):
+        value = metrics.get(key)
+        if isinstance(value, dict):  # {"share": ..., "level": ...} or similar
+            value = value.get("share", value.get("coverage"))
+        if _float(value) is not None:
+            return _float(value)
+    return None
+
+
+def outcome_from_run(summary: dict[str, Any], report: dict[str, Any] | None, exit_code: int,
+                     started: dt.datetime, finished: dt.datetime,
+                     output_dir: Path | None = None) -> ScoreOutcome:
+    """Build the outcome from the scorer's JSON summary and its report.json (None: no report).
+
+    `summary` holds at least `status`; a run that got that far adds `run_id`, `rows_scored`,
+    `rows_rejected`, `model_version` and `run_dir`. The report, when the run wrote one, is the
+    source of everything else (rows read, out of range, drift, coverage, MSE, mean prediction).
+    """
+    rep = report or {}
+    run_id = rep.get("run_id") or summary.get("run_id")
+    scored = int(rep.get("rows_scored", summary.get("rows_scored", 0)) or 0)
+    rejected = int(rep.get("rows_rejected", summary.get("rows_rejected", 0)) or 0)
+    read = int(rep.get("rows_read", scored + rejected) or 0)
+    fraction = _float(rep.get("reject_fraction"))
+    if fraction is None:
+        fraction = rejected / read if read else 0.0
+    run_dir = None
+    if summary.get("run_dir") and run_id:
+        folder = Path(summary["run_dir"])
+        run_dir = f"{folder.parent.name}/{folder.name}"
+    elif report and run_id:
+        run_dir = f"{'runs' if rep.get('status') == 'succeeded' else 'failed'}/{run_id}"
+    if output_dir is not None and run_dir and not (Path(output_dir) / run_dir).is_dir():
+        run_dir = None
+    return ScoreOutcome(
+        run_id=run_id,
+        status=str(summary.get("status") or rep.get("status") or "failed"),
+        exit_code=int(exit_code),
+        error=summary.get("error"),
+        started_at=_iso(started),
+        finished_at=_iso(finished),
+        duration_seconds=round((finished - started).total_seconds(), 3),
+        rows_read=read,
+        rows_scored=scored,
+        rows_rejected=rejected,
+        rows_out_of_range=int((rep.get("out_of_range") or {}).get("rows", 0) or 0),
+        reject_fraction=float(fraction),
+        drift=bool((rep.get("drift") or {}).get("differs_markedly", False)),
+        interval_coverage=report_coverage(rep),
+        mse=_float((rep.get("metrics") or {}).get("mse")),
+        mean_prediction=_float((rep.get("prediction_summary") or {}).get("mean")),
+        model_version=rep.get("model_version") or summary.get("model_version"),
+        run_dir=run_dir,
+    )
+
+
+def _timestamp(iso: str) -> float:
+    return dt.datetime.fromisoformat(iso).timestamp()
+
+
+def previous_value(path: Path, name: str) -> float | None:
+    """A sample's value in an existing textfile (None when the file or the sample is missing)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return None
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name:
+                    return float(sample.value)
+    except ValueError as exc:
+        log.warning("cannot parse %s (%s); it is rewritten from scratch", path, exc)
+    return None
+
+
+class _Families:
+    """A prometheus_client collector over ready-made gauge families (HELP/TYPE even without samples)."""
+
+    def __init__(self, families: Iterable[Any]) -> None:
+        self.families = list(families)
+
+    def collect(self):
+        return iter(self.families)
+
+
+def _write(path: Path, families: list[Any]) -> None:
+    from prometheus_client import CollectorRegistry, write_to_textfile
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Temp file beside the target, then rename: the collector never reads half a file.
+    write_to_textfile(str(path), registry)
+
+
+def score_families(outcome: ScoreOutcome, last_success: float | None) -> list[Any]:
+    """The gauge families of batch_score.prom for this outcome (no timestamps on samples)."""
+    from prometheus_client.core import GaugeMetricFamily as G
+
+    finished = _timestamp(outcome["finished_at"])
+    rows = G("batch_score_rows", "Rows of the last scoring run, by outcome.", labels=["outcome"])
+    for key in ROW_OUTCOMES:
+        rows.add_metric([key], float(outcome[f"rows_{key}"]))  # type: ignore[literal-required]
+    coverage = G("batch_score_interval_coverage",
+                 "Share of rows with a true price inside their prediction band (last run; "
+                 "no sample when the input had no true prices).")
+    if outcome["interval_coverage"] is not None:
+        coverage.add_metric([], float(outcome["interval_coverage"]))
+    info = G("batch_model_info", "The model version the last scoring run used (value 1).",
+             labels=["version"])
+    if outcome["model_version"]:
+        info.add_metric([str(outcome["model_version"])], 1.0)
+    return [
+        G("batch_score_last_run_timestamp_seconds",
+          "Unix time the last scoring run finished (any outcome).", value=finished),
+        G(LAST_SUCCESS, "Unix time the last successful scoring run finished (0: none yet).",
+          value=float(last_success or 0.0)),
+        G("batch_score_last_exit_code", "Exit code of the last scoring run (0 success).",
+          value=float(outcome["exit_code"])),
+        G("batch_score_duration_seconds", "Duration of the last scoring run.",
+          value=float(outcome["duration_seconds"])),
+        rows,
+        G("batch_score_reject_fraction", "Share of rows the last scoring run rejected.",
+          value=float(outcome["reject_fraction"])),
+        G("batch_score_drift",
+          "1 when the last run's input differed markedly from the training data, else 0.",
+          value=1.0 if outcome["drift"] else 0.0),
+        coverage,
+        info,
+    ]
+
+
+def write_score_metrics(metrics_dir: Path, outcome: ScoreOutcome) -> Path:
+    """Write <metrics_dir>/batch_score.prom atomically; the last-success time survives failures.
+
+    A success (exit 0) sets the last-success time to this run's finish; any other exit keeps
+    the value of the previous file (0 when there is none).
+    """
+    path = Path(metrics_dir) / SCORE_FILE
+    if outcome["exit_code"] == 0:
+        last_success: float | None = _timestamp(outcome["finished_at"])
+    else:
+        last_success = previous_value(path, LAST_SUCCESS)
+    _write(path, score_families(outcome, last_success))
+    return path
+
+
+def write_scheduler_metrics(metrics_dir: Path, up: bool, heartbeat: dt.datetime,
+                            next_fire: dt.datetime | None) -> Path:
+    """Write <metrics_dir>/batch_scheduler.prom atomically: up, heartbeat time, next fire time."""
+    from prometheus_client.core import GaugeMetricFamily as G
+
+    nxt = G("batch_scheduler_next_fire_timestamp_seconds",
+            "Unix time of the scheduler's next scoring run (no sample when none is planned).")
+    if next_fire is not None and up:
+        nxt.add_metric([], next_fire.timestamp())
+    families = [
+        G("batch_scheduler_up", "1 while the scheduler runs, 0 after a clean stop.",
+          value=1.0 if up else 0.0),
+        G("batch_scheduler_heartbeat_timestamp_seconds",
+          "Unix time the scheduler last wrote its heartbeat.", value=heartbeat.timestamp()),
+        nxt,
+    ]
+    path = Path(metrics_dir) / SCHEDULER_FILE
+    _write(path, families)
+    return path

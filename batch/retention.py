@@ -1,0 +1,111 @@
+"""Retention: which runs to remove (--keep N, --older-than DAYS; never LATEST), and removing them."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from batch import history
+from batch.errors import ConfigError
+from batch.outputs import OutputDir
+
+log = logging.getLogger(__name__)
+
+PRUNE_LOCK_ID = "prune"
+
+
+@dataclass
+class PrunePlan:
+    """What a prune removes: run folders (runs/<id>, failed/<id>) and folder-less log lines."""
+
+    folders: list[dict[str, Any]] = field(default_factory=list)
+    log_lines: list[dict[str, Any]] = field(default_factory=list)
+    kept: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _started(run: dict[str, Any]) -> dt.datetime:
+    return history._parse(run.get("started_at"))
+
+
+def plan_prune(runs: list[dict[str, Any]], latest: str | None, keep: int | None,
+               older_than_days: float | None, now: dt.datetime) -> PrunePlan:
+    """Decide what to remove from `runs` (newest first, as history.collect returns them).
+
+    A run folder goes when it is not among the `keep` newest folders, or when it started more
+    than `older_than_days` ago; the run in LATEST always stays. Lines of runs.jsonl without a
+    folder (runs that stopped before a report) go when they are older than the cutoff: the
+    oldest folder that `keep` keeps, or now minus `older_than_days`, whichever is later.
+    """
+    if keep is None and older_than_days is None:
+        raise ConfigError("prune needs --keep N and/or --older-than DAYS; nothing was removed")
+    if keep is not None and keep < 0:
+        raise ConfigError(f"invalid value {keep} for --keep: must be 0 or more")
+    if older_than_days is not None and older_than_days < 0:
+        raise ConfigError(f"invalid value {older_than_days} for --older-than: must be 0 or more")
+    plan = PrunePlan()
+    cutoffs: list[dt.datetime] = []
+    if older_than_days is not None:
+        cutoffs.append(now - dt.timedelta(days=older_than_days))
+    folders = [r for r in runs if r.get("run_dir")]
+    if keep is not None and keep > 0 and len(folders) >= keep:
+        cutoffs.append(_started(folders[keep - 1]))
+    elif keep == 0 and folders:
+        cutoffs.append(_started(folders[0]) + dt.timedelta(microseconds=1))
+    cutoff = max(cutoffs) if cutoffs else None
+    position = 0
+    for run in runs:
+        old = cutoff is not None and _started(run) < cutoff
+        if run.get("run_dir"):
+            position += 1
+            beyond_keep = keep is not None and position > keep
+            too_old = older_than_days is not None and old
+            if (beyond_keep or too_old) and run.get("run_id") != latest:
+                plan.folders.append(run)
+                continue
+        elif old:
+            plan.log_lines.append(run)
+            continue
+        plan.kept.append(run)
+    return plan
+
+
+def prune(output_dir: Path, keep: int | None = None, older_than_days: float | None = None,
+          dry_run: bool = False, now: dt.datetime | None = None) -> PrunePlan:
+    """Remove old runs under the output lock (LockHeld, exit 6, while a run is in progress).
+
+    Returns what was removed (with dry_run: what would be). The outcome log keeps the lines of
+    the runs that remain, and index.html is rebuilt.
+    """
+    root = Path(output_dir)
+    now = now or dt.datetime.now(dt.timezone.utc)
+    out = OutputDir(root)
+    if not root.is_dir():
+        return PrunePlan()
+    out.lock(PRUNE_LOCK_ID)
+    try:
+        runs = history.collect(root)
+        plan = plan_prune(runs, out.latest(), keep, older_than_days, now)
+        if dry_run:
+            return plan
+        for run in plan.folders:
+            folder = root / run["run_dir"]
+            log.info("removing run %s (%s)", run.get("run_id"), folder)
+            shutil.rmtree(folder)
+        if plan.folders or plan.log_lines:
+            removed_ids = {r.get("run_id") for r in plan.folders}
+            entries = [e for e in history.read_log(root)
+                       if not (e.get("run_dir") and e.get("run_id") in removed_ids)
+                       and not any(_same(e, r) for r in plan.log_lines)]
+            history.rewrite_log(root, entries)
+            history.write_index(root, now)
+        return plan
+    finally:
+        out.unlock()
+
+
+def _same(entry: dict[str, Any], run: dict[str, Any]) -> bool:
+    return (not entry.get("run_dir") and entry.get("started_at") == run.get("started_at")
+            and entry.get("finished_at") == run.get("finished_at"))

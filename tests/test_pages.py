@@ -1,0 +1,52 @@
+"""The pages people open (index.html, a run's report.html) in real headless Chromium, offline."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.browser import Chromium, chromium_path
+from tests.conftest import REPO
+
+ARTIFACTS = REPO / "tests" / "artifacts"  # screenshots, kept by CI (gitignored)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    binary = chromium_path()
+    if binary is None:
+        pytest.skip("no chromium on PATH: install Debian's chromium package "
+                    "(apt-get install chromium; .ci/run does)")
+    with Chromium(binary) as chromium:
+        yield chromium
+
+
+def check(visit, name: str, images: int) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / f"{name}.png").write_bytes(visit.screenshot)
+    assert visit.screenshot.startswith(b"\x89PNG")
+    assert len(visit.images) == images, visit.images
+    broken = [i for i in visit.images if not i["complete"] or i["naturalWidth"] <= 0]
+    assert not broken, f"images that did not render: {broken}"
+    leaving = [u for u in visit.requests if not u.startswith(("file://", "data:"))]
+    assert not leaving, f"requests that left the page: {leaving}"
+    assert visit.requests and visit.requests[0] == visit.url
+    assert not visit.errors, f"console errors: {visit.errors}"
+
+
+def test_index_html_renders_offline(browser, scored_output):
+    out: Path = scored_output["output"]
+    visit = browser.visit(out / "index.html")
+    check(visit, "index", images=4)
+    assert visit.title == "Scoring run history"
+    for summary in scored_output["summaries"]:
+        if summary.get("run_id"):
+            assert summary["run_id"] in visit.text
+
+
+def test_report_html_of_a_run_renders_offline(browser, scored_output):
+    out: Path = scored_output["output"]
+    latest = (out / "LATEST").read_text().strip()
+    visit = browser.visit(out / "runs" / latest / "report.html")
+    check(visit, "report", images=2)  # loss.png and fit.png
+    assert latest in visit.title
