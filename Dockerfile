@@ -2,15 +2,15 @@
 #
 #   docker compose build                      # or: docker build -t house-price-batch .
 #
-# Build stages make a virtualenv with the dependencies (deps) and a wheel of the project (wheel); the
-# runtime stage copies only the venv onto a fresh slim base and installs the wheel into it, so pip's
-# caches, the source tree, build requirements and any build leftovers stay out of the image.
+# Build stages make a virtualenv with the locked dependencies (deps) and a wheel of the project
+# (wheel); the runtime stage copies only the venv onto a fresh slim base and installs the wheel into
+# it, so pip's caches, the source tree and any build leftovers stay out of the image.
 # The venv is world-readable and nothing in it needs to be writable: the container runs as any
 # uid (compose sets `user: BATCH_UID:BATCH_GID` so files on the mounts belong to the host user).
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
-# ---- deps: a virtualenv with the dependencies only (cached until pyproject.toml changes) ----------
+# ---- deps: a virtualenv with the locked dependencies only (cached until requirements.lock changes) -
 FROM ${PYTHON_IMAGE} AS deps
 
 ENV PIP_NO_CACHE_DIR=1 \
@@ -21,25 +21,24 @@ RUN python3 -m venv /opt/venv
 
 WORKDIR /src
 
-# Only pyproject.toml here: the dependency layer (TensorFlow, ~1.3 GB installed) is rebuilt when
-# the dependencies change, not on every code edit. pyproject selects tensorflow-cpu on linux x86_64.
-# EXTRAS: optional-dependency groups of pyproject.toml to include (dask: BATCH_ENGINE=dask works).
-ARG EXTRAS="dask"
-COPY pyproject.toml ./
-RUN python3 -c "import os, tomllib; \
-project = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-extras = os.environ.get('EXTRAS', '').replace(',', ' ').split(); \
-print('\n'.join(project['dependencies'] + [r for e in extras for r in project['optional-dependencies'][e]]))" \
-        > /tmp/requirements.txt \
-    && cat /tmp/requirements.txt \
-    && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
+# Exactly the versions CI tested: requirements.lock (made by tools/lock from pyproject.toml: the
+# dependencies plus the dask extra, for Linux x86_64 and Python 3.11) pins every package with its
+# sha256 hashes. --require-hashes refuses any file whose hash differs and any package not pinned
+# there; --no-deps stops pip from resolving anything on its own; --only-binary: nothing is compiled.
+# `pip check` fails the build if the lock is not a complete, consistent set.
+# Only the lock here: the dependency layer (TensorFlow, ~1.3 GB installed) is rebuilt when the lock
+# changes, not on every code edit.
+COPY requirements.lock ./
+RUN /opt/venv/bin/pip install --no-cache-dir --require-hashes --no-deps --only-binary=:all: \
+        -r requirements.lock \
+    && /opt/venv/bin/pip check
 
-# ---- wheel: the project itself ---------------------------------------------------------------------
+# ---- wheel: the project itself, built with the locked setuptools (no download, no resolving) ------
 FROM deps AS wheel
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY batch ./batch
 COPY jobs ./jobs
-RUN /opt/venv/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+RUN /opt/venv/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
 
 # ---- runtime ----------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}

@@ -13,9 +13,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from batch.settings import Settings
 from tests.helpers import BOSTON_NPZ, REPO
+from tests.test_lockfile import locked_versions
 
 COMPOSE_FILE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
@@ -180,7 +182,7 @@ def test_dockerignore_keeps_the_build_context_to_the_package():
              if ln.strip() and not ln.lstrip().startswith("#")]
     assert lines[0] == "*", "an allow-list: nothing enters the context unless named"
     allowed = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "batch", "jobs"}
+    assert allowed == {"requirements.lock", "pyproject.toml", "README.md", "batch", "jobs"}
     copied = set(re.findall(r"^COPY (?!--from)(\S+)", DOCKERFILE.read_text(), re.M))
     assert copied <= allowed, "the Dockerfile copies only what the context lets in"
 
@@ -262,6 +264,13 @@ def test_compose_stack_end_to_end(tmp_path):
 
     try:
         run(["build"], timeout=1500)
+
+        # The image holds exactly the locked versions, plus pip and the project itself.
+        listing = run(["docker", "run", "--rm", "--entrypoint", "python", E2E_IMAGE,
+                       "-m", "pip", "list", "--format", "json"])
+        installed = {canonicalize_name(p["name"]): p["version"] for p in json.loads(listing.stdout)}
+        assert installed.pop("house-price-batch") and installed.pop("pip")
+        assert installed == locked_versions(REPO / "requirements.lock")
 
         summary = last_json(run(["run", "--rm", "train"], timeout=600).stdout)
         _log(f"  train: {summary}")

@@ -14,7 +14,7 @@ import pytest
 
 from batch.lineage import (NAMESPACE, DatasetRef, Lineage, arrow_schema, run_uuid, score_inputs,
                            score_outputs)
-from tests.conftest import REPO, run_main
+from tests.helpers import REPO, run_main
 
 
 class Receiver:

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from batch.metrics import (outcome_from_run, write_scheduler_metrics, write_score_metrics)
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 SCORE_NAMES = {"batch_score_last_run_timestamp_seconds",
                "batch_score_last_success_timestamp_seconds", "batch_score_last_exit_code",

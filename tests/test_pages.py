@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser import Chromium, chromium_path
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 ARTIFACTS = REPO / "tests" / "artifacts"  # screenshots, kept by CI (gitignored)
 

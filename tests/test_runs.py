@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_cli, run_main
+from tests.helpers import REPO, run_cli, run_main
 
 
 def runs_main(*args):
