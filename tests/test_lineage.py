@@ -14,7 +14,7 @@ import pytest
 
 from batch.lineage import (NAMESPACE, DatasetRef, Lineage, arrow_schema, run_uuid, score_inputs,
                            score_outputs)
-from tests.helpers import REPO, run_main
+from tests.helpers import FAST_FIT, REPO, run_main
 
 
 class Receiver:
@@ -58,7 +58,7 @@ def closed_port() -> int:
 def train(models: Path, *extra):
     from jobs.train import main
 
-    return run_main(main, ["--models-dir", models, "--epochs", "2", "--no-promote", *extra])
+    return run_main(main, ["--models-dir", models, *FAST_FIT, "--no-promote", *extra])
 
 
 def test_training_emits_start_then_complete_with_matching_run_ids(models):
@@ -94,7 +94,7 @@ def test_failed_training_emits_start_then_fail(models, tmp_path):
 
 
 def test_a_down_endpoint_never_fails_the_run(models):
-    res = train(models, "--epochs", "1", "--openlineage-url", f"http://127.0.0.1:{closed_port()}")
+    res = train(models, "--openlineage-url", f"http://127.0.0.1:{closed_port()}")
     assert res.code == 0, res.stderr
     assert "OpenLineage START event for train run" in res.stderr
     assert "could not be sent" in res.stderr
@@ -159,3 +159,31 @@ def test_a_url_that_is_not_http_is_a_settings_error():
 
     with pytest.raises(ConfigError, match="openlineage_url"):
         load_settings({"openlineage_url": "marquez:5000"}, _env_file=None)
+
+
+def test_the_scorer_emits_start_then_complete_or_fail_with_row_counts(models, tmp_path):
+    from jobs.score import main
+
+    good = tmp_path / "in" / "a.csv"
+    good.parent.mkdir()
+    good.write_text("rm\n6\n7\nx\n")
+    with Receiver() as receiver:
+        res = run_main(main, ["--models-dir", models, "--output-dir", tmp_path / "out",
+                              "--input", good, "--max-reject-fraction", 1,
+                              "--openlineage-url", receiver.url])
+    assert res.code == 0, res.stderr
+    assert [e["eventType"] for e in receiver.events] == ["START", "COMPLETE"]
+    start, complete = receiver.events
+    assert start["run"]["runId"] == complete["run"]["runId"] == run_uuid("score",
+                                                                         res.json["run_id"])
+    assert start["inputs"][0]["name"] == str(good.resolve())
+    rows = {Path(o["name"]).name: o["outputFacets"]["outputStatistics"]["rowCount"]
+            for o in complete["outputs"]}
+    assert rows == {"predictions.parquet": 2, "rejects.csv": 1}
+
+    with Receiver() as receiver:
+        res = run_main(main, ["--models-dir", models, "--output-dir", tmp_path / "out2",
+                              "--input", good, "--openlineage-url", receiver.url])
+    assert res.code == 5  # over the default reject budget
+    assert [e["eventType"] for e in receiver.events] == ["START", "FAIL"]
+    assert "budget" in receiver.events[1]["run"]["facets"]["errorMessage"]["message"]
