@@ -40,6 +40,7 @@ PREDICTIONS_PARQUET = "predictions.parquet"
 PREDICTIONS_CSV = "predictions.csv"
 REJECTS_CSV = "rejects.csv"
 PARTS = "parts"  # CSV part files of a parts-mode run, joined and removed before publishing
+SINGLE_PART = "part-00000"  # the one Parquet part of a run written by a single writer
 DIAGNOSIS_FILES = ("report.json", "report.html", REJECTS_CSV)  # kept for a failed run
 
 
@@ -239,8 +240,10 @@ def csv_header_schema(schema: pa.Schema) -> pa.Schema:
 class PredictionSink:
     """predictions.parquet, predictions.csv and rejects.csv of a run, written batch by batch.
 
-    part=None writes the three final files directly (one writer process). With a part name, a
-    task writes `predictions.parquet/<part>.parquet` and headerless CSV parts under `parts/`,
+    predictions.parquet is always a folder of part files, whichever engine wrote it, so one
+    glob (`runs/*/predictions.parquet/*.parquet`) reads every run. part=None is the single
+    writer of a run (the local engine): one Parquet part and the final CSV files, with headers.
+    With a part name, a task writes its own Parquet part and headerless CSV parts under `parts/`,
     so many processes can write at once; join_parts then makes the final CSV files.
     """
 
@@ -248,13 +251,13 @@ class PredictionSink:
                  part: str | None = None) -> None:
         folder = Path(folder)
         opts = pacsv.WriteOptions(quoting_style="needed", include_header=part is None)
+        parquet = folder / PREDICTIONS_PARQUET / f"{part or SINGLE_PART}.parquet"
         if part is None:
-            parquet = folder / PREDICTIONS_PARQUET
             csv, rejects = folder / PREDICTIONS_CSV, folder / REJECTS_CSV
         else:
-            parquet = folder / PREDICTIONS_PARQUET / f"{part}.parquet"
             csv = folder / PARTS / f"{part}.predictions.csv"
             rejects = folder / PARTS / f"{part}.rejects.csv"
+        with writing(folder):
             parquet.parent.mkdir(exist_ok=True)
             csv.parent.mkdir(exist_ok=True)
         self.parquet_path = parquet
@@ -299,9 +302,16 @@ def start_parts(folder: Path) -> None:
 
 
 def parquet_files(folder: Path) -> list[Path]:
-    """predictions.parquet itself, or its part files in order."""
-    target = Path(folder) / PREDICTIONS_PARQUET
-    return sorted(target.iterdir()) if target.is_dir() else [target]
+    """The part files of predictions.parquet, in order."""
+    return sorted((Path(folder) / PREDICTIONS_PARQUET).glob("*.parquet"))
+
+
+def ensure_parquet(folder: Path, schema: pa.Schema) -> None:
+    """At least one (empty) part in predictions.parquet, so readers always find the schema."""
+    if not parquet_files(folder):
+        with writing(folder):
+            pq.write_table(schema.empty_table(),
+                           Path(folder) / PREDICTIONS_PARQUET / f"{SINGLE_PART}.parquet")
 
 
 def join_parts(folder: Path, schema: pa.Schema, rejects_schema: pa.Schema) -> None:

@@ -122,6 +122,7 @@ class Engine(ABC):
         staged = Path(job.staged)
         if (staged / outputs.PARTS).is_dir():
             outputs.join_parts(staged, plan.schema, REJECT_SCHEMA)
+        outputs.ensure_parquet(staged, plan.schema)
         columns = numeric.columns
         if columns:
             self.map(outputs.retype_parquet, outputs.parquet_files(staged), columns=columns)
