@@ -37,7 +37,7 @@ def check(visit, name: str, images: int) -> None:
 def test_index_html_renders_offline(browser, scored_output):
     out: Path = scored_output["output"]
     visit = browser.visit(out / "index.html")
-    check(visit, "index", images=4)
+    check(visit, "index", images=5)  # rows, reject share, mean prediction, MSE, band coverage
     assert visit.title == "Scoring run history"
     for summary in scored_output["summaries"]:
         if summary.get("run_id"):

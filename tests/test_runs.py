@@ -79,7 +79,7 @@ def test_index_lists_every_run_with_links_to_existing_reports(scored_output):
     links = [part.split("'")[0] for part in page.split("<a href='")[1:]]
     assert len(links) == 3 and all((out / link).is_file() for link in links)
     assert "http://" not in page and "https://" not in page
-    assert page.count("<img ") == 4  # rows, reject share, mean prediction, MSE
+    assert page.count("<img ") == 5  # rows, reject share, mean prediction, MSE, band coverage
 
 
 def test_score_metrics_after_the_failed_run(scored_output):
