@@ -15,6 +15,7 @@ EXIT_CODES = {
     5: "reject budget exceeded",
     6: "output directory locked by another run",
     7: "environment problem (output or registry location unusable, Dask cluster lost)",
+    8: "drift: the input differs markedly from the training data and --on-drift fail was asked",
     130: "interrupted (SIGINT or SIGTERM); nothing published",
 }
 
@@ -56,10 +57,8 @@ class UnfitModel(ModelError):
         self.summary = summary or {}
 
 
-class RejectBudgetExceeded(BatchError):
-    """More rejected rows than --max-reject-fraction allows."""
-
-    exit_code = 5
+class RunRefused(BatchError):
+    """A run that was scored but must not be published; its diagnosis went to failed/<run_id>/."""
 
     def __init__(self, message: str, summary: dict | None = None) -> None:
         super().__init__(message)
@@ -67,6 +66,18 @@ class RejectBudgetExceeded(BatchError):
 
     def __reduce__(self):  # keep the summary when pickled (Dask sends errors between processes)
         return (type(self), (str(self), self.summary))
+
+
+class RejectBudgetExceeded(RunRefused):
+    """More rejected rows than --max-reject-fraction allows (in the run, or in one file)."""
+
+    exit_code = 5
+
+
+class DriftDetected(RunRefused):
+    """The input differs markedly from the training data, and --on-drift fail was asked for."""
+
+    exit_code = 8
 
 
 class LockHeld(BatchError):

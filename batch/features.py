@@ -42,6 +42,7 @@ class Validated:
 
     values: np.ndarray
     codes: np.ndarray
+    parsed: np.ndarray | None = None  # every parsed number, rejected ones included (NaN: none)
 
     @property
     def valid(self) -> np.ndarray:
@@ -94,6 +95,14 @@ def parse_numbers(raw: pa.Array, decimal_comma: bool = False) -> tuple[np.ndarra
     return values, codes
 
 
+def decimal_points(column: pa.Array) -> pa.Array:
+    """Text cells that are numbers with a decimal comma ('6,5') written with a point ('6.5')."""
+    comma = pc.fill_null(pc.match_substring_regex(column, DECIMAL_COMMA_RE), False)
+    if not pc.any(comma).as_py():
+        return column
+    return pc.if_else(comma, pc.replace_substring(column, ",", "."), column)
+
+
 def validate(raw: pa.Array, domain_min: float, domain_max: float,
              decimal_comma: bool = False) -> Validated:
     """Reason per row: missing, not_a_number, non_finite (NaN/inf), out_of_domain (not min < x <= max)."""
@@ -106,9 +115,10 @@ def validate(raw: pa.Array, domain_min: float, domain_max: float,
         out = ok & ~((values > domain_min) & (values <= domain_max)
                      & (np.abs(values) <= FLOAT32_MAX))
     codes[out] = OUT_OF_DOMAIN
+    parsed = values
     values = values.copy()
     values[codes != 0] = np.nan
-    return Validated(values, codes)
+    return Validated(values, codes, parsed)
 
 
 def raw_text(raw: pa.Array) -> pa.Array:

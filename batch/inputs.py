@@ -107,6 +107,7 @@ class InputFile:
     skip_lines: int = 0  # CSV: physical lines before the data (blank lines, then the header)
     quoted: bool = False  # CSV: has a quote character (a quoted field may hold a line break)
     exact_ints: frozenset[str] = frozenset()  # Parquet: integer columns exact as float64
+    renamed: bool = False  # Parquet: some stored column names were trimmed (see columns)
     empty: bool = False
     notes: list[str] = field(default_factory=list)
 
@@ -131,10 +132,13 @@ def inspect(path: Path) -> InputFile:
         except Exception as exc:
             raise InputError(f"input {str(path)!r} is not a readable Parquet file "
                              f"({short_error(exc)})") from None
-        columns = [str(n) for n in schema.names]
+        # Names are trimmed as CSV headers are, so the same data gives the same output columns.
+        columns = [str(n).strip() or f"column_{i + 1}" for i, n in enumerate(schema.names)]
         _refuse_duplicates(path, columns)
+        renamed = {str(a): b for a, b in zip(schema.names, columns)}
         src = InputFile(path, "parquet", columns, dict(zip(columns, schema.types)), digest,
-                        exact_ints=exact)
+                        exact_ints=frozenset(renamed[n] for n in exact),
+                        renamed=columns != [str(n) for n in schema.names])
     else:
         src = _inspect_csv(path, digest)
         src = replace(src, quoted=quoted and not path.name.lower().endswith(".gz"))
@@ -360,7 +364,8 @@ def iter_batches(part: Part, chunk_rows: int) -> Iterator[pa.RecordBatch]:
             # the file: about 1 GB at 8M rows of 12 columns, against 300 MB without).
             pf = pq.ParquetFile(src.path, pre_buffer=False, buffer_size=1 << 20)
             groups = list(part.row_groups) if part.row_groups is not None else None
-            yield from pf.iter_batches(batch_size=chunk_rows, row_groups=groups)
+            for batch in pf.iter_batches(batch_size=chunk_rows, row_groups=groups):
+                yield batch.rename_columns(src.columns) if src.renamed else batch
             return
         yield from _csv_batches(part, chunk_rows)
     except (pa.ArrowException, OSError, EOFError, ValueError, zlib.error) as exc:

@@ -45,7 +45,8 @@ def loss_png(loss: Sequence[float], val_loss: Sequence[float] | None, title: str
 def fit_png(weight: float, bias: float, train_x, train_y, title: str,
             test_x=None, test_y=None, scored_x=None, scored_pred=None,
             actual_x=None, actual_y=None, note: str | None = None,
-            interval: dict | None = None) -> bytes:
+            interval: dict | None = None, ols: dict | None = None,
+            target: str | None = None) -> bytes:
     """Training data as ground truth, the model's line over 3-9 rooms, plus test or scored data.
 
     interval: the model's calibrated band parameters (metadata's `interval`), drawn around the
@@ -58,7 +59,7 @@ def fit_png(weight: float, bias: float, train_x, train_y, title: str,
         ax.scatter(test_x, test_y, s=14, alpha=0.7, color="tab:green", label="Test data (actual)")
     if actual_x is not None and len(actual_x):
         ax.scatter(actual_x, actual_y, s=16, alpha=0.8, marker="^", color="tab:green",
-                   label="Scored records (actual medv)")
+                   label=f"Scored records (actual {target or 'price'})")
     if scored_x is not None and len(scored_x):
         ax.scatter(scored_x, scored_pred, s=16, alpha=0.8, marker="x", color="tab:orange",
                    label="Scored records (predicted)")
@@ -71,6 +72,10 @@ def fit_png(weight: float, bias: float, train_x, train_y, title: str,
                         label=f"{interval['level']:.0%} price band (calibrated)")
     ax.plot(xs, weight * xs + bias, color="tab:red", linewidth=2,
             label=f"Model: price = {weight:.3f} x rooms {bias:+.3f}")
+    if ols and ols.get("slope") is not None:
+        slope, intercept = float(ols["slope"]), float(ols["intercept"])
+        ax.plot(xs, slope * xs + intercept, color="black", linewidth=1.2, linestyle="--",
+                label=f"Least squares: price = {slope:.3f} x rooms {intercept:+.3f}")
     ax.set_xlabel("Average number of rooms (rm)")
     ax.set_ylabel("Median price ($K)")
     ax.set_title(title)
@@ -78,7 +83,9 @@ def fit_png(weight: float, bias: float, train_x, train_y, title: str,
         ax.text(0.02, 0.97, note, transform=ax.transAxes, va="top", fontsize=9,
                 bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8})
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    # Below the axes, so the legend never hides a point.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout()
     return _png(fig)
 
 

@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 DRIFT_MEAN_SD = 0.5  # |input mean - training mean| in training standard deviations
 DRIFT_SPREAD = (0.5, 2.0)  # input std / training std outside this is marked
 DRIFT_OUTSIDE = 0.05  # share of rows outside the training range
+DRIFT_MIN_ROWS = 30  # fewer scored rows than this: too few to say there is no drift
+WHOLE_SHARE = 0.9  # this share of whole-number rooms: a feed of rooms per house, not averages
+REJECTED_NUMBERS_SHARE = 0.05  # rows rejected while still numbers: a unit problem, not typos
+UNIT_RATIO = 5.0  # true prices this many times off the predictions (either way): another unit
 
 
 def _num(x: float | None) -> float | None:
@@ -46,15 +50,19 @@ def build(*, run_id: str, status: str, started: dt.datetime, finished: dt.dateti
                "estimated": ["p50"] if estimated else [],
                "sample_size": int(len(preds))}
     band = meta.get("interval") or None
+    target = target_check(stats, files, settings)
     metrics = None
     if stats.actual_n:
         mse = stats.sq_err / stats.actual_n
         metrics = {"mse": mse, "mae": stats.abs_err / stats.actual_n, "rmse": math.sqrt(mse),
-                   "rows": stats.actual_n,
+                   "rows": stats.actual_n, "target_column": target["column"],
+                   "comparable": target["comparable"], "scale_ratio": target["scale_ratio"],
                    "interval_level": band.get("level") if band else None,
                    "interval_coverage": (stats.band_covered / stats.band_rows
                                          if stats.band_rows else None),
                    "interval_rows": stats.band_rows}
+    rejected = rejected_rooms(stats)
+    drift_ = drift(stats, meta, rejected)
     interval = ({"available": True, "level": band.get("level"), "method": band.get("method"),
                  "calibration_rows": band.get("calibration_rows"),
                  "test_coverage": band.get("test_coverage")} if band else
@@ -77,7 +85,9 @@ def build(*, run_id: str, status: str, started: dt.datetime, finished: dt.dateti
         "model_version": version, "model": model,
         "inputs": [{"path": f.path, "sha256": f.sha256, "format": f.format,
                     "rows_read": f.rows_read, "rows_scored": f.rows_scored,
-                    "rows_rejected": f.rows_rejected, "rooms_column": f.rooms_column,
+                    "rows_rejected": f.rows_rejected,
+                    "reject_fraction": f.rows_rejected / f.rows_read if f.rows_read else 0.0,
+                    "rooms_column": f.rooms_column, "target_column": f.target_column,
                     "notes": f.notes} for f in files],
         "skipped_inputs": skipped,
         "rows_read": stats.scored + stats.rejected,
@@ -90,11 +100,17 @@ def build(*, run_id: str, status: str, started: dt.datetime, finished: dt.dateti
                          "above": stats.above_range, "training_range": meta.get("feature_range")},
         "prediction_summary": summary,
         "metrics": metrics,
+        "target": target,
         "interval": interval,
-        "drift": drift(stats, meta),
+        "rejected_rooms": rejected,
+        "drift": drift_,
+        # Every warning of the run, once, in plain words (also in the JSON summary line).
+        "warnings": drift_["warnings"] + target["warnings"],
         "settings": {"domain": {"min_exclusive": settings.domain_min,
                                 "max_inclusive": settings.domain_max},
-                     "feature_column": settings.feature_column, "engine": settings.engine,
+                     "feature_column": settings.feature_column,
+                     "target_column": settings.target_column, "on_drift": settings.on_drift,
+                     "engine": settings.engine,
                      "chunk_rows": settings.chunk_rows, "new_only": settings.new_only,
                      "model_version_requested": settings.model_version},
         "prediction_path": predictor,
@@ -104,8 +120,95 @@ def build(*, run_id: str, status: str, started: dt.datetime, finished: dt.dateti
     }
 
 
-def drift(stats: RunStats, meta: dict) -> dict[str, Any]:
-    """The input's rooms beside the training data's, with plain-words warnings when they differ."""
+def budget_failure(rep: dict[str, Any], over_files: list[FileStats]) -> dict[str, str]:
+    """Why a run over its reject budget failed, and the fix that fits what was rejected."""
+    budget = rep["max_reject_fraction"]
+    if rep["reject_fraction"] > budget:
+        reason = (f"{rep['rows_rejected']:,} of {rep['rows_read']:,} rows "
+                  f"({rep['reject_fraction']:.1%}) were rejected, over the budget of {budget:.1%}")
+    else:
+        names = ", ".join(f"{f.path!r} ({f.rows_rejected / f.rows_read:.1%})" for f in over_files)
+        reason = (f"the run as a whole is within the reject budget of {budget:.1%}, but "
+                  f"{names} on {'its' if len(over_files) == 1 else 'their'} own "
+                  f"{'is' if len(over_files) == 1 else 'are'} over it")
+    reasons = rep["rejects_by_reason"]
+    top = max(reasons, key=reasons.get) if rep["rows_rejected"] else None
+    if top == "out_of_domain":
+        fix = ("most rejected rows hold numbers outside the plausible range of rooms: check the "
+               "units of the feed before anything else")
+    elif top in ("missing", "not_a_number", "non_finite"):
+        fix = (f"most rejected rows are {top.replace('_', ' ')}: check how the feed fills its "
+               "rooms column (the wrong column? --feature-column) and fix the source")
+    else:
+        fix = "fix the input, or raise --max-reject-fraction if such rows are expected"
+    return {"cause": "reject_budget", "reason": reason, "fix": fix}
+
+
+def drift_failure(rep: dict[str, Any]) -> dict[str, str]:
+    """Why a run failed on drift (--on-drift fail), and what to do about it."""
+    return {"cause": "drift",
+            "reason": "the input differs markedly from the data the model was trained on "
+                      f"({len(rep['drift']['warnings']) - 1} warning(s)) and --on-drift fail was "
+                      "asked for",
+            "fix": "check the feed against the warnings in the report, retrain on data like it, "
+                   "or score with --on-drift warn"}
+
+
+def target_check(stats: RunStats, files: list[FileStats], settings) -> dict[str, Any]:
+    """Which true-price column was used, and whether its prices are in the model's unit ($K)."""
+    used = sorted({f.target_column for f in files if f.target_column})
+    requested = settings.target_column
+    warnings: list[str] = []
+    if not used and requested and "target_column" in settings.model_fields_set \
+            and any(f.rooms_column for f in files):
+        warnings.append(f"No input has a column named {requested!r} (--target-column), so no "
+                        "MSE/MAE could be measured; check the spelling.")
+    sample = stats.sample.cols
+    actual, pred = sample.get("actual", np.empty(0)), sample.get("pred", np.empty(0))
+    ok = np.isfinite(actual) & np.isfinite(pred) & (pred > 0) if len(actual) else \
+        np.zeros(0, bool)
+    ratio, comparable = None, None
+    if ok.sum() >= 5:
+        ratio = float(np.median(actual[ok] / pred[ok]))
+        comparable = 1 / UNIT_RATIO <= ratio <= UNIT_RATIO
+        if comparable and ok.sum() >= 20:
+            spread = float(np.std(actual[ok]) / max(np.std(pred[ok]), 1e-9))
+            comparable = spread >= 1 / UNIT_RATIO  # log prices: right size, almost no spread
+        if not comparable:
+            warnings.append(
+                f"The true prices in {', '.join(repr(u) for u in used)} are about {ratio:.3g} "
+                f"times the predictions, which are in thousands of dollars ($K): they look like "
+                f"{_likely_unit(ratio, actual[ok])}. MSE and MAE compare different units and are "
+                "not comparable; convert the column to $K.")
+    return {"column": used[0] if len(used) == 1 else (used or None), "requested": requested,
+            "scale_ratio": ratio, "comparable": comparable, "warnings": warnings}
+
+
+def _likely_unit(ratio: float, actual: np.ndarray) -> str:
+    if 300 <= ratio <= 3000:
+        return "dollars rather than $K"
+    if 0.003 <= ratio <= 0.03:
+        return "hundreds of thousands of dollars ($100K) rather than $K"
+    if float(np.median(actual)) < 20 and float(np.std(actual)) < 2:
+        return "logarithms of prices"
+    return "another unit or scale"
+
+
+def rejected_rooms(stats: RunStats) -> dict[str, Any]:
+    """The rooms values that were rejected but are numbers (out of the domain): count, min, p50, max."""
+    values = stats.rejected_sample.cols.get("rooms", np.empty(0))
+    n = stats.rejected_numbers
+    return {"count": n, "min": stats.rejected_min if n else None,
+            "p50": float(np.median(values)) if len(values) else None,
+            "max": stats.rejected_max if n else None,
+            "estimated": ["p50"] if n > len(values) else []}
+
+
+def drift(stats: RunStats, meta: dict, rejected: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The input's rooms beside the training data's, with plain-words warnings when they differ.
+
+    It looks at the whole feed: the scored rows, and the rejected rows that are still numbers.
+    """
     train = dict(meta.get("feature_stats") or {})
     fr = meta.get("feature_range") or {}
     n = stats.scored
@@ -115,7 +218,8 @@ def drift(stats: RunStats, meta: dict) -> dict[str, Any]:
         mean = stats.rooms_sum / n
         var = max(stats.rooms_sq / n - mean ** 2, 0.0)
         current.update(mean=mean, std=math.sqrt(var), min=stats.rooms_min, max=stats.rooms_max,
-                       share_outside_training_range=stats.out_of_range / n)
+                       share_outside_training_range=stats.out_of_range / n,
+                       share_whole_numbers=stats.rooms_whole / n)
         t_mean, t_std = train.get("mean"), train.get("std")
         if t_mean is not None and t_std:
             gap = abs(mean - t_mean) / t_std
@@ -124,7 +228,7 @@ def drift(stats: RunStats, meta: dict) -> dict[str, Any]:
                 warnings.append(
                     f"The average number of rooms in this input ({mean:.2f}) is {gap:.1f} training "
                     f"standard deviations away from the training data's ({t_mean:.2f}).")
-            if n >= 30 and t_std > 0:
+            if n >= DRIFT_MIN_ROWS and t_std > 0:
                 ratio = math.sqrt(var) / t_std
                 current["spread_ratio"] = ratio
                 if not DRIFT_SPREAD[0] <= ratio <= DRIFT_SPREAD[1]:
@@ -137,13 +241,27 @@ def drift(stats: RunStats, meta: dict) -> dict[str, Any]:
                 f"{share:.0%} of the scored rows have rooms outside the training range "
                 f"{fr['min']:.2f}-{fr['max']:.2f}; there the model extrapolates a straight line and "
                 "its prices deserve less trust.")
+        if n >= DRIFT_MIN_ROWS and stats.rooms_whole / n >= WHOLE_SHARE:
+            warnings.append(
+                f"{stats.rooms_whole / n:.0%} of the rooms values are whole numbers; a suburb's "
+                "average number of rooms almost never is: the feed may hold rooms per house "
+                "rather than suburb averages.")
+    read = stats.scored + stats.rejected
+    if rejected and read and rejected["count"] / read > REJECTED_NUMBERS_SHARE:
+        warnings.append(
+            f"{rejected['count']:,} rows ({rejected['count'] / read:.0%}) were rejected although "
+            f"their rooms are numbers (from {rejected['min']:.4g} to {rejected['max']:.4g}, "
+            f"median {rejected['p50']:.4g}), outside the plausible range: the feed may use another "
+            "unit (rooms squared? rooms per building?).")
     if warnings:
         warnings.append("The input differs markedly from what the model was trained on: check the "
                         "source data, or retrain on data like it.")
+    verdict = "differs_markedly" if warnings else (
+        "too_few_rows" if n < DRIFT_MIN_ROWS else "no_marked_difference")
     training = {k: train.get(k) for k in ("count", "mean", "std")}
     training.update(min=fr.get("min"), max=fr.get("max"), share_outside_training_range=0.0)
     return {"input": current, "training": training, "differs_markedly": bool(warnings),
-            "warnings": warnings}
+            "verdict": verdict, "warnings": warnings}
 
 
 def render(rep: dict, meta: dict, stats: RunStats, version_dir: Path,
@@ -162,7 +280,7 @@ def write(folder: Path, rep: dict, files: dict[str, bytes]) -> None:
     """The rendered files, then report.json, into the run's (temporary) folder."""
     for name, data in files.items():
         write_atomic(folder / name, data)
-    write_atomic(folder / "report.json", dumps(rep, indent=2) + "\n")
+    write_atomic(folder / "report.json", dumps(rep, indent=2, digits=7) + "\n")
 
 
 def _loss_png(version_dir: Path, version: str) -> bytes | None:
@@ -189,7 +307,7 @@ def _fit_png(meta: dict, stats: RunStats, rep: dict) -> bytes:
     note = None
     if rep["metrics"]:
         m = rep["metrics"]
-        note = f"on {m['rows']:,} rows with medv: MSE {m['mse']:.2f}  MAE {m['mae']:.2f}  " \
+        note = f"on {m['rows']:,} rows with {m.get('target_column') or 'a true price'}: MSE {m['mse']:.2f}  MAE {m['mae']:.2f}  " \
                f"RMSE {m['rmse']:.2f}"
         if m.get("interval_coverage") is not None:
             note += f"  in band {m['interval_coverage']:.0%}"
@@ -202,7 +320,8 @@ def _fit_png(meta: dict, stats: RunStats, rep: dict) -> bytes:
         scored_x=sample.get("rooms"), scored_pred=sample.get("pred"),
         actual_x=sample.get("rooms", np.empty(0))[has] if len(has) else None,
         actual_y=actual[has] if len(has) else None, note=note,
-        interval=meta.get("interval") or None)
+        interval=meta.get("interval") or None, ols=meta.get("ols_reference"),
+        target=rep["metrics"]["target_column"] if rep["metrics"] else None)
 
 
 # -- HTML -------------------------------------------------------------------------------------------
@@ -249,8 +368,10 @@ def _table(headers: list[str], rows: list[list[Any]], numeric: set[int] = frozen
 def render_html(rep: dict, images: dict[str, bytes]) -> str:
     """One self-contained page; every value that came from input files is escaped."""
     ok = rep["status"] == "succeeded"
+    failure = rep.get("failure") or {}
+    cause = "drift" if failure.get("cause") == "drift" else "reject budget exceeded"
     status = "<span class='ok'>succeeded</span>" if ok else \
-        "<span class='bad'>failed: reject budget exceeded — nothing was published</span>"
+        f"<span class='bad'>failed: {cause} — nothing was published</span>"
     model, summary, drift_ = rep["model"], rep["prediction_summary"], rep["drift"]
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
              f"<meta name='viewport' content='width=device-width,initial-scale=1'>"
@@ -267,15 +388,21 @@ def render_html(rep: dict, images: dict[str, bytes]) -> str:
              ("mean prediction ($K)", summary["mean"])]
     parts.append("<h2>Summary</h2><div class='cards'>" + "".join(
         f"<div class='card'>{_e(k)}<b>{_f(v, 2)}</b></div>" for k, v in cards) + "</div>")
-    for w in drift_["warnings"]:
+    if failure:
+        parts.append(f"<div class='warn'><b>Why:</b> {_e(failure['reason'])}.<br><b>What to "
+                     f"do:</b> {_e(failure['fix'])}.</div>")
+    for w in rep.get("warnings", []):  # every warning once, here; the sections refer to them
         parts.append(f"<div class='warn'>{_e(w)}</div>")
 
     parts.append("<h2>Inputs</h2>" + _table(
-        ["file", "format", "rooms column", "rows read", "scored", "rejected", "sha256", "notes"],
-        [[i["path"], i["format"], i.get("rooms_column"), i["rows_read"], i["rows_scored"],
-          i["rows_rejected"], i["sha256"][:16] + "…", "; ".join(i.get("notes") or [])]
+        ["file", "format", "rooms column", "price column", "rows read", "scored", "rejected",
+         "reject share", "sha256", "notes"],
+        [[i["path"], i["format"], i.get("rooms_column"), i.get("target_column") or "–",
+          i["rows_read"], i["rows_scored"], i["rows_rejected"],
+          _pct(i.get("reject_fraction")), i["sha256"][:16] + "…",
+          "; ".join(i.get("notes") or [])]
          for i in rep["inputs"]],
-        numeric={3, 4, 5}))
+        numeric={4, 5, 6}))
     if rep["skipped_inputs"]:
         parts.append("<p>Skipped, already scored by an earlier run (--new-only): " + ", ".join(
             f"<code>{_e(s['path'])}</code>" for s in rep["skipped_inputs"]) + "</p>")
@@ -285,6 +412,10 @@ def render_html(rep: dict, images: dict[str, bytes]) -> str:
         [[r, n, MEANINGS[r]] for r, n in rep["rejects_by_reason"].items()], numeric={1}) +
         "<p>Every rejected row is listed in <code>rejects.csv</code> with its file, row number "
         "and raw value.</p>")
+    rr = rep.get("rejected_rooms") or {}
+    if rr.get("count"):
+        parts.append(f"<p>{rr['count']:,} rejected rows still hold a number for rooms: from "
+                     f"{_f(rr['min'], 3)} to {_f(rr['max'], 3)}, median {_f(rr['p50'], 3)}.</p>")
     if rep["first_rejects"]:
         parts.append(f"<p>The first {len(rep['first_rejects'])} rejected rows:</p>" + _table(
             ["file", "row", "raw value", "reason"],
@@ -305,6 +436,7 @@ def render_html(rep: dict, images: dict[str, bytes]) -> str:
          ["least-squares reference (OLS)",
           f"price = {_f(ols.get('slope'), 4)} × rooms {_signed(ols.get('intercept', 0))}, "
           f"test MSE {_f(ols.get('test_mse'), 2)}"],
+         ["model vs least squares", _versus_ols(mm, ols)],
          ["hyperparameters", ", ".join(f"{k} {v}" for k, v in
                                        (model.get("hyperparameters") or {}).items())],
          ["prediction path", rep.get("prediction_path")]]))
@@ -328,9 +460,13 @@ def render_html(rep: dict, images: dict[str, bytes]) -> str:
         covered = "" if m.get("interval_coverage") is None else (
             f" {m['interval_coverage']:.1%} of them lie inside their price band (promised: "
             f"{m['interval_level']:.0%}).")
-        parts.append("<p>The input carries the true price (medv) for "
+        column = m.get("target_column") or "the true price"
+        column = column if isinstance(column, str) else ", ".join(column)
+        caveat = "" if m.get("comparable") is not False else \
+            " These are NOT comparable with the model's $K: see the warning above."
+        parts.append(f"<p>The input carries the true price (<code>{_e(column)}</code>) for "
                      f"{m['rows']:,} scored rows: MSE {m['mse']:.3f}, MAE {m['mae']:.3f}, "
-                     f"RMSE {m['rmse']:.3f}.{_e(covered)}</p>")
+                     f"RMSE {m['rmse']:.3f}.{_e(covered)}{_e(caveat)}</p>")
 
     di, dt_ = drift_["input"], drift_["training"]
     parts.append("<h2>Drift: rooms in this input vs the training data</h2>" + _table(
@@ -339,8 +475,12 @@ def render_html(rep: dict, images: dict[str, bytes]) -> str:
           di.get("max"), _pct(di.get("share_outside_training_range"))],
          ["training", dt_.get("count"), dt_.get("mean"), dt_.get("std"), dt_.get("min"),
           dt_.get("max"), _pct(0.0)]], numeric={1, 2, 3, 4, 5}))
-    parts.append("<p class='ok'>No marked difference.</p>" if not drift_["warnings"] else
-                 "".join(f"<div class='warn'>{_e(w)}</div>" for w in drift_["warnings"]))
+    verdict = drift_.get("verdict")
+    parts.append(
+        "<p class='ok'>No marked difference.</p>" if verdict == "no_marked_difference" else
+        f"<p>Too few scored rows ({di.get('count', 0):,}) to judge drift: no verdict.</p>"
+        if verdict == "too_few_rows" else
+        "<p class='bad'>The input differs markedly: see the warnings at the top.</p>")
 
     if images:
         parts.append("<h2>Plots</h2><div class='plots'>")
@@ -351,11 +491,30 @@ def render_html(rep: dict, images: dict[str, bytes]) -> str:
                 parts.append(f"<figure><img alt='{_e(caption)}' src='data:image/png;base64,"
                              f"{data}'><figcaption>{_e(caption)}</figcaption></figure>")
         parts.append("</div>")
-    parts.append("<h2>Files of this run</h2><p><code>predictions.parquet</code>, "
-                 "<code>predictions.csv</code> (spreadsheet-safe), <code>rejects.csv</code>, "
-                 "<code>report.json</code>; the data dictionary is in the project README.</p>")
+    if ok:
+        parts.append("<h2>Files of this run</h2><p><code>predictions.parquet/</code> (a folder "
+                     "of Parquet parts), <code>predictions.csv</code> (spreadsheet-safe), "
+                     "<code>rejects.csv</code>, <code>report.json</code>, <code>loss.png</code>, "
+                     "<code>fit.png</code>; the data dictionary is in the project README.</p>")
+    else:
+        parts.append("<h2>Files of this run</h2><p>Kept for diagnosis only (nothing was "
+                     "published): <code>rejects.csv</code>, <code>report.json</code> and this "
+                     "page.</p>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _versus_ols(mm: dict, ols: dict) -> str:
+    """How much worse the model is than the least-squares line, on the same test rows."""
+    model_mse, ols_mse = mm.get("test_mse"), ols.get("test_mse")
+    if not model_mse or not ols_mse:
+        return "–"
+    gap = model_mse / ols_mse - 1
+    if gap <= 0.01:
+        return (f"test MSE {model_mse:.1f} vs {ols_mse:.1f}: as good as the least-squares line "
+                "on the same test rows")
+    return (f"test MSE {model_mse:.1f} vs {ols_mse:.1f}: the model's squared errors are "
+            f"{gap:.0%} larger than the least-squares line's on the same test rows")
 
 
 def _signed(x: float) -> str:

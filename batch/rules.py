@@ -83,6 +83,13 @@ def score_batch(batch: pa.RecordBatch, first_row: int, ctx: BatchContext, predic
             pa.array(reasons, pa.string()),
         ], schema=REJECT_SCHEMA)
         stats.first_rejects = rejects.slice(0, FIRST_REJECTS).to_pylist()
+        numbers = checked.parsed[bad]
+        finite = np.isfinite(numbers)
+        if finite.any():  # rejected but still numbers (out of domain): their summary shows units
+            nums = numbers[finite]
+            stats.rejected_numbers = int(finite.sum())
+            stats.rejected_min, stats.rejected_max = float(nums.min()), float(nums.max())
+            stats.rejected_sample.add(sample_keys(ctx.sha256, rows[bad][finite]), rooms=nums)
     else:
         rejects = pa.RecordBatch.from_pylist([], schema=REJECT_SCHEMA)
 
@@ -105,6 +112,8 @@ def score_batch(batch: pa.RecordBatch, first_row: int, ctx: BatchContext, predic
             continue
         if f.name in kept.schema.names:
             col = kept.column(f.name)
+            if ctx.decimal_comma and f.name in ctx.retype_candidates:
+                col = features.decimal_points(col)  # so '6,5' can become the number 6.5
             columns.append(conform(col, f.type))
         else:
             columns.append(pa.nulls(len(good), f.type))
@@ -122,6 +131,7 @@ def score_batch(batch: pa.RecordBatch, first_row: int, ctx: BatchContext, predic
             float(p64.max())
         stats.rooms_sum, stats.rooms_sq = float(rooms.sum()), float((rooms ** 2).sum())
         stats.rooms_min, stats.rooms_max = float(rooms.min()), float(rooms.max())
+        stats.rooms_whole = int((rooms == np.round(rooms)).sum())
         actual = np.full(len(good), np.nan)
         if ctx.target_column and ctx.target_column in kept.schema.names:
             actual, _ = features.parse_numbers(kept.column(ctx.target_column), ctx.decimal_comma)

@@ -14,7 +14,7 @@ from typing import Any
 
 from batch import engines, interrupts, outputs, report
 from batch.engines.base import Job
-from batch.errors import BatchError, RejectBudgetExceeded
+from batch.errors import BatchError, DriftDetected, RejectBudgetExceeded
 from batch.ids import new_run_id
 from batch.lineage import Lineage, arrow_schema, score_inputs, score_outputs
 from batch.model import predictor_for
@@ -87,7 +87,7 @@ def _score(settings: Settings, started: dt.datetime) -> dict[str, Any]:
                      len(plan.skipped))
             lineage.complete([])
             return {"status": "nothing_new", "run_id": None, "run_dir": None, "rows_scored": 0,
-                    "rows_rejected": 0, "skipped_inputs": len(plan.skipped)}
+                    "rows_rejected": 0, "skipped_inputs": len(plan.skipped), "warnings": []}
         log.info("run %s: scoring %d file(s) with model %s (%s)", run_id, len(plan.files),
                  version, settings.model_version)
 
@@ -105,29 +105,40 @@ def _score(settings: Settings, started: dt.datetime) -> dict[str, Any]:
         stats = result.stats
         total = stats.scored + stats.rejected
         fraction = stats.rejected / total if total else 0.0
-        over_budget = fraction > settings.max_reject_fraction
+        budget = settings.max_reject_fraction
+        over_files = [f for f in result.files
+                      if f.rows_read and f.rows_rejected / f.rows_read > budget]
+        over_budget = fraction > budget or bool(over_files)
         rep = report.build(run_id=run_id, status="failed" if over_budget else "succeeded",
                            started=started, finished=dt.datetime.now(dt.timezone.utc),
                            version=version, meta=meta, stats=stats, files=result.files,
                            skipped=plan.skipped, settings=settings,
                            predictor=result.prediction_path, reject_fraction=fraction)
-        rendered = report.render(rep, meta, stats, registry.root / version,
-                                 plots=not over_budget)
+        drifted = settings.on_drift == "fail" and rep["drift"]["differs_markedly"]
+        refused = over_budget or drifted
+        if refused and not over_budget:
+            rep["status"] = "failed"
+        rep["failure"] = None if not refused else (
+            report.budget_failure(rep, over_files) if over_budget else report.drift_failure(rep))
+        for warning in rep["warnings"]:
+            log.warning("%s", warning)
+        rendered = report.render(rep, meta, stats, registry.root / version, plots=not refused)
         phase("report")
         rep["phases_seconds"] = dict(phases)
         with outputs.writing(staged):
             report.write(staged, rep, rendered)
         summary = {"status": rep["status"], "run_id": run_id, "rows_scored": stats.scored,
-                   "rows_rejected": stats.rejected, "model_version": version}
-        if over_budget:
+                   "rows_rejected": stats.rejected, "model_version": version,
+                   "warnings": rep["warnings"]}
+        if refused:
             final = out.publish_failed(staged, run_id)
             staged = None
-            summary.update(run_dir=str(final), status="reject_budget_exceeded")
-            raise RejectBudgetExceeded(
-                f"{stats.rejected} of {total} rows ({fraction:.1%}) were rejected, over the "
-                f"budget of {settings.max_reject_fraction:.1%}; nothing was published — see "
-                f"{final / 'rejects.csv'} and {final / 'report.html'}, fix the input or raise "
-                "--max-reject-fraction", summary)
+            summary.update(run_dir=str(final),
+                           status="reject_budget_exceeded" if over_budget else "drift_detected")
+            error = RejectBudgetExceeded if over_budget else DriftDetected
+            raise error(f"{rep['failure']['reason']}; nothing was published — "
+                        f"{rep['failure']['fix']} (see {final / 'rejects.csv'} and "
+                        f"{final / 'report.html'})", summary)
         interrupts.hold()  # from the rename on, the run is reported as published
         final = out.publish(staged, run_id)
         staged = None

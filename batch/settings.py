@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     new_only: bool = Field(
         False, description="skip input files whose content a successful run already scored"
     )
+    on_drift: Literal["warn", "fail"] = Field(
+        "warn", description="a run whose input differs markedly from the training data: warn "
+        "(publish with warnings) or fail (exit 8, nothing published)")
     domain_min: float = Field(0.0, allow_inf_nan=False,
                               description="plausible rooms: value must be > this (finite)")
     domain_max: float = Field(20.0, allow_inf_nan=False,
@@ -191,9 +194,9 @@ class Settings(BaseSettings):
 # The settings of a scoring run, in the order its flags are listed (jobs.score, and what the
 # scheduler passes on to each run).
 SCORE_FIELDS = ["models_dir", "output_dir", "input", "model_version", "feature_column",
-                "target_column", "max_reject_fraction", "new_only", "domain_min", "domain_max",
-                "chunk_rows", "progress_seconds", "engine", "dask_address", "dask_workers",
-                "metrics_dir", "openlineage_url", "openlineage_file", "log_level"]
+                "target_column", "max_reject_fraction", "on_drift", "new_only", "domain_min",
+                "domain_max", "chunk_rows", "progress_seconds", "engine", "dask_address",
+                "dask_workers", "metrics_dir", "openlineage_url", "openlineage_file", "log_level"]
 # What the scheduler adds: its own timing and the retention it applies after each run.
 SCHEDULE_FIELDS = ["schedule", "timezone", "misfire_grace_seconds", "heartbeat_seconds",
                    "retention", "retention_days"]

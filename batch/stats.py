@@ -67,7 +67,12 @@ class RunStats:
     abs_err: float = 0.0
     band_rows: int = 0  # rows with a true price and a band
     band_covered: int = 0  # of those, rows whose true price lies inside the band
+    rooms_whole: int = 0  # scored rows whose rooms is a whole number (averages rarely are)
+    rejected_numbers: int = 0  # rejected rows whose rooms is still a finite number
+    rejected_min: float = math.inf
+    rejected_max: float = -math.inf
     sample: Sample = field(default_factory=Sample)
+    rejected_sample: Sample = field(default_factory=Sample)  # of those numbers, for their p50
     first_rejects: list[dict] = field(default_factory=list)  # shown in report.html
 
     @property
@@ -79,12 +84,15 @@ class RunStats:
             self.rejects[r] = self.rejects.get(r, 0) + n
         for name in ("scored", "out_of_range", "below_range", "above_range", "pred_sum",
                      "rooms_sum", "rooms_sq", "actual_n", "sq_err", "abs_err", "band_rows",
-                     "band_covered"):
+                     "band_covered", "rooms_whole", "rejected_numbers"):
             setattr(self, name, getattr(self, name) + getattr(o, name))
         self.pred_min, self.pred_max = min(self.pred_min, o.pred_min), max(self.pred_max, o.pred_max)
         self.rooms_min = min(self.rooms_min, o.rooms_min)
         self.rooms_max = max(self.rooms_max, o.rooms_max)
+        self.rejected_min = min(self.rejected_min, o.rejected_min)
+        self.rejected_max = max(self.rejected_max, o.rejected_max)
         self.sample.merge(o.sample)
+        self.rejected_sample.merge(o.rejected_sample)
         self.first_rejects = (self.first_rejects + o.first_rejects)[:FIRST_REJECTS]
 
 
@@ -99,6 +107,7 @@ class FileStats:
     rows_scored: int = 0
     rows_rejected: int = 0
     rooms_column: str | None = None
+    target_column: str | None = None
     notes: list[str] = field(default_factory=list)
 
     def add(self, rows_read: int, stats: RunStats) -> None:

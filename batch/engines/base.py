@@ -111,7 +111,8 @@ class Engine(ABC):
         stats = RunStats()
         numeric = NumericColumns(set(plan.retype_candidates))
         files = [FileStats(fp.src.name, fp.src.sha256, fp.src.format,
-                           rooms_column=fp.rooms_column, notes=list(fp.src.notes))
+                           rooms_column=fp.rooms_column, target_column=fp.target_column,
+                           notes=list(fp.src.notes))
                  for fp in plan.files]
         for r in sorted(results, key=lambda r: (r.file_index, r.part)):
             stats.merge(r.stats)
