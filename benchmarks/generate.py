@@ -137,6 +137,39 @@ def ensure_model(models_dir_arg: str | None, python: str, env: dict[str, str]
     return models_dir, version
 
 
+def keras_path_copy(models_dir: Path, version: str) -> Path:
+    """A copy of the registry whose `version` has no fold record: the scorer takes the Keras path."""
+    dest = DATA / "models-keras-path"
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(models_dir, dest, ignore=shutil.ignore_patterns("*.lock"))
+    meta_path = dest / version / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta.pop("fold", None)
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    return dest
+
+
+def sample_rows(folder: Path) -> int:
+    """Data rows in sample_inputs/ (CSV lines after the header, Parquet rows)."""
+    import pyarrow.parquet as pq
+
+    total = 0
+    for path in sorted(folder.iterdir()):
+        if path.suffix == ".csv":
+            total += max(len(path.read_text().splitlines()) - 1, 0)
+        elif path.suffix == ".parquet":
+            total += pq.ParquetFile(path).metadata.num_rows
+    return total
+
+
+def prediction_path(run_dir: Path) -> str:
+    """How the run predicted, from its report.json ('' when unreadable)."""
+    try:
+        return str(json.loads((run_dir / "report.json").read_text()).get("prediction_path", ""))
+    except (OSError, ValueError):
+        return ""
+
+
 def child_env(boston_npz: str | None) -> dict[str, str]:
     """Every case's environment: no BATCH_* (flags say everything), TF quiet, offline Keras."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATCH_")}
