@@ -1,7 +1,8 @@
 """The single-neuron model: seeding, building, predicting in large batches, and the scorer's Predictor.
 
 The Predictor is what both scoring engines use: the folded Dense(1) (weight and bias) when the
-model is exactly that, else the Keras model itself; it travels to Dask workers as a small
+model is exactly that (read without TensorFlow when verified at publish, see batch.linear), else
+the Keras model itself; it travels to Dask workers as a small
 picklable object and is loaded once per process. `check_parity` compares its predictions with
 the Keras model's own on a run's sample. No file is written here.
 """
@@ -136,10 +137,15 @@ class Predictor:
     sha256: str
     fold: LinearFold | None
     keras_bytes: bytes | None = None
+    # Set when the fold was verified against Keras at publish time (batch.linear) and read
+    # without TensorFlow: how, for the report. Such a run has no Keras model to check parity with.
+    verified: str = ""
 
     @property
     def path(self) -> str:
         """How predictions are made, for the report."""
+        if self.verified:
+            return self.verified
         return "folded Dense(1)" if self.fold is not None else "Keras model"
 
     def load(self) -> Callable[[np.ndarray], np.ndarray]:

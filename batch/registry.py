@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import math
@@ -113,20 +114,7 @@ class Registry:
         """Load vN's Keras model after checking its sha256 against metadata, with safe_mode on."""
         name = self.resolve(version)
         meta = self.metadata(name)
-        model_path = self.root / name / MODEL_FILE
-        expected = meta.get("model_sha256")
-        if not model_path.is_file():
-            raise ModelError(f"{model_path} is missing; the version is damaged, "
-                             "score with another one (--model-version)")
-        try:
-            actual = sha256_file(model_path)
-        except OSError as exc:
-            raise ModelError(f"cannot read {model_path} ({exc.strerror or exc}); check its "
-                             "permissions or score with another --model-version") from None
-        if not expected or actual != expected:
-            raise ModelError(f"{model_path} does not match the sha256 in its metadata (truncated or "
-                             "modified); refusing to score with it: use another --model-version "
-                             "or retrain")
+        model_path, _ = self._checked_model(name, meta)
         from batch.model import keras
 
         try:
@@ -134,6 +122,40 @@ class Registry:
         except Exception as exc:
             raise ModelError(f"cannot load {model_path} ({exc})") from None
         return model, meta
+
+    def load_fold(self, version: str):
+        """vN's verified linear fold, read from its sha256-checked archive without TensorFlow.
+
+        Returns (fold, metadata); fold is None when the version must be scored through Keras
+        (not a plain linear Dense(1), no or an old publish-time verification, or weights that
+        differ from the verified ones). A file that does not match its sha256 raises ModelError,
+        as load() does.
+        """
+        from batch.linear import trusted_fold
+
+        name = self.resolve(version)
+        meta = self.metadata(name)
+        model_path, data = self._checked_model(name, meta)
+        # The bytes just hashed are the bytes parsed: the file cannot change in between.
+        return trusted_fold(data, meta, hashlib.sha256(data).hexdigest(), str(model_path)), meta
+
+    def _checked_model(self, name: str, meta: dict[str, Any]) -> tuple[Path, bytes]:
+        """vN's model file and its bytes, whose sha256 must be the one its metadata records."""
+        model_path = self.root / name / MODEL_FILE
+        expected = meta.get("model_sha256")
+        if not model_path.is_file():
+            raise ModelError(f"{model_path} is missing; the version is damaged, "
+                             "score with another one (--model-version)")
+        try:
+            data = model_path.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"cannot read {model_path} ({exc.strerror or exc}); check its "
+                             "permissions or score with another --model-version") from None
+        if not expected or hashlib.sha256(data).hexdigest() != expected:
+            raise ModelError(f"{model_path} does not match the sha256 in its metadata (truncated or "
+                             "modified); refusing to score with it: use another --model-version "
+                             "or retrain")
+        return model_path, data
 
     # -- writing -------------------------------------------------------------------------------
     def _lock(self) -> FileLock:

@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from batch import engines, interrupts, outputs, report
+from batch import engines, interrupts, linear, outputs, report
 from batch.engines.base import Job
 from batch.errors import BatchError, DriftDetected, RejectBudgetExceeded
 from batch.ids import new_run_id
 from batch.lineage import Lineage, arrow_schema, score_inputs, score_outputs
-from batch.model import predictor_for
+from batch.model import Predictor, predictor_for
 from batch.plan import plan_inputs
 from batch.registry import MODEL_FILE, Registry
 from batch.settings import Settings
@@ -72,9 +72,17 @@ def _score(settings: Settings, started: dt.datetime) -> dict[str, Any]:
     staged: Path | None = None
     try:
         out.clean_leftovers()
-        model, meta = registry.load(version)
-        predictor = predictor_for(model, meta.get("model_sha256", ""),
-                                  lambda: (registry.root / version / MODEL_FILE).read_bytes())
+        # A Dense(1) whose fold was verified at publish is scored without TensorFlow; any
+        # other version (or a fold that no longer matches its record) loads Keras.
+        fold, meta = registry.load_fold(version)
+        if fold is not None:
+            model = None
+            predictor = Predictor(meta["model_sha256"], fold,
+                                  verified=linear.describe(meta[linear.FOLD_KEY]))
+        else:
+            model, meta = registry.load(version)
+            predictor = predictor_for(model, meta.get("model_sha256", ""),
+                                      lambda: (registry.root / version / MODEL_FILE).read_bytes())
         phase("model")
         plan = plan_inputs(settings.input, settings.feature_column, settings.target_column,
                            out.scored_hashes() if settings.new_only else None)

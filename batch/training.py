@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from batch import datasets, intervals, plots
+from batch import datasets, intervals, linear, plots
 from batch.errors import ModelError, UnfitModel
 from batch.registry import MODEL_FILE, PRODUCTION, SANITY_RATIO, Registry
 from batch.settings import Settings
@@ -148,6 +148,11 @@ def _train(settings: Settings, registry: Registry, promote: str) -> dict[str, An
 
     with registry.staging() as staged:
         net.save(staged / MODEL_FILE)
+        # Verified once here, so that scoring a plain Dense(1) needs no TensorFlow (batch.linear).
+        fold = linear.verify(staged / MODEL_FILE, datasets.sha256_file(staged / MODEL_FILE),
+                             (metadata["feature_range"]["min"], metadata["feature_range"]["max"]))
+        if fold is not None:
+            metadata[linear.FOLD_KEY] = fold
         rows = ["epoch,loss,val_loss"] + [f"{i},{a!r},{b!r}" for i, (a, b)
                                           in enumerate(zip(loss, val_loss), start=1)]
         (staged / "history.csv").write_text("\n".join(rows) + "\n")

@@ -10,6 +10,8 @@ Cases, each measured as a separate child process, one after another (never concu
   (c) floor    pyarrow reads the input, writes the same two prediction files (+ empty rejects.csv)
   (d) dask     `python -m jobs.score --engine dask --dask-workers 2` (optional: skipped with a note
                when the scorer does not offer it or the run fails)
+  (s) small    `python -m jobs.score` over sample_inputs/ (a nightly run of a few rows), local and
+               Dask, with the verified fold (no TensorFlow) and through Keras
 
 Wall time is time.monotonic() around the child; peak RSS is the child's ru_maxrss from os.wait4
 (the largest single process) and, for multi-process runs, the sampled sum over the process tree.
@@ -44,7 +46,8 @@ from benchmarks import baselines, generate  # noqa: E402
 from benchmarks.common import CASES, DATA, REPO, RESULTS, human, say  # noqa: E402
 from benchmarks.measure import (error_line, loadavg, machine, measure, output_facts,  # noqa: E402
                                 parse_summary, scorer_phases, warm)
-from benchmarks.report import consistency, markdown, summarise, write_atomic  # noqa: E402
+from benchmarks.report import (consistency, markdown, small_summary, summarise,  # noqa: E402
+                               write_atomic)
 
 DEFAULT_ROWS = [10_000_000, 40_000_000]
 DEFAULT_CSV_ROWS = [10_000_000]
@@ -155,9 +158,51 @@ class Bench:
             rec["error"] = error_line(m)
         return self._finish(rec, out)
 
+    def small(self) -> None:
+        """Case (s): `python -m jobs.score` over sample_inputs/, as a nightly run of a few rows.
+
+        Four variants, each --small-repeat times: the local and the Dask engine, each on the
+        benchmark model as published (a verified fold: no TensorFlow) and on a copy whose
+        metadata lacks the fold record (the Keras path, which imports TensorFlow).
+        """
+        keras_models = generate.keras_path_copy(self.models_dir, self.version)
+        src = REPO / "sample_inputs"
+        rows = generate.sample_rows(src)
+        variants = [("local", "fold", self.models_dir), ("local", "keras", keras_models)]
+        if self.dask_state == "try":
+            variants += [("dask", "fold", self.models_dir), ("dask", "keras", keras_models)]
+        say(f"small run: sample_inputs/ ({rows} rows), variants "
+            + ", ".join(f"{e}/{p}" for e, p, _ in variants))
+        for rep in range(self.args.small_repeat):
+            for engine, path, models in variants:
+                tag = f"s-{engine}-{path}-{rep}"
+                out = self._case_dir(tag)
+                cmd = [self.args.python, "-m", "jobs.score", "--input", str(src),
+                       "--output-dir", str(out), "--models-dir", str(models),
+                       "--model-version", self.version]
+                if engine == "dask":
+                    cmd += ["--engine", "dask", "--dask-workers", str(self.args.dask_workers)]
+                m = measure(cmd, self.env, self.logs / tag)
+                summary = parse_summary(m["stdout_tail"])
+                rec = {"case": "s", "format": f"{engine}/{path}", "rows": rows, "rep": rep, **m,
+                       "peak_rss_mb": max(m["maxrss_mb"], m["tree_peak_rss_mb"]),
+                       "summary": summary, "engine": engine, "path": path}
+                rec["ok"] = m["exit_code"] == 0 and summary.get("status") == "succeeded"
+                if not rec["ok"]:
+                    rec["error"] = error_line(m)
+                run_dir = Path(summary["run_dir"]) if summary.get("run_dir") else out
+                if rec["ok"]:
+                    rec["phases"] = scorer_phases(run_dir, summary)
+                    rec["prediction_path"] = generate.prediction_path(run_dir)
+                self._finish(rec, out, run_dir)
+
     def run(self) -> None:
-        """Every size of every format: (c), (a), (d) in turn; then (b) on --naive-rows rows."""
+        """(s) first; every size of every format: (c), (a), (d) in turn; then (b)."""
+        if "s" in self.args.cases:
+            self.small()
         plan = [(fmt, rows) for fmt in self.args.format for rows in self.sizes(fmt)]
+        if not plan:
+            return
         say(f"model {self.version} in {self.models_dir}; cases: "
             + ", ".join(f"{fmt} {human(r)}" for fmt, r in plan))
         for fmt, rows in plan:
@@ -210,8 +255,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--naive-rows", type=int, default=None, metavar="N",
                    help=f"rows the naive baseline (b) is measured on, then extrapolated "
                         f"(default {DEFAULT_NAIVE_ROWS}; never more than the largest size)")
-    p.add_argument("--cases", default="abcd",
-                   help="which cases to run, e.g. 'ac' (default abcd; d only when available)")
+    p.add_argument("--cases", default="sabcd",
+                   help="which cases to run, e.g. 'ac' (default sabcd: s is the small run over "
+                        "sample_inputs/; d only when available)")
+    p.add_argument("--small-repeat", type=int, default=3,
+                   help="runs of each small-run variant; the table shows the median (default 3)")
     p.add_argument("--dask", choices=["auto", "off"], default="auto",
                    help="auto: run (d) when `jobs.score --help` offers --engine dask (default)")
     p.add_argument("--dask-workers", type=int, default=2, help="workers for (d) (default 2)")
@@ -242,8 +290,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.naive_rows = a.naive_rows or DEFAULT_NAIVE_ROWS
     if a.repeat < 1 or min(a.rows + a.csv_rows + [a.naive_rows]) < 1:
         p.error("sizes and --repeat must be positive")
-    if set(a.cases) - set("abcd"):
-        p.error("--cases takes letters from 'abcd'")
+    if set(a.cases) - set("sabcd"):
+        p.error("--cases takes letters from 'sabcd'")
+    if a.small_repeat < 1:
+        p.error("--small-repeat must be positive")
     return a
 
 
@@ -261,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         say("interrupted; writing what was measured so far")
     summary = summarise(bench.results, {fmt: bench.sizes(fmt) for fmt in args.format})
+    summary["small"] = small_summary(bench.results)
     report = {
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

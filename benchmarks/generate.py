@@ -117,7 +117,11 @@ def production_version(models_dir: Path) -> str | None:
 
 def ensure_model(models_dir_arg: str | None, python: str, env: dict[str, str]
                  ) -> tuple[Path, str]:
-    """A production model in --models-dir, else one trained (5 epochs) into benchmarks/data."""
+    """A production model in --models-dir, else one trained (the tutorial's recipe) into benchmarks/data.
+
+    The default recipe, not a shorter one: a few epochs at the default step fail the trainer's
+    sanity check (exit 4), and the recipe takes only seconds.
+    """
     models_dir = Path(models_dir_arg).resolve() if models_dir_arg else DATA / "models"
     version = production_version(models_dir)
     if version:
@@ -125,8 +129,8 @@ def ensure_model(models_dir_arg: str | None, python: str, env: dict[str, str]
     if models_dir_arg:
         sys.exit(f"bench: no production model in {models_dir}; train one with "
                  f"python -m jobs.train --models-dir {models_dir}")
-    say(f"training a benchmark model into {models_dir.relative_to(REPO)} (5 epochs)")
-    cmd = [python, "-m", "jobs.train", "--models-dir", str(models_dir), "--epochs", "5"]
+    say(f"training a benchmark model into {models_dir.relative_to(REPO)}")
+    cmd = [python, "-m", "jobs.train", "--models-dir", str(models_dir)]
     log = DATA / "logs" / "train.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as fh:
@@ -135,6 +139,39 @@ def ensure_model(models_dir_arg: str | None, python: str, env: dict[str, str]
     if rc != 0 or not version:
         sys.exit(f"bench: training the benchmark model failed (exit {rc}); see {log}")
     return models_dir, version
+
+
+def keras_path_copy(models_dir: Path, version: str) -> Path:
+    """A copy of the registry whose `version` has no fold record: the scorer takes the Keras path."""
+    dest = DATA / "models-keras-path"
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(models_dir, dest, ignore=shutil.ignore_patterns("*.lock"))
+    meta_path = dest / version / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta.pop("fold", None)
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    return dest
+
+
+def sample_rows(folder: Path) -> int:
+    """Data rows in sample_inputs/ (CSV lines after the header, Parquet rows)."""
+    import pyarrow.parquet as pq
+
+    total = 0
+    for path in sorted(folder.iterdir()):
+        if path.suffix == ".csv":
+            total += max(len(path.read_text().splitlines()) - 1, 0)
+        elif path.suffix == ".parquet":
+            total += pq.ParquetFile(path).metadata.num_rows
+    return total
+
+
+def prediction_path(run_dir: Path) -> str:
+    """How the run predicted, from its report.json ('' when unreadable)."""
+    try:
+        return str(json.loads((run_dir / "report.json").read_text()).get("prediction_path", ""))
+    except (OSError, ValueError):
+        return ""
 
 
 def child_env(boston_npz: str | None) -> dict[str, str]:

@@ -12,6 +12,43 @@ TARGET_FLOOR_RATIO = 1.5  # (a) <= 1.5 x (c)
 TARGET_NAIVE_RATIO = 20.0  # (b) >= 20 x (a)
 TARGET_RSS_MB = 1500.0  # (a) peak RSS < 1.5 GB (10^6-byte MB, the stricter reading)
 TARGET_RSS_GROWTH = 0.10  # (a) peak RSS grows < 10 % from 10M to 40M rows
+TARGET_SMALL_WALL_S = 1.5  # (s) sample_inputs/, start to exit
+TARGET_SMALL_RSS_MB = 350.0  # (s) peak RSS of the local run
+TARGET_SMALL_DASK_RSS = 0.5  # (s) Dask process tree: the fold's RSS at most half the Keras path's
+
+
+def small_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The small run (s): median wall time and largest RSS per variant, and its targets."""
+    variants: dict[str, list[dict]] = {}
+    for r in results:
+        if r["case"] == "s":
+            variants.setdefault(r["format"], []).append(r)
+    cells = {}
+    for name, recs in variants.items():
+        ok = [r for r in recs if r["ok"]]
+        cells[name] = ({"ok": True, "wall_s": statistics.median(r["wall_s"] for r in ok),
+                        "peak_rss_mb": max(r["peak_rss_mb"] for r in ok), "runs": len(ok),
+                        "rows": ok[0]["rows"], "prediction_path": ok[0].get("prediction_path", "")}
+                       if ok else {"ok": False, "error": recs[-1].get("error")})
+    out = []
+    fold, keras = cells.get("local/fold"), cells.get("local/keras")
+    if _ok(fold):
+        out.append({"target": "(s) sample_inputs/ wall <= 1.5 s", "value": f"{fold['wall_s']:.2f} s",
+                    "verdict": "PASS" if fold["wall_s"] <= TARGET_SMALL_WALL_S else "FAIL",
+                    "note": f"Keras path {keras['wall_s']:.2f} s" if _ok(keras) else ""})
+        out.append({"target": "(s) sample_inputs/ peak RSS <= 350 MB",
+                    "value": f"{fold['peak_rss_mb']:,.0f} MB",
+                    "verdict": "PASS" if fold["peak_rss_mb"] <= TARGET_SMALL_RSS_MB else "FAIL",
+                    "note": (f"Keras path {keras['peak_rss_mb']:,.0f} MB" if _ok(keras) else "")})
+    dfold, dkeras = cells.get("dask/fold"), cells.get("dask/keras")
+    if _ok(dfold) and _ok(dkeras):
+        ratio = dfold["peak_rss_mb"] / dkeras["peak_rss_mb"]
+        out.append({"target": "(s) Dask (2 workers) process-tree RSS at least halves",
+                    "value": f"{ratio:.2f}x",
+                    "verdict": "PASS" if ratio <= TARGET_SMALL_DASK_RSS else "FAIL",
+                    "note": f"{dkeras['peak_rss_mb']:,.0f} -> {dfold['peak_rss_mb']:,.0f} MB "
+                            "(Keras path -> verified fold)"})
+    return {"variants": cells, "targets": out}
 
 
 def summarise(results: list[dict[str, Any]], sizes: dict[str, list[int]]) -> dict[str, Any]:
@@ -182,11 +219,24 @@ def markdown(report: dict[str, Any]) -> str:
         out.append(f"| ({r['case']}) {CASES[r['case']]} | {r['format']} | {r['rows']:,} | "
                    f"{r['rep']} | {r['wall_s']:,.1f} | {rate} | {r['peak_rss_mb']:,.0f} | "
                    f"{r['user_s'] + r['sys_s']:,.1f} | {r['exit_code']} |")
-    if s["targets"]:
+    small = s.get("small") or {}
+    if small.get("variants"):
+        out += ["", "Small run (s): `python -m jobs.score --input sample_inputs` start to exit, "
+                "median of the repeats; peak RSS of the process tree:", "",
+                "| engine/path | rows | wall s | peak RSS MB | prediction path |",
+                "|---|---:|---:|---:|---|"]
+        for name, cell in small["variants"].items():
+            if _ok(cell):
+                out.append(f"| {name} | {cell['rows']} | {cell['wall_s']:.2f} | "
+                           f"{cell['peak_rss_mb']:,.0f} | {cell['prediction_path']} |")
+            else:
+                out.append(f"| {name} | — | failed | — | {cell.get('error')} |")
+    all_targets = list(s["targets"]) + list(small.get("targets", []))
+    if all_targets:
         out += ["", "Targets (2-core, 24 GB machine):", "", "| target | value | verdict | note |",
                 "|---|---:|---|---|"]
         out += [f"| {t['target']} | {t['value']} | {t['verdict']} | {t['note']} |"
-                for t in s["targets"]]
+                for t in all_targets]
     out += ["", "Notes:", ""]
     if any((line.get("b") or {}).get("extrapolated") for line in s["rows"]):
         out.append("- \\* (b) is measured on fewer rows and extrapolated linearly: its start-up "

@@ -5,6 +5,7 @@ function is mapped over output files (`map`). Everything else happens once, here
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -14,6 +15,7 @@ from typing import Any, Callable
 
 from batch import inputs, outputs
 from batch.model import Predictor, check_parity
+from batch.pipeline import ReadAhead
 from batch.plan import Plan
 from batch.rules import REJECT_SCHEMA, BatchContext, Predict, score_batch
 from batch.stats import FileStats, NumericColumns, RunStats
@@ -56,20 +58,27 @@ OnBatch = Callable[[int, inputs.Part], None]
 
 def score_part(part: inputs.Part, ctx: BatchContext, predict: Predict,
                sink: outputs.PredictionSink, chunk_rows: int,
-               on_batch: OnBatch | None = None) -> PartResult:
-    """The one per-part task: stream the part, apply the rules per batch, write to the sink."""
+               on_batch: OnBatch | None = None, read_ahead: int = 0) -> PartResult:
+    """The one per-part task: stream the part, apply the rules per batch, write to the sink.
+
+    read_ahead > 0 reads up to that many batches ahead in a thread (batch.pipeline), so the
+    next batch is read while this one is scored; the batches and results are the same.
+    """
     assert part.first_row is not None, "number the parts (inputs.numbered) before scoring them"
     stats = RunStats()
     numeric = NumericColumns(set(ctx.retype_candidates))
     first = part.first_row
-    for batch in inputs.iter_batches(part, chunk_rows):
-        out, rejects, bstats = score_batch(batch, first, ctx, predict)
-        first += batch.num_rows
-        numeric.observe(out)
-        sink.write(out, rejects)
-        stats.merge(bstats)
-        if on_batch is not None:
-            on_batch(batch.num_rows, part)
+    batches = inputs.iter_batches(part, chunk_rows)
+    with (ReadAhead(batches, read_ahead) if read_ahead > 0
+          else contextlib.nullcontext(batches)) as stream:
+        for batch in stream:
+            out, rejects, bstats = score_batch(batch, first, ctx, predict)
+            first += batch.num_rows
+            numeric.observe(out)
+            sink.write(out, rejects)
+            stats.merge(bstats)
+            if on_batch is not None:
+                on_batch(batch.num_rows, part)
     return PartResult(part.file_index, part.index, first - part.first_row, stats, numeric)
 
 
@@ -104,7 +113,11 @@ class Engine(ABC):
         return predictor.path
 
     def run(self, plan: Plan, job: Job, model) -> EngineResult:
-        """Score the plan into job.staged; `model` is the Keras model the parity check uses."""
+        """Score the plan into job.staged; `model` is the Keras model the parity check uses.
+
+        model is None only for a fold verified against Keras at publish time (the predictor
+        says so): that verification stands in for the run-end check, so no TensorFlow loads.
+        """
         t0 = time.monotonic()
         results = self._run_parts(plan, job)
         t1 = time.monotonic()
@@ -130,8 +143,14 @@ class Engine(ABC):
             log.info("predictions.parquet: text column(s) %s hold only numbers; written as "
                      "float64", ", ".join(columns))
         path = self.describe(job.predictor)
-        gap = check_parity(model, stats.sample.cols.get("rooms", []),
-                           stats.sample.cols.get("pred", []), f"by the {path}")
+        if model is None:
+            assert job.predictor.verified, "only a verified fold is scored without its model"
+            gap = 0.0
+            log.info("parity with Keras was verified when the version was published; "
+                     "TensorFlow was not loaded")
+        else:
+            gap = check_parity(model, stats.sample.cols.get("rooms", []),
+                               stats.sample.cols.get("pred", []), f"by the {path}")
         if job.predictor.fold is not None:
             log.info("predictions by the folded Dense(1) (weight %.6f, bias %.6f)",
                      job.predictor.fold.weight, job.predictor.fold.bias)

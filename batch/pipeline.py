@@ -1,0 +1,216 @@
+"""Overlap reading, scoring and writing: a read-ahead thread and writer threads, with bounded queues.
+
+Arrow's readers and writers (Parquet decode and encode, CSV parse and format, compression) run
+without the GIL, so while the main thread validates and scores batch k, one thread reads batch
+k+1 and two more write batch k-1 (one the Parquet file, one the CSV files). Every queue holds
+at most `depth` batches, so memory stays flat whatever the input's size.
+
+Errors anywhere stop everything: the first exception of any thread (an InputError from the
+reader, the EnvironmentFault of a full disk from a writer) is raised in the main thread, which
+then stops and joins every thread before it unwinds. A KeyboardInterrupt (a stop signal) in the
+main thread unwinds the same way. No thread outlives the with-block or `abort()`.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import pyarrow as pa
+
+from batch import outputs
+
+log = logging.getLogger(__name__)
+
+DEPTH = 1  # batches waiting between two stages: each stage still has its next batch ready
+_POLL = 0.1  # seconds between checks for a failed or stopped stage while waiting on a queue
+_DONE = object()  # end of a stream
+
+
+class _Failed:
+    """An exception raised in a stage's thread, carried to the main thread."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+class ReadAhead:
+    """Iterate `iterable` in a thread, at most `depth` items ahead of the consumer.
+
+    Use as a context manager (or call close()): leaving the block stops the thread, closes the
+    iterable in that thread (a generator's clean-up runs where it ran) and joins it.
+    """
+
+    def __init__(self, iterable: Iterable[Any], depth: int = DEPTH, name: str = "read-ahead"
+                 ) -> None:
+        self._iterable = iterable
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        it = iter(self._iterable)
+        try:
+            for item in it:
+                if not self._offer(item):
+                    return
+            self._offer(_DONE)
+        except BaseException as exc:  # carried to the consumer, raised there
+            self._offer(_Failed(exc))
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+    def _offer(self, item: Any) -> bool:
+        """Put `item`, waiting while the queue is full; False once the consumer has stopped."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=_POLL)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        while True:
+            try:
+                item = self._queue.get(timeout=_POLL)
+                break
+            except queue.Empty:
+                if not self._thread.is_alive() and self._queue.empty():
+                    raise RuntimeError("the read-ahead thread ended without a result") from None
+        if item is _DONE:
+            self._queue.put(_DONE)  # stay exhausted
+            raise StopIteration
+        if isinstance(item, _Failed):
+            raise item.exc
+        return item
+
+    def close(self) -> None:
+        """Stop the thread and wait for it (it finishes at most the read in progress)."""
+        self._stop.set()
+        _drain(self._queue)
+        self._thread.join()
+
+    def __enter__(self) -> "ReadAhead":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _drain(q: queue.Queue) -> None:
+    try:
+        while True:
+            q.get_nowait()
+    except queue.Empty:
+        pass
+
+
+class PipelinedSink(outputs.PredictionSink):
+    """The prediction sink with its Parquet file and its CSV files written in two threads.
+
+    The same files, byte for byte, as PredictionSink: each thread writes its batches in order.
+    `write` returns once both threads have room for the batch; `close` waits for them to finish
+    and raises the first error; `abort` (after an error elsewhere) stops them without raising.
+    """
+
+    def __init__(self, folder: Path, schema: pa.Schema, rejects_schema: pa.Schema,
+                 depth: int = DEPTH) -> None:
+        super().__init__(folder, schema, rejects_schema)
+        self._stop = threading.Event()
+        self._errors: list[BaseException] = []
+        self._stages = [self._stage("write-parquet", self._write_parquet, depth),
+                        self._stage("write-csv", self._write_csv, depth)]
+
+    # The two halves of PredictionSink.write, one per thread (keep them in step with it).
+    def _write_parquet(self, predictions: pa.RecordBatch, rejects: pa.RecordBatch) -> None:
+        with outputs.writing(self.folder):
+            self._parquet.write_batch(predictions)
+
+    def _write_csv(self, predictions: pa.RecordBatch, rejects: pa.RecordBatch) -> None:
+        safe = outputs.csv_safe(predictions)
+        with outputs.writing(self.folder):
+            self._csv.write_batch(pa.record_batch(safe.columns, schema=self._csv_schema))
+            if rejects.num_rows:
+                self._rejects.write_batch(outputs.csv_safe(rejects))
+
+    def _stage(self, name: str, fn: Callable[..., None], depth: int
+               ) -> tuple[queue.Queue, threading.Thread]:
+        q: queue.Queue = queue.Queue(maxsize=depth)
+        thread = threading.Thread(target=self._drain_into, args=(q, fn), name=name, daemon=True)
+        thread.start()
+        return q, thread
+
+    def _drain_into(self, q: queue.Queue, fn: Callable[..., None]) -> None:
+        while True:
+            item = q.get()
+            if item is _DONE or self._stop.is_set():
+                return
+            try:
+                fn(*item)
+            except BaseException as exc:  # raised in the main thread by write/close
+                self._errors.append(exc)
+                self._stop.set()
+                return
+
+    def _check(self) -> None:
+        if self._errors:
+            raise self._errors[0]
+
+    def _put(self, q: queue.Queue, item: Any) -> None:
+        while True:
+            self._check()
+            if self._stop.is_set():
+                raise RuntimeError("the prediction sink was stopped")
+            try:
+                q.put(item, timeout=_POLL)
+                return
+            except queue.Full:
+                continue
+
+    def write(self, predictions: pa.RecordBatch, rejects: pa.RecordBatch) -> None:
+        for q, _ in self._stages:
+            self._put(q, (predictions, rejects))
+
+    def _join(self) -> None:
+        for q, thread in self._stages:
+            while thread.is_alive():
+                try:
+                    q.put(_DONE, timeout=_POLL)
+                    break
+                except queue.Full:
+                    continue
+        for _, thread in self._stages:
+            thread.join()
+
+    def close(self) -> None:
+        """Wait for both writers, close the files; the first error (a full disk, say) is raised."""
+        if not self._writers:
+            return
+        try:
+            self._join()
+        finally:
+            try:
+                super().close()
+            except BaseException as exc:
+                self._errors.append(exc)
+        self._check()
+
+    def abort(self) -> None:
+        """Stop both writers without raising (the caller is already unwinding an error)."""
+        self._stop.set()
+        for q, _ in self._stages:
+            _drain(q)
+        self._join()
+        try:
+            super().close()
+        except Exception as exc:  # the run fails anyway; its own error is the one to report
+            log.debug("closing the prediction files after an error: %s", exc)
