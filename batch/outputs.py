@@ -275,9 +275,18 @@ class PredictionSink:
         return writer
 
     def write(self, predictions: pa.RecordBatch, rejects: pa.RecordBatch) -> None:
-        safe = csv_safe(predictions)
+        self.write_parquet(predictions, rejects)
+        self.write_csv(predictions, rejects)
+
+    def write_parquet(self, predictions: pa.RecordBatch, rejects: pa.RecordBatch) -> None:
+        """The Parquet half of write() (a pipelined sink runs each half in its own thread)."""
         with writing(self.folder):
             self._parquet.write_batch(predictions)
+
+    def write_csv(self, predictions: pa.RecordBatch, rejects: pa.RecordBatch) -> None:
+        """The CSV half of write(): predictions.csv and rejects.csv, made spreadsheet-safe."""
+        safe = csv_safe(predictions)
+        with writing(self.folder):
             self._csv.write_batch(pa.record_batch(safe.columns, schema=self._csv_schema))
             if rejects.num_rows:
                 self._rejects.write_batch(csv_safe(rejects))

@@ -127,20 +127,9 @@ class PipelinedSink(outputs.PredictionSink):
         super().__init__(folder, schema, rejects_schema)
         self._stop = threading.Event()
         self._errors: list[BaseException] = []
-        self._stages = [self._stage("write-parquet", self._write_parquet, depth),
-                        self._stage("write-csv", self._write_csv, depth)]
-
-    # The two halves of PredictionSink.write, one per thread (keep them in step with it).
-    def _write_parquet(self, predictions: pa.RecordBatch, rejects: pa.RecordBatch) -> None:
-        with outputs.writing(self.folder):
-            self._parquet.write_batch(predictions)
-
-    def _write_csv(self, predictions: pa.RecordBatch, rejects: pa.RecordBatch) -> None:
-        safe = outputs.csv_safe(predictions)
-        with outputs.writing(self.folder):
-            self._csv.write_batch(pa.record_batch(safe.columns, schema=self._csv_schema))
-            if rejects.num_rows:
-                self._rejects.write_batch(outputs.csv_safe(rejects))
+        # The two halves of PredictionSink.write, one per thread.
+        self._stages = [self._stage("write-parquet", self.write_parquet, depth),
+                        self._stage("write-csv", self.write_csv, depth)]
 
     def _stage(self, name: str, fn: Callable[..., None], depth: int
                ) -> tuple[queue.Queue, threading.Thread]:

@@ -90,7 +90,7 @@ def test_pipelined_sink_writes_the_same_bytes_as_the_plain_sink(tmp_path):
             sink.write(preds, rejects)
         sink.close()
         folders.append(folder)
-    for name in ("predictions.parquet", "predictions.csv", "rejects.csv"):
+    for name in ("predictions.parquet/part-00000.parquet", "predictions.csv", "rejects.csv"):
         assert (folders[0] / name).read_bytes() == (folders[1] / name).read_bytes(), name
     assert no_pipeline_threads()
 
@@ -141,7 +141,7 @@ def test_pipelined_and_sequential_runs_write_identical_files(tmp_path):
     results = [local_run([str(folder)], tmp_path / f"s{int(p)}", p, 4_000) for p in (False, True)]
     assert results[0].stats.scored == results[1].stats.scored > 0
     assert results[0].stats.rejected == results[1].stats.rejected > 0
-    for name in ("predictions.parquet", "predictions.csv", "rejects.csv"):
+    for name in ("predictions.parquet/part-00000.parquet", "predictions.csv", "rejects.csv"):
         assert (tmp_path / "s0" / name).read_bytes() == (tmp_path / "s1" / name).read_bytes()
     assert no_pipeline_threads()
 
