@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch import scheduling
-from batch.errors import ConfigError
+from batch.errors import EXIT_CODES, ConfigError
 from tests.helpers import REPO, one_error_sentence, run_cli
 
 FAST = "*/3 * * * * *"  # every 3 seconds (6 fields: seconds first)
@@ -129,7 +129,7 @@ def test_a_failed_run_does_not_stop_the_scheduler(models, tmp_path, write_csv, s
         assert holder.stdout.readline().strip() == "locked"
         bad.unlink()
         write_csv("good.csv", "rm\n6\n")
-        s.wait_for(lambda: "exit 6 (output directory locked by another run)" in s.log,
+        s.wait_for(lambda: f"exit 6 ({EXIT_CODES[6]})" in s.log,
                    what="a fire that found the output locked")
     finally:
         holder.kill()
