@@ -200,9 +200,9 @@ class Registry:
         announced = False
         while True:
             with self.writing():
-                self.root.mkdir(parents=True, exist_ok=True)
-                if not self.root.is_dir():
+                if self.root.exists() and not self.root.is_dir():
                     raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+                self.root.mkdir(parents=True, exist_ok=True)
                 got = lock.acquire(blocking=False, holder=me)
             if got:
                 break
