@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from packaging.utils import canonicalize_name
 
-from batch.settings import Settings
+from batch.settings import COMPOSE_ONLY, Settings
 from tests.helpers import BOSTON_NPZ, REPO
 from tests.test_lockfile import locked_versions
 
@@ -140,6 +140,8 @@ def test_every_setting_reaches_the_containers_and_is_documented_in_env_example()
     assert documented == settings | COMPOSE_VARIABLES
     used = set(re.findall(r"\$\{(BATCH_[A-Z_]+)", compose_text))
     assert used == COMPOSE_VARIABLES | {"BATCH_DASK_ADDRESS"}  # defaults to the compose cluster
+    # The jobs do not warn about these (they are not settings, and not typos either).
+    assert COMPOSE_ONLY == COMPOSE_VARIABLES
 
 
 def test_dask_profile_adds_a_scheduler_and_two_workers_on_the_same_image(tmp_path):
