@@ -13,7 +13,8 @@ EXIT_CODES = {
     3: "input problem",
     4: "model problem",
     5: "reject budget exceeded",
-    6: "output directory locked by another run",
+    6: "locked by another process (a scoring run holds the output directory, a second "
+       "scheduler runs on it, or the model registry stayed locked past registry_lock_timeout)",
     7: "environment problem (output or registry location unusable, Dask cluster lost)",
     8: "drift: the input differs markedly from the training data and --on-drift fail was asked",
     130: "interrupted (SIGINT or SIGTERM); nothing published",
@@ -81,7 +82,7 @@ class DriftDetected(RunRefused):
 
 
 class LockHeld(BatchError):
-    """Another scoring run holds the output directory."""
+    """Another process holds a lock we need: the output directory, the scheduler's, the registry's."""
 
     exit_code = 6
 

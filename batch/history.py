@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from batch.atomic import write_atomic
+from batch.jsontext import dumps
 from batch.metrics import ScoreOutcome, outcome_from_run
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ def append_outcome(output_dir: Path, outcome: ScoreOutcome) -> None:
     """Append one line to <output>/runs.jsonl (one write of one line: concurrent runs cannot mix)."""
     path = Path(output_dir) / RUNS_LOG
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = (json.dumps(outcome, default=str) + "\n").encode()
+    line = (dumps(outcome) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)
@@ -58,7 +59,7 @@ def read_log(output_dir: Path) -> list[dict[str, Any]]:
 
 def rewrite_log(output_dir: Path, entries: list[dict[str, Any]]) -> None:
     """Replace runs.jsonl with `entries` atomically (prune drops the lines of removed runs)."""
-    text = "".join(json.dumps(e, default=str) + "\n" for e in entries)
+    text = "".join(dumps(e) + "\n" for e in entries)
     write_atomic(Path(output_dir) / RUNS_LOG, text)
 
 

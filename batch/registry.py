@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import json
 import logging
@@ -11,14 +12,17 @@ import pwd
 import re
 import shutil
 import socket
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from batch import interrupts
 from batch.atomic import fsync_dir, write_atomic
 from batch.datasets import sha256_file
-from batch.errors import ModelError
+from batch.errors import EnvironmentFault, LockHeld, ModelError
+from batch.jsontext import dumps
 from batch.locks import FileLock, is_abandoned
 
 log = logging.getLogger(__name__)
@@ -36,13 +40,21 @@ PRODUCTION = "production"
 # least squares at 0.32-0.83 x, so 0.9 turns away no honest fit of this data, while a
 # diverged-but-finite or barely started fit (about 1 x or far above) never passes.
 SANITY_RATIO = 0.9
+LOCK_FILE = ".registry.lock"
+DEFAULT_LOCK_TIMEOUT = 60.0  # seconds; the registry_lock_timeout setting
+LOCK_POLL_SECONDS = 0.2
 
 
 class Registry:
-    """The model registry at `root` (BATCH_MODELS_DIR)."""
+    """The model registry at `root` (BATCH_MODELS_DIR).
 
-    def __init__(self, root: Path) -> None:
+    lock_timeout: how long a command that changes the registry waits for another one holding
+    its lock before it gives up with LockHeld (exit 6).
+    """
+
+    def __init__(self, root: Path, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
         self.root = Path(root)
+        self.lock_timeout = float(lock_timeout)
 
     # -- reading -------------------------------------------------------------------------------
     def versions(self) -> list[str]:
@@ -57,19 +69,21 @@ class Registry:
         return [f"v{n}" for n in sorted(found)]
 
     def aliases(self) -> dict[str, str]:
+        """aliases.json: alias -> vN; ModelError naming the file when it is damaged."""
         path = self.root / ALIASES_FILE
         if not path.exists():
             return {}
+        fix = ("restore it, or delete it and run 'python -m jobs.models promote vN' to point "
+               "production at a version again")
         try:
             data = json.loads(path.read_text())
-        except ValueError as exc:
-            raise ModelError(f"{path} is not valid JSON ({exc}); fix it or run "
-                             "'python -m jobs.models promote vN'") from None
-        if not isinstance(data, dict):
-            raise ModelError(f"{path} should map aliases to versions, like "
-                             '{"production": "v1"}; fix it or run '
-                             "'python -m jobs.models promote vN'")
-        return {str(k): str(v) for k, v in data.items()}
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"the registry's alias file {path} cannot be read "
+                             f"({_reason(exc)}); {fix}") from None
+        problem = aliases_problem(data)
+        if problem:
+            raise ModelError(f"the registry's alias file {path} is damaged ({problem}); {fix}")
+        return dict(data)
 
     def resolve(self, ref: str) -> str:
         """'production', another alias, 'latest', 'vN' or 'N' -> an existing 'vN'."""
@@ -101,11 +115,43 @@ class Registry:
         return self.root / self.resolve(version)
 
     def metadata(self, version: str) -> dict[str, Any]:
-        path = self.path(version) / META_FILE
+        """vN's metadata.json, checked for shape and types; ModelError naming the file if damaged."""
+        return self.read_metadata(self.resolve(version))
+
+    def read_metadata(self, name: str) -> dict[str, Any]:
+        """metadata.json of the published version `name` (vN, not resolved through aliases)."""
+        path = self.root / name / META_FILE
+        fix = ("restore the file from a backup, or use another version (--model-version, "
+               "'python -m jobs.models promote vN')")
         try:
-            return json.loads(path.read_text())
+            meta = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot read {path} ({exc}); the version is damaged") from None
+            raise ModelError(f"the metadata of {name} ({path}) cannot be read ({_reason(exc)}), "
+                             f"so {name} is damaged; {fix}") from None
+        problem = metadata_problem(meta)
+        if problem:
+            raise ModelError(f"the metadata of {name} ({path}) is damaged ({problem}); {fix}")
+        return meta
+
+    def check(self) -> None:
+        """What a training run relies on, checked before it fits: ModelError or EnvironmentFault.
+
+        The alias file and every version an alias names must be readable (the gate reads them
+        after the new version is published), and the location must take the registry lock (so
+        an unusable folder is found before a fit, not after it). Other damaged versions only
+        warn: a new version does not depend on them.
+        """
+        aliases = self.aliases()
+        versions = self.versions()
+        for name in versions:
+            try:
+                self.read_metadata(name)
+            except ModelError as exc:
+                if name in aliases.values():
+                    raise
+                log.warning("%s", exc)
+        with self._lock():
+            pass
 
     def aliases_of(self, version: str) -> list[str]:
         return sorted(a for a, v in self.aliases().items() if v == version)
@@ -158,28 +204,73 @@ class Registry:
         return model_path, data
 
     # -- writing -------------------------------------------------------------------------------
-    def _lock(self) -> FileLock:
-        return FileLock(self.root / ".registry.lock")
+    @contextmanager
+    def writing(self, outcome: str = "nothing was published") -> Iterator[None]:
+        """Turn an OS error while changing the registry into the one-sentence EnvironmentFault."""
+        try:
+            yield
+        except OSError as exc:
+            raise location_error(self.root, exc, outcome) from None
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        """The registry lock; waits up to lock_timeout for a holder (logging who), then LockHeld."""
+        lock = FileLock(self.root / LOCK_FILE)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "actor": actor(),
+              "since": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        deadline = time.monotonic() + self.lock_timeout
+        announced = False
+        while True:
+            with self.writing():
+                if self.root.exists() and not self.root.is_dir():
+                    raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+                self.root.mkdir(parents=True, exist_ok=True)
+                got = lock.acquire(blocking=False, holder=me)
+            if got:
+                break
+            who = describe_holder(lock.holder())
+            if time.monotonic() >= deadline:
+                raise LockHeld(
+                    f"the model registry {str(self.root)!r} is still locked by {who} after "
+                    f"{self.lock_timeout:g} s, so nothing was changed; wait for that command to "
+                    "finish (or stop it) and run again, or raise registry_lock_timeout "
+                    "(--registry-lock-timeout / BATCH_REGISTRY_LOCK_TIMEOUT)")
+            if not announced:
+                log.warning("the model registry %s is locked by %s; waiting up to %g s for it",
+                            self.root, who, self.lock_timeout)
+                announced = True
+            time.sleep(min(LOCK_POLL_SECONDS, max(deadline - time.monotonic(), 0.0)))
+        try:
+            yield
+        finally:
+            lock.release()
 
     @contextmanager
     def staging(self) -> Iterator[Path]:
-        """A private folder to build a version in; removed unless publish() moved it into place."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """A private folder to build a version in; removed unless publish() moved it into place.
+
+        An OS error while the folder is made or filled (a full disk, a read-only mount) becomes
+        an EnvironmentFault naming the registry, and the folder is removed.
+        """
         path = self.root / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
         owner = FileLock(path.with_name(path.name + ".lock"))
-        # Under the registry lock, so another trainer's clean-up never sees the folder before
-        # its owner lock is held.
-        with self._lock():
-            self.clean_abandoned()
-            owner.acquire()
-            path.mkdir()
         try:
-            yield path
+            # Under the registry lock, so another trainer's clean-up never sees the folder
+            # before its owner lock is held.
+            with self._lock(), self.writing():
+                self.clean_abandoned()
+                owner.acquire()
+                path.mkdir()
+            with self.writing():
+                yield path
         finally:
             if path.exists():
                 shutil.rmtree(path, ignore_errors=True)
             owner.release()
-            owner.path.unlink(missing_ok=True)
+            try:
+                owner.path.unlink(missing_ok=True)
+            except OSError:  # a read-only registry: the empty lock file is harmless
+                pass
 
     def clean_abandoned(self) -> None:
         """Remove staging folders whose trainer died (their owner lock is free).
@@ -212,15 +303,24 @@ class Registry:
         cannot be compared, and the candidate is promoted only by 'always'.
         """
         with self._lock():
-            existing = [int(VERSION_RE.match(p.name).group(1)) for p in self.root.iterdir()
-                        if VERSION_RE.match(p.name)]
-            version = f"v{max(existing, default=0) + 1}"
-            metadata = dict(metadata, version=version,
-                            model_sha256=sha256_file(staged / MODEL_FILE))
-            write_atomic(staged / META_FILE, json.dumps(metadata, indent=2) + "\n")
-            fsync_dir(staged)
-            os.rename(staged, self.root / version)
-            fsync_dir(self.root)
+            # What the gate reads after the rename is checked before it, so a damaged alias
+            # file fails the training with nothing published.
+            self.aliases()
+            with self.writing():
+                existing = [int(VERSION_RE.match(p.name).group(1)) for p in self.root.iterdir()
+                            if VERSION_RE.match(p.name)]
+                version = f"v{max(existing, default=0) + 1}"
+                metadata = dict(metadata, version=version,
+                                model_sha256=sha256_file(staged / MODEL_FILE))
+                write_atomic(staged / META_FILE, dumps(metadata, indent=2) + "\n")
+                fsync_dir(staged)
+                # From here the version is published: a stop signal now waits for the job to end.
+                interrupts.hold()
+                os.rename(staged, self.root / version)
+            try:
+                fsync_dir(self.root)
+            except OSError as exc:  # published already; durability is the file system's now
+                log.warning("could not fsync %s after publishing %s: %s", self.root, version, exc)
             decision = self._gate(version, metadata, promote, tolerance, evaluate, evaluated_on)
         log.info("published %s; %s", version, decision["reason"])
         return {"version": version, **decision}
@@ -267,8 +367,16 @@ class Registry:
                       f"{prod_mse:.4f} on the same rows")
         if promoted:
             command = "train --promote" if promote == "always" else "train (quality gate)"
-            self._move(PRODUCTION, version, reason, command, to_mse=new_mse, from_mse=prod_mse,
-                       mse_on=evaluated_on or None)
+            try:
+                self._move(PRODUCTION, version, reason, command, to_mse=new_mse,
+                           from_mse=prod_mse, mse_on=evaluated_on or None)
+            except OSError as exc:
+                # The version is published; report that truthfully with why the alias stayed.
+                promoted = False
+                reason = (f"not promoted: {version} is published but production could not be "
+                          f"moved ({_reason(exc)}); promote it with 'python -m jobs.models "
+                          f"promote {version}' once {self.root} is writable")
+                log.error("%s", reason)
         return {"promoted": promoted, "reason": reason, "test_mse": new_mse,
                 "previous_production": current, "production_test_mse": prod_mse,
                 "production": version if promoted else current}
@@ -277,7 +385,7 @@ class Registry:
     def _set_alias(self, alias: str, version: str) -> None:
         aliases = self.aliases()
         aliases[alias] = version
-        write_atomic(self.root / ALIASES_FILE, json.dumps(aliases, indent=2, sort_keys=True) + "\n")
+        write_atomic(self.root / ALIASES_FILE, dumps(aliases, indent=2, sort_keys=True) + "\n")
 
     def _move(self, alias: str, version: str, reason: str, command: str, *,
               to_mse: float | None, from_mse: float | None, mse_on: str | None) -> dict:
@@ -293,7 +401,7 @@ class Registry:
             "to_mse": _finite_or_none(to_mse), "from_mse": _finite_or_none(from_mse),
             "mse_on": mse_on,
         }
-        append_line(self.root / HISTORY_FILE, json.dumps(event))
+        append_line(self.root / HISTORY_FILE, dumps(event))
         self._set_alias(alias, version)
         return event
 
@@ -322,13 +430,13 @@ class Registry:
         Promoting the version the alias already names moves nothing and records nothing
         (the result's 'moved' is False).
         """
-        with self._lock():
+        with self._lock(), self.writing("nothing was changed"):
             name = self.resolve(version)
             return self._checked_move(alias, name, force, command)
 
     def rollback(self, alias: str = PRODUCTION, force: bool = False) -> dict[str, Any]:
         """Move `alias` back to the version it named before its current one, per the history."""
-        with self._lock():
+        with self._lock(), self.writing("nothing was changed"):
             current = self.aliases().get(alias)
             target = rollback_target(self.history(), alias, current)
             if target not in self.versions():
@@ -348,7 +456,10 @@ class Registry:
             return {"alias": alias, "from": previous, "to": name, "moved": False}
         prev_mse = None
         if previous and (self.root / previous / META_FILE).is_file():
-            prev_mse = self.metadata(previous).get("metrics", {}).get("test_mse")
+            try:
+                prev_mse = self.read_metadata(previous)["metrics"]["test_mse"]
+            except ModelError as exc:  # moving away from a damaged version is the fix
+                log.warning("%s", exc)
         words = {"models promote": "promoted by hand", "models rollback": "rolled back"}
         reason = f"{words.get(command, command)} ({command}{' --force' if force else ''})"
         if problem:
@@ -358,6 +469,128 @@ class Registry:
                            mse_on="each version's own test split (from its metadata)")
         log.info("%s: %s -> %s (%s)", alias, previous or "none", name, reason)
         return {**event, "moved": True}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _numbers(value: Any, where: str, keys: tuple[str, ...], nullable: bool = False) -> str | None:
+    """Problem with `value` as a mapping whose `keys` hold finite numbers (or null if allowed)."""
+    if not isinstance(value, dict):
+        return f"{where} should be an object, not {type(value).__name__}"
+    for key in keys:
+        if key not in value:
+            return f"{where} has no {key!r}"
+        item = value[key]
+        if not (_is_number(item) or (nullable and item is None)):
+            return f"{where}.{key} should be a finite number, not {item!r:.40}"
+    return None
+
+
+# What a reader of metadata.json relies on, field by field: required ones first, then the ones
+# older versions may lack (checked when present). Scoring, the gate and `models` read these.
+def metadata_problem(meta: Any) -> str | None:
+    """Why `meta` is not a usable metadata.json (shape and types), or None."""
+    if not isinstance(meta, dict):
+        return f"it should be a JSON object, not {type(meta).__name__}"
+    for key in ("weight", "bias"):
+        if key not in meta:
+            return f"it has no {key!r}"
+        if not _is_number(meta[key]):
+            return f"{key!r} should be a finite number, not {meta[key]!r:.40}"
+    if not isinstance(meta.get("model_sha256"), str):
+        return "'model_sha256' should be the model file's sha256 as text"
+    metrics = meta.get("metrics")
+    if not isinstance(metrics, dict):
+        return "'metrics' should be an object with test_mse"
+    if not _is_number(metrics.get("test_mse")):
+        return f"metrics.test_mse should be a finite number, not {metrics.get('test_mse')!r:.40}"
+    if any(not (_is_number(v) or v is None) for v in metrics.values()):
+        return "every value in 'metrics' should be a number or null"
+    for key in ("version", "created_at", "feature", "target"):
+        if key in meta and not isinstance(meta[key], (str, type(None))):
+            return f"{key!r} should be text, not {meta[key]!r:.40}"
+    for key in ("hyperparameters", "data", "versions"):
+        if key in meta and not isinstance(meta[key], dict):
+            return f"{key!r} should be an object, not {type(meta[key]).__name__}"
+    if "baseline_mse" in meta and not (_is_number(meta["baseline_mse"])
+                                       or meta["baseline_mse"] is None):
+        return f"'baseline_mse' should be a number or null, not {meta['baseline_mse']!r:.40}"
+    if meta.get("feature_range") is not None:
+        problem = _numbers(meta["feature_range"], "feature_range", ("min", "max"))
+        if problem:
+            return problem
+    if meta.get("ols_reference") is not None:
+        problem = _numbers(meta["ols_reference"], "ols_reference",
+                           ("slope", "intercept", "test_mse"), nullable=True)
+        if problem:
+            return problem
+    if meta.get("feature_stats") is not None:
+        stats = meta["feature_stats"]
+        problem = _numbers(stats, "feature_stats", tuple(stats) if isinstance(stats, dict) else ())
+        if problem:
+            return problem
+    if meta.get("interval") is not None:
+        band = meta["interval"]
+        problem = (_numbers(band, "interval", ("quantile",))
+                   or _numbers(band["scale"] if isinstance(band, dict) and "scale" in band
+                               else None, "interval.scale",
+                               ("center", "intercept", "slope_below", "slope_above", "floor")))
+        if problem:
+            return problem
+        if not (band.get("lower_bound") is None or _is_number(band["lower_bound"])):
+            return "interval.lower_bound should be a number or null"
+    if meta.get("training_sample") is not None:
+        sample = meta["training_sample"]
+        if not isinstance(sample, dict) or any(
+                not isinstance(sample.get(k), list) or not all(_is_number(v) for v in sample[k])
+                for k in ("rm", "medv")):
+            return "'training_sample' should hold lists of numbers 'rm' and 'medv'"
+        if len(sample["rm"]) != len(sample["medv"]):
+            return "training_sample.rm and training_sample.medv differ in length"
+    return None
+
+
+def aliases_problem(data: Any) -> str | None:
+    """Why `data` is not a usable aliases.json (an object of alias -> vN), or None."""
+    if not isinstance(data, dict):
+        return ('it should map aliases to versions, like {"production": "v1"}, not a '
+                f"{type(data).__name__}")
+    for alias, target in data.items():
+        if not isinstance(target, str) or not VERSION_RE.match(target):
+            return f"alias {alias!r} should name a version such as \"v1\", not {target!r:.40}"
+    return None
+
+
+def describe_holder(who: dict) -> str:
+    """'pid 12 on host (root@host, since ...)' from what a lock holder wrote; or a vaguer phrase."""
+    if not who:
+        return "another process"
+    text = f"pid {who.get('pid', '?')} on {who.get('host', '?')}"
+    extra = ", ".join(str(v) for v in (who.get("actor"), who.get("since") and
+                                        f"since {who['since']}") if v)
+    return f"{text} ({extra})" if extra else text
+
+
+def _reason(exc: BaseException) -> str:
+    """The OS's words for an error (or the exception's own), on one line."""
+    return getattr(exc, "strerror", None) or " ".join(str(exc).split())
+
+
+def location_error(root: Path, exc: OSError,
+                   outcome: str = "nothing was published") -> EnvironmentFault:
+    """The EnvironmentFault for a registry location that cannot be used (full, read-only, ...)."""
+    code = exc.errno
+    hint = {errno.ENOSPC: "free some space there", errno.EROFS: "mount it writable",
+            errno.EACCES: "give this user write permission there",
+            errno.EPERM: "give this user write permission there",
+            errno.ENOTDIR: "point --models-dir at a directory",
+            errno.EEXIST: "point --models-dir at a directory"}.get(code, "check the location")
+    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+    return EnvironmentFault(f"the model registry location {str(root)!r} cannot be used: "
+                            f"{_reason(exc)}{where}; {outcome} — {hint}, or set "
+                            "--models-dir to a writable directory")
 
 
 def sanity_problem(metadata: dict[str, Any]) -> str | None:

@@ -6,20 +6,27 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from batch.errors import EXIT_CODES, ConfigError
+from apscheduler.triggers.base import BaseTrigger
+
+from batch.errors import EXIT_CODES, ConfigError, LockHeld
 from batch.atomic import write_atomic
+from batch.jsontext import dumps
+from batch.locks import FileLock
 from batch.settings import SCORE_FIELDS, Settings, flag_name
 
 log = logging.getLogger(__name__)
 
 JOB_ID = "nightly-score"
 HEARTBEAT = "heartbeat.json"
+SCHEDULER_LOCK = ".scheduler.lock"  # beside the run lock (.lock): one scheduler per output folder
 # Everything a scoring run takes, except what the scheduler sets itself (inputs, --new-only).
 PASSED_ON = [f for f in SCORE_FIELDS if f not in ("input", "new_only")]
 EXIT_REASONS = EXIT_CODES  # what each exit code of a scoring run means
@@ -59,11 +66,69 @@ def _day_number(text: str) -> int:
     return number
 
 
-def trigger(expression: str, timezone: str):
+class OncePerWallClock(BaseTrigger):
+    """A cron trigger that fires at most once per local wall-clock time across DST changes.
+
+    When clocks go back, an hour of local times happens twice; APScheduler's CronTrigger fires
+    a daily 02:30 at both (and, asked again from inside the repeated hour, returns a time before
+    the one it was asked for). This wrapper skips the second occurrence, so a daily schedule
+    fires once on that day. When clocks go forward, a time in the skipped hour fires at the
+    same distance after the change (02:30 at 03:30), once, as CronTrigger does.
+    """
+
+    def __init__(self, inner: BaseTrigger, timezone: str) -> None:
+        self.inner = inner
+        self.timezone = ZoneInfo(timezone)
+
+    def get_next_fire_time(self, previous_fire_time: dt.datetime | None,
+                           now: dt.datetime) -> dt.datetime | None:
+        prev, start = previous_fire_time, now
+        for _ in range(48):  # each round leaves one repeated hour behind
+            fire = self.inner.get_next_fire_time(prev, start)
+            if fire is None:
+                return None
+            # Asked from inside a repeated hour, CronTrigger can answer a time at or before the
+            # one it was asked from; that answer is never right.
+            backwards = fire <= prev if prev is not None else fire < start
+            shift = repeat_shift(fire, self.timezone)
+            if shift is None and not backwards:
+                return fire
+            prev, start = None, max(fire, start) + (shift or dt.timedelta(minutes=1))
+        return None
+
+    def __str__(self) -> str:
+        return f"once per wall-clock time ({self.inner})"
+
+
+def repeat_shift(moment: dt.datetime, timezone: ZoneInfo) -> dt.timedelta | None:
+    """How much later clocks show the same time again, when `moment` is the second occurrence
+    of a local time repeated by a DST change (clocks going back); None otherwise."""
+    local = moment.astimezone(timezone)
+    wall = local.replace(tzinfo=None)
+    first = wall.replace(tzinfo=timezone, fold=0)
+    second = wall.replace(tzinfo=timezone, fold=1)
+    offset_first, offset_second = first.utcoffset(), second.utcoffset()
+    if offset_first == offset_second or local.utcoffset() != offset_second:
+        return None
+    return offset_first - offset_second
+
+
+def trigger(expression: str, timezone: str, now: dt.datetime | None = None):
     """A trigger with cron's meaning: 5 standard fields (or 6, seconds first); ConfigError if bad.
 
     As in cron, when both day-of-month and day-of-week are restricted, either one matching fires.
+    An expression that can never fire (30 February) is refused too, and a daily time in the hour
+    that a DST change repeats fires once (see OncePerWallClock).
     """
+    cron = _cron_trigger(expression, timezone)
+    if cron.get_next_fire_time(None, now or _now()) is None:
+        raise ConfigError(f"the cron expression {expression!r} (--schedule / BATCH_SCHEDULE) "
+                          "never fires (no such date, e.g. 30 February); choose days that exist")
+    return cron
+
+
+def _cron_trigger(expression: str, timezone: str):
+    """The trigger of trigger(), without the check that it ever fires."""
     from apscheduler.triggers.combining import OrTrigger
     from apscheduler.triggers.cron import CronTrigger
 
@@ -82,9 +147,10 @@ def trigger(expression: str, timezone: str):
         if fields[-3] != "*" and fields[-1] != "*":
             by_day = dict(values, day_of_week="*")
             by_weekday = dict(values, day="*")
-            return OrTrigger([CronTrigger(timezone=timezone, **by_day),
-                              CronTrigger(timezone=timezone, **by_weekday)])
-        return CronTrigger(timezone=timezone, **values)
+            return OncePerWallClock(OrTrigger([CronTrigger(timezone=timezone, **by_day),
+                                               CronTrigger(timezone=timezone, **by_weekday)]),
+                                    timezone)
+        return OncePerWallClock(CronTrigger(timezone=timezone, **values), timezone)
     except (ValueError, TypeError, LookupError) as exc:
         raise ConfigError(f"invalid cron expression {expression!r} (--schedule / BATCH_SCHEDULE): "
                           f"{exc}") from None
@@ -111,10 +177,38 @@ def _iso(t: dt.datetime | None) -> str | None:
 
 
 def read_heartbeat(output_dir: Path) -> dict[str, Any]:
+    """The heartbeat file's content; {} when it is missing or damaged (see heartbeat_problem)."""
+    data, _ = _load_heartbeat(output_dir)
+    return data
+
+
+def heartbeat_problem(output_dir: Path) -> str | None:
+    """Why heartbeat.json cannot be used (missing, not JSON, wrong shape), or None."""
+    return _load_heartbeat(output_dir)[1]
+
+
+def _load_heartbeat(output_dir: Path) -> tuple[dict[str, Any], str | None]:
+    path = Path(output_dir) / HEARTBEAT
     try:
-        return json.loads((Path(output_dir) / HEARTBEAT).read_text())
-    except (OSError, ValueError):
-        return {}
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}, f"no heartbeat in {path}"
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or " ".join(str(exc).split())
+        return {}, f"the heartbeat {path} is damaged ({reason})"
+    if not isinstance(data, dict):
+        return {}, f"the heartbeat {path} is damaged (not a JSON object)"
+    for key in ("updated_at", "last_success_at", "last_run_at", "stopped_at"):
+        value = data.get(key)
+        if value is None:
+            continue
+        try:
+            parsed = dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed.tzinfo is None:
+            return {}, f"the heartbeat {path} is damaged ({key} is not a time: {value!r:.40})"
+    return data, None
 
 
 def last_success(output_dir: Path) -> dt.datetime | None:
@@ -144,14 +238,20 @@ def missed_fire(cron, since: dt.datetime | None, now: dt.datetime) -> dt.datetim
 
 
 def health(settings: Settings) -> tuple[bool, str]:
-    """Whether the scheduler's heartbeat is fresh (for container health checks)."""
-    beat = read_heartbeat(settings.output_dir)
+    """Whether the scheduler runs and its heartbeat is fresh (for container health checks)."""
+    beat, problem = _load_heartbeat(settings.output_dir)
+    if problem:
+        return False, f"unhealthy: {problem}; the scheduler rewrites it when it runs"
+    if beat.get("stopped_at"):
+        return False, (f"unhealthy: the scheduler (pid {beat.get('pid', '?')}) stopped at "
+                       f"{beat['stopped_at']}; start it again")
     if not beat.get("updated_at"):
-        return False, f"no heartbeat in {Path(settings.output_dir) / HEARTBEAT}"
+        return False, f"unhealthy: no heartbeat time in {Path(settings.output_dir) / HEARTBEAT}"
     age = (_now() - dt.datetime.fromisoformat(beat["updated_at"])).total_seconds()
     limit = max(3 * settings.heartbeat_seconds, 10.0)
     if age > limit:
-        return False, f"heartbeat is {age:.0f} s old (limit {limit:.0f} s)"
+        return False, (f"unhealthy: the heartbeat is {age:.0f} s old (limit {limit:.0f} s), so "
+                       "the scheduler is stuck or gone")
     return True, (f"healthy: heartbeat {age:.0f} s old, last run {beat.get('last_run_at')} "
                   f"({beat.get('last_run_status')}), next run {beat.get('next_run_at')}")
 
@@ -166,8 +266,12 @@ class NightlyScorer:
         self.cron = trigger(settings.schedule, settings.timezone)
         self.scheduler = BlockingScheduler(timezone=settings.timezone)
         self.output_dir = Path(settings.output_dir)
-        self.state: dict[str, Any] = {k: v for k, v in read_heartbeat(self.output_dir).items()
-                                      if k.startswith("last_")}
+        beat, problem = _load_heartbeat(self.output_dir)
+        if problem and (self.output_dir / HEARTBEAT).exists():
+            log.warning("%s; ignoring it (it is rewritten now)", problem)
+        self.state: dict[str, Any] = {k: v for k, v in beat.items() if k.startswith("last_")}
+        self.lock = FileLock(self.output_dir / SCHEDULER_LOCK)
+        self.stopped_at: dt.datetime | None = None
         self.running = threading.Lock()
         self.state_lock = threading.Lock()  # the fire and the heartbeat run on different threads
         self.child: subprocess.Popen | None = None
@@ -241,12 +345,14 @@ class NightlyScorer:
             state = dict(self.state)
         data = {"pid": os.getpid(), "updated_at": _iso(_now()), "schedule": self.settings.schedule,
                 "timezone": self.settings.timezone, "next_run_at": _iso(nxt), **state}
+        if self.stopped_at is not None:  # --health says unhealthy from the stop on
+            data.update(stopped_at=_iso(self.stopped_at), next_run_at=None)
         try:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.output_dir / HEARTBEAT, json.dumps(data, indent=2, default=str) + "\n")
+            write_atomic(self.output_dir / HEARTBEAT, dumps(data, indent=2) + "\n")
         except OSError as exc:
             log.warning("cannot write the heartbeat: %s", exc)
-        self.write_metrics(up=True, next_fire=nxt)
+        self.write_metrics(up=self.stopped_at is None, next_fire=nxt)
 
     def write_metrics(self, up: bool, next_fire: dt.datetime | None) -> None:
         """batch_scheduler.prom: up, heartbeat time and next fire (a failure only warns)."""
@@ -289,8 +395,31 @@ class NightlyScorer:
                                id="heartbeat", coalesce=True, max_instances=1,
                                next_run_time=now)
 
+    def take_lock(self) -> None:
+        """One scheduler per output directory: LockHeld (exit 6) naming the one already running."""
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": _iso(_now())}
+        from batch.outputs import writing
+
+        with writing(self.output_dir):
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            got = self.lock.acquire(blocking=False, holder=me)
+        if not got:
+            who = self.lock.holder()
+            desc = (f"pid {who.get('pid', '?')} on {who.get('host', '?')}, started "
+                    f"{who.get('started_at', '?')}" if who else "another process")
+            raise LockHeld(f"another scheduler ({desc}) already runs on {self.output_dir}, so "
+                           "this one did not start; stop that one first, or give this one "
+                           "another --output-dir")
+
     def serve(self, run_now: bool = False) -> int:
         """Run until SIGTERM/SIGINT; a run in progress is let finish. Returns the exit code (0)."""
+        self.take_lock()
+        try:
+            return self._serve(run_now)
+        finally:
+            self.lock.release()
+
+    def _serve(self, run_now: bool) -> int:
         now = _now()
         self.add_jobs(run_now)
         fires, t = [], now
@@ -304,10 +433,12 @@ class NightlyScorer:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         self.scheduler.start()  # blocks until _stop
+        self.beat()  # records the stop: --health is unhealthy from now on
         if self.running.locked():
             log.info("waiting for the run in progress to finish (send the signal again to abort it)")
         with self.running:
             pass
+        self.beat()  # the finished run's outcome, still marked stopped
         self.write_metrics(up=False, next_fire=None)  # a clean stop: up 0, not a stale heartbeat
         log.info("scheduler stopped")
         return 0
@@ -321,6 +452,7 @@ class NightlyScorer:
                 child.terminate()
             return
         self.stopping = True
+        self.stopped_at = _now()
         log.info("%s received: no new fires", signal.Signals(signum).name)
         self.scheduler.shutdown(wait=False)
 

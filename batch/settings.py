@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Iterable, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -27,6 +27,10 @@ class Settings(BaseSettings):
 
     # -- shared ------------------------------------------------------------------------------
     models_dir: Path = Field(Path("models"), description="model registry directory")
+    registry_lock_timeout: float = Field(
+        60.0, ge=0, allow_inf_nan=False,
+        description="seconds a command waits for another one holding the model registry's lock "
+        "before it gives up (exit 6)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="log verbosity on stderr"
     )
@@ -43,17 +47,22 @@ class Settings(BaseSettings):
         "medv", description="true-price column (any case): in --data files, and in scored inputs "
         "for the report's MSE/MAE")
     epochs: int = Field(101, ge=1, description="training epochs")
-    batch_size: int = Field(16, ge=1, description="training mini-batch size")
-    learning_rate: float = Field(0.005, gt=0, description="optimizer learning rate")
+    # Keras hands the batch size to TensorFlow as a 64-bit integer.
+    batch_size: int = Field(16, ge=1, le=2**63 - 1, description="training mini-batch size")
+    learning_rate: float = Field(0.005, gt=0, allow_inf_nan=False,
+                                 description="optimizer learning rate")
     optimizer: Literal["rmsprop", "adam", "sgd"] = Field(
         "rmsprop", description="optimizer: rmsprop, adam or sgd")
     validation_split: float = Field(
         0.3, ge=0, lt=1, description="share of the training rows held out for val_loss"
     )
-    seed: int = Field(42, ge=0, description="random seed (same data + seed = same weights)")
+    # NumPy's seed (which Keras sets) is a 32-bit unsigned integer.
+    seed: int = Field(42, ge=0, le=2**32 - 1,
+                      description="random seed, 0 to 4294967295 (same data + seed = same weights)")
     promote_tolerance: float = Field(
         0.0,
         ge=0,
+        allow_inf_nan=False,
         description="quality gate: promote when test MSE <= production's x (1 + tolerance), "
         "both on the new version's test rows",
     )
@@ -75,7 +84,7 @@ class Settings(BaseSettings):
         "production", description="model to score with: production, latest or vN"
     )
     max_reject_fraction: float = Field(
-        0.1, ge=0, le=1, description="fail the run (exit 5) when more rows than this are rejected"
+        0.1, ge=0, le=1, allow_inf_nan=False, description="fail the run (exit 5) when more rows than this are rejected"
     )
     new_only: bool = Field(
         False, description="skip input files whose content a successful run already scored"
@@ -91,7 +100,7 @@ class Settings(BaseSettings):
         262_144, ge=1, description="rows read, validated, scored and written per batch"
     )
     progress_seconds: float = Field(
-        5.0, gt=0, description="seconds between progress log lines when not on a terminal"
+        5.0, gt=0, allow_inf_nan=False, description="seconds between progress log lines when not on a terminal"
     )
     engine: Literal["local", "dask"] = Field(
         "local", description="scoring engine: local (one process) or dask (a Dask cluster)")
@@ -122,13 +131,13 @@ class Settings(BaseSettings):
         3600, ge=1, description="a fire late by up to this much still runs"
     )
     heartbeat_seconds: float = Field(
-        60.0, gt=0, description="how often the scheduler rewrites its heartbeat file"
+        60.0, gt=0, allow_inf_nan=False, description="how often the scheduler rewrites its heartbeat file"
     )
     retention: int | None = Field(
         None, ge=1, description="after each scheduled run keep only the N newest runs "
         "(runs/ and failed/; never LATEST); unset: keep all")
     retention_days: float | None = Field(
-        None, gt=0, description="after each scheduled run remove runs older than this many "
+        None, gt=0, allow_inf_nan=False, description="after each scheduled run remove runs older than this many "
         "days (never LATEST); unset: keep all")
 
     @field_validator("input", mode="before")
@@ -200,6 +209,32 @@ SCORE_FIELDS = ["models_dir", "output_dir", "input", "model_version", "feature_c
 # What the scheduler adds: its own timing and the retention it applies after each run.
 SCHEDULE_FIELDS = ["schedule", "timezone", "misfire_grace_seconds", "heartbeat_seconds",
                    "retention", "retention_days"]
+
+
+# BATCH_* names that docker compose reads (docker-compose.yml, .env.example) and the jobs do not:
+# they are not settings, and not typos either.
+COMPOSE_ONLY = frozenset({
+    "BATCH_UID", "BATCH_GID", "BATCH_HOST_MODELS_DIR", "BATCH_HOST_OUTPUT_DIR",
+    "BATCH_HOST_INPUT_DIR", "BATCH_KERAS_CACHE", "BATCH_IMAGE", "BATCH_HEALTHCHECK_INTERVAL",
+})
+
+
+def unknown_names(names: Iterable[str]) -> list[tuple[str, str | None]]:
+    """(name, the setting it most likely meant or None) for each BATCH_* name that is no setting.
+
+    Names are compared case-insensitively, as pydantic-settings reads them.
+    """
+    import difflib
+
+    known = {env_name(field) for field in Settings.model_fields}
+    found = []
+    for name in sorted(set(names)):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in known or upper in COMPOSE_ONLY:
+            continue
+        match = difflib.get_close_matches(upper, sorted(known | COMPOSE_ONLY), n=1, cutoff=0.6)
+        found.append((name, match[0] if match else None))
+    return found
 
 
 def flag_name(field: str) -> str:

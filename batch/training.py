@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from batch import datasets, intervals, linear, plots
-from batch.errors import ModelError, UnfitModel
+from batch.errors import ConfigError, ModelError, UnfitModel
 from batch.registry import MODEL_FILE, PRODUCTION, SANITY_RATIO, Registry
 from batch.settings import Settings
 
@@ -27,13 +27,16 @@ def train(settings: Settings, promote: str = "auto", if_missing: bool = False) -
     from batch.lineage import DatasetRef, Lineage
     from batch.ids import new_run_id
 
-    registry = Registry(settings.models_dir)
+    registry = Registry(settings.models_dir, settings.registry_lock_timeout)
     if if_missing:
         current = registry.aliases().get(PRODUCTION)
         if current and current in registry.versions():
             log.info("production model %s exists; nothing to train (--if-missing)", current)
             return {"status": "skipped", "version": current, "promoted": False,
                     "reason": "a production model exists (--if-missing)"}
+    # Before any fitting: a damaged alias file or production version, or a registry location
+    # that cannot be written, would otherwise only show after the fit (or after publishing).
+    registry.check()
     run_id = new_run_id()
     lineage = Lineage.from_settings(settings, "train", run_id)
     source = datasets.keras_cache_file() if settings.data == "boston" else settings.data
@@ -57,6 +60,7 @@ def _train(settings: Settings, registry: Registry, promote: str) -> dict[str, An
     data = datasets.load(settings.data, settings.feature_column, settings.target_column)
     log.info("training data %s: %d train rows, %d test rows", data.source, len(data.x_train),
              len(data.x_test))
+    check_fit_settings(settings, len(data.x_train), data.source)
 
     from batch import model as m
 
@@ -175,6 +179,29 @@ def _train(settings: Settings, registry: Registry, promote: str) -> dict[str, An
         "interval": {"level": interval["level"], "test_coverage": interval["test_coverage"]},
         "models_dir": str(settings.models_dir),
     }
+
+
+MIN_FIT_ROWS = 2  # a line (weight and bias) needs two points
+
+
+def check_fit_settings(settings: Settings, rows: int, source: str) -> None:
+    """ConfigError (exit 2) for settings Keras would refuse on `rows` training rows, before fitting.
+
+    Keras fits the first floor(rows x (1 - validation_split)) rows and validates on the rest, and
+    refuses a split that leaves either part empty.
+    """
+    split = settings.validation_split
+    rows_fit = int(np.floor(rows * (1 - split)))
+    if rows_fit < MIN_FIT_ROWS:
+        raise ConfigError(
+            f"--validation-split {split} leaves {rows_fit} of the {rows} training rows of "
+            f"{source} to fit (at least {MIN_FIT_ROWS} are needed); lower --validation-split / "
+            "BATCH_VALIDATION_SPLIT or train on more data")
+    if split > 0 and rows_fit == rows:
+        raise ConfigError(
+            f"--validation-split {split} holds out no row of the {rows} training rows of "
+            f"{source} (Keras refuses an empty validation set); raise it to at least "
+            f"{1 / rows:.3g} or set it to 0")
 
 
 def likely_cause(loss: list[float], settings: Settings, mean_mse: float) -> str:

@@ -5,10 +5,12 @@ import argparse
 import logging
 import os
 import sys
-from typing import Any, Callable, Iterable
+from pathlib import Path
+from typing import Any, Callable, Iterable, NoReturn
 
 from batch.errors import BatchError
-from batch.settings import Settings, env_name, flag_name, load_settings
+from batch.settings import (ENV_PREFIX, Settings, env_name, flag_name, load_settings,
+                            unknown_names)
 
 log = logging.getLogger("jobs")
 
@@ -41,6 +43,39 @@ def add_settings_flags(parser: argparse.ArgumentParser, fields: Iterable[str]) -
         else:
             group.add_argument(flag_name(name), dest=name, metavar=name.upper(),
                                default=argparse.SUPPRESS, help=help_text)
+
+
+class JobParser(argparse.ArgumentParser):
+    """argparse for the jobs: a usage error (say an unknown flag) exits 2 in one sentence and,
+    for jobs that print one, still ends stdout with the JSON summary line."""
+
+    def __init__(self, *args: Any, summary_line: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.summary_line = summary_line
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        sentence = f"{message}; see '{self.prog} --help'"
+        error_sentence(self.prog, sentence)
+        if self.summary_line:
+            print_summary({"status": "failed", "exit_code": 2, "error": sentence})
+        sys.exit(2)
+
+
+def warn_unknown_settings(prog: str, env_file: Path = Path(".env")) -> None:
+    """A warning on stderr for each BATCH_* name (environment or .env) that is not a setting."""
+    names = [k for k in os.environ if k.upper().startswith(ENV_PREFIX)]
+    if env_file.is_file():
+        try:
+            from dotenv import dotenv_values
+
+            names += [k for k in dotenv_values(env_file) if k.upper().startswith(ENV_PREFIX)]
+        except (OSError, UnicodeDecodeError, ValueError):
+            pass  # pydantic-settings reports an unreadable .env itself
+    for name, meant in unknown_names(names):
+        hint = f"; did you mean {meant}?" if meant else ""
+        print(f"{prog}: warning: {name} is not a setting and is ignored{hint}", file=sys.stderr,
+              flush=True)
 
 
 def settings_from_args(args: argparse.Namespace, fields: Iterable[str]) -> Settings:
@@ -90,6 +125,7 @@ def run(prog: str, fields: Iterable[str], args: argparse.Namespace,
 def _run(prog: str, fields: Iterable[str], args: argparse.Namespace,
          job: Callable[[Settings], dict[str, Any]], summary_line: bool) -> int:
     try:
+        warn_unknown_settings(prog)
         settings = settings_from_args(args, fields)
         setup_logging(settings.log_level)
         summary = job(settings)

@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
+from batch.errors import exit_codes_help
 from jobs import _cli
 
-FIELDS = ["models_dir", "log_level"]
+FIELDS = ["models_dir", "registry_lock_timeout", "log_level"]
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m jobs.models",
-                                description="Inspect and manage the model registry.")
+    p = _cli.JobParser(prog="python -m jobs.models",
+                       description="Inspect and manage the model registry.",
+                       epilog=exit_codes_help((0, 1, 2, 4, 6, 7, 130)))
     _cli.add_settings_flags(p, FIELDS)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub_list = sub.add_parser("list", help="table of versions with their metrics and aliases")
@@ -42,17 +43,34 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
                      for r in [header] + rows)
 
 
-def table(registry) -> str:
-    """The versions with their metrics and aliases, oldest first."""
+def table(registry) -> tuple[str, list[str]]:
+    """The versions with their metrics and aliases, oldest first, and what is damaged.
+
+    A version whose metadata.json is damaged (or an alias file that is) is listed with what can
+    still be said and named in the notes, so one bad file never hides the rest of the registry.
+    """
+    from batch.errors import ModelError
+
+    notes: list[str] = []
+    try:
+        aliases = registry.aliases()
+    except ModelError as exc:
+        aliases = None
+        notes.append(str(exc))
     rows = []
     for version in registry.versions():
-        meta = registry.metadata(version)
+        names = "?" if aliases is None else ",".join(sorted(a for a, v in aliases.items()
+                                                            if v == version))
+        try:
+            meta = registry.read_metadata(version)
+        except ModelError as exc:
+            rows.append([version, "DAMAGED", "-", "-", "-", names])
+            notes.append(str(exc))
+            continue
         rows.append([version, meta.get("created_at", ""),
-                     f"{meta.get('metrics', {}).get('test_mse', float('nan')):.4f}",
-                     f"{meta.get('weight', float('nan')):.4f}",
-                     f"{meta.get('bias', float('nan')):.4f}",
-                     ",".join(registry.aliases_of(version))])
-    return _table(["version", "created", "test_mse", "weight", "bias", "aliases"], rows)
+                     f"{meta['metrics']['test_mse']:.4f}", f"{meta['weight']:.4f}",
+                     f"{meta['bias']:.4f}", names])
+    return _table(["version", "created", "test_mse", "weight", "bias", "aliases"], rows), notes
 
 
 def history_table(events: list[dict]) -> str:
@@ -80,25 +98,29 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
 
     def job(settings):
+        from batch.jsontext import dumps
         from batch.registry import Registry
 
-        registry = Registry(settings.models_dir)
+        registry = Registry(settings.models_dir, settings.registry_lock_timeout)
         if args.command == "list":
             if not registry.versions():
                 print(f"no models in {settings.models_dir} yet; train one with "
                       "'python -m jobs.train'")
             else:
-                print(table(registry))
+                text, notes = table(registry)
+                print(text)
+                for note in notes:
+                    print(f"damaged: {note}")
         elif args.command == "show":
             version = registry.resolve(args.version)
             meta = shown_metadata(registry.metadata(version), args.full)
             meta["aliases"] = registry.aliases_of(version)
-            print(json.dumps(meta, indent=2))
+            print(dumps(meta, indent=2))
         elif args.command == "history":
             events = registry.history()
             if args.json:
                 for event in events:
-                    print(json.dumps(event))
+                    print(dumps(event))
             elif not events:
                 print(f"no alias moves recorded in {settings.models_dir} yet")
             else:

@@ -2,23 +2,24 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from batch.errors import exit_codes_help
 from jobs import _cli
 
 FIELDS = ["output_dir", "log_level"]
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _cli.JobParser(
         prog="python -m jobs.runs",
         description="Look after the scoring runs of an output folder: runs/<id> (succeeded), "
                     "failed/<id> (over the reject budget) and runs that stopped before writing "
-                    "a report (from runs.jsonl). Exit codes: 0 ok, 2 usage, 6 a scoring run "
-                    "holds the output folder (prune).")
+                    "a report (from runs.jsonl). A scoring run holding the output folder makes "
+                    "prune exit 6.",
+        epilog=exit_codes_help((0, 1, 2, 6, 130)))
     _cli.add_settings_flags(p, FIELDS)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub_list = sub.add_parser("list", help="every run, newest first: id, status, rows, model, "
@@ -112,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def job(settings):
         from batch import history
+        from batch.jsontext import dumps
         from batch.errors import ConfigError
 
         root = Path(settings.output_dir)
@@ -119,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             runs = history.collect(root)
             if args.json:
-                print(json.dumps(runs, indent=2, default=str))
+                print(dumps(runs, indent=2))
             elif not runs:
                 print(f"no runs in {root} yet; score with 'python -m jobs.score'")
             else:
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             report = (history.read_report(root / run["run_dir"]) if run.get("run_dir")
                       else None)
             if args.json:
-                print(json.dumps(report if report is not None else run, indent=2, default=str))
+                print(dumps(report if report is not None else run, indent=2))
             else:
                 print(summary_text(run, report))
         else:

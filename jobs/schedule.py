@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from batch.errors import exit_codes_help
 from batch.settings import SCHEDULE_FIELDS
 from jobs import _cli
 from jobs.score import FIELDS as SCORE_FIELDS
@@ -13,12 +14,16 @@ FIELDS = [f for f in FIELDS if f != "new_only"]
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _cli.JobParser(
         prog="python -m jobs.schedule",
         description="Long-running scheduler: runs 'python -m jobs.score --new-only' on the cron "
                     "schedule (APScheduler). At start it runs once right away when a scheduled run "
                     "was missed (or none ever ran). SIGTERM/SIGINT: no new runs, the current one "
-                    "finishes, exit 0. Writes <output-dir>/heartbeat.json for health checks.")
+                    "finishes, exit 0. Writes <output-dir>/heartbeat.json for health checks; a second "
+                    "scheduler on the same output directory exits 6 (output/.scheduler.lock). "
+                    "--health exits 0 healthy, 1 unhealthy (stale, missing, damaged or stopped).",
+        epilog=exit_codes_help((0, 1, 2, 6)) + " Each scoring run's own exit code is logged "
+               "with its meaning.")
     p.add_argument("--run-now", action="store_true", help="also run once right at start")
     p.add_argument("--health", action="store_true",
                    help="check the heartbeat file and exit: 0 healthy, 1 stale or missing")
@@ -30,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
 
     if args.health:
+        _cli.warn_unknown_settings("jobs.schedule")
         try:
             settings = _cli.settings_from_args(args, FIELDS)
         except _cli.BatchError as exc:

@@ -12,8 +12,8 @@ FIELDS = SCORE_FIELDS
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m jobs.score",
+    p = _cli.JobParser(
+        prog="python -m jobs.score", summary_line=True,
         description="Score suburb records with a model version from the registry. Writes "
                     "output/runs/<run_id>/ (predictions.parquet, predictions.csv, rejects.csv, "
                     "report.json, report.html, loss.png, fit.png, _SUCCESS) atomically, then "

@@ -4,17 +4,18 @@ from __future__ import annotations
 import argparse
 import sys
 
+from batch.errors import exit_codes_help
 from jobs import _cli
 
-FIELDS = ["models_dir", "data", "feature_column", "target_column", "epochs", "batch_size",
+FIELDS = ["models_dir", "registry_lock_timeout", "data", "feature_column", "target_column", "epochs", "batch_size",
           "learning_rate", "optimizer", "validation_split", "seed", "promote_tolerance",
           "interval_level", "log_every_epochs", "openlineage_url", "openlineage_file",
           "log_level"]
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m jobs.train",
+    p = _cli.JobParser(
+        prog="python -m jobs.train", summary_line=True, epilog=exit_codes_help(),
         description="Fit the single-neuron house-price model, publish it as a new immutable "
                     "version and promote it to production when it passes the quality gate. "
                     "The last line of stdout is a JSON summary.")
@@ -32,6 +33,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     _cli.quiet_tensorflow()
+    _cli.stop_on_sigterm()
 
     def job(settings):
         from batch.training import train

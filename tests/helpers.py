@@ -1,11 +1,14 @@
 """Helpers shared by the tests (imported as tests.helpers): run the jobs, find the data, read errors."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 # The Boston Housing file beside the clone (a folder shared with the project's checkouts);
@@ -42,13 +45,20 @@ def run_main(main, argv) -> Result:
     return Result(code, out.getvalue(), err.getvalue())
 
 
+# As root, file permissions are only enforced once the override capabilities are dropped.
+WITHOUT_DAC_OVERRIDE = ("setpriv", "--bounding-set", "-dac_override,-dac_read_search")
+
+
 def run_cli(module: str, *args, cwd: Path | None = None, env: dict | None = None,
-            timeout: float = 300) -> Result:
-    """Run `python -m module args` as a real subprocess from the repository root."""
+            timeout: float = 300, prefix: tuple[str, ...] = ()) -> Result:
+    """Run `python -m module args` as a real subprocess from the repository root.
+
+    prefix: a command that runs Python, e.g. WITHOUT_DAC_OVERRIDE.
+    """
     full_env = dict(os.environ)
     full_env.update(env or {})
     full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, "-m", module, *[str(a) for a in args]],
+    proc = subprocess.run([*prefix, sys.executable, "-m", module, *[str(a) for a in args]],
                           cwd=cwd or REPO, env=full_env, capture_output=True, text=True,
                           timeout=timeout)
     return Result(proc.returncode, proc.stdout, proc.stderr)
@@ -59,3 +69,28 @@ def one_error_sentence(stderr: str) -> str:
     lines = [ln for ln in stderr.splitlines() if ": error: " in ln]
     assert lines, f"no error sentence in stderr:\n{stderr}"
     return lines[-1]
+
+
+def assert_failed(res: Result, code: int, *words: str) -> str:
+    """A failure with `code`: no traceback, one error sentence holding `words`, the JSON line."""
+    assert res.code == code, (res.code, res.stderr[-3000:])
+    assert "Traceback" not in res.stderr, res.stderr[-3000:]
+    sentence = one_error_sentence(res.stderr)
+    for w in words:
+        assert w in sentence, sentence
+    assert res.json["exit_code"] == code and res.json["status"] == "failed"
+    return sentence
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str):
+    """A real tmpfs of `size` mounted at `path` (skips the test where mounting is not allowed)."""
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}); needs root")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)

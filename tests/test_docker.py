@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from packaging.utils import canonicalize_name
 
-from batch.settings import Settings
+from batch.settings import COMPOSE_ONLY, Settings
 from tests.helpers import BOSTON_NPZ, REPO
 from tests.test_lockfile import locked_versions
 
@@ -29,6 +29,9 @@ COMPOSE_VARIABLES = {"BATCH_UID", "BATCH_GID", "BATCH_HOST_MODELS_DIR", "BATCH_H
                      "BATCH_HOST_INPUT_DIR", "BATCH_KERAS_CACHE", "BATCH_IMAGE",
                      "BATCH_HEALTHCHECK_INTERVAL"}
 E2E_IMAGE = "house-price-batch:e2e-test"
+# The README's stop command: plain `docker compose down` leaves services of profiles that are not
+# enabled (the Dask cluster) running, and then cannot remove the network they use.
+STOP_COMMAND = ["--profile", "*", "down"]
 
 
 def _tool(name: str) -> str | None:
@@ -137,6 +140,8 @@ def test_every_setting_reaches_the_containers_and_is_documented_in_env_example()
     assert documented == settings | COMPOSE_VARIABLES
     used = set(re.findall(r"\$\{(BATCH_[A-Z_]+)", compose_text))
     assert used == COMPOSE_VARIABLES | {"BATCH_DASK_ADDRESS"}  # defaults to the compose cluster
+    # The jobs do not warn about these (they are not settings, and not typos either).
+    assert COMPOSE_ONLY == COMPOSE_VARIABLES
 
 
 def test_dask_profile_adds_a_scheduler_and_two_workers_on_the_same_image(tmp_path):
@@ -329,6 +334,20 @@ def test_compose_stack_end_to_end(tmp_path):
         assert_owned_and_readable(output / "heartbeat.json")
         health = run(["exec", "-T", "scheduler", "python", "-m", "jobs.schedule", "--health"])
         assert health.stdout.startswith("healthy"), health.stdout
+
+        # The README's stop command leaves nothing running, the Dask profile's cluster included.
+        run(["--profile", "dask", "up", "-d", "dask-scheduler", "dask-worker"], timeout=180)
+        running = run(["docker", "ps", "--filter", f"label=com.docker.compose.project={project}",
+                       "--format", '{{.Label "com.docker.compose.service"}}']).stdout.split()
+        assert sorted(running) == ["dask-scheduler", "dask-worker", "dask-worker", "scheduler"]
+        run(STOP_COMMAND, timeout=240)
+        left = run(["docker", "ps", "-a", "--filter",
+                    f"label=com.docker.compose.project={project}", "--format",
+                    "{{.Names}} {{.Status}}"]).stdout.strip()
+        assert left == "", f"left after `docker compose {' '.join(STOP_COMMAND)}`:\n{left}"
+        networks = run(["docker", "network", "ls", "--filter",
+                        f"label=com.docker.compose.project={project}", "-q"]).stdout.strip()
+        assert networks == "", "the project's network was not removed"
     except BaseException:
         logs = run(["--profile", "adhoc", "--profile", "dask", "logs", "--no-color", "--tail",
                     "60"], check=False,
@@ -339,3 +358,10 @@ def test_compose_stack_end_to_end(tmp_path):
         run(["--profile", "adhoc", "--profile", "dask", "down", "-v", "--remove-orphans"],
             timeout=180, check=False)
         _log(f"end to end took {time.monotonic() - started:.0f} s")
+
+
+def test_readme_stop_command_is_the_one_tested():
+    readme = (REPO / "README.md").read_text()
+    documented = "docker compose " + " ".join(
+        f"'{a}'" if a == "*" else a for a in STOP_COMMAND)
+    assert documented in readme, f"README should tell operators to stop with `{documented}`"

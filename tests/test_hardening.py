@@ -5,7 +5,6 @@ root), real signals; the state of runs/, failed/, LATEST and .staging/ is checke
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -22,7 +21,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from tests.helpers import REPO, one_error_sentence, run_cli
+from tests.helpers import REPO, assert_failed, run_cli, tmpfs
 from tests.scoring_helpers import predictions, run_dir, score
 
 
@@ -35,29 +34,6 @@ def no_run_published(out: Path, latest: str | None = None) -> None:
         assert (out / "LATEST").read_text().strip() == latest
     staging = out / ".staging"
     assert not staging.exists() or not list(staging.iterdir()), list(staging.iterdir())
-
-
-def assert_failed(res, code: int, *words: str) -> str:
-    assert res.code == code, (res.code, res.stderr[-3000:])
-    assert "Traceback" not in res.stderr, res.stderr[-3000:]
-    sentence = one_error_sentence(res.stderr)
-    for w in words:
-        assert w in sentence, sentence
-    assert res.json["exit_code"] == code and res.json["status"] == "failed"
-    return sentence
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, size: str):
-    path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True, text=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}); needs root")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
 def big_input(path: Path, rows: int = 60_000) -> Path:

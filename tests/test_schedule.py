@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
@@ -17,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch import scheduling
-from batch.errors import ConfigError
+from batch.errors import EXIT_CODES, ConfigError
 from tests.helpers import REPO, one_error_sentence, run_cli
 
 FAST = "*/3 * * * * *"  # every 3 seconds (6 fields: seconds first)
@@ -129,7 +130,7 @@ def test_a_failed_run_does_not_stop_the_scheduler(models, tmp_path, write_csv, s
         assert holder.stdout.readline().strip() == "locked"
         bad.unlink()
         write_csv("good.csv", "rm\n6\n")
-        s.wait_for(lambda: "exit 6 (output directory locked by another run)" in s.log,
+        s.wait_for(lambda: f"exit 6 ({EXIT_CODES[6]})" in s.log,
                    what="a fire that found the output locked")
     finally:
         holder.kill()
@@ -167,6 +168,9 @@ def test_second_signal_aborts_the_run_leaving_no_partial_output(models, tmp_path
     s, out = scheduler_in_a_long_run(models, tmp_path, scheduler_factory)
     s.proc.send_signal(signal.SIGTERM)
     s.wait_for(lambda: "waiting for the run in progress" in s.log, what="the graceful stop")
+    # Stopping is recorded at once: the health check does not stay green while it winds down.
+    health = run_cli("jobs.schedule", "--health", "--output-dir", out)
+    assert health.code == 1 and "stopped" in health.stderr
     s.proc.send_signal(signal.SIGTERM)
     assert s.proc.wait(timeout=60) == 0
     assert "aborting the run in progress" in s.log
@@ -177,6 +181,8 @@ def test_second_signal_aborts_the_run_leaving_no_partial_output(models, tmp_path
     (["--schedule", "not a cron"], "expected 5 fields"),
     (["--schedule", "61 * * * *"], "61"),
     (["--timezone", "Mars/Olympus"], "Mars/Olympus"),
+    (["--schedule", "0 0 30 2 *"], "never fires"),  # 30 February
+    (["--schedule", "0 0 31 4,6,9,11 *"], "never fires"),
 ])
 def test_bad_cron_or_timezone_exits_2(tmp_path, flags, words):
     res = run_cli("jobs.schedule", "--output-dir", tmp_path / "out", *flags)
@@ -327,3 +333,114 @@ def test_scheduler_metrics_and_retention(models, tmp_path, write_csv, scheduler_
     down = scheduler_values()
     assert down["batch_scheduler_up"] == 0
     assert "batch_scheduler_next_fire_timestamp_seconds" not in down
+
+
+def started_quietly(scheduler_factory, models, tmp_path):
+    """A scheduler with nothing to do for a year (a recent success: no catch-up run)."""
+    out = tmp_path / "out"
+    write_heartbeat(out, dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1))
+    (tmp_path / "in").mkdir(exist_ok=True)
+    s = scheduler_factory(models, out, tmp_path / "in", schedule="0 0 1 1 *")
+    s.wait_for(lambda: scheduling.read_heartbeat(out).get("pid") == s.proc.pid,
+               what="the first heartbeat")
+    return s, out
+
+
+def test_a_second_scheduler_on_the_same_output_exits_6_naming_the_first(models, tmp_path,
+                                                                          scheduler_factory):
+    first, out = started_quietly(scheduler_factory, models, tmp_path)
+    res = run_cli("jobs.schedule", "--models-dir", models, "--output-dir", out, "--input",
+                  tmp_path / "in", "--schedule", "0 0 1 1 *", timeout=60)
+    assert res.code == 6, res.stderr
+    assert "Traceback" not in res.stderr
+    sentence = one_error_sentence(res.stderr)
+    assert f"pid {first.proc.pid}" in sentence and str(out) in sentence
+    assert first.proc.poll() is None  # the first one goes on
+    assert scheduling.read_heartbeat(out).get("pid") == first.proc.pid
+    assert first.stop() == 0
+    # Once the first has stopped, a new one starts.
+    second, _ = started_quietly(scheduler_factory, models, tmp_path)
+    assert second.stop() == 0
+
+
+def test_a_stopped_scheduler_is_unhealthy_at_once(models, tmp_path, scheduler_factory):
+    s, out = started_quietly(scheduler_factory, models, tmp_path)
+    assert run_cli("jobs.schedule", "--health", "--output-dir", out).code == 0
+    assert s.stop() == 0
+    beat = json.loads((out / "heartbeat.json").read_text())
+    assert beat["stopped_at"] and beat["next_run_at"] is None
+    res = run_cli("jobs.schedule", "--health", "--output-dir", out)
+    assert res.code == 1 and f"the scheduler (pid {s.proc.pid}) stopped at" in res.stderr
+    # A new start is healthy again.
+    s2, _ = started_quietly(scheduler_factory, models, tmp_path)
+    assert "stopped_at" not in json.loads((out / "heartbeat.json").read_text())
+    assert run_cli("jobs.schedule", "--health", "--output-dir", out).code == 0
+    assert s2.stop() == 0
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", '"ok"',
+                                  '{"updated_at": "yesterday"}', '{"updated_at": 5}',
+                                  '{"updated_at": "2026-01-01T00:00:00"}',
+                                  '{"last_success_at": "soon", "updated_at": null}'])
+def test_a_damaged_heartbeat_is_unhealthy_in_one_sentence(tmp_path, text):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "heartbeat.json").write_text(text)
+    res = run_cli("jobs.schedule", "--health", "--output-dir", out)
+    assert res.code == 1
+    assert "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("unhealthy:"), res.stderr
+
+
+def test_a_damaged_heartbeat_is_ignored_and_rewritten_at_start(models, tmp_path,
+                                                               scheduler_factory):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "heartbeat.json").write_text('{"last_success_at": "not a time"')
+    (tmp_path / "in").mkdir()
+    s = scheduler_factory(models, out, tmp_path / "in", schedule="0 0 1 1 *")
+    s.wait_for(lambda: scheduling.read_heartbeat(out).get("pid") == s.proc.pid,
+               what="the rewritten heartbeat")
+    assert "is damaged" in s.log and "ignoring it" in s.log and "Traceback" not in s.log
+    assert run_cli("jobs.schedule", "--health", "--output-dir", out).code == 0
+    assert s.stop() == 0
+
+
+def local_fire_days(expression: str, tz: str, start: dt.datetime, days: int) -> list[str]:
+    """Every fire of the real trigger (APScheduler's CronTrigger inside) from `start` on,
+    as local times, following the trigger the way APScheduler does (previous fire, now)."""
+    cron = scheduling.trigger(expression, tz, now=start)
+    zone = ZoneInfo(tz)
+    fires, prev, now = [], None, start
+    end = start + dt.timedelta(days=days)
+    while True:
+        fire = cron.get_next_fire_time(prev, now)
+        if fire is None or fire >= end:
+            return fires
+        assert prev is None or fire > prev
+        fires.append(fire.astimezone(zone).isoformat())
+        prev, now = fire, fire + dt.timedelta(seconds=1)
+
+
+@pytest.mark.parametrize("expression", ["30 2 * * *", "0 2 * * *", "59 2 * * *", "0 3 * * *",
+                                        "30 1 * * *"])
+@pytest.mark.parametrize("change", ["2024-10-27", "2024-03-31", "2026-10-25", "2026-03-29"])
+def test_a_daily_schedule_fires_once_every_local_day_across_dst(expression, change):
+    """Europe/Berlin: clocks go back 03:00 -> 02:00 in October, forward 02:00 -> 03:00 in March."""
+    tz = ZoneInfo("Europe/Berlin")
+    day = dt.date.fromisoformat(change)
+    start = dt.datetime.combine(day - dt.timedelta(days=3), dt.time(12), tzinfo=tz)
+    fires = local_fire_days(expression, "Europe/Berlin", start, days=7)
+    dates = [f[:10] for f in fires]
+    expected = [(day + dt.timedelta(days=d)).isoformat() for d in range(-2, 5)]
+    assert dates == expected, fires  # one fire per local day, none skipped, none doubled
+    on_the_day = fires[2]
+    hour, minute = map(int, expression.split()[1::-1])
+    if hour != 2:  # outside the hour the change repeats or skips: the time as written
+        assert dt.datetime.fromisoformat(on_the_day).astimezone(tz).hour == hour, fires
+    elif change.endswith(("-27", "-25")):  # autumn: the first 02:xx (summer time) fires, once
+        assert on_the_day == f"{change}T{hour:02d}:{minute:02d}:00+02:00", fires
+    else:  # spring: 02:xx does not exist that day; it fires an hour later by the clock
+        instant = dt.datetime.fromisoformat(on_the_day).astimezone(tz)
+        assert (instant.hour, instant.minute) == (3, minute), fires
