@@ -4,6 +4,9 @@ Anything that is not a BatchError is a bug and exits 1 with its traceback.
 """
 from __future__ import annotations
 
+import errno
+from pathlib import Path
+
 # Every exit code of the jobs, with its meaning: --help texts, the scheduler's log and the
 # README's table all say what this table says.
 EXIT_CODES = {
@@ -95,3 +98,23 @@ class EnvironmentFault(BatchError):
 
 class ClusterLost(EnvironmentFault):
     """A Dask worker or the scheduler went away while the run needed it."""
+
+
+def location_fault(what: str, path: Path | str, flag: str, exc: OSError,
+                   outcome: str = "nothing was published") -> EnvironmentFault:
+    """The one sentence (exit 7) for a location that cannot be used: full, read-only, a file...
+
+    `what` names the location ("output location", "model registry location"), `flag` the
+    setting that moves it; the OS's reason and the offending file are quoted.
+    """
+    reason = exc.strerror or " ".join(str(exc).split())
+    code = exc.errno or next((c for c in errno.errorcode if f"[errno {c}]" in str(exc).lower()),
+                             None)
+    hint = {errno.ENOSPC: "free some space there", errno.EROFS: "mount it writable",
+            errno.EACCES: "give this user write permission there",
+            errno.EPERM: "give this user write permission there",
+            errno.ENOTDIR: f"point {flag} at a directory",
+            errno.EEXIST: f"point {flag} at a directory"}.get(code, "check the location")
+    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+    return EnvironmentFault(f"the {what} {str(path)!r} cannot be used: {reason}{where}; "
+                            f"{outcome} — {hint}, or set {flag} to a writable directory")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from batch.atomic import write_atomic
-from batch.jsontext import dumps
+from batch.jsontext import dumps, read_lines
 from batch.metrics import ScoreOutcome, outcome_from_run
 
 log = logging.getLogger(__name__)
@@ -38,23 +38,7 @@ def append_outcome(output_dir: Path, outcome: ScoreOutcome) -> None:
 
 def read_log(output_dir: Path) -> list[dict[str, Any]]:
     """Every outcome in runs.jsonl, in the order written; a damaged line is skipped with a warning."""
-    path = Path(output_dir) / RUNS_LOG
-    try:
-        text = path.read_text()
-    except OSError:
-        return []
-    entries = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except ValueError:
-            log.warning("skipping line %d of %s: not JSON", number, path)
-            continue
-        if isinstance(value, dict) and value.get("started_at"):
-            entries.append(value)
-    return entries
+    return [e for e in read_lines(Path(output_dir) / RUNS_LOG) if e.get("started_at")]
 
 
 def rewrite_log(output_dir: Path, entries: list[dict[str, Any]]) -> None:

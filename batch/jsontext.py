@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def finite(value: Any, digits: int | None = None) -> Any:
@@ -32,3 +36,24 @@ def dumps(value: Any, digits: int | None = None, **kwargs: Any) -> str:
     """json.dumps that never writes NaN/Infinity (parsers other than Python's refuse them)."""
     kwargs.setdefault("default", str)
     return json.dumps(finite(value, digits), allow_nan=False, **kwargs)
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file, in order; a missing file is empty, and a damaged
+    line (a write torn by a crash, an edit) is skipped with a warning naming it."""
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return []
+    entries = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError:
+            log.warning("skipping line %d of %s: not JSON (an interrupted write?)", number, path)
+            continue
+        if isinstance(value, dict):
+            entries.append(value)
+    return entries

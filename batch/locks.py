@@ -71,3 +71,13 @@ def is_abandoned(lock_path: Path) -> bool:
         lock.release()
         return True
     return False
+
+
+def describe_holder(who: dict) -> str:
+    """'pid 12 on host (root@host, started ...)' from what a lock holder wrote; or a vaguer phrase."""
+    if not who:
+        return "another process"
+    text = f"pid {who.get('pid', '?')} on {who.get('host', '?')}"
+    since = who.get("since") or who.get("started_at")
+    extra = ", ".join(str(v) for v in (who.get("actor"), since and f"started {since}") if v)
+    return f"{text} ({extra})" if extra else text

@@ -27,9 +27,9 @@ import pyarrow.parquet as pq
 
 from batch.atomic import fsync_dir, write_atomic
 from batch.columns import csv_ready
-from batch.errors import EnvironmentFault, LockHeld
+from batch.errors import EnvironmentFault, LockHeld, location_fault
 from batch.features import NUMBER_RE
-from batch.locks import FileLock
+from batch.locks import FileLock, describe_holder
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +48,7 @@ DIAGNOSIS_FILES = ("report.json", "report.html", REJECTS_CSV)  # kept for a fail
 
 def location_error(path: Path | str, exc: OSError) -> EnvironmentFault:
     """The EnvironmentFault for an output location that cannot be used (full, read-only, ...)."""
-    reason = exc.strerror or " ".join(str(exc).split())
-    code = exc.errno or next((c for c, name in errno.errorcode.items()
-                              if f"[errno {c}]" in str(exc).lower()), None)
-    hint = {errno.ENOSPC: "free some space there", errno.EROFS: "mount it writable",
-            errno.EACCES: "give this user write permission there",
-            errno.EPERM: "give this user write permission there",
-            errno.ENOTDIR: "point --output-dir at a directory",
-            errno.EEXIST: "point --output-dir at a directory"}.get(code, "check the location")
-    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-    return EnvironmentFault(f"the output location {str(path)!r} cannot be used: {reason}{where}; "
-                            f"nothing was published — {hint}, or set --output-dir to a "
-                            "writable directory")
+    return location_fault("output location", path, "--output-dir", exc)
 
 
 @contextmanager
@@ -92,9 +81,7 @@ class OutputDir:
                 raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
             got = self._lock.acquire(blocking=False, holder=me)
         if not got:
-            who = self._lock.holder()
-            desc = (f"pid {who.get('pid', '?')} on {who.get('host', '?')}, started "
-                    f"{who.get('started_at', '?')}" if who else "another process")
+            desc = describe_holder(self._lock.holder())
             raise LockHeld(f"another scoring run ({desc}) holds {self.root}; it was left alone — "
                            "wait for it to finish, then run again")
 

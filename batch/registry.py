@@ -21,9 +21,9 @@ from typing import Any, Callable, Iterator
 from batch import interrupts
 from batch.atomic import fsync_dir, write_atomic
 from batch.datasets import sha256_file
-from batch.errors import EnvironmentFault, LockHeld, ModelError
-from batch.jsontext import dumps
-from batch.locks import FileLock, is_abandoned
+from batch.errors import EnvironmentFault, LockHeld, ModelError, location_fault
+from batch.jsontext import dumps, read_lines
+from batch.locks import FileLock, describe_holder, is_abandoned
 
 log = logging.getLogger(__name__)
 
@@ -407,21 +407,7 @@ class Registry:
 
     def history(self) -> list[dict[str, Any]]:
         """Every recorded alias move, oldest first (a torn last line from a crash is skipped)."""
-        path = self.root / HISTORY_FILE
-        if not path.exists():
-            return []
-        events = []
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                event = json.loads(line)
-            except ValueError:
-                log.warning("%s line %d is not JSON (an interrupted write?); skipped", path, number)
-                continue
-            if isinstance(event, dict):
-                events.append(event)
-        return events
+        return read_lines(self.root / HISTORY_FILE)
 
     def promote(self, version: str, alias: str = PRODUCTION, force: bool = False,
                 command: str = "models promote") -> dict[str, Any]:
@@ -563,16 +549,6 @@ def aliases_problem(data: Any) -> str | None:
     return None
 
 
-def describe_holder(who: dict) -> str:
-    """'pid 12 on host (root@host, since ...)' from what a lock holder wrote; or a vaguer phrase."""
-    if not who:
-        return "another process"
-    text = f"pid {who.get('pid', '?')} on {who.get('host', '?')}"
-    extra = ", ".join(str(v) for v in (who.get("actor"), who.get("since") and
-                                        f"since {who['since']}") if v)
-    return f"{text} ({extra})" if extra else text
-
-
 def _reason(exc: BaseException) -> str:
     """The OS's words for an error (or the exception's own), on one line."""
     return getattr(exc, "strerror", None) or " ".join(str(exc).split())
@@ -581,16 +557,7 @@ def _reason(exc: BaseException) -> str:
 def location_error(root: Path, exc: OSError,
                    outcome: str = "nothing was published") -> EnvironmentFault:
     """The EnvironmentFault for a registry location that cannot be used (full, read-only, ...)."""
-    code = exc.errno
-    hint = {errno.ENOSPC: "free some space there", errno.EROFS: "mount it writable",
-            errno.EACCES: "give this user write permission there",
-            errno.EPERM: "give this user write permission there",
-            errno.ENOTDIR: "point --models-dir at a directory",
-            errno.EEXIST: "point --models-dir at a directory"}.get(code, "check the location")
-    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-    return EnvironmentFault(f"the model registry location {str(root)!r} cannot be used: "
-                            f"{_reason(exc)}{where}; {outcome} — {hint}, or set "
-                            "--models-dir to a writable directory")
+    return location_fault("model registry location", root, "--models-dir", exc, outcome)
 
 
 def sanity_problem(metadata: dict[str, Any]) -> str | None:

@@ -19,7 +19,7 @@ from apscheduler.triggers.base import BaseTrigger
 from batch.errors import EXIT_CODES, ConfigError, LockHeld
 from batch.atomic import write_atomic
 from batch.jsontext import dumps
-from batch.locks import FileLock
+from batch.locks import FileLock, describe_holder
 from batch.settings import SCORE_FIELDS, Settings, flag_name
 
 log = logging.getLogger(__name__)
@@ -404,9 +404,7 @@ class NightlyScorer:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             got = self.lock.acquire(blocking=False, holder=me)
         if not got:
-            who = self.lock.holder()
-            desc = (f"pid {who.get('pid', '?')} on {who.get('host', '?')}, started "
-                    f"{who.get('started_at', '?')}" if who else "another process")
+            desc = describe_holder(self.lock.holder())
             raise LockHeld(f"another scheduler ({desc}) already runs on {self.output_dir}, so "
                            "this one did not start; stop that one first, or give this one "
                            "another --output-dir")
