@@ -150,3 +150,8 @@ def unify(a: pa.DataType | None, b: pa.DataType, *, a_exact: bool = True,
             and float_safe(b, b_exact):
         return pa.float64()
     return pa.string()
+
+
+def with_float64(schema: pa.Schema, names: frozenset[str] | set[str]) -> pa.Schema:
+    """`schema` with the columns in `names` as float64 (text columns that hold only numbers)."""
+    return pa.schema([f.with_type(pa.float64()) if f.name in names else f for f in schema])

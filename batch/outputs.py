@@ -4,7 +4,9 @@ The only module that writes a run's files. A run is built in `.staging/<run_id>/
 into `runs/<run_id>/` with `_SUCCESS` already inside, so readers never see a partial run. The
 prediction sink writes predictions.parquet, predictions.csv and rejects.csv, either as single
 files (one process) or as part files that `join_parts` turns into the final layout (Dask); CSV
-safety (formula defusing) lives beside the CSV writer, and so does the Parquet re-typing.
+safety (formula defusing) lives beside the CSV writer. Text columns the plan decided are numbers
+are written to predictions.parquet as float64; a later value that is not a number turns the
+column back to text, restored from the row-aligned CSV text (`restore_text`).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import re
 import shutil
 import socket
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -26,10 +29,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from batch.atomic import fsync_dir, write_atomic
-from batch.columns import csv_ready
+from batch.columns import csv_ready, with_float64
 from batch.errors import EnvironmentFault, LockHeld, location_fault
 from batch.features import NUMBER_RE
 from batch.locks import FileLock, describe_holder
+from batch.stats import as_float64
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +44,8 @@ PREDICTIONS_PARQUET = "predictions.parquet"
 PREDICTIONS_CSV = "predictions.csv"
 REJECTS_CSV = "rejects.csv"
 PARTS = "parts"  # CSV part files of a parts-mode run, joined and removed before publishing
-SINGLE_PART = "part-00000"  # the one Parquet part of a run written by a single writer
+STEM = "part"  # Parquet files of the run's single writer: part-00000.parquet, part-00001, ...
+SINGLE_PART = f"{STEM}-00000"  # its first (usually only) Parquet file
 DIAGNOSIS_FILES = ("report.json", "report.html", REJECTS_CSV)  # kept for a failed run
 
 
@@ -229,16 +234,28 @@ class PredictionSink:
 
     predictions.parquet is always a folder of part files, whichever engine wrote it, so one
     glob (`runs/*/predictions.parquet/*.parquet`) reads every run. part=None is the single
-    writer of a run (the local engine): one Parquet part and the final CSV files, with headers.
-    With a part name, a task writes its own Parquet part and headerless CSV parts under `parts/`,
-    so many processes can write at once; join_parts then makes the final CSV files.
+    writer of a run (the local engine): Parquet files part-00000.parquet, ... and the final CSV
+    files, with headers. With a part name, a task writes its own Parquet files
+    (<part>-00000.parquet, ...) and headerless CSV parts under `parts/`, so many processes can
+    write at once; join_parts then makes the final CSV files.
+
+    `numbers` are text columns written to Parquet as float64 (the plan's decision); the CSV
+    files keep their text. Each batch is checked first (stats.as_float64): when a column's
+    values are not all plain numbers that a float64 keeps exactly, the current Parquet file is
+    closed and the writer goes on in the next one with that column as text. Engine.run then
+    makes the column text in the earlier files too (`text_sources`, `restore_text`).
     """
 
     def __init__(self, folder: Path, schema: pa.Schema, rejects_schema: pa.Schema,
-                 part: str | None = None) -> None:
+                 part: str | None = None, numbers: frozenset[str] = frozenset()) -> None:
         folder = Path(folder)
+        self.folder = folder
         opts = pacsv.WriteOptions(quoting_style="needed", include_header=part is None)
-        parquet = folder / PREDICTIONS_PARQUET / f"{part or SINGLE_PART}.parquet"
+        self._stem = part or STEM
+        self._schema = schema
+        self._numbers = set(numbers) & set(schema.names)  # float64 in the current Parquet file
+        self._file, self._file_rows = 0, 0
+        parquet = self._parquet_file(0)
         if part is None:
             csv, rejects = folder / PREDICTIONS_CSV, folder / REJECTS_CSV
         else:
@@ -247,11 +264,10 @@ class PredictionSink:
         with writing(folder):
             parquet.parent.mkdir(exist_ok=True)
             csv.parent.mkdir(exist_ok=True)
-        self.parquet_path = parquet
-        self.folder = folder
+        self.parquet_path = parquet  # the Parquet file being written
         self._writers: list = []
         with writing(folder):
-            self._parquet = self._open(pq.ParquetWriter(parquet, schema))
+            self._parquet = self._open(pq.ParquetWriter(parquet, self._parquet_schema()))
             self._csv_schema = csv_header_schema(schema)
             self._csv = self._open(pacsv.CSVWriter(csv, self._csv_schema, write_options=opts))
             self._rejects = self._open(pacsv.CSVWriter(rejects, rejects_schema,
@@ -267,8 +283,49 @@ class PredictionSink:
 
     def write_parquet(self, predictions: pa.RecordBatch, rejects: pa.RecordBatch) -> None:
         """The Parquet half of write() (a pipelined sink runs each half in its own thread)."""
+        batch = self._with_numbers(predictions)
         with writing(self.folder):
-            self._parquet.write_batch(predictions)
+            self._parquet.write_batch(batch)
+        self._file_rows += batch.num_rows
+
+    def _parquet_file(self, index: int) -> Path:
+        return self.folder / PREDICTIONS_PARQUET / f"{self._stem}-{index:05d}.parquet"
+
+    def _parquet_schema(self) -> pa.Schema:
+        return with_float64(self._schema, self._numbers)
+
+    def _with_numbers(self, predictions: pa.RecordBatch) -> pa.RecordBatch:
+        """The batch as the current Parquet file takes it: `numbers` as float64, checked first."""
+        if not self._numbers:
+            return predictions
+        cols = list(predictions.columns)
+        text = []
+        for name in sorted(self._numbers):
+            i = self._schema.get_field_index(name)
+            values = as_float64(cols[i])
+            if values is None:
+                text.append(name)
+            else:
+                cols[i] = values
+        if text:
+            log.info("column(s) %s hold a value that is not a plain number a float64 keeps "
+                     "exactly (at or after row %s of %s): predictions.parquet keeps them as "
+                     "text", ", ".join(text), _first(predictions, "source_row"),
+                     _first(predictions, "source_file"))
+            self._numbers -= set(text)
+            self._next_parquet_file()
+        return pa.record_batch(cols, schema=self._parquet_schema())
+
+    def _next_parquet_file(self) -> None:
+        """Close the current Parquet file and go on in the next one, with the current types."""
+        old = self._parquet
+        with writing(self.folder):
+            old.close()
+            if self._file_rows:  # an empty file is simply written again
+                self._file, self._file_rows = self._file + 1, 0
+            self.parquet_path = self._parquet_file(self._file)
+            self._parquet = pq.ParquetWriter(self.parquet_path, self._parquet_schema())
+        self._writers[self._writers.index(old)] = self._parquet
 
     def write_csv(self, predictions: pa.RecordBatch, rejects: pa.RecordBatch) -> None:
         """The CSV half of write(): predictions.csv and rejects.csv, made spreadsheet-safe."""
@@ -289,6 +346,13 @@ class PredictionSink:
         self._writers = []
         if first is not None:
             raise location_error(self.folder, first)
+
+
+def _first(batch: pa.RecordBatch, name: str) -> object:
+    """The batch's first value in column `name` (for a log line), '?' when there is none."""
+    if name not in batch.schema.names or not batch.num_rows:
+        return "?"
+    return batch.column(name)[0].as_py()
 
 
 def start_parts(folder: Path) -> None:
@@ -331,28 +395,146 @@ def _join_parts(folder: Path, schema: pa.Schema, rejects_schema: pa.Schema) -> N
     shutil.rmtree(folder / PARTS)
 
 
-def retype_parquet(path: Path, columns: list[str]) -> None:
-    """Rewrite the Parquet file at `path` with the given text columns as float64 ('' -> null).
+def text_columns(folder: Path, numbers: frozenset[str] | set[str]) -> set[str]:
+    """Of the columns decided to be numbers, those some Parquet file of the run holds as text."""
+    found: set[str] = set()
+    for path in parquet_files(folder):
+        schema = pq.read_schema(path)
+        found |= {n for n in numbers
+                  if n in schema.names and not pa.types.is_float64(schema.field(n).type)}
+    return found
 
-    Streams with flat memory (pre_buffer off) and replaces the file only when complete.
+
+@dataclass(frozen=True)
+class TextSource:
+    """One CSV file of a run and the Parquet files written from the same rows, in order."""
+
+    csv: str
+    header: bool
+    parquet: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return Path(self.csv).name
+
+
+def text_sources(folder: Path, columns: set[str]) -> list[TextSource]:
+    """The CSV files (with their Parquet files) that hold `columns` as float64 somewhere.
+
+    A writer's Parquet files are <stem>-NNNNN.parquet: the run's single writer (stem `part`)
+    wrote predictions.csv, a part's writer parts/<stem>.predictions.csv, row for row.
     """
-    with writing(Path(path).parent):
-        _retype_parquet(Path(path), columns)
+    folder = Path(folder)
+    groups: dict[str, list[Path]] = {}
+    for path in parquet_files(folder):
+        groups.setdefault(path.stem.rsplit("-", 1)[0], []).append(path)
+    sources = []
+    for stem, paths in groups.items():
+        if not any(pa.types.is_float64(schema.field(c).type)
+                   for schema in map(pq.read_schema, paths) for c in columns
+                   if c in schema.names):
+            continue
+        csv, header = ((folder / PREDICTIONS_CSV, True) if stem == STEM
+                       else (folder / PARTS / f"{stem}.predictions.csv", False))
+        sources.append(TextSource(str(csv), header, tuple(str(p) for p in paths)))
+    return sources
 
 
-def _retype_parquet(path: Path, columns: list[str]) -> None:
-    pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
-    schema = pa.schema([pa.field(f.name, pa.float64()) if f.name in columns else f
-                        for f in pf.schema_arrow])
-    tmp = path.with_name(path.name + ".retype")
-    with pq.ParquetWriter(tmp, schema) as writer:
-        for batch in pf.iter_batches(batch_size=1 << 18):
-            arrays = []
-            for f, col in zip(schema, batch.columns):
-                if f.name in columns:
-                    text = pc.utf8_trim_whitespace(col)
-                    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
-                    col = pc.cast(text, pa.float64())
-                arrays.append(col)
-            writer.write_batch(pa.record_batch(arrays, schema=schema))
-    tmp.replace(path)
+def restore_text(source: TextSource, columns: list[str]) -> None:
+    """Rewrite the source's Parquet files that hold `columns` as float64 with those columns as
+    the text of the same rows in its CSV file: exactly the text the input had.
+
+    The CSV holds each such value as written (a plain number is never defused), and every
+    value is checked to read back as the same float64 before a file is replaced. Streams with
+    flat memory.
+    """
+    with writing(Path(source.csv).parent):
+        _restore_text(source, columns)
+
+
+def _restore_text(source: TextSource, columns: list[str]) -> None:
+    names = pq.read_schema(source.parquet[0]).names
+    wanted = {names.index(c): c for c in columns}
+    text = _CsvText(Path(source.csv), source.header, sorted(wanted))
+    for path in map(Path, source.parquet):
+        pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+        redo = [i for i in wanted if pa.types.is_float64(pf.schema_arrow.field(i).type)]
+        if not redo:
+            text.skip(pf.metadata.num_rows)
+            continue
+        schema = pa.schema([f.with_type(pa.string()) if i in redo else f
+                            for i, f in enumerate(pf.schema_arrow)])
+        tmp = path.with_name(path.name + ".text")
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for batch in pf.iter_batches(batch_size=1 << 16):
+                rows = text.take(batch.num_rows)
+                cols = list(batch.columns)
+                for i in redo:
+                    restored = rows[i]
+                    if not _same_numbers(restored, cols[i]):
+                        raise RuntimeError(f"the text of column {wanted[i]!r} in {source.csv} "
+                                           f"does not match {path.name}; rows are misaligned")
+                    cols[i] = restored
+                writer.write_batch(pa.record_batch(cols, schema=schema))
+        tmp.replace(path)
+    text.finish()
+
+
+def _same_numbers(text: pa.Array, values: pa.Array) -> bool:
+    """True when `text` reads as exactly `values` (trimmed, '' as null), cell for cell."""
+    parsed = as_float64(text)
+    return parsed is not None and parsed.equals(values)
+
+
+class _CsvText:
+    """Some columns of a CSV file the sink wrote, as text, row after row."""
+
+    def __init__(self, path: Path, header: bool, positions: list[int]) -> None:
+        self.path = path
+        self._positions = positions
+        self._reader = pacsv.open_csv(
+            path,
+            # The header is read as a row (and dropped): a quoted name may span lines.
+            read_options=pacsv.ReadOptions(autogenerate_column_names=True,
+                                           block_size=1 << 20),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=[f"f{i}" for i in positions],
+                column_types={f"f{i}": pa.string() for i in positions},
+                strings_can_be_null=True, quoted_strings_can_be_null=False))
+        self._pending: list[pa.RecordBatch] = []
+        self._rows = 0
+        if header:
+            self.take(1)
+
+    def _fill(self, n: int) -> None:
+        while self._rows < n:
+            try:
+                batch = self._reader.read_next_batch()
+            except StopIteration:
+                raise RuntimeError(f"{self.path} has fewer rows than predictions.parquet; "
+                                   "rows are misaligned") from None
+            self._pending.append(batch)
+            self._rows += batch.num_rows
+
+    def take(self, n: int) -> dict[int, pa.Array]:
+        """The next n rows: column position -> text."""
+        self._fill(n)
+        table = pa.Table.from_batches(self._pending)
+        head, rest = table.slice(0, n), table.slice(n)
+        self._pending = rest.to_batches() if rest.num_rows else []
+        self._rows -= n
+        return {p: head.column(f"f{p}").combine_chunks() for p in self._positions}
+
+    def skip(self, n: int) -> None:
+        while n:
+            step = min(n, 1 << 16)
+            self.take(step)
+            n -= step
+
+    def finish(self) -> None:
+        """RuntimeError unless every row was used (the CSV and the Parquet files align)."""
+        extra = self._rows + sum(b.num_rows for b in self._reader)
+        if extra:
+            raise RuntimeError(f"{self.path} has {extra} more row(s) than predictions.parquet; "
+                               "rows are misaligned")

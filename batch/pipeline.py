@@ -123,8 +123,8 @@ class PipelinedSink(outputs.PredictionSink):
     """
 
     def __init__(self, folder: Path, schema: pa.Schema, rejects_schema: pa.Schema,
-                 depth: int = DEPTH) -> None:
-        super().__init__(folder, schema, rejects_schema)
+                 depth: int = DEPTH, numbers: frozenset[str] = frozenset()) -> None:
+        super().__init__(folder, schema, rejects_schema, numbers=numbers)
         self._stop = threading.Event()
         self._errors: list[BaseException] = []
         # The two halves of PredictionSink.write, one per thread.

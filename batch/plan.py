@@ -2,21 +2,27 @@
 
 Every input is inspected (and hashed) here, so a bad file stops the run before any output
 exists. The output schema is the input columns unified across files, then rules.ADDED_FIELDS.
+Which CSV text columns are written as float64 in predictions.parquet is decided here too, once,
+from the first block of each file (see decide_numbers).
 """
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import pyarrow as pa
 
-from batch import inputs
-from batch.columns import can_hold_rooms, is_number_type, unify
+from batch import features, inputs
+from batch.columns import can_hold_rooms, conform, is_number_type, unify, with_float64
 from batch.datasets import ROOMS_NAMES
 from batch.errors import InputError
 from batch.rules import ADDED_COLUMNS, ADDED_FIELDS, BatchContext, feature_range
+from batch.stats import NumericColumns
 
 log = logging.getLogger(__name__)
+
+FIRST_BLOCK_ROWS = 1 << 16  # rows of each file observed to decide which text columns are numbers
 
 
 @dataclass(frozen=True)
@@ -35,12 +41,22 @@ class FilePlan:
 
 @dataclass(frozen=True)
 class Plan:
-    """The files to score (in order), the ones skipped by --new-only, and the output schema."""
+    """The files to score (in order), the ones skipped by --new-only, and the output schema.
+
+    schema holds the rows as scored and as written to predictions.csv (CSV columns as text);
+    `numbers` are the text columns predictions.parquet holds as float64 (see decide_numbers).
+    """
 
     files: list[FilePlan]
     schema: pa.Schema
     skipped: list[dict[str, str]]
     retype_candidates: frozenset[str] = frozenset()
+    numbers: frozenset[str] = frozenset()
+
+    @property
+    def parquet_schema(self) -> pa.Schema:
+        """The schema predictions.parquet is written with (until a value contradicts `numbers`)."""
+        return with_float64(self.schema, self.numbers)
 
     def context(self, index: int, *, domain: tuple[float, float], meta: dict, version: str,
                 run_id: str) -> BatchContext:
@@ -51,13 +67,18 @@ class Plan:
             source_file=fp.src.name, sha256=fp.src.sha256, rooms_column=fp.rooms_column,
             target_column=fp.target_column, decimal_comma=fp.decimal_comma, domain=domain,
             feature_range=feature_range(meta), model_version=version, run_id=run_id,
-            schema=self.schema, retype_candidates=self.retype_candidates,
+            schema=self.schema, retype_candidates=self.retype_candidates, numbers=self.numbers,
             interval=meta.get("interval"))
 
 
 def plan_inputs(entries: list[str], feature_column: str | None, target_column: str | None,
-                scored_hashes: set[str] | None) -> Plan:
-    """Find and inspect every input before anything is written; InputError names the bad file."""
+                scored_hashes: set[str] | None,
+                domain: tuple[float, float] = (-math.inf, math.inf)) -> Plan:
+    """Find and inspect every input before anything is written; InputError names the bad file.
+
+    domain is the rooms domain of the run: rows it would reject do not count when deciding which
+    text columns are numbers, as they are not written to predictions.parquet.
+    """
     paths = inputs.resolve_inputs(entries)
     if not paths:
         raise InputError(f"no input files found in {', '.join(entries)} (looked for .csv, "
@@ -108,7 +129,56 @@ def plan_inputs(entries: list[str], feature_column: str | None, target_column: s
     schema = pa.schema([pa.field(n, t) for n, t in fields.items()] + list(ADDED_FIELDS))
     candidates = frozenset(n for n, t in fields.items()
                            if pa.types.is_string(t) and n not in parquet_text)
-    return Plan(files, schema, skipped, candidates)
+    numbers = decide_numbers(files, candidates, domain)
+    return Plan(files, schema, skipped, candidates, numbers)
+
+
+def decide_numbers(files: list[FilePlan], candidates: frozenset[str],
+                   domain: tuple[float, float]) -> frozenset[str]:
+    """The candidate text columns to write as float64, decided once from each file's first block.
+
+    A column qualifies when, in the first FIRST_BLOCK_ROWS rows of every file that has it, every
+    cell of the rows the run would score is a plain number a float64 keeps exactly
+    (stats.looks_numeric, after a ';' file's decimal commas become points), and at least one
+    such cell is there at all. Later batches are checked as they are written
+    (outputs.PredictionSink); a value that contradicts the decision turns the column back to
+    text, exactly as it came, so the decision can cost time but never a value.
+    """
+    observed = NumericColumns(set(candidates))
+    for index, fp in enumerate(files):
+        names = [n for n in fp.src.columns if n in candidates]
+        if not fp.scorable or not names:
+            continue
+        assert fp.rooms_column is not None
+        batch = first_block(fp, index)
+        if batch is None:
+            continue
+        valid = features.validate(batch.column(fp.rooms_column), *domain,
+                                  decimal_comma=fp.decimal_comma).valid
+        kept = batch.filter(pa.array(valid))
+        cols = []
+        for name in names:  # as rules.score_batch makes them: text, decimal points
+            col = conform(kept.column(name), pa.string())
+            cols.append(features.decimal_points(col) if fp.decimal_comma else col)
+        observed.observe(pa.record_batch(cols, names=names))
+    numbers = frozenset(observed.columns)
+    if numbers:
+        log.info("text column(s) %s hold plain numbers in the first %s rows of every file: "
+                 "predictions.parquet stores them as float64", ", ".join(sorted(numbers)),
+                 f"{FIRST_BLOCK_ROWS:,}")
+    return numbers
+
+
+def first_block(fp: FilePlan, index: int) -> pa.RecordBatch | None:
+    """The first FIRST_BLOCK_ROWS rows of a file (None when empty), read as the run reads it."""
+    batches = inputs.iter_batches(inputs.whole(fp.src, index), FIRST_BLOCK_ROWS)
+    try:
+        batch = next(batches, None)
+    finally:
+        batches.close()
+    if batch is not None and batch.num_rows > FIRST_BLOCK_ROWS:
+        batch = batch.slice(0, FIRST_BLOCK_ROWS)
+    return batch
 
 
 def pick_column(src: inputs.InputFile, wanted: str | None, candidates: tuple[str, ...],

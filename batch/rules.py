@@ -47,7 +47,8 @@ class BatchContext:
     model_version: str
     run_id: str
     schema: pa.Schema  # the output schema (input columns unified across files + ADDED_FIELDS)
-    retype_candidates: frozenset[str] = frozenset()  # text columns that may become float64
+    retype_candidates: frozenset[str] = frozenset()  # CSV text columns that may hold numbers
+    numbers: frozenset[str] = frozenset()  # of those, the ones predictions.parquet holds as float64
     interval: dict | None = None  # the model's band parameters (None: a version without them)
 
 

@@ -84,8 +84,9 @@ def _score(settings: Settings, started: dt.datetime) -> dict[str, Any]:
             predictor = predictor_for(model, meta.get("model_sha256", ""),
                                       lambda: (registry.root / version / MODEL_FILE).read_bytes())
         phase("model")
+        domain = (settings.domain_min, settings.domain_max)
         plan = plan_inputs(settings.input, settings.feature_column, settings.target_column,
-                           out.scored_hashes() if settings.new_only else None)
+                           out.scored_hashes() if settings.new_only else None, domain)
         phase("plan")
         lineage.start(score_inputs([fp.src for fp in plan.files], arrow_schema(plan.schema),
                                    registry.root, version))
@@ -100,7 +101,6 @@ def _score(settings: Settings, started: dt.datetime) -> dict[str, Any]:
                  version, settings.model_version)
 
         staged = out.staging(run_id)
-        domain = (settings.domain_min, settings.domain_max)
         job = Job(str(staged), {
             i: plan.context(i, domain=domain, meta=meta, version=version, run_id=run_id)
             for i, fp in enumerate(plan.files) if fp.scorable}, predictor, settings.chunk_rows)

@@ -157,19 +157,35 @@ def _digits(text: pa.Array) -> pa.Array:
     return text
 
 
+def as_float64(column: pa.Array) -> pa.Array | None:
+    """A text column as float64 when `looks_numeric`, else None (the column must stay text).
+
+    Trimmed, '' and null become null, every other cell the float64 that holds it exactly.
+    """
+    if not looks_numeric(column):
+        return None
+    text = pc.utf8_trim_whitespace(column)
+    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+    try:
+        return pc.cast(text, pa.float64())
+    except pa.ArrowInvalid:  # a form NUMBER_RE takes but Arrow's parser does not: keep the text
+        return None
+
+
 @dataclass
 class NumericColumns:
-    """Which text input columns hold only plain numbers in every row written (typical of CSV).
+    """Which text input columns look like plain numbers in the batches observed (typical of CSV).
 
-    Such columns are stored as float64 in predictions.parquet at the end of the run (see
-    outputs.retype_parquet), so analysts get numbers; predictions.csv keeps the text as it came.
+    The plan observes the first block of every file (see plan.decide_numbers); a column that
+    looks numeric wherever it appears, with at least one value, is written as float64.
     """
 
     candidates: set[str] = field(default_factory=set)  # text columns from CSV (Parquet text stays)
-    seen: set[str] = field(default_factory=set)  # candidates with at least one non-empty value
+    seen: set[str] = field(default_factory=set)  # candidates with at least one non-null value
 
     def observe(self, batch: pa.RecordBatch) -> None:
-        for name in list(self.candidates):
+        """Look at the candidates this batch has (a column it lacks is no evidence either way)."""
+        for name in list(self.candidates & set(batch.schema.names)):
             col = batch.column(name)
             if col.null_count == len(col):
                 continue

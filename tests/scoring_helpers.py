@@ -31,3 +31,25 @@ def predictions(folder: Path) -> pd.DataFrame:
 
 def rejects(folder: Path) -> pd.DataFrame:
     return pd.read_csv(folder / "rejects.csv", dtype={"raw_value": str}, keep_default_na=False)
+
+
+def engine_run(entries: list[str], staged: Path, chunk_rows: int, engine=None):
+    """An engine (the pipelined local one by default) on real files, with a folded model (no
+    Keras), into `staged`; returns (plan, EngineResult)."""
+    import numpy as np
+
+    from batch.engines.base import Job
+    from batch.engines.local import LocalEngine
+    from batch.model import LinearFold, Predictor
+    from batch.plan import plan_inputs
+
+    staged.mkdir()
+    domain = (0.0, 20.0)
+    plan = plan_inputs(entries, None, "medv", None, domain)
+    meta = {"feature_range": {"min": 3.5, "max": 8.8}}
+    contexts = {i: plan.context(i, domain=domain, meta=meta, version="v1", run_id="r")
+                for i, fp in enumerate(plan.files) if fp.scorable}
+    predictor = Predictor("0" * 64, LinearFold(np.float32(9.1), np.float32(-34.6)),
+                          verified="a fold verified in the test")
+    job = Job(str(staged), contexts, predictor, chunk_rows)
+    return plan, (engine or LocalEngine(60.0)).run(plan, job, None)

@@ -19,7 +19,7 @@ from batch.errors import InputError
 from batch.model import LinearFold, Predictor
 from batch.pipeline import PipelinedSink, ReadAhead
 from tests.helpers import REPO, one_error_sentence
-from tests.scoring_helpers import predictions, run_dir, score
+from tests.scoring_helpers import engine_run, predictions, run_dir, score
 
 
 def no_pipeline_threads() -> bool:
@@ -112,19 +112,9 @@ def test_a_writer_error_is_raised_in_the_caller_and_stops_every_thread(tmp_path)
 
 def local_run(plan_inputs_: list[str], staged: Path, pipeline: bool, chunk_rows: int):
     """The local engine on real files, with a folded model (no Keras), into `staged`."""
-    from batch.engines.base import Job
     from batch.engines.local import LocalEngine
-    from batch.plan import plan_inputs
 
-    staged.mkdir()
-    plan = plan_inputs(plan_inputs_, None, "medv", None)
-    meta = {"feature_range": {"min": 3.5, "max": 8.8}}
-    contexts = {i: plan.context(i, domain=(0.0, 20.0), meta=meta, version="v1", run_id="r")
-                for i, fp in enumerate(plan.files) if fp.scorable}
-    predictor = Predictor("0" * 64, LinearFold(np.float32(9.1), np.float32(-34.6)),
-                          verified="a fold verified in the test")
-    job = Job(str(staged), contexts, predictor, chunk_rows)
-    return LocalEngine(60.0, pipeline=pipeline).run(plan, job, None)
+    return engine_run(plan_inputs_, staged, chunk_rows, LocalEngine(60.0, pipeline=pipeline))[1]
 
 
 def test_pipelined_and_sequential_runs_write_identical_files(tmp_path):

@@ -56,16 +56,6 @@ def test_single_and_part_sinks_give_the_same_files(tmp_path):
     assert len(outputs.parquet_files(many)) == 2 and not (many / "parts").exists()
 
 
-def test_retype_parquet_turns_number_text_into_float64(tmp_path):
-    path = tmp_path / "p.parquet"
-    pq.write_table(pa.table({"n": ["1", " 2.5", ""], "name": ["a", "b", "c"]}), path)
-    outputs.retype_parquet(path, ["n"])
-    table = pq.read_table(path)
-    assert table.schema.field("n").type == pa.float64()
-    assert table.column("n").to_pylist() == [1.0, 2.5, None]
-    assert table.column("name").to_pylist() == ["a", "b", "c"]
-
-
 def test_publish_makes_a_complete_run_and_latest(tmp_path):
     out = outputs.OutputDir(tmp_path / "output")
     out.lock("r1")

@@ -1,4 +1,4 @@
-"""What every engine shares: the per-part task, and the loop around it (merge, checks, re-type, parity).
+"""What every engine shares: the per-part task, and the loop around it (merge, checks, types, parity).
 
 An engine only decides how parts are cut and where `score_part` runs (`_run_parts`) and how a
 function is mapped over output files (`map`). Everything else happens once, here, for all.
@@ -18,7 +18,7 @@ from batch.model import Predictor, check_parity
 from batch.pipeline import ReadAhead
 from batch.plan import Plan
 from batch.rules import REJECT_SCHEMA, BatchContext, Predict, score_batch
-from batch.stats import FileStats, NumericColumns, RunStats
+from batch.stats import FileStats, RunStats
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +35,12 @@ class Job:
 
 @dataclass
 class PartResult:
-    """What scoring one part gives back: its statistics and column-typing observation."""
+    """What scoring one part gives back: its statistics."""
 
     file_index: int
     part: int
     rows_read: int
     stats: RunStats
-    numeric: NumericColumns
 
 
 @dataclass
@@ -66,7 +65,6 @@ def score_part(part: inputs.Part, ctx: BatchContext, predict: Predict,
     """
     assert part.first_row is not None, "number the parts (inputs.numbered) before scoring them"
     stats = RunStats()
-    numeric = NumericColumns(set(ctx.retype_candidates))
     first = part.first_row
     batches = inputs.iter_batches(part, chunk_rows)
     with (ReadAhead(batches, read_ahead) if read_ahead > 0
@@ -74,12 +72,11 @@ def score_part(part: inputs.Part, ctx: BatchContext, predict: Predict,
         for batch in stream:
             out, rejects, bstats = score_batch(batch, first, ctx, predict)
             first += batch.num_rows
-            numeric.observe(out)
             sink.write(out, rejects)
             stats.merge(bstats)
             if on_batch is not None:
                 on_batch(batch.num_rows, part)
-    return PartResult(part.file_index, part.index, first - part.first_row, stats, numeric)
+    return PartResult(part.file_index, part.index, first - part.first_row, stats)
 
 
 def part_name(part: inputs.Part) -> str:
@@ -112,6 +109,20 @@ class Engine(ABC):
     def describe(self, predictor: Predictor) -> str:
         return predictor.path
 
+    def _settle_numbers(self, plan: Plan, staged: Path) -> None:
+        """One type per column in predictions.parquet: float64 where every file kept the plan's
+        decision, else text in every file (restored from the CSV text of the same rows)."""
+        text = outputs.text_columns(staged, plan.numbers) if plan.numbers else set()
+        if not text:
+            return
+        sources = outputs.text_sources(staged, text)
+        if not sources:  # each writer met its first non-number before writing a row as float64
+            return
+        self.map(outputs.restore_text, sources, columns=sorted(text))
+        log.info("predictions.parquet: column(s) %s kept as text throughout (they held values "
+                 "that are not plain numbers); rewrote the Parquet files of %d writer(s) that "
+                 "had stored them as float64", ", ".join(sorted(text)), len(sources))
+
     def run(self, plan: Plan, job: Job, model) -> EngineResult:
         """Score the plan into job.staged; `model` is the Keras model the parity check uses.
 
@@ -122,26 +133,20 @@ class Engine(ABC):
         results = self._run_parts(plan, job)
         t1 = time.monotonic()
         stats = RunStats()
-        numeric = NumericColumns(set(plan.retype_candidates))
         files = [FileStats(fp.src.name, fp.src.sha256, fp.src.format,
                            rooms_column=fp.rooms_column, target_column=fp.target_column,
                            notes=list(fp.src.notes))
                  for fp in plan.files]
         for r in sorted(results, key=lambda r: (r.file_index, r.part)):
             stats.merge(r.stats)
-            numeric.merge(r.numeric)
             files[r.file_index].add(r.rows_read, r.stats)
         for fp in plan.files:
             inputs.check_unchanged(fp.src)
         staged = Path(job.staged)
+        self._settle_numbers(plan, staged)
         if (staged / outputs.PARTS).is_dir():
             outputs.join_parts(staged, plan.schema, REJECT_SCHEMA)
-        outputs.ensure_parquet(staged, plan.schema)
-        columns = numeric.columns
-        if columns:
-            self.map(outputs.retype_parquet, outputs.parquet_files(staged), columns=columns)
-            log.info("predictions.parquet: text column(s) %s hold only numbers; written as "
-                     "float64", ", ".join(columns))
+        outputs.ensure_parquet(staged, plan.parquet_schema)
         path = self.describe(job.predictor)
         if model is None:
             assert job.predictor.verified, "only a verified fold is scored without its model"

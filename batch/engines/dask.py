@@ -31,7 +31,8 @@ PART_BYTES = 64 << 20  # plain-CSV bytes per part
 def _score_on_worker(part: inputs.Part, job: Job) -> PartResult:
     """Runs on a worker: score one part into its own part files."""
     ctx = job.contexts[part.file_index]
-    sink = outputs.PredictionSink(job.staged, ctx.schema, REJECT_SCHEMA, part=part_name(part))
+    sink = outputs.PredictionSink(job.staged, ctx.schema, REJECT_SCHEMA, part=part_name(part),
+                                  numbers=ctx.numbers)
     try:
         return score_part(part, ctx, job.predictor.load(), sink, job.chunk_rows)
     finally:

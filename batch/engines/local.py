@@ -63,9 +63,11 @@ class LocalEngine(Engine):
     def _run_parts(self, plan: Plan, job: Job) -> list[PartResult]:
         predict = job.predictor.load()
         if self.pipeline:
-            sink: outputs.PredictionSink = PipelinedSink(job.staged, plan.schema, REJECT_SCHEMA)
+            sink: outputs.PredictionSink = PipelinedSink(job.staged, plan.schema, REJECT_SCHEMA,
+                                                         numbers=plan.numbers)
         else:
-            sink = outputs.PredictionSink(job.staged, plan.schema, REJECT_SCHEMA)
+            sink = outputs.PredictionSink(job.staged, plan.schema, REJECT_SCHEMA,
+                                          numbers=plan.numbers)
         progress = Progress(self.progress_seconds)
         read_ahead = DEPTH if self.pipeline else 0
         results = []
