@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from batch.features import NUMBER_RE, REASONS
+from batch.features import REASONS
 
 SAMPLE_SIZE = 20_000  # rows kept (uniformly at random) for quantiles and the fit plot
 FIRST_REJECTS = 20  # rejected rows listed in report.html (all of them are in rejects.csv)
@@ -116,6 +116,12 @@ class FileStats:
         self.rows_rejected += stats.rejected
 
 
+# A plain number (features.NUMBER_RE, on trimmed text) that is not a code: no leading zero
+# before another digit ('02134' stays text, '0.5' and '0' are numbers). One regex, one pass.
+PLAIN_NUMBER_RE = r"^[+-]?((0|[1-9]\d*)(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
+FLOAT64_SAFE = (1e-300, 1e300)  # normal magnitudes: 15 significant digits always survive here
+
+
 def looks_numeric(column: pa.Array) -> bool:
     """True when every non-empty cell is a plain number that a float64 keeps exactly as written.
 
@@ -124,21 +130,41 @@ def looks_numeric(column: pa.Array) -> bool:
     range ('1e400', '1e-400'). A float64's own shortest text (as pandas writes it, up to 17
     digits) is kept exactly, so such columns do become numbers.
     """
+    return as_float64(column) is not None
+
+
+def as_float64(column: pa.Array) -> pa.Array | None:
+    """A text column as float64 when every non-empty cell is a plain number that a float64
+    keeps exactly (see looks_numeric), else None: the column must stay text.
+
+    Trimmed, '' and null become null, every other cell the float64 that holds it exactly.
+    Runs on every batch of the columns the plan decided are numbers, so it is vectorised.
+    """
     text = pc.utf8_trim_whitespace(column)
     nonempty = pc.fill_null(pc.not_equal(text, ""), False)
-    numeric = pc.fill_null(pc.match_substring_regex(text, NUMBER_RE), False)
-    code_like = pc.fill_null(pc.match_substring_regex(text, r"^[+-]?0\d"), False)
-    bad = pc.and_(nonempty, pc.or_(pc.invert(numeric), code_like))
-    if pc.any(bad).as_py():
-        return False
-    # At most 15 characters hold at most 15 digits, which a float64 always keeps; only longer
-    # values, or ones with a 3-digit exponent, need the exact check.
-    doubtful = pc.and_(nonempty, pc.or_(
-        pc.greater(pc.utf8_length(text), 15),
-        pc.fill_null(pc.match_substring_regex(text, r"[eE][+-]?\d{3}"), False)))
-    if not pc.any(doubtful).as_py():
-        return True
-    return survives_float64(pc.filter(text, doubtful))
+    plain = pc.fill_null(pc.match_substring_regex(text, PLAIN_NUMBER_RE), False)
+    if not pc.all(pc.or_(plain, pc.invert(nonempty))).as_py():
+        return None
+    if not pc.all(nonempty).as_py():
+        text = pc.if_else(nonempty, text, pa.scalar(None, pa.string()))
+    try:
+        values = pc.cast(text, pa.float64())
+    except pa.ArrowInvalid:  # a form the regex takes but Arrow's parser does not: keep the text
+        return None
+    # At most 15 characters hold at most 15 digits, which a float64 keeps at normal magnitudes;
+    # longer values, and huge or tiny ones ('1e400' reads as inf, '1e-400' as 0), need the
+    # exact check. A zero written without an exponent ('0', '-0.00') is exact.
+    size = pc.abs(values)
+    doubtful = pc.or_kleene(pc.greater(pc.utf8_length(text), 15),
+                            pc.greater(size, FLOAT64_SAFE[1]))
+    tiny = pc.less(size, FLOAT64_SAFE[0])
+    if pc.any(tiny).as_py():
+        doubtful = pc.or_kleene(doubtful, pc.and_kleene(
+            tiny, pc.match_substring(text, "e", ignore_case=True)))
+    doubtful = pc.fill_null(doubtful, False)
+    if pc.any(doubtful).as_py() and not survives_float64(pc.filter(text, doubtful)):
+        return None
+    return values
 
 
 def survives_float64(text: pa.Array) -> bool:
@@ -155,21 +181,6 @@ def _digits(text: pa.Array) -> pa.Array:
     for pattern in (r"[eE][+-]?\d+$", r"[+\-.]", r"^0+", r"0+$"):
         text = pc.replace_substring_regex(text, pattern, "")
     return text
-
-
-def as_float64(column: pa.Array) -> pa.Array | None:
-    """A text column as float64 when `looks_numeric`, else None (the column must stay text).
-
-    Trimmed, '' and null become null, every other cell the float64 that holds it exactly.
-    """
-    if not looks_numeric(column):
-        return None
-    text = pc.utf8_trim_whitespace(column)
-    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
-    try:
-        return pc.cast(text, pa.float64())
-    except pa.ArrowInvalid:  # a form NUMBER_RE takes but Arrow's parser does not: keep the text
-        return None
 
 
 @dataclass
