@@ -32,6 +32,7 @@ from batch.atomic import fsync_dir, write_atomic
 from batch.columns import csv_ready, with_float64
 from batch.errors import EnvironmentFault, LockHeld, location_fault
 from batch.features import NUMBER_RE
+from batch.inputs import CSV_BLOCK_BYTES, MAX_ROW_BYTES
 from batch.locks import FileLock, describe_holder
 from batch.stats import as_float64
 
@@ -492,28 +493,49 @@ class _CsvText:
     def __init__(self, path: Path, header: bool, positions: list[int]) -> None:
         self.path = path
         self._positions = positions
-        self._reader = pacsv.open_csv(
-            path,
-            # The header is read as a row (and dropped): a quoted name may span lines.
-            read_options=pacsv.ReadOptions(autogenerate_column_names=True,
-                                           block_size=1 << 20),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(
-                include_columns=[f"f{i}" for i in positions],
-                column_types={f"f{i}": pa.string() for i in positions},
-                strings_can_be_null=True, quoted_strings_can_be_null=False))
+        self._batches = self._read()
         self._pending: list[pa.RecordBatch] = []
         self._rows = 0
         if header:
             self.take(1)
 
+    def _open(self, block: int) -> pacsv.CSVStreamingReader:
+        return pacsv.open_csv(
+            self.path,
+            # The header is read as a row (and dropped): a quoted name may span lines.
+            read_options=pacsv.ReadOptions(autogenerate_column_names=True, block_size=block),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=[f"f{i}" for i in self._positions],
+                column_types={f"f{i}": pa.string() for i in self._positions},
+                strings_can_be_null=True, quoted_strings_can_be_null=False))
+
+    def _read(self) -> Iterator[pa.RecordBatch]:
+        """The file's rows in batches. A row longer than a block is read again with larger
+        blocks, skipping the rows already given out (as inputs reads inputs); a written row is
+        at most about twice its input row, which was at most MAX_ROW_BYTES."""
+        given, block = 0, CSV_BLOCK_BYTES
+        while True:
+            try:
+                skip = given
+                for batch in self._open(block):
+                    cut = min(skip, batch.num_rows)
+                    skip -= cut
+                    if batch.num_rows > cut:
+                        given += batch.num_rows - cut
+                        yield batch.slice(cut)
+                return
+            except pa.ArrowInvalid as exc:
+                if "straddling" not in str(exc) or block > CSV_BLOCK_BYTES:
+                    raise
+                block = 2 * MAX_ROW_BYTES + CSV_BLOCK_BYTES
+
     def _fill(self, n: int) -> None:
         while self._rows < n:
-            try:
-                batch = self._reader.read_next_batch()
-            except StopIteration:
+            batch = next(self._batches, None)
+            if batch is None:
                 raise RuntimeError(f"{self.path} has fewer rows than predictions.parquet; "
-                                   "rows are misaligned") from None
+                                   "rows are misaligned")
             self._pending.append(batch)
             self._rows += batch.num_rows
 
@@ -534,7 +556,7 @@ class _CsvText:
 
     def finish(self) -> None:
         """RuntimeError unless every row was used (the CSV and the Parquet files align)."""
-        extra = self._rows + sum(b.num_rows for b in self._reader)
+        extra = self._rows + sum(b.num_rows for b in self._batches)
         if extra:
             raise RuntimeError(f"{self.path} has {extra} more row(s) than predictions.parquet; "
                                "rows are misaligned")

@@ -143,9 +143,9 @@ def as_float64(column: pa.Array) -> pa.Array | None:
     text = pc.utf8_trim_whitespace(column)
     nonempty = pc.fill_null(pc.not_equal(text, ""), False)
     plain = pc.fill_null(pc.match_substring_regex(text, PLAIN_NUMBER_RE), False)
-    if not pc.all(pc.or_(plain, pc.invert(nonempty))).as_py():
+    if not pc.all(pc.or_(plain, pc.invert(nonempty)), min_count=0).as_py():
         return None
-    if not pc.all(nonempty).as_py():
+    if not pc.all(nonempty, min_count=0).as_py():
         text = pc.if_else(nonempty, text, pa.scalar(None, pa.string()))
     try:
         values = pc.cast(text, pa.float64())

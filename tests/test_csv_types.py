@@ -26,7 +26,8 @@ FORMS = ["6.50", " 7", "+3", "1e5", "0.30000000000000004", "", "-0", ".5", "5.",
 
 def input_text(path: Path, column: str, delimiter: str = ",") -> list[str]:
     """A column of an input CSV exactly as the scorer reads it (text, '' for an empty cell)."""
-    table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter=delimiter),
+    table = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=16 << 20),
+                           parse_options=pacsv.ParseOptions(delimiter=delimiter),
                            convert_options=pacsv.ConvertOptions(
                                column_types={column: pa.string()}, strings_can_be_null=False))
     return table.column(column).to_pylist()
@@ -82,6 +83,7 @@ def test_as_float64_takes_only_numbers_a_float64_keeps():
     assert got.type == pa.float64() and got.to_pylist() == [1.0, 2.5, None, None, -300.0]
     for bad in (["1", "n/a"], ["02134"], ["12345678901234567"], ["1e400"]):
         assert as_float64(pa.array(bad)) is None, bad
+    assert as_float64(pa.array([], pa.string())).to_pylist() == []  # no value contradicts
 
 
 def test_a_sink_moves_to_a_new_file_and_restore_gives_back_the_csv_text(tmp_path):
@@ -281,3 +283,16 @@ def test_a_contradiction_in_the_first_batch_written_needs_no_rewrite(tmp_path, c
     assert part_names(tmp_path / "s") == ["part-00000.parquet"]  # the empty float64 file replaced
     assert parquet(tmp_path / "s").column("price").to_pylist() == \
         expected(tmp_path / "s", path, "price")
+
+
+def test_restoring_text_reads_rows_longer_than_a_read_block(tmp_path, caplog):
+    # predictions.csv then holds a row of about 3 MB among the rows to restore.
+    rows = [f"6,{i}.5,{'z' * (3 << 20) if i == 30_000 else 'n'}" for i in range(80_000)]
+    rows[75_000] = "6,n/a,n"
+    path = write_rows(tmp_path / "a.csv", "rm,price,note", rows)
+    with caplog.at_level(logging.INFO):
+        plan, _ = engine_run([str(path)], tmp_path / "s", 1_000)
+    assert "price" in plan.numbers and REWROTE in caplog.text
+    table = parquet(tmp_path / "s")
+    assert table.column("price").to_pylist() == expected(tmp_path / "s", path, "price")
+    assert len(table.column("note")[30_000].as_py()) == 3 << 20
