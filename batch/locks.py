@@ -7,6 +7,9 @@ import os
 import time
 from pathlib import Path
 
+from batch import fs
+from batch.objectstore import LeaseLock
+
 
 class FileLock:
     """An exclusive flock on `path`; the holder writes who it is into the file for whoever loses."""
@@ -62,6 +65,13 @@ class FileLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def lock_at(path: "Path | fs.ObjectPath") -> "FileLock | LeaseLock":
+    """The lock for a location: an flock on a local file, a lock object with a lease in a bucket."""
+    if fs.is_object(path):
+        return LeaseLock(fs.path(path))
+    return FileLock(path)
 
 
 def is_abandoned(lock_path: Path) -> bool:

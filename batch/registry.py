@@ -15,10 +15,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from batch import fs, objectstore
 from batch.atomic import fsync_dir, write_atomic
 from batch.datasets import sha256_file
 from batch.errors import ModelError
-from batch.locks import FileLock, is_abandoned
+from batch.locks import FileLock, is_abandoned, lock_at
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +41,29 @@ SANITY_RATIO = 0.9
 class Registry:
     """The model registry at `root` (BATCH_MODELS_DIR)."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Path | str) -> None:
+        self.root = fs.path(root)  # a local folder or an s3:// prefix (see batch.fs)
 
     # -- reading -------------------------------------------------------------------------------
     def versions(self) -> list[str]:
-        """Published versions, oldest first (a directory counts only once it holds metadata.json)."""
-        if not self.root.is_dir():
-            return []
-        found = []
-        for entry in self.root.iterdir():
-            match = VERSION_RE.match(entry.name)
-            if match and (entry / META_FILE).is_file():
-                found.append(int(match.group(1)))
+        """Published versions, oldest first (a directory counts only once it holds metadata.json).
+
+        metadata.json is the version's completion marker: it is written last, also in object
+        storage, so a version that is still being copied (or whose copy was killed) is not listed.
+        """
+        try:
+            with fs.storage(self.root):
+                fs.check(self.root)
+                if not self.root.is_dir():
+                    return []
+                found = []
+                for entry in self.root.iterdir():
+                    match = VERSION_RE.match(entry.name)
+                    if match and (entry / META_FILE).is_file():
+                        found.append(int(match.group(1)))
+        except fs.StorageError as exc:
+            raise ModelError(f"the model registry {str(self.root)!r} cannot be used: {exc}") \
+                from None
         return [f"v{n}" for n in sorted(found)]
 
     def aliases(self) -> dict[str, str]:
@@ -119,7 +130,8 @@ class Registry:
             raise ModelError(f"{model_path} is missing; the version is damaged, "
                              "score with another one (--model-version)")
         try:
-            actual = sha256_file(model_path)
+            with fs.storage(model_path):
+                actual = sha256_file(model_path)
         except OSError as exc:
             raise ModelError(f"cannot read {model_path} ({exc.strerror or exc}); check its "
                              "permissions or score with another --model-version") from None
@@ -130,18 +142,25 @@ class Registry:
         from batch.model import keras
 
         try:
-            model = keras().saving.load_model(model_path, safe_mode=True, compile=False)
+            with fs.local_copy(model_path) as local:  # Keras loads from a local file
+                model = keras().saving.load_model(local, safe_mode=True, compile=False)
         except Exception as exc:
             raise ModelError(f"cannot load {model_path} ({exc})") from None
         return model, meta
 
     # -- writing -------------------------------------------------------------------------------
     def _lock(self) -> FileLock:
-        return FileLock(self.root / ".registry.lock")
+        return lock_at(self.root / ".registry.lock")
 
     @contextmanager
     def staging(self) -> Iterator[Path]:
         """A private folder to build a version in; removed unless publish() moved it into place."""
+        if fs.is_object(self.root):  # built on local disk (Keras saves locally), uploaded by publish
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="batch-version-") as tmp:
+                yield Path(tmp)
+            return
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
         owner = FileLock(path.with_name(path.name + ".lock"))
@@ -164,6 +183,11 @@ class Registry:
 
         Call with the registry lock held (staging() does).
         """
+        if fs.is_object(self.root):  # versions whose upload was killed: no metadata.json
+            for entry in self.root.iterdir() if self.root.is_dir() else []:
+                if VERSION_RE.match(entry.name):
+                    objectstore.remove_unmarked(entry, META_FILE)
+            return
         if not self.root.is_dir():
             return
         for lock_path in self.root.glob(f"{STAGING_PREFIX}*.lock"):
@@ -190,14 +214,21 @@ class Registry:
         cannot be compared, and the candidate is promoted only by 'always'.
         """
         with self._lock():
-            existing = [int(VERSION_RE.match(p.name).group(1)) for p in self.root.iterdir()
+            if fs.is_object(self.root):
+                self.clean_abandoned()
+            existing = [int(VERSION_RE.match(p.name).group(1)) for p in
+                        (self.root.iterdir() if self.root.is_dir() else [])
                         if VERSION_RE.match(p.name)]
             version = f"v{max(existing, default=0) + 1}"
             metadata = dict(metadata, version=version,
                             model_sha256=sha256_file(staged / MODEL_FILE))
             write_atomic(staged / META_FILE, json.dumps(metadata, indent=2) + "\n")
             fsync_dir(staged)
-            os.rename(staged, self.root / version)
+            if fs.is_object(self.root):  # no rename: copy, metadata.json (the marker) last
+                objectstore.publish_tree(staged, self.root / version, META_FILE,
+                                         (staged / META_FILE).read_bytes())
+            else:
+                os.rename(staged, self.root / version)
             fsync_dir(self.root)
             decision = self._gate(version, metadata, promote, tolerance, evaluate, evaluated_on)
         log.info("published %s; %s", version, decision["reason"])
@@ -253,6 +284,9 @@ class Registry:
 
     # -- aliases and their history -------------------------------------------------------------
     def _set_alias(self, alias: str, version: str) -> None:
+        if fs.is_object(self.root):  # If-Match: a concurrent writer's change is never lost
+            objectstore.update_json(self.root / ALIASES_FILE, lambda a: {**a, alias: version}, {})
+            return
         aliases = self.aliases()
         aliases[alias] = version
         write_atomic(self.root / ALIASES_FILE, json.dumps(aliases, indent=2, sort_keys=True) + "\n")
@@ -385,6 +419,9 @@ def rollback_target(events: list[dict[str, Any]], alias: str, current: str | Non
 
 def append_line(path: Path, line: str) -> None:
     """Append one line with a single write and fsync it (the file and, when new, its folder)."""
+    if fs.is_object(path):  # no append in object storage: a conditional read-modify-write
+        objectstore.append_line(path, line)
+        return
     created = not path.exists()
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from batch.errors import EXIT_CODES, ConfigError
+from batch import fs
 from batch.atomic import write_atomic
 from batch.settings import SCORE_FIELDS, Settings, flag_name
 
@@ -112,7 +113,7 @@ def _iso(t: dt.datetime | None) -> str | None:
 
 def read_heartbeat(output_dir: Path) -> dict[str, Any]:
     try:
-        return json.loads((Path(output_dir) / HEARTBEAT).read_text())
+        return json.loads((fs.path(output_dir) / HEARTBEAT).read_text())
     except (OSError, ValueError):
         return {}
 
@@ -123,7 +124,7 @@ def last_success(output_dir: Path) -> dt.datetime | None:
     beat = read_heartbeat(output_dir).get("last_success_at")
     if beat:
         times.append(dt.datetime.fromisoformat(beat))
-    runs = Path(output_dir) / "runs"
+    runs = fs.path(output_dir) / "runs"
     if runs.is_dir():
         for run in runs.iterdir():
             if (run / "_SUCCESS").is_file():
@@ -147,7 +148,7 @@ def health(settings: Settings) -> tuple[bool, str]:
     """Whether the scheduler's heartbeat is fresh (for container health checks)."""
     beat = read_heartbeat(settings.output_dir)
     if not beat.get("updated_at"):
-        return False, f"no heartbeat in {Path(settings.output_dir) / HEARTBEAT}"
+        return False, f"no heartbeat in {settings.output_dir / HEARTBEAT}"
     age = (_now() - dt.datetime.fromisoformat(beat["updated_at"])).total_seconds()
     limit = max(3 * settings.heartbeat_seconds, 10.0)
     if age > limit:
@@ -165,7 +166,7 @@ class NightlyScorer:
         self.settings = settings
         self.cron = trigger(settings.schedule, settings.timezone)
         self.scheduler = BlockingScheduler(timezone=settings.timezone)
-        self.output_dir = Path(settings.output_dir)
+        self.output_dir = settings.output_dir
         self.state: dict[str, Any] = {k: v for k, v in read_heartbeat(self.output_dir).items()
                                       if k.startswith("last_")}
         self.running = threading.Lock()

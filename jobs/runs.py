@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from jobs import _cli
@@ -114,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         from batch import history
         from batch.errors import ConfigError
 
-        root = Path(settings.output_dir)
+        root = settings.output_dir
         latest = history.latest_run(root)
         if args.command == "list":
             runs = history.collect(root)
