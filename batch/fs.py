@@ -450,6 +450,8 @@ def classify(exc: BaseException, location: object = None) -> StorageError | None
     response = getattr(cause, "response", None)
     if isinstance(response, dict):
         code = str(response.get("Error", {}).get("Code", ""))
+    if code in ("PreconditionFailed", "ConditionalRequestConflict"):
+        return None  # a conditional write lost: the caller retries or reports it
     kind = type(cause).__name__
     module = type(cause).__module__ or ""
     text = " ".join(str(exc).split())[:200]
