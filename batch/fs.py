@@ -16,7 +16,6 @@ AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_S3) for S3-compatible stores. Nothing here
 from __future__ import annotations
 
 import errno
-import fnmatch
 import glob as globlib
 import os
 import re
@@ -316,10 +315,6 @@ def glob(pattern: str) -> list[Location]:
             found = root.fs.glob(root.key, detail=True)
         return [ObjectPath(f"s3://{n}", i.get("type")) for n, i in sorted(found.items())]
     return sorted(Path(p) for p in globlib.glob(os.path.expanduser(pattern)))
-
-
-def fnmatch_name(name: str, pattern: str) -> bool:
-    return fnmatch.fnmatch(name, pattern)
 
 
 def ensure_dir(location: Location) -> None:
