@@ -41,8 +41,9 @@ def dumps(value: Any, digits: int | None = None, **kwargs: Any) -> str:
 def read_lines(path: Path) -> list[dict[str, Any]]:
     """The JSON objects of a JSON-lines file, in order; a missing file is empty, and a damaged
     line (a write torn by a crash, an edit) is skipped with a warning naming it."""
+    location = Path(path) if isinstance(path, str) else path  # also an object-store path
     try:
-        text = Path(path).read_text()
+        text = location.read_text()
     except OSError:
         return []
     entries = []

@@ -25,11 +25,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from batch import fs, objectstore
 from batch.atomic import fsync_dir, write_atomic
 from batch.columns import csv_ready
 from batch.errors import EnvironmentFault, LockHeld, location_fault
 from batch.features import NUMBER_RE
-from batch.locks import FileLock, describe_holder
+from batch.locks import describe_holder, lock_at
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,10 @@ DIAGNOSIS_FILES = ("report.json", "report.html", REJECTS_CSV)  # kept for a fail
 
 def location_error(path: Path | str, exc: OSError) -> EnvironmentFault:
     """The EnvironmentFault for an output location that cannot be used (full, read-only, ...)."""
+    stored = fs.classify(exc, path) if fs.is_object(path) else None
+    if stored is not None:  # an object store's refusal: its sentence names the fix
+        return EnvironmentFault(f"the output location {str(path)!r} cannot be used: {stored}; "
+                                "nothing was published")
     return location_fault("output location", path, "--output-dir", exc)
 
 
@@ -58,6 +63,11 @@ def writing(path: Path | str) -> Iterator[None]:
         yield
     except OSError as exc:
         raise location_error(path, exc) from None
+    except Exception as exc:  # botocore/aiohttp errors that s3fs passes through as they are
+        stored = fs.classify(exc, path)
+        if stored is None:
+            raise
+        raise location_error(path, stored) from None
 
 
 # -- the output directory ------------------------------------------------------------------------------
@@ -65,23 +75,23 @@ def writing(path: Path | str) -> Iterator[None]:
 class OutputDir:
     """BATCH_OUTPUT_DIR: runs/, failed/, LATEST, the run lock and temp folders of runs in progress."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Path | str) -> None:
+        self.root = fs.path(root)
         self.runs = self.root / "runs"
         self.failed = self.root / "failed"
-        self._lock = FileLock(self.root / ".lock")
+        self._lock = lock_at(self.root / ".lock")
 
     def lock(self, run_id: str) -> None:
         """Take the output lock or raise LockHeld naming the holder (EnvironmentFault: unusable)."""
         me = {"pid": os.getpid(), "host": socket.gethostname(), "run_id": run_id,
               "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
         with writing(self.root):
-            self.root.mkdir(parents=True, exist_ok=True)
-            if not self.root.is_dir():
-                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+            fs.ensure_dir(self.root)
             got = self._lock.acquire(blocking=False, holder=me)
         if not got:
-            desc = describe_holder(self._lock.holder())
+            with writing(self.root):
+                who = self._lock.holder()
+            desc = describe_holder(who)
             raise LockHeld(f"another scoring run ({desc}) holds {self.root}; it was left alone — "
                            "wait for it to finish, then run again")
 
@@ -94,8 +104,11 @@ class OutputDir:
         if staging.is_dir():
             for tmp in staging.iterdir():
                 log.info("removing %s left by a run that did not finish", tmp)
+                if fs.is_object(tmp):  # killed while copying into runs/ or failed/?
+                    objectstore.remove_unmarked(self.runs / tmp.name, SUCCESS)
+                    objectstore.remove_unmarked(self.failed / tmp.name, "report.json")
                 if tmp.is_dir():
-                    shutil.rmtree(tmp, ignore_errors=True)
+                    fs.rmtree(tmp, ignore_errors=True)
                 else:
                     tmp.unlink(missing_ok=True)
 
@@ -111,7 +124,12 @@ class OutputDir:
 
         LATEST is written before the rename and moved into place after it, so once the run is
         visible nothing is left that could fail and report it as not published.
+
+        In object storage (no rename) the staged objects are copied into runs/<id>/, _SUCCESS
+        last, then LATEST is written: readers that honour _SUCCESS never see a partial run.
         """
+        if fs.is_object(self.root):
+            return self._publish_objects(staged, run_id)
         with writing(self.root):
             write_atomic(staged / SUCCESS, json.dumps({"run_id": run_id}) + "\n")
             fsync_dir(staged)
@@ -128,8 +146,27 @@ class OutputDir:
             log.warning("run %s is published but LATEST could not be updated (%s)", run_id, exc)
         return final
 
+    def _publish_objects(self, staged, run_id: str):
+        final = self.runs / run_id
+        with writing(self.root):
+            self._lock.verify()  # a run whose lease lapsed must not publish over its successor
+            objectstore.publish_tree(staged, final, SUCCESS,
+                                     (json.dumps({"run_id": run_id}) + "\n").encode())
+        try:  # the run is published: from here on a failure is only logged
+            (self.root / LATEST).write_text(run_id + "\n")
+        except OSError as exc:
+            log.warning("run %s is published but LATEST could not be updated (%s)", run_id, exc)
+        return final
+
     def publish_failed(self, staged: Path, run_id: str) -> Path:
         """A run over its reject budget: keep only the diagnosis files, under failed/<id>."""
+        if fs.is_object(self.root):  # report.json is copied last: the folder's marker
+            final = self.failed / run_id
+            with writing(self.root):
+                report = staged / "report.json"
+                objectstore.publish_tree(staged, final, "report.json", report.read_bytes(),
+                                         include=lambda name: name in DIAGNOSIS_FILES)
+            return final
         with writing(self.root):
             for child in staged.iterdir():
                 if child.name not in DIAGNOSIS_FILES:
@@ -236,7 +273,7 @@ class PredictionSink:
 
     def __init__(self, folder: Path, schema: pa.Schema, rejects_schema: pa.Schema,
                  part: str | None = None) -> None:
-        folder = Path(folder)
+        folder = fs.path(folder)
         opts = pacsv.WriteOptions(quoting_style="needed", include_header=part is None)
         parquet = folder / PREDICTIONS_PARQUET / f"{part or SINGLE_PART}.parquet"
         if part is None:
@@ -251,14 +288,18 @@ class PredictionSink:
         self.folder = folder
         self._writers: list = []
         with writing(folder):
-            self._parquet = self._open(pq.ParquetWriter(parquet, schema))
+            self._parquet = self._open(pq.ParquetWriter, parquet, schema)
             self._csv_schema = csv_header_schema(schema)
-            self._csv = self._open(pacsv.CSVWriter(csv, self._csv_schema, write_options=opts))
-            self._rejects = self._open(pacsv.CSVWriter(rejects, rejects_schema,
-                                                       write_options=opts))
+            self._csv = self._open(pacsv.CSVWriter, csv, self._csv_schema, write_options=opts)
+            self._rejects = self._open(pacsv.CSVWriter, rejects, rejects_schema,
+                                       write_options=opts)
 
-    def _open(self, writer):
-        self._writers.append(writer)
+    def _open(self, writer_class, where, *args, **kwargs):
+        """A writer on a stream of the filesystem layer; the stream is closed after the writer."""
+        stream = fs.open_output(where)
+        self._writers.append(stream)
+        writer = writer_class(stream, *args, **kwargs)
+        self._writers.insert(len(self._writers) - 1, writer)
         return writer
 
     def write(self, predictions: pa.RecordBatch, rejects: pa.RecordBatch) -> None:
@@ -293,27 +334,27 @@ class PredictionSink:
 
 def start_parts(folder: Path) -> None:
     """Prepare `folder` for part files (an empty predictions.parquet folder even with no parts)."""
-    (Path(folder) / PREDICTIONS_PARQUET).mkdir(exist_ok=True)
-    (Path(folder) / PARTS).mkdir(exist_ok=True)
+    (fs.path(folder) / PREDICTIONS_PARQUET).mkdir(exist_ok=True)
+    (fs.path(folder) / PARTS).mkdir(exist_ok=True)
 
 
 def parquet_files(folder: Path) -> list[Path]:
     """The part files of predictions.parquet, in order."""
-    return sorted((Path(folder) / PREDICTIONS_PARQUET).glob("*.parquet"))
+    return sorted((fs.path(folder) / PREDICTIONS_PARQUET).glob("*.parquet"))
 
 
 def ensure_parquet(folder: Path, schema: pa.Schema) -> None:
     """At least one (empty) part in predictions.parquet, so readers always find the schema."""
     if not parquet_files(folder):
-        with writing(folder):
-            pq.write_table(schema.empty_table(),
-                           Path(folder) / PREDICTIONS_PARQUET / f"{SINGLE_PART}.parquet")
+        with writing(folder), fs.open_output(
+                fs.path(folder) / PREDICTIONS_PARQUET / f"{SINGLE_PART}.parquet") as out:
+            pq.write_table(schema.empty_table(), out)
 
 
 def join_parts(folder: Path, schema: pa.Schema, rejects_schema: pa.Schema) -> None:
     """One predictions.csv and one rejects.csv (with headers) from the part files, in part order."""
     with writing(folder):
-        _join_parts(Path(folder), schema, rejects_schema)
+        _join_parts(fs.path(folder), schema, rejects_schema)
 
 
 def _join_parts(folder: Path, schema: pa.Schema, rejects_schema: pa.Schema) -> None:
@@ -321,14 +362,17 @@ def _join_parts(folder: Path, schema: pa.Schema, rejects_schema: pa.Schema) -> N
     header = pacsv.WriteOptions(include_header=True, quoting_style="needed")
     for kind, target, part_schema in (("predictions", PREDICTIONS_CSV, schema),
                                       ("rejects", REJECTS_CSV, rejects_schema)):
-        pacsv.write_csv(csv_header_schema(part_schema).empty_table(), folder / target,
+        head = pa.BufferOutputStream()
+        pacsv.write_csv(csv_header_schema(part_schema).empty_table(), head,
                         write_options=header)
-        with open(folder / target, "ab") as out:
+        with fs.open_output(folder / target) as out:  # one stream: object stores cannot append
+            out.write(head.getvalue())
             for part in parts:
                 if part.name.endswith(f".{kind}.csv"):
-                    with open(part, "rb") as fh:
-                        shutil.copyfileobj(fh, out, 1 << 20)
-    shutil.rmtree(folder / PARTS)
+                    with fs.open_input_stream(part) as fh:
+                        while block := fh.read(1 << 20):
+                            out.write(block)
+    fs.rmtree(folder / PARTS)
 
 
 def retype_parquet(path: Path, columns: list[str]) -> None:
@@ -336,23 +380,24 @@ def retype_parquet(path: Path, columns: list[str]) -> None:
 
     Streams with flat memory (pre_buffer off) and replaces the file only when complete.
     """
-    with writing(Path(path).parent):
-        _retype_parquet(Path(path), columns)
+    with writing(fs.path(path).parent):
+        _retype_parquet(fs.path(path), columns)
 
 
 def _retype_parquet(path: Path, columns: list[str]) -> None:
-    pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
-    schema = pa.schema([pa.field(f.name, pa.float64()) if f.name in columns else f
-                        for f in pf.schema_arrow])
     tmp = path.with_name(path.name + ".retype")
-    with pq.ParquetWriter(tmp, schema) as writer:
-        for batch in pf.iter_batches(batch_size=1 << 18):
-            arrays = []
-            for f, col in zip(schema, batch.columns):
-                if f.name in columns:
-                    text = pc.utf8_trim_whitespace(col)
-                    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
-                    col = pc.cast(text, pa.float64())
-                arrays.append(col)
-            writer.write_batch(pa.record_batch(arrays, schema=schema))
-    tmp.replace(path)
+    with fs.open_input_file(path) as source, fs.open_output(tmp) as sink:
+        pf = pq.ParquetFile(source, pre_buffer=False, buffer_size=1 << 20)
+        schema = pa.schema([pa.field(f.name, pa.float64()) if f.name in columns else f
+                            for f in pf.schema_arrow])
+        with pq.ParquetWriter(sink, schema) as writer:
+            for batch in pf.iter_batches(batch_size=1 << 18):
+                arrays = []
+                for f, col in zip(schema, batch.columns):
+                    if f.name in columns:
+                        text = pc.utf8_trim_whitespace(col)
+                        text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+                        col = pc.cast(text, pa.float64())
+                    arrays.append(col)
+                writer.write_batch(pa.record_batch(arrays, schema=schema))
+    fs.replace(tmp, path)

@@ -18,12 +18,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from batch import interrupts
+from batch import fs, interrupts, objectstore
 from batch.atomic import fsync_dir, write_atomic
 from batch.datasets import sha256_file
 from batch.errors import EnvironmentFault, LockHeld, ModelError, location_fault
 from batch.jsontext import dumps, read_lines
-from batch.locks import FileLock, describe_holder, is_abandoned
+from batch.locks import FileLock, describe_holder, is_abandoned, lock_at
 
 log = logging.getLogger(__name__)
 
@@ -52,20 +52,30 @@ class Registry:
     its lock before it gives up with LockHeld (exit 6).
     """
 
-    def __init__(self, root: Path, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Path | str, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+        self.root = fs.path(root)  # a local folder or an s3:// prefix (see batch.fs)
         self.lock_timeout = float(lock_timeout)
 
     # -- reading -------------------------------------------------------------------------------
     def versions(self) -> list[str]:
-        """Published versions, oldest first (a directory counts only once it holds metadata.json)."""
-        if not self.root.is_dir():
-            return []
-        found = []
-        for entry in self.root.iterdir():
-            match = VERSION_RE.match(entry.name)
-            if match and (entry / META_FILE).is_file():
-                found.append(int(match.group(1)))
+        """Published versions, oldest first (a directory counts only once it holds metadata.json).
+
+        metadata.json is the version's completion marker: it is written last, also in object
+        storage, so a version that is still being copied (or whose copy was killed) is not listed.
+        """
+        try:
+            with fs.storage(self.root):
+                fs.check(self.root)
+                if not self.root.is_dir():
+                    return []
+                found = []
+                for entry in self.root.iterdir():
+                    match = VERSION_RE.match(entry.name)
+                    if match and (entry / META_FILE).is_file():
+                        found.append(int(match.group(1)))
+        except fs.StorageError as exc:
+            raise ModelError(f"the model registry {str(self.root)!r} cannot be used: {exc}") \
+                from None
         return [f"v{n}" for n in sorted(found)]
 
     def aliases(self) -> dict[str, str]:
@@ -164,7 +174,8 @@ class Registry:
         from batch.model import keras
 
         try:
-            model = keras().saving.load_model(model_path, safe_mode=True, compile=False)
+            with fs.local_copy(model_path) as local:  # Keras loads from a local file
+                model = keras().saving.load_model(local, safe_mode=True, compile=False)
         except Exception as exc:
             raise ModelError(f"cannot load {model_path} ({exc})") from None
         return model, meta
@@ -193,7 +204,8 @@ class Registry:
             raise ModelError(f"{model_path} is missing; the version is damaged, "
                              "score with another one (--model-version)")
         try:
-            data = model_path.read_bytes()
+            with fs.storage(model_path):
+                data = model_path.read_bytes()
         except OSError as exc:
             raise ModelError(f"cannot read {model_path} ({exc.strerror or exc}); check its "
                              "permissions or score with another --model-version") from None
@@ -215,7 +227,7 @@ class Registry:
     @contextmanager
     def _lock(self) -> Iterator[None]:
         """The registry lock; waits up to lock_timeout for a holder (logging who), then LockHeld."""
-        lock = FileLock(self.root / LOCK_FILE)
+        lock = lock_at(self.root / LOCK_FILE)
         me = {"pid": os.getpid(), "host": socket.gethostname(), "actor": actor(),
               "since": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
         deadline = time.monotonic() + self.lock_timeout
@@ -252,6 +264,12 @@ class Registry:
         An OS error while the folder is made or filled (a full disk, a read-only mount) becomes
         an EnvironmentFault naming the registry, and the folder is removed.
         """
+        if fs.is_object(self.root):  # built on local disk (Keras saves locally), uploaded by publish
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="batch-version-") as tmp:
+                yield Path(tmp)
+            return
         path = self.root / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
         owner = FileLock(path.with_name(path.name + ".lock"))
         try:
@@ -277,6 +295,11 @@ class Registry:
 
         Call with the registry lock held (staging() does).
         """
+        if fs.is_object(self.root):  # versions whose upload was killed: no metadata.json
+            for entry in self.root.iterdir() if self.root.is_dir() else []:
+                if VERSION_RE.match(entry.name):
+                    objectstore.remove_unmarked(entry, META_FILE)
+            return
         if not self.root.is_dir():
             return
         for lock_path in self.root.glob(f"{STAGING_PREFIX}*.lock"):
@@ -307,7 +330,10 @@ class Registry:
             # file fails the training with nothing published.
             self.aliases()
             with self.writing():
-                existing = [int(VERSION_RE.match(p.name).group(1)) for p in self.root.iterdir()
+                if fs.is_object(self.root):
+                    self.clean_abandoned()
+                existing = [int(VERSION_RE.match(p.name).group(1)) for p in
+                            (self.root.iterdir() if self.root.is_dir() else [])
                             if VERSION_RE.match(p.name)]
                 version = f"v{max(existing, default=0) + 1}"
                 metadata = dict(metadata, version=version,
@@ -316,7 +342,11 @@ class Registry:
                 fsync_dir(staged)
                 # From here the version is published: a stop signal now waits for the job to end.
                 interrupts.hold()
-                os.rename(staged, self.root / version)
+                if fs.is_object(self.root):  # no rename: copy, metadata.json (the marker) last
+                    objectstore.publish_tree(staged, self.root / version, META_FILE,
+                                             (staged / META_FILE).read_bytes())
+                else:
+                    os.rename(staged, self.root / version)
             try:
                 fsync_dir(self.root)
             except OSError as exc:  # published already; durability is the file system's now
@@ -383,6 +413,9 @@ class Registry:
 
     # -- aliases and their history -------------------------------------------------------------
     def _set_alias(self, alias: str, version: str) -> None:
+        if fs.is_object(self.root):  # If-Match: a concurrent writer's change is never lost
+            objectstore.update_json(self.root / ALIASES_FILE, lambda a: {**a, alias: version}, {})
+            return
         aliases = self.aliases()
         aliases[alias] = version
         write_atomic(self.root / ALIASES_FILE, dumps(aliases, indent=2, sort_keys=True) + "\n")
@@ -555,8 +588,16 @@ def _reason(exc: BaseException) -> str:
 
 
 def location_error(root: Path, exc: OSError,
-                   outcome: str = "nothing was published") -> EnvironmentFault:
-    """The EnvironmentFault for a registry location that cannot be used (full, read-only, ...)."""
+                   outcome: str = "nothing was published") -> EnvironmentFault | ModelError:
+    """The EnvironmentFault for a registry location that cannot be used (full, read-only, ...).
+
+    An object store's refusal (wrong key, missing bucket, unreachable endpoint) is a registry
+    problem, exit 4, like every other way a registry cannot be read or written.
+    """
+    stored = fs.classify(exc, root) if fs.is_object(root) else None
+    if stored is not None:
+        return ModelError(f"the model registry location {str(root)!r} cannot be used: {stored}; "
+                          f"{outcome}")
     return location_fault("model registry location", root, "--models-dir", exc, outcome)
 
 
@@ -607,6 +648,9 @@ def rollback_target(events: list[dict[str, Any]], alias: str, current: str | Non
 
 def append_line(path: Path, line: str) -> None:
     """Append one line with a single write and fsync it (the file and, when new, its folder)."""
+    if fs.is_object(path):  # no append in object storage: a conditional read-modify-write
+        objectstore.append_line(path, line)
+        return
     created = not path.exists()
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:

@@ -93,7 +93,9 @@ def setup_logging(level: str) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     for noisy in ("tensorflow", "absl", "h5py", "matplotlib", "PIL", "apscheduler",
-                  "distributed", "bokeh", "tornado", "openlineage"):
+                  "distributed", "bokeh", "tornado", "openlineage",
+                  # botocore's DEBUG lines carry request headers: never let them reach the log.
+                  "botocore", "aiobotocore", "s3fs", "fsspec"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     # Its retry lines repeat what batch.lineage says once when an endpoint is down.
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from batch.errors import exit_codes_help
@@ -116,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         from batch.jsontext import dumps
         from batch.errors import ConfigError
 
-        root = Path(settings.output_dir)
+        root = settings.output_dir
         latest = history.latest_run(root)
         if args.command == "list":
             runs = history.collect(root)

@@ -10,10 +10,9 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
-from batch import inputs, outputs
+from batch import fs, inputs, outputs
 from batch.model import Predictor, check_parity
 from batch.pipeline import ReadAhead
 from batch.plan import Plan
@@ -133,7 +132,7 @@ class Engine(ABC):
             files[r.file_index].add(r.rows_read, r.stats)
         for fp in plan.files:
             inputs.check_unchanged(fp.src)
-        staged = Path(job.staged)
+        staged = fs.path(job.staged)
         if (staged / outputs.PARTS).is_dir():
             outputs.join_parts(staged, plan.schema, REJECT_SCHEMA)
         outputs.ensure_parquet(staged, plan.schema)
