@@ -421,7 +421,11 @@ def read_range(location: Location, start: int, end: int) -> "Iterator[pa.Buffer]
 
 @contextmanager
 def storage(location: object) -> Iterator[None]:
-    """Turn botocore/aiohttp/s3fs errors into a StorageError (an OSError) with a readable message."""
+    """Turn botocore/aiohttp/s3fs errors into a StorageError (an OSError) with a readable message.
+
+    Only for an object-store location: a local file's OS error passes through unchanged (its
+    own words say what is wrong; AWS credentials have nothing to do with it).
+    """
     try:
         yield
     except StorageError:
@@ -429,6 +433,8 @@ def storage(location: object) -> Iterator[None]:
     except FileExistsError:
         raise  # a failed create-only write: callers decide
     except Exception as exc:
+        if location is not None and not is_object(location) and not is_url(str(location)):
+            raise
         classified = classify(exc, location)
         if classified is None:
             raise

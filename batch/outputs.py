@@ -2,9 +2,10 @@
 
 The only module that writes a run's files. A run is built in `.staging/<run_id>/` and renamed
 into `runs/<run_id>/` with `_SUCCESS` already inside, so readers never see a partial run. The
-prediction sink writes predictions.parquet, predictions.csv and rejects.csv, either as single
-files (one process) or as part files that `join_parts` turns into the final layout (Dask); CSV
-safety (formula defusing) lives beside the CSV writer, and so does the Parquet re-typing.
+prediction sink writes predictions.parquet (always a folder of Parquet parts), predictions.csv
+and rejects.csv: one writer writes the final CSV files and one part; many writers (Dask) write
+CSV parts that `join_parts` turns into the final files. CSV safety (formula defusing) lives
+beside the CSV writer, and so does the Parquet re-typing.
 """
 from __future__ import annotations
 
@@ -47,27 +48,31 @@ DIAGNOSIS_FILES = ("report.json", "report.html", REJECTS_CSV)  # kept for a fail
 
 # -- the output location's faults: one sentence, exit 7 ------------------------------------------
 
-def location_error(path: Path | str, exc: OSError) -> EnvironmentFault:
+def location_error(path: Path | str, exc: OSError,
+                   outcome: str = "nothing was published") -> EnvironmentFault:
     """The EnvironmentFault for an output location that cannot be used (full, read-only, ...)."""
     stored = fs.classify(exc, path) if fs.is_object(path) else None
     if stored is not None:  # an object store's refusal: its sentence names the fix
         return EnvironmentFault(f"the output location {str(path)!r} cannot be used: {stored}; "
-                                "nothing was published")
-    return location_fault("output location", path, "--output-dir", exc)
+                                f"{outcome}")
+    return location_fault("output location", path, "--output-dir", exc, outcome)
 
 
 @contextmanager
-def writing(path: Path | str) -> Iterator[None]:
-    """Turn an OS error while writing under `path` into the one-sentence EnvironmentFault."""
+def writing(path: Path | str, outcome: str = "nothing was published") -> Iterator[None]:
+    """Turn an OS error while using `path` into the one-sentence EnvironmentFault (exit 7).
+
+    `outcome` says what the failure left undone (a run: "nothing was published").
+    """
     try:
         yield
     except OSError as exc:
-        raise location_error(path, exc) from None
+        raise location_error(path, exc, outcome) from None
     except Exception as exc:  # botocore/aiohttp errors that s3fs passes through as they are
-        stored = fs.classify(exc, path)
+        stored = fs.classify(exc, path) if fs.is_object(path) else None
         if stored is None:
             raise
-        raise location_error(path, stored) from None
+        raise location_error(path, stored, outcome) from None
 
 
 # -- the output directory ------------------------------------------------------------------------------

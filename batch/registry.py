@@ -81,11 +81,11 @@ class Registry:
     def aliases(self) -> dict[str, str]:
         """aliases.json: alias -> vN; ModelError naming the file when it is damaged."""
         path = self.root / ALIASES_FILE
-        if not path.exists():
-            return {}
         fix = ("restore it, or delete it and run 'python -m jobs.models promote vN' to point "
                "production at a version again")
         try:
+            if not path.exists():
+                return {}
             data = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise ModelError(f"the registry's alias file {path} cannot be read "
@@ -351,7 +351,18 @@ class Registry:
                 fsync_dir(self.root)
             except OSError as exc:  # published already; durability is the file system's now
                 log.warning("could not fsync %s after publishing %s: %s", self.root, version, exc)
-            decision = self._gate(version, metadata, promote, tolerance, evaluate, evaluated_on)
+            try:
+                decision = self._gate(version, metadata, promote, tolerance, evaluate,
+                                      evaluated_on)
+            except Exception as exc:  # noqa: BLE001 - published already: report it as such
+                reason = (f"not promoted: {version} is published but the quality gate could not "
+                          f"run ({_reason(exc)}); promote it by hand with 'python -m jobs.models "
+                          f"promote {version}' if it should replace production")
+                log.error("%s", reason)
+                decision = {"promoted": False, "reason": reason,
+                            "test_mse": metadata["metrics"]["test_mse"],
+                            "previous_production": None, "production_test_mse": None,
+                            "production": None}
         log.info("published %s; %s", version, decision["reason"])
         return {"version": version, **decision}
 
@@ -371,7 +382,8 @@ class Registry:
                 prod_mse = float(evaluate(current))
                 if not math.isfinite(prod_mse):
                     raise ModelError(f"its MSE on these rows is {prod_mse}")
-            except ModelError as exc:
+            except Exception as exc:  # noqa: BLE001 - the version is published already: never
+                # turn that into a failure; an unevaluable production only blocks the promotion
                 prod_mse = None
                 problem = f"production {current} could not be evaluated on the same rows ({exc})"
                 log.warning("%s", problem)
@@ -440,7 +452,12 @@ class Registry:
 
     def history(self) -> list[dict[str, Any]]:
         """Every recorded alias move, oldest first (a torn last line from a crash is skipped)."""
-        return read_lines(self.root / HISTORY_FILE)
+        path = self.root / HISTORY_FILE
+        try:
+            return read_lines(path)
+        except OSError as exc:  # unreadable is not empty: never report "no moves" for it
+            raise ModelError(f"the registry's history {path} cannot be read ({_reason(exc)}); "
+                             "nothing was changed — check the location and run again") from None
 
     def promote(self, version: str, alias: str = PRODUCTION, force: bool = False,
                 command: str = "models promote") -> dict[str, Any]:
@@ -560,6 +577,23 @@ def metadata_problem(meta: Any) -> str | None:
             return problem
         if not (band.get("lower_bound") is None or _is_number(band["lower_bound"])):
             return "interval.lower_bound should be a number or null"
+        level = band.get("level")
+        if not (_is_number(level) and 0 < level < 1):
+            return f"interval.level should be a number between 0 and 1, not {level!r:.40}"
+        problem = _numbers(band, "interval", ("test_coverage",), nullable=True) \
+            if "test_coverage" in band else None
+        if problem:
+            return problem
+    if meta.get("fold") is not None:  # the publish-time verification of the linear fold
+        fold = meta["fold"]
+        problem = _numbers(fold, "fold", ("weight", "bias"))
+        if problem:
+            return problem
+        for key in ("max_gap_float32_eps", "probe_rows"):
+            if key in fold and not (_is_number(fold[key]) or fold[key] is None):
+                return f"fold.{key} should be a number or null, not {fold[key]!r:.40}"
+        if not isinstance(fold.get("verified"), bool):
+            return f"fold.verified should be true or false, not {fold.get('verified')!r:.40}"
     if meta.get("training_sample") is not None:
         sample = meta["training_sample"]
         if not isinstance(sample, dict) or any(

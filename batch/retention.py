@@ -89,17 +89,20 @@ def prune(output_dir: Path, keep: int | None = None, older_than_days: float | No
         plan = plan_prune(runs, out.latest(), keep, older_than_days, now)
         if dry_run:
             return plan
+        if not (plan.folders or plan.log_lines):
+            return plan
+        # The log is read before anything is removed: an unreadable log stops the prune with
+        # nothing removed, and is never rewritten as if it were empty.
+        removed_ids = {r.get("run_id") for r in plan.folders}
+        entries = [e for e in history.read_log(root)
+                   if not (e.get("run_dir") and e.get("run_id") in removed_ids)
+                   and not any(_same(e, r) for r in plan.log_lines)]
         for run in plan.folders:
             folder = root / run["run_dir"]
             log.info("removing run %s (%s)", run.get("run_id"), folder)
             fs.rmtree(folder)
-        if plan.folders or plan.log_lines:
-            removed_ids = {r.get("run_id") for r in plan.folders}
-            entries = [e for e in history.read_log(root)
-                       if not (e.get("run_dir") and e.get("run_id") in removed_ids)
-                       and not any(_same(e, r) for r in plan.log_lines)]
-            history.rewrite_log(root, entries)
-            history.write_index(root, now)
+        history.rewrite_log(root, entries)
+        history.write_index(root, now)
         return plan
     finally:
         out.unlock()

@@ -401,7 +401,7 @@ class NightlyScorer:
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": _iso(_now())}
         from batch.outputs import writing
 
-        with writing(self.output_dir):
+        with writing(self.output_dir, "the scheduler did not start"):
             self.output_dir.mkdir(parents=True, exist_ok=True)
             got = self.lock.acquire(blocking=False, holder=me)
         if not got:

@@ -116,12 +116,14 @@ def error_sentence(prog: str, message: str) -> None:
 def run(prog: str, fields: Iterable[str], args: argparse.Namespace,
         job: Callable[[Settings], dict[str, Any]], summary_line: bool = True) -> int:
     """Settings -> logging -> job -> exit code; prints the job's JSON summary as stdout's last line."""
+    code = 1
     try:
-        return _run(prog, fields, args, job, summary_line)
+        code = _run(prog, fields, args, job, summary_line)
+        return code
     finally:
         from batch import interrupts
 
-        interrupts.finish()
+        interrupts.finish(code)
 
 
 def _run(prog: str, fields: Iterable[str], args: argparse.Namespace,
