@@ -221,6 +221,7 @@ SCHEDULE_FIELDS = ["schedule", "timezone", "misfire_grace_seconds", "heartbeat_s
 COMPOSE_ONLY = frozenset({
     "BATCH_UID", "BATCH_GID", "BATCH_HOST_MODELS_DIR", "BATCH_HOST_OUTPUT_DIR",
     "BATCH_HOST_INPUT_DIR", "BATCH_KERAS_CACHE", "BATCH_IMAGE", "BATCH_HEALTHCHECK_INTERVAL",
+    "BATCH_S3_PORT",
 })
 
 
