@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from batch import fs
 from batch.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ class TrainingData:
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with fs.open_binary(fs.path(path)) as fh:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
@@ -51,7 +52,11 @@ def load(data: str, feature_column: str | None = None, target_column: str = "med
     """The training data named by the `data` setting."""
     if data.strip().lower() == "boston":
         return load_boston()
-    return load_file(Path(data), feature_column, target_column)
+    try:
+        path = fs.path(data)
+    except ValueError as exc:
+        raise InputError(f"training data {data!r}: {exc}") from None
+    return load_file(path, feature_column, target_column)
 
 
 def load_boston() -> TrainingData:
@@ -103,14 +108,22 @@ def load_file(path: Path, feature_column: str | None, target_column: str) -> Tra
     """A CSV or Parquet training file with rooms and price columns; bad rows are dropped and counted."""
     import pandas as pd
 
-    if not path.is_file():
+    try:
+        with fs.storage(path):
+            exists = path.is_file()
+            if not exists and fs.is_object(path):
+                fs.check(path)  # a missing bucket or a wrong key says so, not "does not exist"
+    except OSError as exc:
+        raise InputError(f"cannot read training data {str(path)!r}: {exc}") from None
+    if not exists:
         raise InputError(f"training data file {str(path)!r} does not exist; pass --data boston "
                          "or the path of a CSV/Parquet file with rm and medv columns")
     try:
-        if path.name.lower().endswith((".parquet", ".pq")):
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path, sep=None, engine="python", encoding="utf-8-sig")
+        with fs.storage(path), fs.open_binary(path) as fh:
+            if path.name.lower().endswith((".parquet", ".pq")):
+                frame = pd.read_parquet(fh)
+            else:
+                frame = pd.read_csv(fh, sep=None, engine="python", encoding="utf-8-sig")
     except Exception as exc:
         raise InputError(f"cannot read training data {str(path)!r}: {exc}") from None
     columns = [str(c) for c in frame.columns]

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from batch import fs, objectstore
 from batch.atomic import write_atomic
 from batch.jsontext import dumps, read_lines
 from batch.metrics import ScoreOutcome, outcome_from_run
@@ -26,7 +27,10 @@ FOLDERS = ("runs", "failed")
 
 def append_outcome(output_dir: Path, outcome: ScoreOutcome) -> None:
     """Append one line to <output>/runs.jsonl (one write of one line: concurrent runs cannot mix)."""
-    path = Path(output_dir) / RUNS_LOG
+    path = fs.path(output_dir) / RUNS_LOG
+    if fs.is_object(path):  # no append in object storage: a conditional read-modify-write
+        objectstore.append_line(path, json.dumps(outcome, default=str))
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (dumps(outcome) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -38,13 +42,13 @@ def append_outcome(output_dir: Path, outcome: ScoreOutcome) -> None:
 
 def read_log(output_dir: Path) -> list[dict[str, Any]]:
     """Every outcome in runs.jsonl, in the order written; a damaged line is skipped with a warning."""
-    return [e for e in read_lines(Path(output_dir) / RUNS_LOG) if e.get("started_at")]
+    return [e for e in read_lines(fs.path(output_dir) / RUNS_LOG) if e.get("started_at")]
 
 
 def rewrite_log(output_dir: Path, entries: list[dict[str, Any]]) -> None:
     """Replace runs.jsonl with `entries` atomically (prune drops the lines of removed runs)."""
     text = "".join(dumps(e) + "\n" for e in entries)
-    write_atomic(Path(output_dir) / RUNS_LOG, text)
+    write_atomic(fs.path(output_dir) / RUNS_LOG, text)
 
 
 # -- every run --------------------------------------------------------------------------------------
@@ -73,7 +77,7 @@ def collect(output_dir: Path) -> list[dict[str, Any]]:
     line without a folder (a run that stopped before writing a report, or a --new-only run
     that found nothing new) is a run of its own. A line whose folder was removed is dropped.
     """
-    root = Path(output_dir)
+    root = fs.path(output_dir)
     logged: dict[str, dict[str, Any]] = {}
     folderless: list[dict[str, Any]] = []
     for entry in read_log(root):
@@ -113,7 +117,7 @@ def collect(output_dir: Path) -> list[dict[str, Any]]:
 def latest_run(output_dir: Path) -> str | None:
     """The run id in LATEST (None when there is none)."""
     try:
-        return (Path(output_dir) / "LATEST").read_text().strip() or None
+        return (fs.path(output_dir) / "LATEST").read_text().strip() or None
     except OSError:
         return None
 
@@ -236,7 +240,7 @@ def render_index(runs: list[dict[str, Any]], latest: str | None, now: dt.datetim
 
 def write_index(output_dir: Path, now: dt.datetime | None = None) -> Path:
     """Rebuild <output>/index.html from every run, atomically."""
-    root = Path(output_dir)
+    root = fs.path(output_dir)
     runs = collect(root)
     page = render_index(runs, latest_run(root), now or dt.datetime.now(dt.timezone.utc),
                         _trend_pngs(runs))

@@ -7,13 +7,12 @@ ranges cut at line ends) by the Dask engine; both read a part with the same `ite
 from __future__ import annotations
 
 import csv
-import glob
 import gzip
 import hashlib
 import logging
-import os
 import re
 import zlib
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
@@ -23,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from batch import fs
 from batch.columns import FLOAT64_EXACT_INT
 from batch.datasets import BOSTON_COLUMNS
 from batch.errors import InputError
@@ -54,39 +54,60 @@ def file_format(path: Path) -> str | None:
 # -- finding inputs --------------------------------------------------------------------------------
 
 def resolve_inputs(entries: list[str]) -> list[Path]:
-    """Files named by --input entries: a file, a directory (supported files inside, sorted) or a glob."""
+    """Files named by --input entries: a file, a directory (supported files inside, sorted) or a glob.
+
+    An entry may be an s3:// URL: an object, a prefix (its objects, one level) or a glob.
+    """
     found: list[Path] = []
     for entry in entries:
-        path = Path(entry).expanduser()
-        if path.is_dir():
-            for child in sorted(path.iterdir()):
-                if child.is_file() and file_format(child) and not child.name.startswith("."):
-                    found.append(child)
-                elif child.is_file() or child.is_dir():
-                    log.info("ignoring %s (not a .csv, .csv.gz, .parquet or .pq file)", child)
-        elif path.is_file():
-            if file_format(path) is None:
-                raise InputError(f"input {entry!r} is not a .csv, .csv.gz, .parquet or .pq file; "
-                                 "rename it or point --input at a supported file")
-            found.append(path)
-        elif glob.has_magic(entry):
-            matches = sorted(Path(p) for p in glob.glob(os.path.expanduser(entry)))
-            files = [p for p in matches if p.is_file() and file_format(p)]
-            for p in matches:
-                if p not in files:
-                    log.info("ignoring %s (not a .csv, .csv.gz, .parquet or .pq file)", p)
-            if not files:
-                log.warning("input pattern %r matches no supported files", entry)
-            found.extend(files)
-        else:
-            raise InputError(f"input {entry!r} does not exist; check --input / BATCH_INPUT")
+        try:
+            with fs.storage(entry):
+                found.extend(_resolve(entry))
+        except fs.StorageError as exc:
+            raise InputError(f"cannot list input {entry!r}: {exc}") from None
     unique, seen = [], set()
     for p in found:
-        key = os.path.realpath(p)
+        key = fs.identity(p)
         if key not in seen:
             seen.add(key)
             unique.append(p)
     return unique
+
+
+def _resolve(entry: str) -> list[Path]:
+    """The files of one --input entry (see resolve_inputs)."""
+    found: list[Path] = []
+    try:
+        path = fs.path(entry).expanduser()
+    except ValueError as exc:
+        raise InputError(f"input {entry!r}: {exc}") from None
+    if fs.is_object(path) and fs.has_magic(entry):
+        path = None  # a glob: a bucket never holds a prefix named like one
+    if path is not None and path.is_dir():
+        for child in sorted(path.iterdir()):
+            if child.is_file() and file_format(child) and not child.name.startswith("."):
+                found.append(child)
+            elif child.is_file() or child.is_dir():
+                log.info("ignoring %s (not a .csv, .csv.gz, .parquet or .pq file)", child)
+    elif path is not None and path.is_file():
+        if file_format(path) is None:
+            raise InputError(f"input {entry!r} is not a .csv, .csv.gz, .parquet or .pq file; "
+                             "rename it or point --input at a supported file")
+        found.append(path)
+    elif fs.has_magic(entry):
+        matches = fs.glob(entry)
+        files = [p for p in matches if p.is_file() and file_format(p)]
+        for p in matches:
+            if p not in files:
+                log.info("ignoring %s (not a .csv, .csv.gz, .parquet or .pq file)", p)
+        if not files:
+            log.warning("input pattern %r matches no supported files", entry)
+        found.extend(files)
+    else:
+        if fs.is_object(path):
+            fs.check(path)  # a missing bucket or a wrong key says so, not "does not exist"
+        raise InputError(f"input {entry!r} does not exist; check --input / BATCH_INPUT")
+    return found
 
 
 # -- inspecting inputs -------------------------------------------------------------------------------
@@ -120,15 +141,17 @@ def inspect(path: Path) -> InputFile:
     """Columns and types of `path`, its sha256, and (CSV) its delimiter and header; InputError if bad."""
     fmt = file_format(path)
     try:
-        before = path.stat()
-        digest, quoted = _hash(path)
+        with fs.storage(path):
+            before = path.stat()
+            digest, quoted = _hash(path)
     except OSError as exc:
         raise InputError(f"cannot read input {str(path)!r}: {exc.strerror or exc}") from None
     if fmt == "parquet":
         try:
-            pf = pq.ParquetFile(path)
-            schema = pf.schema_arrow
-            exact = _exact_ints(pf.metadata, schema)
+            with fs.storage(path), fs.open_input_file(path) as fh:
+                pf = pq.ParquetFile(fh)
+                schema = pf.schema_arrow
+                exact = _exact_ints(pf.metadata, schema)
         except Exception as exc:
             raise InputError(f"input {str(path)!r} is not a readable Parquet file "
                              f"({short_error(exc)})") from None
@@ -148,7 +171,7 @@ def inspect(path: Path) -> InputFile:
 def _hash(path: Path) -> tuple[str, bool]:
     """(sha256 of the file, whether it holds a double quote), in one pass over its bytes."""
     digest, quoted = hashlib.sha256(), False
-    with open(path, "rb") as fh:
+    with fs.open_binary(path) as fh:
         while block := fh.read(HASH_BLOCK):
             digest.update(block)
             quoted = quoted or b'"' in block
@@ -188,7 +211,8 @@ def _refuse_duplicates(path: Path, names: list[str]) -> None:
 def check_unchanged(src: InputFile) -> None:
     """InputError when a file changed since it was hashed (it was still being written)."""
     try:
-        now = src.path.stat()
+        with fs.storage(src.path):
+            now = src.path.stat()
     except OSError:
         now = None
     if now is None or (now.st_size, now.st_mtime_ns) != (src.size, src.mtime_ns):
@@ -198,10 +222,11 @@ def check_unchanged(src: InputFile) -> None:
 
 
 def _head_text(path: Path) -> str:
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
-        with opener(path, "rb") as fh:
-            head = fh.read(SNIFF_BYTES)
+        with fs.storage(path), fs.open_binary(path) as raw:
+            gz = path.name.lower().endswith(".gz")
+            with (gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw) as fh:
+                head = fh.read(SNIFF_BYTES)
     except (OSError, EOFError) as exc:
         raise InputError(f"cannot read input {str(path)!r} ({exc})") from None
     try:
@@ -303,7 +328,8 @@ def split(src: InputFile, file_index: int, part_bytes: int) -> list[Part]:
         return []
     try:
         if src.format == "parquet":
-            meta = pq.ParquetFile(src.path).metadata
+            with fs.open_input_file(src.path) as fh:
+                meta = pq.ParquetFile(fh).metadata
             parts, first = [], 1
             for group in range(meta.num_row_groups):
                 parts.append(Part(file_index, group, src, first, row_groups=(group,)))
@@ -323,7 +349,7 @@ def split(src: InputFile, file_index: int, part_bytes: int) -> list[Part]:
 def _line_ranges(path: Path, size: int, part_bytes: int) -> list[tuple[int, int]]:
     """[start, end) byte ranges of about part_bytes, each ending just after a line end."""
     bounds = [0]
-    with open(path, "rb") as fh:
+    with fs.open_binary(path) as fh:
         pos = part_bytes
         while pos < size:
             fh.seek(pos)
@@ -362,10 +388,11 @@ def iter_batches(part: Part, chunk_rows: int) -> Iterator[pa.RecordBatch]:
         if src.format == "parquet":
             # pre_buffer=False keeps peak memory flat as files grow (with it, peak RSS grew with
             # the file: about 1 GB at 8M rows of 12 columns, against 300 MB without).
-            pf = pq.ParquetFile(src.path, pre_buffer=False, buffer_size=1 << 20)
-            groups = list(part.row_groups) if part.row_groups is not None else None
-            for batch in pf.iter_batches(batch_size=chunk_rows, row_groups=groups):
-                yield batch.rename_columns(src.columns) if src.renamed else batch
+            with fs.open_input_file(src.path) as fh:
+                pf = pq.ParquetFile(fh, pre_buffer=False, buffer_size=1 << 20)
+                groups = list(part.row_groups) if part.row_groups is not None else None
+                for batch in pf.iter_batches(batch_size=chunk_rows, row_groups=groups):
+                    yield batch.rename_columns(src.columns) if src.renamed else batch
             return
         yield from _csv_batches(part, chunk_rows)
     except (pa.ArrowException, OSError, EOFError, ValueError, zlib.error) as exc:
@@ -414,14 +441,19 @@ def _skip_blank_rows(row) -> str:
 
 def _csv_stream(part: Part, chunk_rows: int, block: int, skip: int
                 ) -> Iterator[pa.RecordBatch]:
+    with ExitStack() as stack:
+        yield from _csv_stream_in(part, chunk_rows, block, skip, stack)
+
+
+def _csv_stream_in(part: Part, chunk_rows: int, block: int, skip: int, stack: ExitStack
+                   ) -> Iterator[pa.RecordBatch]:
     src = part.src
     at_start = part.byte_range is None or part.byte_range[0] == 0
-    source: object = src.path
-    mapped = None
     if part.byte_range is not None:
         start, end = part.byte_range
-        mapped = pa.memory_map(str(src.path))  # a zero-copy view of just this range
-        source = pa.BufferReader(mapped.read_at(end - start, start))
+        source = pa.BufferReader(stack.enter_context(fs.read_range(src.path, start, end)))
+    else:
+        source = stack.enter_context(fs.open_input_stream(src.path))
     reader = pacsv.open_csv(
         source,
         read_options=pacsv.ReadOptions(column_names=src.columns,
@@ -447,8 +479,6 @@ def _csv_stream(part: Part, chunk_rows: int, block: int, skip: int
                 pending, rows = [], 0
     if pending:
         yield _join(pending)
-    if mapped is not None:
-        mapped.close()
 
 
 def _join(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
@@ -467,6 +497,9 @@ def is_read_error(exc: BaseException) -> bool:
 
 def read_error(name: str, exc: BaseException) -> InputError:
     """The InputError that names a corrupt or unreadable input file."""
+    stored = fs.classify(exc, name) if fs.is_url(name) else None
+    if stored is not None:  # the store refused or went away: not the file's fault
+        return InputError(f"cannot read input {name!r}: {stored}")
     return InputError(f"input {name!r} is corrupt or unreadable ({type(exc).__name__}: "
                       f"{short_error(exc)}); fix or remove the file and run again")
 

@@ -36,9 +36,14 @@ def hold() -> None:
     _state["holding"] = True
 
 
-def finish() -> None:
-    """The job has ended: say so if a stop signal was held back, and stop holding."""
+def finish(exit_code: int = 0) -> None:
+    """The job has ended (with `exit_code`): say so if a stop signal was held back; stop holding."""
     if _state["held"] is not None:
-        log.warning("%s arrived while publishing; the work was completed and published first",
-                    signal.Signals(_state["held"]).name)
+        name = signal.Signals(_state["held"]).name
+        if exit_code == 0:
+            log.warning("%s arrived while publishing; the work was completed and published first",
+                        name)
+        else:
+            log.warning("%s arrived while publishing, which then failed on its own (exit %d)",
+                        name, exit_code)
     _state.update(holding=False, held=None)

@@ -40,10 +40,13 @@ def dumps(value: Any, digits: int | None = None, **kwargs: Any) -> str:
 
 def read_lines(path: Path) -> list[dict[str, Any]]:
     """The JSON objects of a JSON-lines file, in order; a missing file is empty, and a damaged
-    line (a write torn by a crash, an edit) is skipped with a warning naming it."""
+    line (a write torn by a crash, an edit) is skipped with a warning naming it. Any other read
+    error is raised: an unreadable log must never pass for an empty one (a prune would then
+    rewrite it empty)."""
+    location = Path(path) if isinstance(path, str) else path  # also an object-store path
     try:
-        text = Path(path).read_text()
-    except OSError:
+        text = location.read_text()
+    except FileNotFoundError:
         return []
     entries = []
     for number, line in enumerate(text.splitlines(), start=1):

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from batch import fs
+
 log = logging.getLogger(__name__)
 
 NAMESPACE = "house-price-batch"
@@ -234,14 +236,14 @@ def score_inputs(files: list[Any], schema: list[tuple[str, str]] | None,
     refs = [DatasetRef.file(f.path, schema=schema, extra={"sha256": getattr(f, "sha256", None)})
             for f in files]
     if model_dir is not None and version:
-        refs.append(DatasetRef.file(Path(model_dir) / version, extra={"model_version": version}))
+        refs.append(DatasetRef.file(fs.path(model_dir) / version, extra={"model_version": version}))
     return refs
 
 
 def score_outputs(run_dir: Path, rows_scored: int, rows_rejected: int,
                   schema: list[tuple[str, str]] | None = None) -> list[DatasetRef]:
     """A scoring run's output datasets: predictions (Parquet) and rejects.csv, with row counts."""
-    run_dir = Path(run_dir)
+    run_dir = fs.path(run_dir)
     return [
         DatasetRef.file(run_dir / "predictions.parquet", schema=schema, rows=rows_scored),
         DatasetRef.file(run_dir / "rejects.csv", rows=rows_rejected,

@@ -7,6 +7,9 @@ import os
 import time
 from pathlib import Path
 
+from batch import fs
+from batch.objectstore import LeaseLock
+
 
 class FileLock:
     """An exclusive flock on `path`; the holder writes who it is into the file for whoever loses."""
@@ -64,6 +67,13 @@ class FileLock:
         self.release()
 
 
+def lock_at(path: "Path | fs.ObjectPath") -> "FileLock | LeaseLock":
+    """The lock for a location: an flock on a local file, a lock object with a lease in a bucket."""
+    if fs.is_object(path):
+        return LeaseLock(fs.path(path))
+    return FileLock(path)
+
+
 def is_abandoned(lock_path: Path) -> bool:
     """True when nobody holds the lock at `lock_path` (its owner finished or died)."""
     lock = FileLock(lock_path)
@@ -79,5 +89,7 @@ def describe_holder(who: dict) -> str:
         return "another process"
     text = f"pid {who.get('pid', '?')} on {who.get('host', '?')}"
     since = who.get("since") or who.get("started_at")
-    extra = ", ".join(str(v) for v in (who.get("actor"), since and f"started {since}") if v)
+    lease = who.get("lease_expires_at")  # object storage: the lock frees itself then
+    extra = ", ".join(str(v) for v in (who.get("actor"), since and f"started {since}",
+                                        lease and f"lease until {lease}") if v)
     return f"{text} ({extra})" if extra else text

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, TypedDict
 
+from batch import fs
+
 log = logging.getLogger(__name__)
 
 SCORE_FILE = "batch_score.prom"
@@ -84,11 +86,11 @@ def outcome_from_run(summary: dict[str, Any], report: dict[str, Any] | None, exi
         fraction = rejected / read if read else 0.0
     run_dir = None
     if summary.get("run_dir") and run_id:
-        folder = Path(summary["run_dir"])
+        folder = fs.path(summary["run_dir"])
         run_dir = f"{folder.parent.name}/{folder.name}"
     elif report and run_id:
         run_dir = f"{'runs' if rep.get('status') == 'succeeded' else 'failed'}/{run_id}"
-    if output_dir is not None and run_dir and not (Path(output_dir) / run_dir).is_dir():
+    if output_dir is not None and run_dir and not (fs.path(output_dir) / run_dir).is_dir():
         run_dir = None
     return ScoreOutcome(
         run_id=run_id,
@@ -121,7 +123,7 @@ def previous_value(path: Path, name: str) -> float | None:
     from prometheus_client.parser import text_string_to_metric_families
 
     try:
-        text = Path(path).read_text()
+        text = fs.path(path).read_text()
     except OSError:
         return None
     try:
@@ -145,10 +147,13 @@ class _Families:
 
 
 def _write(path: Path, families: list[Any]) -> None:
-    from prometheus_client import CollectorRegistry, write_to_textfile
+    from prometheus_client import CollectorRegistry, generate_latest, write_to_textfile
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families(families))
+    if fs.is_object(path):  # one PUT: a reader sees the old file or the new one
+        path.write_bytes(generate_latest(registry))
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     # Temp file beside the target, then rename: the collector never reads half a file.
     write_to_textfile(str(path), registry)
@@ -197,7 +202,7 @@ def write_score_metrics(metrics_dir: Path, outcome: ScoreOutcome) -> Path:
     A success (exit 0) sets the last-success time to this run's finish; any other exit keeps
     the value of the previous file (0 when there is none).
     """
-    path = Path(metrics_dir) / SCORE_FILE
+    path = fs.path(metrics_dir) / SCORE_FILE
     if outcome["exit_code"] == 0:
         last_success: float | None = _timestamp(outcome["finished_at"])
     else:
@@ -222,6 +227,6 @@ def write_scheduler_metrics(metrics_dir: Path, up: bool, heartbeat: dt.datetime,
           "Unix time the scheduler last wrote its heartbeat.", value=heartbeat.timestamp()),
         nxt,
     ]
-    path = Path(metrics_dir) / SCHEDULER_FILE
+    path = fs.path(metrics_dir) / SCHEDULER_FILE
     _write(path, families)
     return path

@@ -4,9 +4,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
+from batch import fs
 from batch.metrics import ScoreOutcome, outcome_from_run
 from batch.settings import Settings
 
@@ -18,7 +18,7 @@ def _report_of(summary: dict[str, Any]) -> dict[str, Any] | None:
     if not run_dir:
         return None
     try:
-        value = json.loads((Path(run_dir) / "report.json").read_text())
+        value = json.loads((fs.path(run_dir) / "report.json").read_text())
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None

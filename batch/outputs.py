@@ -2,11 +2,12 @@
 
 The only module that writes a run's files. A run is built in `.staging/<run_id>/` and renamed
 into `runs/<run_id>/` with `_SUCCESS` already inside, so readers never see a partial run. The
-prediction sink writes predictions.parquet, predictions.csv and rejects.csv, either as single
-files (one process) or as part files that `join_parts` turns into the final layout (Dask); CSV
-safety (formula defusing) lives beside the CSV writer. Text columns the plan decided are numbers
-are written to predictions.parquet as float64; a later value that is not a number turns the
-column back to text, restored from the row-aligned CSV text (`restore_text`).
+prediction sink writes predictions.parquet (always a folder of Parquet parts), predictions.csv
+and rejects.csv: one writer writes the final CSV files and its Parquet parts; many writers (Dask)
+write CSV parts that `join_parts` turns into the final files. CSV safety (formula defusing) lives
+beside the CSV writer. Text columns the plan decided are numbers are written to
+predictions.parquet as float64; a later value that is not a number turns the column back to
+text, restored from the row-aligned CSV text (`restore_text`).
 """
 from __future__ import annotations
 
@@ -28,12 +29,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from batch import fs, objectstore
 from batch.atomic import fsync_dir, write_atomic
 from batch.columns import csv_ready, with_float64
 from batch.errors import EnvironmentFault, LockHeld, location_fault
 from batch.features import NUMBER_RE
 from batch.inputs import CSV_BLOCK_BYTES, MAX_ROW_BYTES
-from batch.locks import FileLock, describe_holder
+from batch.locks import describe_holder, lock_at
 from batch.stats import as_float64
 
 log = logging.getLogger(__name__)
@@ -52,18 +54,31 @@ DIAGNOSIS_FILES = ("report.json", "report.html", REJECTS_CSV)  # kept for a fail
 
 # -- the output location's faults: one sentence, exit 7 ------------------------------------------
 
-def location_error(path: Path | str, exc: OSError) -> EnvironmentFault:
+def location_error(path: Path | str, exc: OSError,
+                   outcome: str = "nothing was published") -> EnvironmentFault:
     """The EnvironmentFault for an output location that cannot be used (full, read-only, ...)."""
-    return location_fault("output location", path, "--output-dir", exc)
+    stored = fs.classify(exc, path) if fs.is_object(path) else None
+    if stored is not None:  # an object store's refusal: its sentence names the fix
+        return EnvironmentFault(f"the output location {str(path)!r} cannot be used: {stored}; "
+                                f"{outcome}")
+    return location_fault("output location", path, "--output-dir", exc, outcome)
 
 
 @contextmanager
-def writing(path: Path | str) -> Iterator[None]:
-    """Turn an OS error while writing under `path` into the one-sentence EnvironmentFault."""
+def writing(path: Path | str, outcome: str = "nothing was published") -> Iterator[None]:
+    """Turn an OS error while using `path` into the one-sentence EnvironmentFault (exit 7).
+
+    `outcome` says what the failure left undone (a run: "nothing was published").
+    """
     try:
         yield
     except OSError as exc:
-        raise location_error(path, exc) from None
+        raise location_error(path, exc, outcome) from None
+    except Exception as exc:  # botocore/aiohttp errors that s3fs passes through as they are
+        stored = fs.classify(exc, path) if fs.is_object(path) else None
+        if stored is None:
+            raise
+        raise location_error(path, stored, outcome) from None
 
 
 # -- the output directory ------------------------------------------------------------------------------
@@ -71,23 +86,23 @@ def writing(path: Path | str) -> Iterator[None]:
 class OutputDir:
     """BATCH_OUTPUT_DIR: runs/, failed/, LATEST, the run lock and temp folders of runs in progress."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Path | str) -> None:
+        self.root = fs.path(root)
         self.runs = self.root / "runs"
         self.failed = self.root / "failed"
-        self._lock = FileLock(self.root / ".lock")
+        self._lock = lock_at(self.root / ".lock")
 
     def lock(self, run_id: str) -> None:
         """Take the output lock or raise LockHeld naming the holder (EnvironmentFault: unusable)."""
         me = {"pid": os.getpid(), "host": socket.gethostname(), "run_id": run_id,
               "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
         with writing(self.root):
-            self.root.mkdir(parents=True, exist_ok=True)
-            if not self.root.is_dir():
-                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+            fs.ensure_dir(self.root)
             got = self._lock.acquire(blocking=False, holder=me)
         if not got:
-            desc = describe_holder(self._lock.holder())
+            with writing(self.root):
+                who = self._lock.holder()
+            desc = describe_holder(who)
             raise LockHeld(f"another scoring run ({desc}) holds {self.root}; it was left alone — "
                            "wait for it to finish, then run again")
 
@@ -100,8 +115,11 @@ class OutputDir:
         if staging.is_dir():
             for tmp in staging.iterdir():
                 log.info("removing %s left by a run that did not finish", tmp)
+                if fs.is_object(tmp):  # killed while copying into runs/ or failed/?
+                    objectstore.remove_unmarked(self.runs / tmp.name, SUCCESS)
+                    objectstore.remove_unmarked(self.failed / tmp.name, "report.json")
                 if tmp.is_dir():
-                    shutil.rmtree(tmp, ignore_errors=True)
+                    fs.rmtree(tmp, ignore_errors=True)
                 else:
                     tmp.unlink(missing_ok=True)
 
@@ -117,7 +135,12 @@ class OutputDir:
 
         LATEST is written before the rename and moved into place after it, so once the run is
         visible nothing is left that could fail and report it as not published.
+
+        In object storage (no rename) the staged objects are copied into runs/<id>/, _SUCCESS
+        last, then LATEST is written: readers that honour _SUCCESS never see a partial run.
         """
+        if fs.is_object(self.root):
+            return self._publish_objects(staged, run_id)
         with writing(self.root):
             write_atomic(staged / SUCCESS, json.dumps({"run_id": run_id}) + "\n")
             fsync_dir(staged)
@@ -134,8 +157,27 @@ class OutputDir:
             log.warning("run %s is published but LATEST could not be updated (%s)", run_id, exc)
         return final
 
+    def _publish_objects(self, staged, run_id: str):
+        final = self.runs / run_id
+        with writing(self.root):
+            self._lock.verify()  # a run whose lease lapsed must not publish over its successor
+            objectstore.publish_tree(staged, final, SUCCESS,
+                                     (json.dumps({"run_id": run_id}) + "\n").encode())
+        try:  # the run is published: from here on a failure is only logged
+            (self.root / LATEST).write_text(run_id + "\n")
+        except OSError as exc:
+            log.warning("run %s is published but LATEST could not be updated (%s)", run_id, exc)
+        return final
+
     def publish_failed(self, staged: Path, run_id: str) -> Path:
         """A run over its reject budget: keep only the diagnosis files, under failed/<id>."""
+        if fs.is_object(self.root):  # report.json is copied last: the folder's marker
+            final = self.failed / run_id
+            with writing(self.root):
+                report = staged / "report.json"
+                objectstore.publish_tree(staged, final, "report.json", report.read_bytes(),
+                                         include=lambda name: name in DIAGNOSIS_FILES)
+            return final
         with writing(self.root):
             for child in staged.iterdir():
                 if child.name not in DIAGNOSIS_FILES:
@@ -249,7 +291,7 @@ class PredictionSink:
 
     def __init__(self, folder: Path, schema: pa.Schema, rejects_schema: pa.Schema,
                  part: str | None = None, numbers: frozenset[str] = frozenset()) -> None:
-        folder = Path(folder)
+        folder = fs.path(folder)
         self.folder = folder
         opts = pacsv.WriteOptions(quoting_style="needed", include_header=part is None)
         self._stem = part or STEM
@@ -268,14 +310,18 @@ class PredictionSink:
         self.parquet_path = parquet  # the Parquet file being written
         self._writers: list = []
         with writing(folder):
-            self._parquet = self._open(pq.ParquetWriter(parquet, self._parquet_schema()))
+            self._parquet = self._open(pq.ParquetWriter, parquet, self._parquet_schema())
             self._csv_schema = csv_header_schema(schema)
-            self._csv = self._open(pacsv.CSVWriter(csv, self._csv_schema, write_options=opts))
-            self._rejects = self._open(pacsv.CSVWriter(rejects, rejects_schema,
-                                                       write_options=opts))
+            self._csv = self._open(pacsv.CSVWriter, csv, self._csv_schema, write_options=opts)
+            self._rejects = self._open(pacsv.CSVWriter, rejects, rejects_schema,
+                                       write_options=opts)
 
-    def _open(self, writer):
-        self._writers.append(writer)
+    def _open(self, writer_class, where, *args, **kwargs):
+        """A writer on a stream of the filesystem layer; the stream is closed after the writer."""
+        stream = fs.open_output(where)
+        self._writers.append(stream)
+        writer = writer_class(stream, *args, **kwargs)
+        self._writers.insert(len(self._writers) - 1, writer)
         return writer
 
     def write(self, predictions: pa.RecordBatch, rejects: pa.RecordBatch) -> None:
@@ -319,14 +365,17 @@ class PredictionSink:
 
     def _next_parquet_file(self) -> None:
         """Close the current Parquet file and go on in the next one, with the current types."""
-        old = self._parquet
+        at = self._writers.index(self._parquet)
+        writer, stream = self._writers[at:at + 2]  # see _open
+        del self._writers[at:at + 2]
         with writing(self.folder):
-            old.close()
+            writer.close()
+            stream.close()
             if self._file_rows:  # an empty file is simply written again
                 self._file, self._file_rows = self._file + 1, 0
             self.parquet_path = self._parquet_file(self._file)
-            self._parquet = pq.ParquetWriter(self.parquet_path, self._parquet_schema())
-        self._writers[self._writers.index(old)] = self._parquet
+            self._parquet = self._open(pq.ParquetWriter, self.parquet_path,
+                                       self._parquet_schema())
 
     def write_csv(self, predictions: pa.RecordBatch, rejects: pa.RecordBatch) -> None:
         """The CSV half of write(): predictions.csv and rejects.csv, made spreadsheet-safe."""
@@ -358,27 +407,27 @@ def _first(batch: pa.RecordBatch, name: str) -> object:
 
 def start_parts(folder: Path) -> None:
     """Prepare `folder` for part files (an empty predictions.parquet folder even with no parts)."""
-    (Path(folder) / PREDICTIONS_PARQUET).mkdir(exist_ok=True)
-    (Path(folder) / PARTS).mkdir(exist_ok=True)
+    (fs.path(folder) / PREDICTIONS_PARQUET).mkdir(exist_ok=True)
+    (fs.path(folder) / PARTS).mkdir(exist_ok=True)
 
 
 def parquet_files(folder: Path) -> list[Path]:
     """The part files of predictions.parquet, in order."""
-    return sorted((Path(folder) / PREDICTIONS_PARQUET).glob("*.parquet"))
+    return sorted((fs.path(folder) / PREDICTIONS_PARQUET).glob("*.parquet"))
 
 
 def ensure_parquet(folder: Path, schema: pa.Schema) -> None:
     """At least one (empty) part in predictions.parquet, so readers always find the schema."""
     if not parquet_files(folder):
-        with writing(folder):
-            pq.write_table(schema.empty_table(),
-                           Path(folder) / PREDICTIONS_PARQUET / f"{SINGLE_PART}.parquet")
+        with writing(folder), fs.open_output(
+                fs.path(folder) / PREDICTIONS_PARQUET / f"{SINGLE_PART}.parquet") as out:
+            pq.write_table(schema.empty_table(), out)
 
 
 def join_parts(folder: Path, schema: pa.Schema, rejects_schema: pa.Schema) -> None:
     """One predictions.csv and one rejects.csv (with headers) from the part files, in part order."""
     with writing(folder):
-        _join_parts(Path(folder), schema, rejects_schema)
+        _join_parts(fs.path(folder), schema, rejects_schema)
 
 
 def _join_parts(folder: Path, schema: pa.Schema, rejects_schema: pa.Schema) -> None:
@@ -386,21 +435,24 @@ def _join_parts(folder: Path, schema: pa.Schema, rejects_schema: pa.Schema) -> N
     header = pacsv.WriteOptions(include_header=True, quoting_style="needed")
     for kind, target, part_schema in (("predictions", PREDICTIONS_CSV, schema),
                                       ("rejects", REJECTS_CSV, rejects_schema)):
-        pacsv.write_csv(csv_header_schema(part_schema).empty_table(), folder / target,
+        head = pa.BufferOutputStream()
+        pacsv.write_csv(csv_header_schema(part_schema).empty_table(), head,
                         write_options=header)
-        with open(folder / target, "ab") as out:
+        with fs.open_output(folder / target) as out:  # one stream: object stores cannot append
+            out.write(head.getvalue())
             for part in parts:
                 if part.name.endswith(f".{kind}.csv"):
-                    with open(part, "rb") as fh:
-                        shutil.copyfileobj(fh, out, 1 << 20)
-    shutil.rmtree(folder / PARTS)
+                    with fs.open_input_stream(part) as fh:
+                        while block := fh.read(1 << 20):
+                            out.write(block)
+    fs.rmtree(folder / PARTS)
 
 
 def text_columns(folder: Path, numbers: frozenset[str] | set[str]) -> set[str]:
     """Of the columns decided to be numbers, those some Parquet file of the run holds as text."""
     found: set[str] = set()
     for path in parquet_files(folder):
-        schema = pq.read_schema(path)
+        schema = _read_schema(path)
         found |= {n for n in numbers
                   if n in schema.names and not pa.types.is_float64(schema.field(n).type)}
     return found
@@ -416,7 +468,12 @@ class TextSource:
 
     @property
     def label(self) -> str:
-        return Path(self.csv).name
+        return fs.path(self.csv).name
+
+
+def _read_schema(path: fs.Location) -> pa.Schema:
+    with fs.open_input_file(path) as source:
+        return pq.read_schema(source)
 
 
 def text_sources(folder: Path, columns: set[str]) -> list[TextSource]:
@@ -425,14 +482,14 @@ def text_sources(folder: Path, columns: set[str]) -> list[TextSource]:
     A writer's Parquet files are <stem>-NNNNN.parquet: the run's single writer (stem `part`)
     wrote predictions.csv, a part's writer parts/<stem>.predictions.csv, row for row.
     """
-    folder = Path(folder)
-    groups: dict[str, list[Path]] = {}
+    folder = fs.path(folder)
+    groups: dict[str, list[fs.Location]] = {}
     for path in parquet_files(folder):
-        groups.setdefault(path.stem.rsplit("-", 1)[0], []).append(path)
+        groups.setdefault(path.name.removesuffix(".parquet").rsplit("-", 1)[0], []).append(path)
     sources = []
     for stem, paths in groups.items():
         if not any(pa.types.is_float64(schema.field(c).type)
-                   for schema in map(pq.read_schema, paths) for c in columns
+                   for schema in map(_read_schema, paths) for c in columns
                    if c in schema.names):
             continue
         csv, header = ((folder / PREDICTIONS_CSV, True) if stem == STEM
@@ -449,36 +506,42 @@ def restore_text(source: TextSource, columns: list[str]) -> None:
     value is checked to read back as the same float64 before a file is replaced. Streams with
     flat memory.
     """
-    with writing(Path(source.csv).parent):
+    with writing(fs.path(source.csv).parent):
         _restore_text(source, columns)
 
 
 def _restore_text(source: TextSource, columns: list[str]) -> None:
-    names = pq.read_schema(source.parquet[0]).names
+    names = _read_schema(fs.path(source.parquet[0])).names
     wanted = {names.index(c): c for c in columns}
-    text = _CsvText(Path(source.csv), source.header, sorted(wanted))
-    for path in map(Path, source.parquet):
-        pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
-        redo = [i for i in wanted if pa.types.is_float64(pf.schema_arrow.field(i).type)]
-        if not redo:
-            text.skip(pf.metadata.num_rows)
-            continue
-        schema = pa.schema([f.with_type(pa.string()) if i in redo else f
-                            for i, f in enumerate(pf.schema_arrow)])
-        tmp = path.with_name(path.name + ".text")
-        with pq.ParquetWriter(tmp, schema) as writer:
-            for batch in pf.iter_batches(batch_size=1 << 16):
-                rows = text.take(batch.num_rows)
-                cols = list(batch.columns)
-                for i in redo:
-                    restored = rows[i]
-                    if not _same_numbers(restored, cols[i]):
-                        raise RuntimeError(f"the text of column {wanted[i]!r} in {source.csv} "
-                                           f"does not match {path.name}; rows are misaligned")
-                    cols[i] = restored
-                writer.write_batch(pa.record_batch(cols, schema=schema))
-        tmp.replace(path)
+    text = _CsvText(fs.path(source.csv), source.header, sorted(wanted))
+    for path in map(fs.path, source.parquet):
+        with fs.open_input_file(path) as stored:
+            pf = pq.ParquetFile(stored, pre_buffer=False, buffer_size=1 << 20)
+            redo = [i for i in wanted if pa.types.is_float64(pf.schema_arrow.field(i).type)]
+            if not redo:
+                text.skip(pf.metadata.num_rows)
+                continue
+            tmp = path.with_name(path.name + ".text")
+            _restore_file(pf, tmp, redo, text, f"{wanted} in {source.csv} and {path.name}")
+        fs.replace(tmp, path)
     text.finish()
+
+
+def _restore_file(pf: pq.ParquetFile, tmp: fs.Location, redo: list[int], text: "_CsvText",
+                  where: str) -> None:
+    """Write `pf` to `tmp` with the columns at positions `redo` taken from `text`."""
+    schema = pa.schema([f.with_type(pa.string()) if i in redo else f
+                        for i, f in enumerate(pf.schema_arrow)])
+    with fs.open_output(tmp) as out, pq.ParquetWriter(out, schema) as writer:
+        for batch in pf.iter_batches(batch_size=1 << 16):
+            rows = text.take(batch.num_rows)
+            cols = list(batch.columns)
+            for i in redo:
+                if not _same_numbers(rows[i], cols[i]):
+                    raise RuntimeError(f"the CSV text of the columns {where} does not match "
+                                       "the Parquet values; rows are misaligned")
+                cols[i] = rows[i]
+            writer.write_batch(pa.record_batch(cols, schema=schema))
 
 
 def _same_numbers(text: pa.Array, values: pa.Array) -> bool:
@@ -490,7 +553,7 @@ def _same_numbers(text: pa.Array, values: pa.Array) -> bool:
 class _CsvText:
     """Some columns of a CSV file the sink wrote, as text, row after row."""
 
-    def __init__(self, path: Path, header: bool, positions: list[int]) -> None:
+    def __init__(self, path: fs.Location, header: bool, positions: list[int]) -> None:
         self.path = path
         self._positions = positions
         self._batches = self._read()
@@ -499,9 +562,9 @@ class _CsvText:
         if header:
             self.take(1)
 
-    def _open(self, block: int) -> pacsv.CSVStreamingReader:
+    def _open(self, stream: pa.NativeFile, block: int) -> pacsv.CSVStreamingReader:
         return pacsv.open_csv(
-            self.path,
+            stream,
             # The header is read as a row (and dropped): a quoted name may span lines.
             read_options=pacsv.ReadOptions(autogenerate_column_names=True, block_size=block),
             parse_options=pacsv.ParseOptions(newlines_in_values=True),
@@ -518,12 +581,13 @@ class _CsvText:
         while True:
             try:
                 skip = given
-                for batch in self._open(block):
-                    cut = min(skip, batch.num_rows)
-                    skip -= cut
-                    if batch.num_rows > cut:
-                        given += batch.num_rows - cut
-                        yield batch.slice(cut)
+                with fs.open_input_stream(self.path) as stream:
+                    for batch in self._open(stream, block):
+                        cut = min(skip, batch.num_rows)
+                        skip -= cut
+                        if batch.num_rows > cut:
+                            given += batch.num_rows - cut
+                            yield batch.slice(cut)
                 return
             except pa.ArrowInvalid as exc:
                 if "straddling" not in str(exc) or block > CSV_BLOCK_BYTES:

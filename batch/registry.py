@@ -18,12 +18,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from batch import interrupts
+from batch import fs, interrupts, objectstore
 from batch.atomic import fsync_dir, write_atomic
 from batch.datasets import sha256_file
 from batch.errors import EnvironmentFault, LockHeld, ModelError, location_fault
 from batch.jsontext import dumps, read_lines
-from batch.locks import FileLock, describe_holder, is_abandoned
+from batch.locks import FileLock, describe_holder, is_abandoned, lock_at
 
 log = logging.getLogger(__name__)
 
@@ -52,30 +52,40 @@ class Registry:
     its lock before it gives up with LockHeld (exit 6).
     """
 
-    def __init__(self, root: Path, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Path | str, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+        self.root = fs.path(root)  # a local folder or an s3:// prefix (see batch.fs)
         self.lock_timeout = float(lock_timeout)
 
     # -- reading -------------------------------------------------------------------------------
     def versions(self) -> list[str]:
-        """Published versions, oldest first (a directory counts only once it holds metadata.json)."""
-        if not self.root.is_dir():
-            return []
-        found = []
-        for entry in self.root.iterdir():
-            match = VERSION_RE.match(entry.name)
-            if match and (entry / META_FILE).is_file():
-                found.append(int(match.group(1)))
+        """Published versions, oldest first (a directory counts only once it holds metadata.json).
+
+        metadata.json is the version's completion marker: it is written last, also in object
+        storage, so a version that is still being copied (or whose copy was killed) is not listed.
+        """
+        try:
+            with fs.storage(self.root):
+                fs.check(self.root)
+                if not self.root.is_dir():
+                    return []
+                found = []
+                for entry in self.root.iterdir():
+                    match = VERSION_RE.match(entry.name)
+                    if match and (entry / META_FILE).is_file():
+                        found.append(int(match.group(1)))
+        except fs.StorageError as exc:
+            raise ModelError(f"the model registry {str(self.root)!r} cannot be used: {exc}") \
+                from None
         return [f"v{n}" for n in sorted(found)]
 
     def aliases(self) -> dict[str, str]:
         """aliases.json: alias -> vN; ModelError naming the file when it is damaged."""
         path = self.root / ALIASES_FILE
-        if not path.exists():
-            return {}
         fix = ("restore it, or delete it and run 'python -m jobs.models promote vN' to point "
                "production at a version again")
         try:
+            if not path.exists():
+                return {}
             data = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise ModelError(f"the registry's alias file {path} cannot be read "
@@ -164,7 +174,8 @@ class Registry:
         from batch.model import keras
 
         try:
-            model = keras().saving.load_model(model_path, safe_mode=True, compile=False)
+            with fs.local_copy(model_path) as local:  # Keras loads from a local file
+                model = keras().saving.load_model(local, safe_mode=True, compile=False)
         except Exception as exc:
             raise ModelError(f"cannot load {model_path} ({exc})") from None
         return model, meta
@@ -193,7 +204,8 @@ class Registry:
             raise ModelError(f"{model_path} is missing; the version is damaged, "
                              "score with another one (--model-version)")
         try:
-            data = model_path.read_bytes()
+            with fs.storage(model_path):
+                data = model_path.read_bytes()
         except OSError as exc:
             raise ModelError(f"cannot read {model_path} ({exc.strerror or exc}); check its "
                              "permissions or score with another --model-version") from None
@@ -215,7 +227,7 @@ class Registry:
     @contextmanager
     def _lock(self) -> Iterator[None]:
         """The registry lock; waits up to lock_timeout for a holder (logging who), then LockHeld."""
-        lock = FileLock(self.root / LOCK_FILE)
+        lock = lock_at(self.root / LOCK_FILE)
         me = {"pid": os.getpid(), "host": socket.gethostname(), "actor": actor(),
               "since": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
         deadline = time.monotonic() + self.lock_timeout
@@ -252,6 +264,12 @@ class Registry:
         An OS error while the folder is made or filled (a full disk, a read-only mount) becomes
         an EnvironmentFault naming the registry, and the folder is removed.
         """
+        if fs.is_object(self.root):  # built on local disk (Keras saves locally), uploaded by publish
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="batch-version-") as tmp:
+                yield Path(tmp)
+            return
         path = self.root / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
         owner = FileLock(path.with_name(path.name + ".lock"))
         try:
@@ -277,6 +295,11 @@ class Registry:
 
         Call with the registry lock held (staging() does).
         """
+        if fs.is_object(self.root):  # versions whose upload was killed: no metadata.json
+            for entry in self.root.iterdir() if self.root.is_dir() else []:
+                if VERSION_RE.match(entry.name):
+                    objectstore.remove_unmarked(entry, META_FILE)
+            return
         if not self.root.is_dir():
             return
         for lock_path in self.root.glob(f"{STAGING_PREFIX}*.lock"):
@@ -307,7 +330,10 @@ class Registry:
             # file fails the training with nothing published.
             self.aliases()
             with self.writing():
-                existing = [int(VERSION_RE.match(p.name).group(1)) for p in self.root.iterdir()
+                if fs.is_object(self.root):
+                    self.clean_abandoned()
+                existing = [int(VERSION_RE.match(p.name).group(1)) for p in
+                            (self.root.iterdir() if self.root.is_dir() else [])
                             if VERSION_RE.match(p.name)]
                 version = f"v{max(existing, default=0) + 1}"
                 metadata = dict(metadata, version=version,
@@ -316,12 +342,27 @@ class Registry:
                 fsync_dir(staged)
                 # From here the version is published: a stop signal now waits for the job to end.
                 interrupts.hold()
-                os.rename(staged, self.root / version)
+                if fs.is_object(self.root):  # no rename: copy, metadata.json (the marker) last
+                    objectstore.publish_tree(staged, self.root / version, META_FILE,
+                                             (staged / META_FILE).read_bytes())
+                else:
+                    os.rename(staged, self.root / version)
             try:
                 fsync_dir(self.root)
             except OSError as exc:  # published already; durability is the file system's now
                 log.warning("could not fsync %s after publishing %s: %s", self.root, version, exc)
-            decision = self._gate(version, metadata, promote, tolerance, evaluate, evaluated_on)
+            try:
+                decision = self._gate(version, metadata, promote, tolerance, evaluate,
+                                      evaluated_on)
+            except Exception as exc:  # noqa: BLE001 - published already: report it as such
+                reason = (f"not promoted: {version} is published but the quality gate could not "
+                          f"run ({_reason(exc)}); promote it by hand with 'python -m jobs.models "
+                          f"promote {version}' if it should replace production")
+                log.error("%s", reason)
+                decision = {"promoted": False, "reason": reason,
+                            "test_mse": metadata["metrics"]["test_mse"],
+                            "previous_production": None, "production_test_mse": None,
+                            "production": None}
         log.info("published %s; %s", version, decision["reason"])
         return {"version": version, **decision}
 
@@ -341,7 +382,8 @@ class Registry:
                 prod_mse = float(evaluate(current))
                 if not math.isfinite(prod_mse):
                     raise ModelError(f"its MSE on these rows is {prod_mse}")
-            except ModelError as exc:
+            except Exception as exc:  # noqa: BLE001 - the version is published already: never
+                # turn that into a failure; an unevaluable production only blocks the promotion
                 prod_mse = None
                 problem = f"production {current} could not be evaluated on the same rows ({exc})"
                 log.warning("%s", problem)
@@ -383,6 +425,9 @@ class Registry:
 
     # -- aliases and their history -------------------------------------------------------------
     def _set_alias(self, alias: str, version: str) -> None:
+        if fs.is_object(self.root):  # If-Match: a concurrent writer's change is never lost
+            objectstore.update_json(self.root / ALIASES_FILE, lambda a: {**a, alias: version}, {})
+            return
         aliases = self.aliases()
         aliases[alias] = version
         write_atomic(self.root / ALIASES_FILE, dumps(aliases, indent=2, sort_keys=True) + "\n")
@@ -407,7 +452,12 @@ class Registry:
 
     def history(self) -> list[dict[str, Any]]:
         """Every recorded alias move, oldest first (a torn last line from a crash is skipped)."""
-        return read_lines(self.root / HISTORY_FILE)
+        path = self.root / HISTORY_FILE
+        try:
+            return read_lines(path)
+        except OSError as exc:  # unreadable is not empty: never report "no moves" for it
+            raise ModelError(f"the registry's history {path} cannot be read ({_reason(exc)}); "
+                             "nothing was changed — check the location and run again") from None
 
     def promote(self, version: str, alias: str = PRODUCTION, force: bool = False,
                 command: str = "models promote") -> dict[str, Any]:
@@ -527,6 +577,23 @@ def metadata_problem(meta: Any) -> str | None:
             return problem
         if not (band.get("lower_bound") is None or _is_number(band["lower_bound"])):
             return "interval.lower_bound should be a number or null"
+        level = band.get("level")
+        if not (_is_number(level) and 0 < level < 1):
+            return f"interval.level should be a number between 0 and 1, not {level!r:.40}"
+        problem = _numbers(band, "interval", ("test_coverage",), nullable=True) \
+            if "test_coverage" in band else None
+        if problem:
+            return problem
+    if meta.get("fold") is not None:  # the publish-time verification of the linear fold
+        fold = meta["fold"]
+        problem = _numbers(fold, "fold", ("weight", "bias"))
+        if problem:
+            return problem
+        for key in ("max_gap_float32_eps", "probe_rows"):
+            if key in fold and not (_is_number(fold[key]) or fold[key] is None):
+                return f"fold.{key} should be a number or null, not {fold[key]!r:.40}"
+        if not isinstance(fold.get("verified"), bool):
+            return f"fold.verified should be true or false, not {fold.get('verified')!r:.40}"
     if meta.get("training_sample") is not None:
         sample = meta["training_sample"]
         if not isinstance(sample, dict) or any(
@@ -555,8 +622,16 @@ def _reason(exc: BaseException) -> str:
 
 
 def location_error(root: Path, exc: OSError,
-                   outcome: str = "nothing was published") -> EnvironmentFault:
-    """The EnvironmentFault for a registry location that cannot be used (full, read-only, ...)."""
+                   outcome: str = "nothing was published") -> EnvironmentFault | ModelError:
+    """The EnvironmentFault for a registry location that cannot be used (full, read-only, ...).
+
+    An object store's refusal (wrong key, missing bucket, unreachable endpoint) is a registry
+    problem, exit 4, like every other way a registry cannot be read or written.
+    """
+    stored = fs.classify(exc, root) if fs.is_object(root) else None
+    if stored is not None:
+        return ModelError(f"the model registry location {str(root)!r} cannot be used: {stored}; "
+                          f"{outcome}")
     return location_fault("model registry location", root, "--models-dir", exc, outcome)
 
 
@@ -607,6 +682,9 @@ def rollback_target(events: list[dict[str, Any]], alias: str, current: str | Non
 
 def append_line(path: Path, line: str) -> None:
     """Append one line with a single write and fsync it (the file and, when new, its folder)."""
+    if fs.is_object(path):  # no append in object storage: a conditional read-modify-write
+        objectstore.append_line(path, line)
+        return
     created = not path.exists()
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:

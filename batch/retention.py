@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batch import history
+from batch import fs, history
 from batch.errors import ConfigError
 from batch.outputs import OutputDir
 
@@ -79,7 +78,7 @@ def prune(output_dir: Path, keep: int | None = None, older_than_days: float | No
     Returns what was removed (with dry_run: what would be). The outcome log keeps the lines of
     the runs that remain, and index.html is rebuilt.
     """
-    root = Path(output_dir)
+    root = fs.path(output_dir)
     now = now or dt.datetime.now(dt.timezone.utc)
     out = OutputDir(root)
     if not root.is_dir():
@@ -90,17 +89,20 @@ def prune(output_dir: Path, keep: int | None = None, older_than_days: float | No
         plan = plan_prune(runs, out.latest(), keep, older_than_days, now)
         if dry_run:
             return plan
+        if not (plan.folders or plan.log_lines):
+            return plan
+        # The log is read before anything is removed: an unreadable log stops the prune with
+        # nothing removed, and is never rewritten as if it were empty.
+        removed_ids = {r.get("run_id") for r in plan.folders}
+        entries = [e for e in history.read_log(root)
+                   if not (e.get("run_dir") and e.get("run_id") in removed_ids)
+                   and not any(_same(e, r) for r in plan.log_lines)]
         for run in plan.folders:
             folder = root / run["run_dir"]
             log.info("removing run %s (%s)", run.get("run_id"), folder)
-            shutil.rmtree(folder)
-        if plan.folders or plan.log_lines:
-            removed_ids = {r.get("run_id") for r in plan.folders}
-            entries = [e for e in history.read_log(root)
-                       if not (e.get("run_dir") and e.get("run_id") in removed_ids)
-                       and not any(_same(e, r) for r in plan.log_lines)]
-            history.rewrite_log(root, entries)
-            history.write_index(root, now)
+            fs.rmtree(folder)
+        history.rewrite_log(root, entries)
+        history.write_index(root, now)
         return plan
     finally:
         out.unlock()

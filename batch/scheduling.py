@@ -16,10 +16,11 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
 
+from batch import fs
 from batch.errors import EXIT_CODES, ConfigError, LockHeld
 from batch.atomic import write_atomic
 from batch.jsontext import dumps
-from batch.locks import FileLock, describe_holder
+from batch.locks import describe_holder, lock_at
 from batch.settings import SCORE_FIELDS, Settings, flag_name
 
 log = logging.getLogger(__name__)
@@ -188,7 +189,7 @@ def heartbeat_problem(output_dir: Path) -> str | None:
 
 
 def _load_heartbeat(output_dir: Path) -> tuple[dict[str, Any], str | None]:
-    path = Path(output_dir) / HEARTBEAT
+    path = fs.path(output_dir) / HEARTBEAT
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
@@ -217,7 +218,7 @@ def last_success(output_dir: Path) -> dt.datetime | None:
     beat = read_heartbeat(output_dir).get("last_success_at")
     if beat:
         times.append(dt.datetime.fromisoformat(beat))
-    runs = Path(output_dir) / "runs"
+    runs = fs.path(output_dir) / "runs"
     if runs.is_dir():
         for run in runs.iterdir():
             if (run / "_SUCCESS").is_file():
@@ -246,7 +247,7 @@ def health(settings: Settings) -> tuple[bool, str]:
         return False, (f"unhealthy: the scheduler (pid {beat.get('pid', '?')}) stopped at "
                        f"{beat['stopped_at']}; start it again")
     if not beat.get("updated_at"):
-        return False, f"unhealthy: no heartbeat time in {Path(settings.output_dir) / HEARTBEAT}"
+        return False, f"unhealthy: no heartbeat time in {fs.path(settings.output_dir) / HEARTBEAT}"
     age = (_now() - dt.datetime.fromisoformat(beat["updated_at"])).total_seconds()
     limit = max(3 * settings.heartbeat_seconds, 10.0)
     if age > limit:
@@ -265,12 +266,12 @@ class NightlyScorer:
         self.settings = settings
         self.cron = trigger(settings.schedule, settings.timezone)
         self.scheduler = BlockingScheduler(timezone=settings.timezone)
-        self.output_dir = Path(settings.output_dir)
+        self.output_dir = fs.path(settings.output_dir)
         beat, problem = _load_heartbeat(self.output_dir)
         if problem and (self.output_dir / HEARTBEAT).exists():
             log.warning("%s; ignoring it (it is rewritten now)", problem)
         self.state: dict[str, Any] = {k: v for k, v in beat.items() if k.startswith("last_")}
-        self.lock = FileLock(self.output_dir / SCHEDULER_LOCK)
+        self.lock = lock_at(self.output_dir / SCHEDULER_LOCK)
         self.stopped_at: dt.datetime | None = None
         self.running = threading.Lock()
         self.state_lock = threading.Lock()  # the fire and the heartbeat run on different threads
@@ -400,7 +401,7 @@ class NightlyScorer:
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": _iso(_now())}
         from batch.outputs import writing
 
-        with writing(self.output_dir):
+        with writing(self.output_dir, "the scheduler did not start"):
             self.output_dir.mkdir(parents=True, exist_ok=True)
             got = self.lock.acquire(blocking=False, holder=me)
         if not got:

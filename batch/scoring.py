@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from batch import engines, interrupts, linear, outputs, report
+from batch import engines, fs, interrupts, linear, outputs, report
 from batch.engines.base import Job
 from batch.errors import BatchError, DriftDetected, RejectBudgetExceeded
 from batch.ids import new_run_id
@@ -168,5 +167,5 @@ def _score(settings: Settings, started: dt.datetime) -> dict[str, Any]:
         raise
     finally:
         if staged is not None:
-            shutil.rmtree(staged, ignore_errors=True)
+            fs.rmtree(staged, ignore_errors=True)
         out.unlock()

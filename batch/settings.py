@@ -3,15 +3,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Iterable, Literal
+from typing import Annotated, Any, Iterable, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PlainValidator, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from batch import fs
 from batch.errors import ConfigError
 
 ENV_PREFIX = "BATCH_"
+# A folder setting: a local path (pathlib.Path) or an s3://bucket/prefix URL (batch.fs.ObjectPath).
+Location = Annotated[Any, PlainValidator(lambda v: None if v is None else fs.path(v))]
 
 
 class Settings(BaseSettings):
@@ -26,7 +29,8 @@ class Settings(BaseSettings):
     )
 
     # -- shared ------------------------------------------------------------------------------
-    models_dir: Path = Field(Path("models"), description="model registry directory")
+    models_dir: Location = Field(Path("models"), description="model registry directory "
+                                 "(a local path or s3://bucket/prefix)")
     registry_lock_timeout: float = Field(
         60.0, ge=0, allow_inf_nan=False,
         description="seconds a command waits for another one holding the model registry's lock "
@@ -75,7 +79,8 @@ class Settings(BaseSettings):
     )
 
     # -- scoring -----------------------------------------------------------------------------
-    output_dir: Path = Field(Path("output"), description="where runs/, failed/ and LATEST go")
+    output_dir: Location = Field(Path("output"), description="where runs/, failed/ and LATEST "
+                                 "go (a local path or s3://bucket/prefix)")
     input: Annotated[list[str], NoDecode] = Field(
         ["sample_inputs"],
         description="input file, directory or glob (flag repeatable; env: comma-separated)",
@@ -110,7 +115,7 @@ class Settings(BaseSettings):
     dask_workers: int | None = Field(
         None, ge=1, description="worker processes of the local Dask cluster; default: CPU cores"
     )
-    metrics_dir: Path | None = Field(
+    metrics_dir: Location = Field(
         None, description="Prometheus textfile metrics folder (batch_score.prom); "
         "default: <output-dir>/metrics")
 
@@ -195,7 +200,7 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def metrics_folder(self) -> Path:
+    def metrics_folder(self) -> "fs.Location":
         """Where the textfile metrics go: --metrics-dir, else <output-dir>/metrics."""
         return self.metrics_dir if self.metrics_dir is not None else self.output_dir / "metrics"
 
@@ -216,6 +221,7 @@ SCHEDULE_FIELDS = ["schedule", "timezone", "misfire_grace_seconds", "heartbeat_s
 COMPOSE_ONLY = frozenset({
     "BATCH_UID", "BATCH_GID", "BATCH_HOST_MODELS_DIR", "BATCH_HOST_OUTPUT_DIR",
     "BATCH_HOST_INPUT_DIR", "BATCH_KERAS_CACHE", "BATCH_IMAGE", "BATCH_HEALTHCHECK_INTERVAL",
+    "BATCH_S3_PORT",
 })
 
 

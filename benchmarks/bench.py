@@ -10,6 +10,8 @@ Cases, each measured as a separate child process, one after another (never concu
   (c) floor    pyarrow reads the input, writes the same two prediction files (+ empty rejects.csv)
   (d) dask     `python -m jobs.score --engine dask --dask-workers 2` (optional: skipped with a note
                when the scorer does not offer it or the run fails)
+  (e) s3       (a) with the input read from and the run written to s3:// URLs on a local S3
+               endpoint (moto in server mode) the benchmark starts (optional: --s3 off)
   (s) small    `python -m jobs.score` over sample_inputs/ (a nightly run of a few rows), local and
                Dask, with the verified fold (no TensorFlow) and through Keras
 
@@ -18,7 +20,7 @@ Wall time is time.monotonic() around the child; peak RSS is the child's ru_maxrs
 Progress goes to stderr, the Markdown table to stdout and to benchmarks/results/ (with raw JSON).
 
 This file is the command and runs the cases; the work is split by job: generate.py (inputs, model,
-environment), baselines.py (the (b) and (c) children), measure.py (running a child, RSS, the
+environment), baselines.py (the (b) and (c) children), s3.py (the local S3 endpoint of (e)), measure.py (running a child, RSS, the
 scorer's summary and phases, output facts), report.py (summary, targets, Markdown).
 See benchmarks/README.md.
 """
@@ -43,6 +45,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(_HERE.parent))
 
 from benchmarks import baselines, generate  # noqa: E402
+from benchmarks.s3 import BUCKET, LocalS3, unavailable  # noqa: E402
 from benchmarks.common import CASES, DATA, REPO, RESULTS, human, say  # noqa: E402
 from benchmarks.measure import (error_line, loadavg, machine, measure, output_facts,  # noqa: E402
                                 parse_summary, scorer_phases, warm)
@@ -52,6 +55,7 @@ from benchmarks.report import (consistency, markdown, small_summary, summarise, 
 DEFAULT_ROWS = [10_000_000, 40_000_000]
 DEFAULT_CSV_ROWS = [10_000_000]
 DEFAULT_NAIVE_ROWS = 1_000_000
+DEFAULT_S3_MAX_ROWS = 10_000_000
 QUICK_ROWS = 200_000
 
 
@@ -70,6 +74,15 @@ class Bench:
         self.results: list[dict[str, Any]] = []
         self.dask_state, self.dask_note = self._dask_support()
         self.dask_failed: dict[str, str] = {}  # format -> why (d) stopped for that format
+        self.s3_note = ("(e) not run: --s3 off" if args.s3 == "off"
+                        else unavailable(args.python, self.env) if "e" in args.cases else None)
+        self.s3: LocalS3 | None = None  # started before the first (e) case
+
+    def close(self) -> None:
+        """Stop the S3 endpoint of (e), if it was started."""
+        if self.s3 is not None:
+            self.s3.stop()
+            self.s3 = None
 
     def _dask_support(self) -> tuple[str, str]:
         if self.args.dask == "off":
@@ -131,6 +144,44 @@ class Bench:
         if rec["ok"]:
             # before _finish, which deletes the run folder with its report.json
             rec["phases"] = scorer_phases(run_dir, summary)
+        return self._finish(rec, out, run_dir)
+
+    def s3_scorer(self, src: Path, fmt: str, rows: int, rep: int) -> dict[str, Any]:
+        """Case (e): (a) with `--input` and `--output-dir` on the local S3 endpoint.
+
+        The model stays local. The input is uploaded once, before the first run (not measured);
+        after the run, its folder is downloaded (not measured) for the same output checks and
+        phases as (a), then deleted from the bucket.
+        """
+        if self.s3 is None:
+            self.s3 = LocalS3(self.args.python, self.env, self.logs / "s3-endpoint.log")
+        tag = f"e-{fmt}-{rows}-{rep}"
+        out = self._case_dir(tag)
+        url = self.s3.input_url(src)
+        cmd = [self.args.python, "-m", "jobs.score", "--input", url, "--output-dir",
+               f"s3://{BUCKET}/runs/{tag}", "--models-dir", str(self.models_dir),
+               "--model-version", self.version, "--log-level", "INFO"]
+        m = measure(cmd, self.s3.env(self.env), self.logs / tag)
+        rec = {"case": "e", "format": fmt, "rows": rows, "rep": rep, **m}
+        rec["peak_rss_mb"] = max(m["maxrss_mb"], m["tree_peak_rss_mb"])
+        summary = parse_summary(m["stdout_tail"])
+        rec["summary"] = summary
+        run_id = summary.get("run_id")
+        published = f"runs/{tag}/runs/{run_id}/"
+        rec["ok"] = (m["exit_code"] == 0 and summary.get("status") == "succeeded"
+                     and summary.get("rows_scored") == rows and bool(run_id)
+                     and f"{published}_SUCCESS" in self.s3.keys(published))
+        if not rec["ok"]:
+            rec["error"] = error_line(m)
+            if m["exit_code"] == 0:
+                rec["error"] += (f" (summary status {summary.get('status')}, rows_scored "
+                                 f"{summary.get('rows_scored')}, expected {rows}, or no "
+                                 "_SUCCESS object)")
+        run_dir = None
+        if rec["ok"]:
+            run_dir = self.s3.fetch(published, out / "run")
+            rec["phases"] = scorer_phases(run_dir, summary)
+        self.s3.delete(f"runs/{tag}/")
         return self._finish(rec, out, run_dir)
 
     def helper(self, case: str, src: Path, fmt: str, rows: int, rep: int) -> dict[str, Any]:
@@ -221,6 +272,9 @@ class Bench:
                             f"(d) skipped for {fmt} from {human(rows)} rows on: the Dask run "
                             f"failed ({rec['error']}); log: {rec['log']}")
                         say(self.dask_failed[fmt])
+                if "e" in self.args.cases and self.s3_note is None \
+                        and rows <= self.args.s3_max_rows:
+                    self.s3_scorer(src, fmt, rows, rep)
         if "b" in self.args.cases:
             for fmt in self.args.format:
                 sizes = self.sizes(fmt)
@@ -255,14 +309,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--naive-rows", type=int, default=None, metavar="N",
                    help=f"rows the naive baseline (b) is measured on, then extrapolated "
                         f"(default {DEFAULT_NAIVE_ROWS}; never more than the largest size)")
-    p.add_argument("--cases", default="sabcd",
-                   help="which cases to run, e.g. 'ac' (default sabcd: s is the small run over "
-                        "sample_inputs/; d only when available)")
+    p.add_argument("--cases", default="sabcde",
+                   help="which cases to run, e.g. 'ac' (default sabcde: s is the small run over "
+                        "sample_inputs/; d and e only when available)")
     p.add_argument("--small-repeat", type=int, default=3,
                    help="runs of each small-run variant; the table shows the median (default 3)")
     p.add_argument("--dask", choices=["auto", "off"], default="auto",
                    help="auto: run (d) when `jobs.score --help` offers --engine dask (default)")
     p.add_argument("--dask-workers", type=int, default=2, help="workers for (d) (default 2)")
+    p.add_argument("--s3", choices=["auto", "off"], default="auto",
+                   help="auto: run (e) against a local moto S3 endpoint when moto[server] is "
+                        "installed (default)")
+    p.add_argument("--s3-max-rows", type=int, default=DEFAULT_S3_MAX_ROWS, metavar="N",
+                   help=f"run (e) on the sizes up to N rows (default {DEFAULT_S3_MAX_ROWS}: the "
+                        "endpoint holds the input and the outputs)")
     p.add_argument("--repeat", type=int, default=1,
                    help="runs per case and size; the table shows the median time (default 1)")
     p.add_argument("--quick", action="store_true",
@@ -290,8 +350,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.naive_rows = a.naive_rows or DEFAULT_NAIVE_ROWS
     if a.repeat < 1 or min(a.rows + a.csv_rows + [a.naive_rows]) < 1:
         p.error("sizes and --repeat must be positive")
-    if set(a.cases) - set("sabcd"):
-        p.error("--cases takes letters from 'sabcd'")
+    if set(a.cases) - set("sabcde"):
+        p.error("--cases takes letters from 'sabcde'")
     if a.small_repeat < 1:
         p.error("--small-repeat must be positive")
     return a
@@ -310,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         bench.run()
     except KeyboardInterrupt:
         say("interrupted; writing what was measured so far")
+    finally:
+        bench.close()
     summary = summarise(bench.results, {fmt: bench.sizes(fmt) for fmt in args.format})
     summary["small"] = small_summary(bench.results)
     report = {
@@ -320,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(), "loadavg_before": before, "loadavg_after": loadavg(),
         "model": {"models_dir": str(bench.models_dir), "version": bench.version},
         "dask_notes": ([bench.dask_note] if bench.dask_state != "try" else [])
-                      + list(bench.dask_failed.values()),
+                      + list(bench.dask_failed.values())
+                      + ([bench.s3_note] if bench.s3_note and "e" in args.cases else []),
         "runs": bench.results, "summary": summary, "checks": consistency(bench.results),
     }
     text = markdown(report)

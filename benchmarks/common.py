@@ -16,7 +16,8 @@ SCORER_CHUNK = 262_144  # the scorer's default chunk_rows: the floor streams in 
 CSV_BLOCK = 1 << 20  # the scorer's CSV block size (batch.storage.CSV_BLOCK_BYTES)
 PREDICTION = "predicted_median_price_k"
 REJECT_COLUMNS = ["source_file", "source_row", "raw_value", "reason"]
-CASES = {"a": "scorer", "b": "naive", "c": "I/O floor", "d": "dask", "s": "small run"}
+CASES = {"a": "scorer", "b": "naive", "c": "I/O floor", "d": "dask", "e": "s3",
+         "s": "small run"}
 
 
 def say(msg: str) -> None:

@@ -98,7 +98,6 @@ def find_boston_npz(explicit: str | None) -> Path | None:
     if os.environ.get("KERAS_HOME"):
         candidates.append(Path(os.environ["KERAS_HOME"]) / "datasets" / "boston_housing.npz")
     candidates += [REPO.parent / "shared" / "data" / "boston_housing.npz",
-                   Path("/work/shared/data/boston_housing.npz"),
                    Path.home() / ".keras" / "datasets" / "boston_housing.npz"]
     return next((p for p in candidates if p.is_file()), None)
 

@@ -93,7 +93,9 @@ def setup_logging(level: str) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     for noisy in ("tensorflow", "absl", "h5py", "matplotlib", "PIL", "apscheduler",
-                  "distributed", "bokeh", "tornado", "openlineage"):
+                  "distributed", "bokeh", "tornado", "openlineage",
+                  # botocore's DEBUG lines carry request headers: never let them reach the log.
+                  "botocore", "aiobotocore", "s3fs", "fsspec"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     # Its retry lines repeat what batch.lineage says once when an endpoint is down.
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
@@ -114,12 +116,14 @@ def error_sentence(prog: str, message: str) -> None:
 def run(prog: str, fields: Iterable[str], args: argparse.Namespace,
         job: Callable[[Settings], dict[str, Any]], summary_line: bool = True) -> int:
     """Settings -> logging -> job -> exit code; prints the job's JSON summary as stdout's last line."""
+    code = 1
     try:
-        return _run(prog, fields, args, job, summary_line)
+        code = _run(prog, fields, args, job, summary_line)
+        return code
     finally:
         from batch import interrupts
 
-        interrupts.finish()
+        interrupts.finish(code)
 
 
 def _run(prog: str, fields: Iterable[str], args: argparse.Namespace,

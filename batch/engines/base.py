@@ -10,10 +10,9 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
-from batch import inputs, outputs
+from batch import fs, inputs, outputs
 from batch.model import Predictor, check_parity
 from batch.pipeline import ReadAhead
 from batch.plan import Plan
@@ -109,7 +108,7 @@ class Engine(ABC):
     def describe(self, predictor: Predictor) -> str:
         return predictor.path
 
-    def _settle_numbers(self, plan: Plan, staged: Path) -> None:
+    def _settle_numbers(self, plan: Plan, staged: fs.Location) -> None:
         """One type per column in predictions.parquet: float64 where every file kept the plan's
         decision, else text in every file (restored from the CSV text of the same rows)."""
         text = outputs.text_columns(staged, plan.numbers) if plan.numbers else set()
@@ -142,7 +141,7 @@ class Engine(ABC):
             files[r.file_index].add(r.rows_read, r.stats)
         for fp in plan.files:
             inputs.check_unchanged(fp.src)
-        staged = Path(job.staged)
+        staged = fs.path(job.staged)
         self._settle_numbers(plan, staged)
         if (staged / outputs.PARTS).is_dir():
             outputs.join_parts(staged, plan.schema, REJECT_SCHEMA)
