@@ -113,8 +113,10 @@ def score_batch(batch: pa.RecordBatch, first_row: int, ctx: BatchContext, predic
             continue
         if f.name in kept.schema.names:
             col = kept.column(f.name)
-            if ctx.decimal_comma and f.name in ctx.retype_candidates:
-                col = features.decimal_points(col)  # so '6,5' can become the number 6.5
+            if ctx.decimal_comma and f.name in ctx.numbers:
+                # Only in columns the plan decided are numbers: '6,5' becomes 6.5; text columns
+                # keep their commas.
+                col = features.decimal_points(col)
             columns.append(conform(col, f.type))
         else:
             columns.append(pa.nulls(len(good), f.type))

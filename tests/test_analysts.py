@@ -199,3 +199,14 @@ def test_report_figures_are_rounded_and_the_fit_plot_compares_least_squares(mode
                for f in floats(report))
     html = (folder / "report.html").read_text()
     assert "larger than the least-squares line" in html or "as good as the least-squares" in html
+
+
+def test_text_columns_of_decimal_comma_files_keep_their_commas(models, tmp_path):
+    path = tmp_path / "in" / "komma.csv"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("rm;code;medv\n6,5;1,5;24\n5,5;abc;20\n")
+    folder = run_dir(score(models, tmp_path / "out", path))
+    got = pq.read_table(folder / "predictions.parquet")
+    assert got.column("code").to_pylist() == ["1,5", "abc"]  # text: carried through as it came
+    assert pd.read_csv(folder / "predictions.csv", dtype=str)["code"].tolist() == ["1,5", "abc"]
+    assert got.column("rm").to_pylist() == [6.5, 5.5]  # numbers: decimal commas read
