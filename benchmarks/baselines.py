@@ -44,13 +44,18 @@ def child_floor(argv: list[str]) -> int:
     for batch in batches:
         n = batch.num_rows
         rm = batch.column("rm").to_numpy(zero_copy_only=False).astype("float32")
+        pred = rm * weight + bias
         extra = [pa.repeat(pa.scalar(str(src), pa.string()), n),
                  pa.array(np.arange(first, first + n, dtype="int64")),
-                 pa.array(rm * weight + bias, pa.float32()),
+                 pa.array(pred, pa.float32()),
+                 # the price band's two columns, so the floor writes the scorer's very files
+                 pa.array(pred - np.float32(8), pa.float32()),
+                 pa.array(pred + np.float32(8), pa.float32()),
                  pa.array((rm < lo) | (rm > hi), pa.bool_()),
                  pa.repeat(pa.scalar("v1", pa.string()), n),
                  pa.repeat(pa.scalar(run_id, pa.string()), n)]
-        names = batch.schema.names + ["source_file", "source_row", PREDICTION, "out_of_range",
+        names = batch.schema.names + ["source_file", "source_row", PREDICTION,
+                                      "predicted_low_k", "predicted_high_k", "out_of_range",
                                       "model_version", "run_id"]
         out_batch = pa.record_batch(list(batch.columns) + extra, names=names)
         if pq_writer is None:
