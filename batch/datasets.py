@@ -116,7 +116,9 @@ def load_file(path: Path, feature_column: str | None, target_column: str) -> Tra
     except OSError as exc:
         raise InputError(f"cannot read training data {str(path)!r}: {exc}") from None
     if not exists:
-        raise InputError(f"training data file {str(path)!r} does not exist; pass --data boston "
+        what = "is a folder, not a file" if not fs.is_object(path) and path.is_dir() \
+            else "does not exist"
+        raise InputError(f"training data file {str(path)!r} {what}; pass --data boston "
                          "or the path of a CSV/Parquet file with rm and medv columns")
     try:
         with fs.storage(path), fs.open_binary(path) as fh:

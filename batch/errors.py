@@ -110,11 +110,13 @@ def location_fault(what: str, path: Path | str, flag: str, exc: OSError,
     reason = exc.strerror or " ".join(str(exc).split())
     code = exc.errno or next((c for c in errno.errorcode if f"[errno {c}]" in str(exc).lower()),
                              None)
-    hint = {errno.ENOSPC: "free some space there", errno.EROFS: "mount it writable",
-            errno.EACCES: "give this user write permission there",
-            errno.EPERM: "give this user write permission there",
+    hint = {errno.ENOSPC: f"free some space there, or set {flag} to another directory",
+            errno.EROFS: f"mount it writable, or set {flag} to a writable directory",
+            errno.EACCES: f"give this user write permission there, or set {flag} elsewhere",
+            errno.EPERM: f"give this user write permission there, or set {flag} elsewhere",
             errno.ENOTDIR: f"point {flag} at a directory",
-            errno.EEXIST: f"point {flag} at a directory"}.get(code, "check the location")
+            errno.EEXIST: f"point {flag} at a directory"}.get(
+                code, f"check the location, or set {flag} to a writable directory")
     where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
     return EnvironmentFault(f"the {what} {str(path)!r} cannot be used: {reason}{where}; "
-                            f"{outcome} — {hint}, or set {flag} to a writable directory")
+                            f"{outcome} — {hint}")

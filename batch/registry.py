@@ -99,6 +99,9 @@ class Registry:
         """'production', another alias, 'latest', 'vN' or 'N' -> an existing 'vN'."""
         versions = self.versions()
         if not versions:
+            if not fs.is_object(self.root) and self.root.exists() and not self.root.is_dir():
+                raise ModelError(f"the model registry {str(self.root)!r} is a file, not a "
+                                 "folder; set --models-dir to the registry's folder")
             raise ModelError(f"the model registry {str(self.root)!r} is empty; train a model first "
                              "with 'python -m jobs.train' (or set --models-dir)")
         ref = ref.strip()

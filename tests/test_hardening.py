@@ -277,3 +277,17 @@ def test_domain_must_be_finite_and_huge_rooms_are_out_of_domain(models, tmp_path
     assert res.code == 0, res.stderr[-2000:]
     report = json.loads((Path(res.json["run_dir"]) / "report.json").read_text())
     assert report["rejects_by_reason"]["out_of_domain"] == 2 and report["rows_scored"] == 2
+
+
+def test_locations_that_are_the_wrong_kind_say_so(tmp_path, write_csv):
+    path = write_csv("a.csv", "rm\n6\n")
+    registry = tmp_path / "models-file"
+    registry.write_text("x")
+    res = score(registry, tmp_path / "out", path)
+    assert_failed(res, 4, "is a file, not a folder", "--models-dir")
+    from tests.helpers import run_main
+    from jobs.train import main
+
+    res = run_main(main, ["--models-dir", tmp_path / "m", "--data", tmp_path])
+    assert_failed(res, 3, "is a folder, not a file", "--data")
+    assert not (tmp_path / "m").exists() or not any((tmp_path / "m").glob("v*"))
