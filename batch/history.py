@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import html
 import json
 import logging
 import os
@@ -14,6 +13,7 @@ from batch import fs, objectstore
 from batch.atomic import write_atomic
 from batch.jsontext import dumps, read_lines
 from batch.metrics import ScoreOutcome, outcome_from_run
+from batch.report import PAGE_CSS, escape
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +124,7 @@ def latest_run(output_dir: Path) -> str | None:
 
 # -- index.html -------------------------------------------------------------------------------------
 
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+_e = escape
 
 
 def _n(value: Any) -> str:
@@ -164,19 +163,9 @@ def _trend_pngs(runs: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
     return figures
 
 
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1200px;
-padding:1rem 1.5rem;color:#222;line-height:1.4}
-h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:1.8rem;
-border-bottom:1px solid #ddd;padding-bottom:.2rem}
-table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
-th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:top}
-th{background:#f4f4f4}td.n{text-align:right;font-variant-numeric:tabular-nums}
-.ok{color:#17702a;font-weight:600}.bad{color:#b00020;font-weight:600}.warn{color:#a05a00}
-img{max-width:100%;height:auto;border:1px solid #eee}.plots{display:flex;flex-wrap:wrap;gap:1rem}
-.plots figure{flex:1 1 480px;margin:0}code{font-size:.85rem}small{color:#666}
+CSS = PAGE_CSS + """
+body{max-width:1200px}.warn{color:#a05a00}small{color:#666}
 """
-
 
 def render_index(runs: list[dict[str, Any]], latest: str | None, now: dt.datetime,
                  images: list[tuple[str, bytes]]) -> str:

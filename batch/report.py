@@ -326,7 +326,8 @@ def _fit_png(meta: dict, stats: RunStats, rep: dict) -> bytes:
 
 # -- HTML -------------------------------------------------------------------------------------------
 
-CSS = """
+# The look both pages share (report.html and the run history's index.html).
+PAGE_CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1100px;
 padding:1rem 1.5rem;color:#222;line-height:1.4}
 h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:1.8rem;
@@ -335,16 +336,22 @@ table{border-collapse:collapse;margin:.5rem 0;font-size:.92rem}
 th,td{border:1px solid #ddd;padding:.25rem .6rem;text-align:left;vertical-align:top}
 th{background:#f4f4f4}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .ok{color:#17702a;font-weight:600}.bad{color:#b00020;font-weight:600}
-.warn{background:#fff4e5;border-left:4px solid #f0a020;padding:.5rem .8rem;margin:.6rem 0}
-.cards{display:flex;flex-wrap:wrap;gap:.8rem}.card{border:1px solid #ddd;border-radius:6px;
-padding:.5rem .9rem;min-width:9rem}.card b{display:block;font-size:1.3rem}
 img{max-width:100%;height:auto;border:1px solid #eee}.plots{display:flex;flex-wrap:wrap;gap:1rem}
 .plots figure{flex:1 1 480px;margin:0}code{font-size:.85rem;word-break:break-all}
 """
+CSS = PAGE_CSS + """
+.warn{background:#fff4e5;border-left:4px solid #f0a020;padding:.5rem .8rem;margin:.6rem 0}
+.cards{display:flex;flex-wrap:wrap;gap:.8rem}.card{border:1px solid #ddd;border-radius:6px;
+padding:.5rem .9rem;min-width:9rem}.card b{display:block;font-size:1.3rem}
+"""
 
 
-def _e(value: Any) -> str:
+def escape(value: Any) -> str:
+    """A value as HTML text (None as empty); every value from inputs goes through it."""
     return html.escape("" if value is None else str(value), quote=True)
+
+
+_e = escape
 
 
 def _f(value: Any, digits: int = 3) -> str:
