@@ -39,6 +39,21 @@ class Locked:
     via: set[str] = field(default_factory=set)
 
 
+
+def reachable(packages: dict, roots: list[str]) -> set[str]:
+    """The pinned packages `roots` lead to through the lock's `# via` chains (roots included)."""
+    children: dict[str, set[str]] = {}
+    for name, entry in packages.items():
+        for parent in entry.via:
+            children.setdefault(canonicalize_name(parent), set()).add(name)
+    reached, todo = set(), list(roots)
+    while todo:
+        name = todo.pop()
+        if name not in reached:
+            reached.add(name)
+            todo.extend(children.get(name, ()))
+    return reached
+
 def read_lock(path: Path) -> tuple[dict[str, Locked], list[str]]:
     """Parse a hash-pinned requirements file as uv or pip-tools write it: (packages, problems)."""
     packages: dict[str, Locked] = {}
@@ -114,16 +129,7 @@ def lock_problems(pyproject: Path, lock: Path, extras: tuple[str, ...]) -> list[
                             f"for it (a stale entry); {fix}")
 
     # Whatever the project's requirements do not lead to, through the `# via` chains, is stale.
-    children: dict[str, set[str]] = {}
-    for name, entry in packages.items():
-        for parent in entry.via:
-            children.setdefault(canonicalize_name(parent), set()).add(name)
-    reached, todo = set(), [name for name in direct if name in packages]
-    while todo:
-        name = todo.pop()
-        if name not in reached:
-            reached.add(name)
-            todo.extend(children.get(name, ()))
+    reached = reachable(packages, [name for name in direct if name in packages])
     for name in sorted(set(packages) - reached):
         if not any(PROJECT_ROOT.match(v) for v in packages[name].via):  # reported above
             problems.append(f"{lock.name} pins {name}, which nothing in pyproject.toml needs "
@@ -167,16 +173,7 @@ def s3_lock_problems(lock: Path, dev_lock: Path) -> list[str]:
         if not entry.hashes:
             problems.append(f"{lock.name} pins {name}=={entry.version} without a hash; {fix}")
     # Everything must be there for moto (its server extra included), through the `# via` chains.
-    children: dict[str, set[str]] = {}
-    for name, entry in packages.items():
-        for parent in entry.via:
-            children.setdefault(canonicalize_name(parent), set()).add(name)
-    reached, todo = set(), [S3_ROOT] if S3_ROOT in packages else []
-    while todo:
-        name = todo.pop()
-        if name not in reached:
-            reached.add(name)
-            todo.extend(children.get(name, ()))
+    reached = reachable(packages, [S3_ROOT] if S3_ROOT in packages else [])
     for name in sorted(set(packages) - reached):
         problems.append(f"{lock.name} pins {name}, which moto does not need (a stale entry); {fix}")
     return problems
