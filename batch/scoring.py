@@ -11,14 +11,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from batch import engines, fs, interrupts, linear, outputs, report
+from batch import engines
+
+from batch.storage import fs
+
+from batch.core import interrupts
+
+from batch.model import linear
+
+from batch.io import outputs
+
+from batch.ops import report
 from batch.engines.base import Job
-from batch.errors import BatchError, DriftDetected, RejectBudgetExceeded
-from batch.ids import new_run_id
-from batch.lineage import Lineage, arrow_schema, score_inputs, score_outputs
-from batch.model import Predictor, predictor_for
-from batch.plan import plan_inputs
-from batch.registry import MODEL_FILE, Registry
+from batch.core.errors import BatchError, DriftDetected, RejectBudgetExceeded
+from batch.core.ids import new_run_id
+from batch.ops.lineage import Lineage, arrow_schema, score_inputs, score_outputs
+from batch.model.network import Predictor, predictor_for
+from batch.io.plan import plan_inputs
+from batch.model.registry import MODEL_FILE, Registry
 from batch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,9 +38,9 @@ def score(settings: Settings) -> dict[str, Any]:
     """Run one scoring run end to end; returns the JSON summary (raises BatchError on failure).
 
     Whatever the outcome, it is then recorded for operators (runs.jsonl, the Prometheus textfile,
-    index.html; see batch.monitoring), which never changes the outcome itself.
+    index.html; see batch.ops.monitoring), which never changes the outcome itself.
     """
-    from batch.monitoring import after_score
+    from batch.ops.monitoring import after_score
 
     started = dt.datetime.now(dt.timezone.utc)
     try:

@@ -9,11 +9,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, PlainValidator, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from batch import fs
-from batch.errors import ConfigError
+from batch.storage import fs
+from batch.core.errors import ConfigError
 
 ENV_PREFIX = "BATCH_"
-# A folder setting: a local path (pathlib.Path) or an s3://bucket/prefix URL (batch.fs.ObjectPath).
+# A folder setting: a local path (pathlib.Path) or an s3://bucket/prefix URL (batch.storage.fs.ObjectPath).
 Location = Annotated[Any, PlainValidator(lambda v: None if v is None else fs.path(v))]
 
 

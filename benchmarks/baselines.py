@@ -57,7 +57,7 @@ def child_floor(argv: list[str]) -> int:
         names = batch.schema.names + ["source_file", "source_row", PREDICTION,
                                       "predicted_low_k", "predicted_high_k", "out_of_range",
                                       "model_version", "run_id"]
-        out_batch = pa.record_batch(list(batch.columns) + extra, names=names)
+        out_batch = pa.record_batch(list(batch.core.columns) + extra, names=names)
         if pq_writer is None:
             pq_writer = pq.ParquetWriter(out / "predictions.parquet", out_batch.schema)
             csv_writer = pacsv.CSVWriter(out / "predictions.csv", out_batch.schema,

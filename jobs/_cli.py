@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, NoReturn
 
-from batch.errors import BatchError
+from batch.core.errors import BatchError
 from batch.settings import (ENV_PREFIX, Settings, env_name, flag_name, load_settings,
                             unknown_names)
 
@@ -97,14 +97,14 @@ def setup_logging(level: str) -> None:
                   # botocore's DEBUG lines carry request headers: never let them reach the log.
                   "botocore", "aiobotocore", "s3fs", "fsspec"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
-    # Its retry lines repeat what batch.lineage says once when an endpoint is down.
+    # Its retry lines repeat what batch.ops.lineage says once when an endpoint is down.
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 def stop_on_sigterm() -> None:
     """SIGTERM and SIGINT unwind like Ctrl-C (a run in progress removes its temporary output),
-    except while a run or model is being published (see batch.interrupts)."""
-    from batch import interrupts
+    except while a run or model is being published (see batch.core.interrupts)."""
+    from batch.core import interrupts
 
     interrupts.install()
 
@@ -121,7 +121,7 @@ def run(prog: str, fields: Iterable[str], args: argparse.Namespace,
         code = _run(prog, fields, args, job, summary_line)
         return code
     finally:
-        from batch import interrupts
+        from batch.core import interrupts
 
         interrupts.finish(code)
 
@@ -157,7 +157,7 @@ def _run(prog: str, fields: Iterable[str], args: argparse.Namespace,
 
 
 def print_summary(summary: dict[str, Any]) -> None:
-    from batch.jsontext import dumps
+    from batch.core.jsontext import dumps
 
     sys.stdout.write(dumps(summary) + "\n")
     sys.stdout.flush()

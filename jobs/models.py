@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from batch.errors import exit_codes_help
+from batch.core.errors import exit_codes_help
 from jobs import _cli
 
 FIELDS = ["models_dir", "registry_lock_timeout", "log_level"]
@@ -49,7 +49,7 @@ def table(registry) -> tuple[str, list[str]]:
     A version whose metadata.json is damaged (or an alias file that is) is listed with what can
     still be said and named in the notes, so one bad file never hides the rest of the registry.
     """
-    from batch.errors import ModelError
+    from batch.core.errors import ModelError
 
     notes: list[str] = []
     try:
@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
 
     def job(settings):
-        from batch.jsontext import dumps
-        from batch.registry import Registry
+        from batch.core.jsontext import dumps
+        from batch.model.registry import Registry
 
         registry = Registry(settings.models_dir, settings.registry_lock_timeout)
         if args.command == "list":

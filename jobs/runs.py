@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Any
 
-from batch.errors import exit_codes_help
+from batch.core.errors import exit_codes_help
 from jobs import _cli
 
 FIELDS = ["output_dir", "log_level"]
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
 
     def job(settings):
-        from batch.outputs import writing
+        from batch.io.outputs import writing
 
         # An output folder that cannot be read or changed is exit 7 in one sentence.
         outcome = "nothing was removed" if args.command == "prune" else "nothing was changed"
@@ -123,9 +123,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _runs(args: argparse.Namespace, settings) -> dict:
     """The sub-command itself: list, show or prune the runs of the output folder."""
-    from batch import history
-    from batch.errors import ConfigError
-    from batch.jsontext import dumps
+    from batch.ops import history
+    from batch.core.errors import ConfigError
+    from batch.core.jsontext import dumps
 
     root = settings.output_dir
     latest = history.latest_run(root)
@@ -150,7 +150,7 @@ def _runs(args: argparse.Namespace, settings) -> dict:
         else:
             print(summary_text(run, report))
     else:
-        from batch.retention import prune
+        from batch.ops.retention import prune
 
         keep = args.keep if args.keep is not None else (
             settings.retention if args.older_than is None else None)

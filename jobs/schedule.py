@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from batch.errors import exit_codes_help
+from batch.core.errors import exit_codes_help
 from batch.settings import SCHEDULE_FIELDS
 from jobs import _cli
 from jobs.score import FIELDS as SCORE_FIELDS
@@ -41,14 +41,14 @@ def main(argv: list[str] | None = None) -> int:
         except _cli.BatchError as exc:
             _cli.error_sentence("jobs.schedule", str(exc))
             return exc.exit_code
-        from batch.scheduling import health
+        from batch.schedule.scheduler import health
 
         ok, message = health(settings)
         print(message, file=sys.stdout if ok else sys.stderr)
         return 0 if ok else 1
 
     def job(settings):
-        from batch.scheduling import NightlyScorer
+        from batch.schedule.scheduler import NightlyScorer
 
         return {"exit_code": NightlyScorer(settings).serve(run_now=args.run_now)}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from batch.errors import exit_codes_help
+from batch.core.errors import exit_codes_help
 from batch.settings import SCORE_FIELDS
 from jobs import _cli
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from batch.errors import exit_codes_help
+from batch.core.errors import exit_codes_help
 from jobs import _cli
 
 FIELDS = ["models_dir", "registry_lock_timeout", "data", "feature_column", "target_column", "epochs", "batch_size",
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     _cli.stop_on_sigterm()
 
     def job(settings):
-        from batch.training import train
+        from batch.model.training import train
 
         return train(settings, promote=args.promote, if_missing=args.if_missing)
 

@@ -40,8 +40,8 @@ def engine_run(entries: list[str], staged: Path, chunk_rows: int, engine=None):
 
     from batch.engines.base import Job
     from batch.engines.local import LocalEngine
-    from batch.model import LinearFold, Predictor
-    from batch.plan import plan_inputs
+    from batch.model.network import LinearFold, Predictor
+    from batch.io.plan import plan_inputs
 
     staged.mkdir()
     domain = (0.0, 20.0)

@@ -53,7 +53,7 @@ def test_engines_share_the_per_part_task_and_only_io_modules_write_files():
     assert "batch.engines.base" in g["batch.engines.local"]
     assert "batch.engines.base" in g["batch.engines.dask"]
     assert "batch.engines.local" not in g["batch.engines.dask"]
-    for pure in ("batch.rules", "batch.stats", "batch.features", "batch.plan"):
+    for pure in ("batch.core.rules", "batch.core.stats", "batch.core.features", "batch.io.plan"):
         source = (REPO / (pure.replace(".", "/") + ".py")).read_text()
         for writer in ("open(", "write_bytes", "write_text", "ParquetWriter", "CSVWriter"):
             assert writer not in source, f"{pure} writes files ({writer})"

@@ -12,11 +12,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from batch import outputs
+from batch.io import outputs
 from batch.engines.local import LocalEngine
-from batch.features import DECIMAL_COMMA_RE
-from batch.rules import REJECT_SCHEMA
-from batch.stats import as_float64
+from batch.core.features import DECIMAL_COMMA_RE
+from batch.core.rules import REJECT_SCHEMA
+from batch.core.stats import as_float64
 from tests.scoring_helpers import engine_run
 
 REWROTE = "rewrote the Parquet files"

@@ -14,10 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batch import linear
-from batch.errors import InputError
-from batch.model import LinearFold, Predictor
-from batch.pipeline import PipelinedSink, ReadAhead
+from batch.model import linear
+from batch.core.errors import InputError
+from batch.model.network import LinearFold, Predictor
+from batch.io.pipeline import PipelinedSink, ReadAhead
 from tests.helpers import REPO, one_error_sentence
 from tests.scoring_helpers import engine_run, predictions, run_dir, score
 
@@ -61,7 +61,7 @@ def test_read_ahead_stops_and_closes_its_source_when_the_consumer_stops():
 
 
 def sink_batches(n: int = 5) -> tuple[pa.Schema, list[tuple[pa.RecordBatch, pa.RecordBatch]]]:
-    from batch.rules import REJECT_SCHEMA
+    from batch.core.rules import REJECT_SCHEMA
 
     schema = pa.schema([("rm", pa.float64()), ("note", pa.string())])
     out = []
@@ -77,8 +77,8 @@ def sink_batches(n: int = 5) -> tuple[pa.Schema, list[tuple[pa.RecordBatch, pa.R
 
 
 def test_pipelined_sink_writes_the_same_bytes_as_the_plain_sink(tmp_path):
-    from batch.outputs import PredictionSink
-    from batch.rules import REJECT_SCHEMA
+    from batch.io.outputs import PredictionSink
+    from batch.core.rules import REJECT_SCHEMA
 
     schema, batches = sink_batches()
     folders = []
@@ -96,7 +96,7 @@ def test_pipelined_sink_writes_the_same_bytes_as_the_plain_sink(tmp_path):
 
 
 def test_a_writer_error_is_raised_in_the_caller_and_stops_every_thread(tmp_path):
-    from batch.rules import REJECT_SCHEMA
+    from batch.core.rules import REJECT_SCHEMA
 
     schema, batches = sink_batches(2)
     sink = PipelinedSink(tmp_path, schema, REJECT_SCHEMA)
@@ -157,7 +157,7 @@ def test_the_archive_reader_gives_the_trained_weights_without_tensorflow(trained
     assert record["verified"] is True and record["model_sha256"] == meta["model_sha256"]
     assert record["probe_rows"] > 2000 and record["max_gap_float32_eps"] <= 2
     # The reader itself needs neither TensorFlow nor Keras.
-    code = ("import sys; from batch.linear import read_fold; f = read_fold(sys.argv[1]); "
+    code = ("import sys; from batch.model.linear import read_fold; f = read_fold(sys.argv[1]); "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]; "
             "print(float(f.weight), float(f.bias), bad)")
     out = subprocess.run([sys.executable, "-c", code, str(model)], cwd=REPO, text=True,
@@ -166,7 +166,7 @@ def test_the_archive_reader_gives_the_trained_weights_without_tensorflow(trained
 
 
 def test_a_model_that_is_not_one_linear_dense_is_not_folded(tmp_path, offline_keras_home):
-    from batch.model import keras
+    from batch.model.network import keras
 
     k = keras()
     for name, layers in {"relu": [k.layers.Dense(1, activation="relu")],
@@ -243,7 +243,7 @@ def test_a_verified_dense_scores_without_tensorflow_bit_identical_to_keras(model
     # ... and gives the very same float32 predictions, which are Keras's own output.
     a, b = scored(tmp_path / "fast"), scored(tmp_path / "keras")
     pd.testing.assert_frame_equal(a, b)
-    from batch.model import keras, predict
+    from batch.model.network import keras, predict
 
     model = keras().saving.load_model(models / "v1" / "model.keras", compile=False)
     expected = predict(model, a["rm"].to_numpy())

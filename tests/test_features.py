@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from batch import features
+from batch.core import features
 
 CODES = {"ok": 0, "missing": 1, "not_a_number": 2, "non_finite": 3, "out_of_domain": 4}
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from batch.errors import EXIT_CODES
+from batch.core.errors import EXIT_CODES
 from tests.helpers import (FAST_FIT, REPO, WITHOUT_DAC_OVERRIDE, assert_failed,
                            one_error_sentence, run_cli, tmpfs)
 
@@ -162,7 +162,7 @@ def test_a_damaged_version_that_no_alias_names_does_not_stop_training(models):
 def hold_registry_lock(root: Path, seconds: float) -> subprocess.Popen:
     """A real process holding the registry lock for `seconds`, then exiting."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from batch.registry import Registry\n"
+        [sys.executable, "-c", "import sys, time; from batch.model.registry import Registry\n"
          f"with Registry({str(root)!r})._lock():\n"
          "    print('held', flush=True)\n"
          f"    time.sleep({seconds})\n"],

@@ -15,7 +15,7 @@ from tests.scoring_helpers import predictions, rejects, run_dir, score
 
 
 def expected_price(models, rooms):
-    from batch.registry import Registry
+    from batch.model.registry import Registry
 
     meta = Registry(models).metadata("production")
     return np.float32(rooms) * np.float32(meta["weight"]) + np.float32(meta["bias"])
@@ -219,8 +219,8 @@ def test_csv_header_names_are_defused_too(models, tmp_path, write_csv):
 
 
 def test_an_input_that_changes_while_scored_is_refused(tmp_path):
-    from batch import inputs
-    from batch.errors import InputError
+    from batch.io import inputs
+    from batch.core.errors import InputError
 
     path = tmp_path / "growing.csv"
     path.write_text("rm\n6\n")
@@ -236,7 +236,7 @@ def test_an_input_that_changes_while_scored_is_refused(tmp_path):
 
 @pytest.mark.parametrize("part_bytes", [50, 333, 4096, 1 << 20])
 def test_csv_byte_ranges_read_exactly_the_rows_of_the_whole_file(tmp_path, part_bytes):
-    from batch import inputs
+    from batch.io import inputs
 
     path = tmp_path / "a.csv"
     rows = [f"s{i},{4 + i % 50 / 10},q {i}" for i in range(2000)]
@@ -255,7 +255,7 @@ def test_csv_byte_ranges_read_exactly_the_rows_of_the_whole_file(tmp_path, part_
 
 
 def test_a_csv_with_quoted_fields_is_never_cut(tmp_path):
-    from batch import inputs
+    from batch.io import inputs
 
     path = tmp_path / "a.csv"
     path.write_text("suburb,rm\n" + "".join(f'"line\nbreak {i}",6\n' for i in range(500)))
@@ -268,7 +268,7 @@ def test_a_csv_with_quoted_fields_is_never_cut(tmp_path):
 def test_parquet_parts_are_row_groups_numbered_from_metadata(tmp_path):
     import pyarrow.parquet as pq
 
-    from batch import inputs
+    from batch.io import inputs
 
     pq.write_table(pa.table({"rm": [float(i) for i in range(1000)]}), tmp_path / "a.parquet",
                    row_group_size=300)

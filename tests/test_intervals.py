@@ -6,7 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from batch import datasets, intervals
+from batch.model import datasets
+
+from batch.core import intervals
 from tests.helpers import BOSTON_CSV
 
 LEVEL = 0.9

@@ -1,4 +1,4 @@
-"""OpenLineage events (batch.lineage) to a real HTTP receiver on 127.0.0.1 and to a file."""
+"""OpenLineage events (batch.ops.lineage) to a real HTTP receiver on 127.0.0.1 and to a file."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from batch.lineage import (NAMESPACE, DatasetRef, Lineage, arrow_schema, run_uuid, score_inputs,
+from batch.ops.lineage import (NAMESPACE, DatasetRef, Lineage, arrow_schema, run_uuid, score_inputs,
                            score_outputs)
 from tests.helpers import FAST_FIT, REPO, run_main
 
@@ -144,7 +144,7 @@ def test_events_to_a_file_one_json_per_line(tmp_path):
 
 def test_unset_emits_nothing_and_imports_nothing():
     code = ("import sys\n"
-            "from batch.lineage import Lineage, DatasetRef\n"
+            "from batch.ops.lineage import Lineage, DatasetRef\n"
             "run = Lineage('score', 'r1')\n"
             "run.start([DatasetRef.file('x.csv')]); run.complete([]); run.fail('x')\n"
             "print(run.enabled, any(m.startswith('openlineage') for m in sys.modules))\n")
@@ -154,7 +154,7 @@ def test_unset_emits_nothing_and_imports_nothing():
 
 
 def test_a_url_that_is_not_http_is_a_settings_error():
-    from batch.errors import ConfigError
+    from batch.core.errors import ConfigError
     from batch.settings import load_settings
 
     with pytest.raises(ConfigError, match="openlineage_url"):

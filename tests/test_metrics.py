@@ -1,4 +1,4 @@
-"""Prometheus textfile metrics (batch.metrics) and the alert rules (promtool), without a model."""
+"""Prometheus textfile metrics (batch.ops.metrics) and the alert rules (promtool), without a model."""
 from __future__ import annotations
 
 import datetime as dt
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from batch.metrics import (outcome_from_run, write_scheduler_metrics, write_score_metrics)
+from batch.ops.metrics import (outcome_from_run, write_scheduler_metrics, write_score_metrics)
 from tests.helpers import REPO
 
 SCORE_NAMES = {"batch_score_last_run_timestamp_seconds",

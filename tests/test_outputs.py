@@ -7,8 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batch import outputs
-from batch.rules import REJECT_SCHEMA
+from batch.io import outputs
+from batch.core.rules import REJECT_SCHEMA
 
 SCHEMA = pa.schema([("name", pa.string()), ("n", pa.string()), ("run_id", pa.string())])
 
@@ -90,7 +90,7 @@ def test_leftovers_of_killed_runs_are_removed(tmp_path):
 def test_run_ids_sort_by_time():
     import datetime as dt
 
-    from batch.ids import new_run_id
+    from batch.core.ids import new_run_id
 
     a = new_run_id(dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc))
     b = new_run_id(dt.datetime(2026, 1, 2, 3, 4, 6, tzinfo=dt.timezone.utc))
@@ -99,7 +99,7 @@ def test_run_ids_sort_by_time():
 
 @pytest.mark.parametrize("held", [True])
 def test_a_held_lock_names_its_holder(tmp_path, held):
-    from batch.errors import LockHeld
+    from batch.core.errors import LockHeld
 
     first, second = outputs.OutputDir(tmp_path), outputs.OutputDir(tmp_path)
     first.lock("r1")

@@ -5,10 +5,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batch.errors import InputError
-from batch.columns import unify
-from batch.plan import plan_inputs
-from batch.rules import ADDED_COLUMNS
+from batch.core.errors import InputError
+from batch.core.columns import unify
+from batch.io.plan import plan_inputs
+from batch.core.rules import ADDED_COLUMNS
 
 
 def test_schema_unifies_columns_across_csv_and_parquet(tmp_path):

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from batch.errors import ModelError
-from batch.registry import Registry, rollback_target
+from batch.core.errors import ModelError
+from batch.model.registry import Registry, rollback_target
 from tests.helpers import FAST_FIT, REPO, one_error_sentence, run_cli
 
 
@@ -51,7 +51,7 @@ def test_abandoned_staging_folders_are_cleaned_but_live_ones_kept(tmp_path):
     (root / ".staging-dead.lock").write_text("")
     (root / ".staging-live").mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from batch.locks import FileLock; "
+        [sys.executable, "-c", "import sys, time; from batch.storage.locks import FileLock; "
          f"FileLock({str(root / '.staging-live.lock')!r}).acquire(); print('held', flush=True); "
          "time.sleep(60)"], cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
@@ -134,7 +134,7 @@ def test_tampered_model_is_refused(models):
 
 def test_load_uses_safe_mode_and_gives_the_trained_weights(models, trained):
     model, meta = Registry(models).load("production")
-    from batch.model import weight_and_bias
+    from batch.model.network import weight_and_bias
 
     assert weight_and_bias(model) == pytest.approx((meta["weight"], meta["bias"]))
 

@@ -5,7 +5,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from batch.rules import ADDED_COLUMNS, ADDED_FIELDS, REJECT_SCHEMA, BatchContext, sample_keys, \
+from batch.core.rules import ADDED_COLUMNS, ADDED_FIELDS, REJECT_SCHEMA, BatchContext, sample_keys, \
     score_batch
 
 
@@ -87,7 +87,7 @@ def test_statistics_of_batches_merge_to_those_of_the_whole(split):
     batch = pa.record_batch({"rm": pa.array(list(rm))})
     ctx = context(schema_of(pa.field("rm", pa.string())), target_column=None)
     _, _, whole = score_batch(batch, 1, ctx, line)
-    from batch.stats import RunStats
+    from batch.core.stats import RunStats
 
     merged = RunStats()
     for start in range(0, 1000, split):
@@ -99,7 +99,7 @@ def test_statistics_of_batches_merge_to_those_of_the_whole(split):
 
 
 def test_the_band_contains_every_prediction_and_counts_coverage():
-    from batch import intervals
+    from batch.core import intervals
 
     rng = np.random.default_rng(5)
     x = rng.uniform(4, 8, 400)

@@ -142,7 +142,7 @@ def test_prune_honours_the_output_lock_held_by_another_process(copy_output):
     """A real process holds the output lock: prune exits 6 naming it and removes nothing."""
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; from batch.outputs import OutputDir\n"
+         "import sys, time; from batch.io.outputs import OutputDir\n"
          "OutputDir(sys.argv[1]).lock('holder'); print('locked', flush=True); time.sleep(60)",
          str(copy_output)], cwd=REPO, stdout=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -33,7 +33,7 @@ def store():
     with moto_server() as env:
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
-        from batch import fs
+        from batch.storage import fs
 
         fs._FILESYSTEMS.clear()
         fs._ARROW.clear()
@@ -187,7 +187,7 @@ def test_a_late_non_number_on_s3_keeps_the_column_text_exactly(store, s3_models,
 
 
 def _arrow_s3():
-    from batch import fs
+    from batch.storage import fs
 
     return fs.arrow(fs.path(f"s3://{BUCKET}/x"))[0]
 
@@ -195,8 +195,8 @@ def _arrow_s3():
 # -- the lock ------------------------------------------------------------------------------------------
 
 def test_lease_lock_is_exclusive_and_an_expired_one_is_taken_over(store):
-    from batch import fs
-    from batch.objectstore import LeaseLock
+    from batch.storage import fs
+    from batch.storage.objectstore import LeaseLock
 
     where = fs.path(f"s3://{BUCKET}/locks/one.lock")
     first, second = LeaseLock(where, lease_seconds=30), LeaseLock(where, lease_seconds=30)
@@ -225,8 +225,8 @@ def test_lease_lock_is_exclusive_and_an_expired_one_is_taken_over(store):
 
 
 def test_lease_is_renewed_while_the_holder_lives(store):
-    from batch import fs
-    from batch.objectstore import LeaseLock
+    from batch.storage import fs
+    from batch.storage.objectstore import LeaseLock
 
     where = fs.path(f"s3://{BUCKET}/locks/renew.lock")
     lock = LeaseLock(where, lease_seconds=2)
@@ -241,8 +241,8 @@ def test_lease_is_renewed_while_the_holder_lives(store):
 
 
 def test_second_run_on_a_locked_s3_output_exits_6_naming_the_holder(store, inputs, s3_models):
-    from batch import fs
-    from batch.objectstore import LeaseLock
+    from batch.storage import fs
+    from batch.storage.objectstore import LeaseLock
 
     holder = LeaseLock(fs.path(f"s3://{BUCKET}/locked/.lock"))
     assert holder.acquire(blocking=False, holder={"pid": 4242, "host": "elsewhere",
@@ -305,7 +305,7 @@ def test_sigkill_mid_run_leaves_no_visible_run_and_the_rerun_cleans_up(store, s3
 
 def test_a_publish_killed_half_way_is_invisible_and_removed(store, inputs, s3_models):
     """A copy into runs/<id>/ that died before _SUCCESS: readers skip it, the next run removes it."""
-    from batch.outputs import OutputDir
+    from batch.io.outputs import OutputDir
 
     s3 = client(store)
     for name in ("predictions.csv", "report.json"):
@@ -322,8 +322,8 @@ def test_a_publish_killed_half_way_is_invisible_and_removed(store, inputs, s3_mo
 # -- the registry ----------------------------------------------------------------------------------------
 
 def test_registry_on_s3_versions_honour_the_marker_and_aliases_update_conditionally(store, s3_models):
-    from batch import objectstore
-    from batch.registry import Registry
+    from batch.storage import objectstore
+    from batch.model.registry import Registry
 
     registry = Registry(s3_models)
     assert registry.versions() == ["v1"]

@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batch import scheduling
-from batch.errors import EXIT_CODES, ConfigError
+from batch.schedule import scheduler as scheduling
+from batch.core.errors import EXIT_CODES, ConfigError
 from tests.helpers import REPO, one_error_sentence, run_cli
 
 FAST = "*/3 * * * * *"  # every 3 seconds (6 fields: seconds first)
@@ -123,7 +123,7 @@ def test_a_failed_run_does_not_stop_the_scheduler(models, tmp_path, write_csv, s
     assert beat["last_run_status"] == "failed: input problem" and beat["last_run_exit_code"] == 3
     # Another run holds the output lock: the fire exits 6, the scheduler waits for the next one.
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from batch.outputs import OutputDir; "
+        [sys.executable, "-c", "import time; from batch.io.outputs import OutputDir; "
          f"OutputDir({str(tmp_path / 'out')!r}).lock('adhoc'); print('locked', flush=True); "
          "time.sleep(120)"], cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:

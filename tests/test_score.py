@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batch.registry import Registry
+from batch.model.registry import Registry
 from tests.helpers import REPO, one_error_sentence, run_cli
 from tests.scoring_helpers import predictions, rejects, run_dir, score
 
@@ -80,8 +80,8 @@ def test_predictions_equal_the_keras_models_own_output(models, tmp_path):
 
 def test_a_non_linear_model_takes_the_keras_path(models, tmp_path, write_csv):
     """A model that cannot be folded into weight and bias is still scored, by Keras itself."""
-    from batch import model as m
-    from batch.registry import Registry
+    from batch.model import network as m
+    from batch.model.registry import Registry
 
     k = m.keras()
     net = k.Sequential([k.Input(shape=(1,)), k.layers.Dense(2, activation="relu"),
@@ -172,7 +172,7 @@ def test_second_run_exits_6_at_once_naming_the_holder(models, tmp_path, write_cs
     path = write_csv("a.csv", "rm\n6\n")
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; from batch.outputs import OutputDir; "
+         "import sys, time; from batch.io.outputs import OutputDir; "
          f"OutputDir({str(out)!r}).lock('holder-run'); print('locked', flush=True); "
          "time.sleep(120)"], cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from batch.errors import ConfigError
+from batch.core.errors import ConfigError
 from batch.settings import Settings, load_settings
 from jobs import _cli, score, train
 from tests.helpers import one_error_sentence, run_cli

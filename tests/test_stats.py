@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from batch.stats import FileStats, NumericColumns, RunStats, Sample, looks_numeric
+from batch.core.stats import FileStats, NumericColumns, RunStats, Sample, looks_numeric
 
 
 def test_sample_keeps_the_k_smallest_keys_whatever_the_grouping():
@@ -67,8 +67,8 @@ def reference_looks_numeric(column: pa.Array) -> bool:
     """The rule as first written (three regexes per cell), kept to check the one-pass version."""
     import pyarrow.compute as pc
 
-    from batch.features import NUMBER_RE
-    from batch.stats import survives_float64
+    from batch.core.features import NUMBER_RE
+    from batch.core.stats import survives_float64
 
     text = pc.utf8_trim_whitespace(column)
     nonempty = pc.fill_null(pc.not_equal(text, ""), False)

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from batch import datasets
-from batch.errors import InputError
-from batch.registry import Registry
+from batch.model import datasets
+from batch.core.errors import InputError
+from batch.model.registry import Registry
 from tests.helpers import BOSTON_CSV, FAST_FIT, REPO, one_error_sentence, run_cli, run_main
 
 TUTORIAL = {3: 11.4, 4: 14.7, 5: 18.0, 6: 21.4, 7: 24.7}
@@ -61,7 +61,7 @@ def test_fidelity_with_the_tutorial(trained):
     """The session's real 101-epoch fit reproduces the tutorial's table."""
     registry = Registry(trained["models"])
     model, meta = registry.load("production")
-    from batch.model import predict
+    from batch.model.network import predict
 
     preds = predict(model, list(TUTORIAL))
     for (rooms, expected), got in zip(TUTORIAL.items(), preds):
@@ -242,8 +242,8 @@ def test_the_sessions_model_records_baseline_band_and_first_move(trained):
 
 
 def test_the_band_contains_every_prediction_and_its_share_of_test_prices(trained):
-    from batch import intervals
-    from batch.model import predict
+    from batch.core import intervals
+    from batch.model.network import predict
 
     model, meta = Registry(trained["models"]).load("v1")
     data = datasets.load_boston()

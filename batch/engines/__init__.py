@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from batch.engines.base import Engine
-from batch.errors import ConfigError
+from batch.core.errors import ConfigError
 from batch.settings import Settings
 
 

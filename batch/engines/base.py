@@ -12,12 +12,14 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from batch import fs, inputs, outputs
-from batch.model import Predictor, check_parity
-from batch.pipeline import ReadAhead
-from batch.plan import Plan
-from batch.rules import REJECT_SCHEMA, BatchContext, Predict, score_batch
-from batch.stats import FileStats, RunStats
+from batch.storage import fs
+
+from batch.io import inputs, outputs
+from batch.model.network import Predictor, check_parity
+from batch.io.pipeline import ReadAhead
+from batch.io.plan import Plan
+from batch.core.rules import REJECT_SCHEMA, BatchContext, Predict, score_batch
+from batch.core.stats import FileStats, RunStats
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,7 @@ def score_part(part: inputs.Part, ctx: BatchContext, predict: Predict,
                on_batch: OnBatch | None = None, read_ahead: int = 0) -> PartResult:
     """The one per-part task: stream the part, apply the rules per batch, write to the sink.
 
-    read_ahead > 0 reads up to that many batches ahead in a thread (batch.pipeline), so the
+    read_ahead > 0 reads up to that many batches ahead in a thread (batch.io.pipeline), so the
     next batch is read while this one is scored; the batches and results are the same.
     """
     assert part.first_row is not None, "number the parts (inputs.numbered) before scoring them"

@@ -17,11 +17,11 @@ from distributed import Client, LocalCluster, as_completed
 from distributed.comm.core import CommClosedError
 from distributed.scheduler import KilledWorker
 
-from batch import inputs, outputs
+from batch.io import inputs, outputs
 from batch.engines.base import Engine, Job, PartResult, part_name, score_part
-from batch.errors import BatchError, ClusterLost, ConfigError
-from batch.plan import Plan
-from batch.rules import REJECT_SCHEMA
+from batch.core.errors import BatchError, ClusterLost, ConfigError
+from batch.io.plan import Plan
+from batch.core.rules import REJECT_SCHEMA
 
 log = logging.getLogger(__name__)
 

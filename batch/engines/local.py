@@ -5,11 +5,11 @@ import logging
 import sys
 import time
 
-from batch import inputs, outputs
+from batch.io import inputs, outputs
 from batch.engines.base import Engine, Job, PartResult, score_part
-from batch.pipeline import DEPTH, PipelinedSink
-from batch.plan import Plan
-from batch.rules import REJECT_SCHEMA
+from batch.io.pipeline import DEPTH, PipelinedSink
+from batch.io.plan import Plan
+from batch.core.rules import REJECT_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class Progress:
 class LocalEngine(Engine):
     """One process, files one after another; memory stays flat (batches of chunk_rows).
 
-    Pipelined by default (batch.pipeline): batch k+1 is read while batch k is validated and
+    Pipelined by default (batch.io.pipeline): batch k+1 is read while batch k is validated and
     scored and batch k-1 is written, each stage in its own thread with bounded queues, so the
     run takes about as long as its slowest stage rather than the sum of all. pipeline=False runs
     the stages one after another in this thread (the same files, byte for byte).

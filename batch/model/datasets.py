@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from batch import fs
-from batch.errors import InputError
+from batch.storage import fs
+from batch.core.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batch import fs
+from batch.storage import fs
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ import os
 import uuid
 from pathlib import Path
 
-from batch import fs
+from batch.storage import fs
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:

@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from batch import plots
-from batch.atomic import write_atomic
-from batch.features import MEANINGS
-from batch.jsontext import dumps
-from batch.stats import FileStats, RunStats
+from batch.ops import plots
+from batch.storage.atomic import write_atomic
+from batch.core.features import MEANINGS
+from batch.core.jsontext import dumps
+from batch.core.stats import FileStats, RunStats
 
 log = logging.getLogger(__name__)
 

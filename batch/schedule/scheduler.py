@@ -16,11 +16,11 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
 
-from batch import fs
-from batch.errors import EXIT_CODES, ConfigError, LockHeld
-from batch.atomic import write_atomic
-from batch.jsontext import dumps
-from batch.locks import describe_holder, lock_at
+from batch.storage import fs
+from batch.core.errors import EXIT_CODES, ConfigError, LockHeld
+from batch.storage.atomic import write_atomic
+from batch.core.jsontext import dumps
+from batch.storage.locks import describe_holder, lock_at
 from batch.settings import SCORE_FIELDS, Settings, flag_name
 
 log = logging.getLogger(__name__)
@@ -318,8 +318,8 @@ class NightlyScorer:
         keep, days = self.settings.retention, self.settings.retention_days
         if keep is None and days is None:
             return
-        from batch.errors import BatchError
-        from batch.retention import prune
+        from batch.core.errors import BatchError
+        from batch.ops.retention import prune
 
         try:
             plan = prune(self.output_dir, keep=keep, older_than_days=days)
@@ -357,7 +357,7 @@ class NightlyScorer:
 
     def write_metrics(self, up: bool, next_fire: dt.datetime | None) -> None:
         """batch_scheduler.prom: up, heartbeat time and next fire (a failure only warns)."""
-        from batch.metrics import write_scheduler_metrics
+        from batch.ops.metrics import write_scheduler_metrics
 
         # A heartbeat still in flight at shutdown must not write up 1 over the final up 0.
         with self.metrics_lock:
@@ -399,7 +399,7 @@ class NightlyScorer:
     def take_lock(self) -> None:
         """One scheduler per output directory: LockHeld (exit 6) naming the one already running."""
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": _iso(_now())}
-        from batch.outputs import writing
+        from batch.io.outputs import writing
 
         with writing(self.output_dir, "the scheduler did not start"):
             self.output_dir.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from batch.model import PARITY_LIMIT, LinearFold, float32_gap, predict
+from batch.model.network import PARITY_LIMIT, LinearFold, float32_gap, predict
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def verify(path: Path, model_sha256: str, feature_range: tuple[float, float]
     except NotLinear as exc:
         log.info("model is not a plain linear Dense(1) (%s): it will be scored through Keras", exc)
         return None
-    from batch.model import keras
+    from batch.model.network import keras
 
     model = keras().saving.load_model(path, safe_mode=True, compile=False)
     x = probe_rows(feature_range)

@@ -7,8 +7,8 @@ import os
 import time
 from pathlib import Path
 
-from batch import fs
-from batch.objectstore import LeaseLock
+from batch.storage import fs
+from batch.storage.objectstore import LeaseLock
 
 
 class FileLock:

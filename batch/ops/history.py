@@ -9,11 +9,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from batch import fs, objectstore
-from batch.atomic import write_atomic
-from batch.jsontext import dumps, read_lines
-from batch.metrics import ScoreOutcome, outcome_from_run
-from batch.report import PAGE_CSS, escape
+from batch.storage import fs, objectstore
+from batch.storage.atomic import write_atomic
+from batch.core.jsontext import dumps, read_lines
+from batch.ops.metrics import ScoreOutcome, outcome_from_run
+from batch.ops.report import PAGE_CSS, escape
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def _n(value: Any) -> str:
 
 def _trend_pngs(runs: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
     """Trend plots over the runs that scored something (oldest to newest)."""
-    from batch import plots
+    from batch.ops import plots
 
     done = [r for r in reversed(runs) if r.get("run_dir")]
     if not done:

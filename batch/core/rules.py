@@ -14,9 +14,9 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
-from batch import features, intervals
-from batch.columns import conform
-from batch.stats import FIRST_REJECTS, RunStats
+from batch.core import features, intervals
+from batch.core.columns import conform
+from batch.core.stats import FIRST_REJECTS, RunStats
 
 PREDICTION = "predicted_median_price_k"
 LOW, HIGH = "predicted_low_k", "predicted_high_k"  # the calibrated band around the prediction

@@ -22,10 +22,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from batch import fs
-from batch.columns import FLOAT64_EXACT_INT
-from batch.datasets import BOSTON_COLUMNS
-from batch.errors import InputError
+from batch.storage import fs
+from batch.core.columns import FLOAT64_EXACT_INT
+from batch.model.datasets import BOSTON_COLUMNS
+from batch.core.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -425,7 +425,7 @@ def _csv_batches(part: Part, chunk_rows: int) -> Iterator[pa.RecordBatch]:
 
 def _check_field_sizes(part: Part, batch: pa.RecordBatch, done: int) -> None:
     """InputError for a field over MAX_ROW_BYTES (checked only once a long row was met)."""
-    for name, col in zip(batch.schema.names, batch.columns):
+    for name, col in zip(batch.schema.names, batch.core.columns):
         longest = pc.max(pc.binary_length(col)).as_py() or 0
         if longest > MAX_ROW_BYTES:
             raise InputError(

@@ -18,12 +18,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from batch import fs, interrupts, objectstore
-from batch.atomic import fsync_dir, write_atomic
-from batch.datasets import sha256_file
-from batch.errors import EnvironmentFault, LockHeld, ModelError, location_fault
-from batch.jsontext import dumps, read_lines
-from batch.locks import FileLock, describe_holder, is_abandoned, lock_at
+from batch.storage import fs, objectstore
+
+from batch.core import interrupts
+from batch.storage.atomic import fsync_dir, write_atomic
+from batch.model.datasets import sha256_file
+from batch.core.errors import EnvironmentFault, LockHeld, ModelError, location_fault
+from batch.core.jsontext import dumps, read_lines
+from batch.storage.locks import FileLock, describe_holder, is_abandoned, lock_at
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ class Registry:
     """
 
     def __init__(self, root: Path | str, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
-        self.root = fs.path(root)  # a local folder or an s3:// prefix (see batch.fs)
+        self.root = fs.path(root)  # a local folder or an s3:// prefix (see batch.storage.fs)
         self.lock_timeout = float(lock_timeout)
 
     # -- reading -------------------------------------------------------------------------------
@@ -174,7 +176,7 @@ class Registry:
         name = self.resolve(version)
         meta = self.metadata(name)
         model_path, _ = self._checked_model(name, meta)
-        from batch.model import keras
+        from batch.model.network import keras
 
         try:
             with fs.local_copy(model_path) as local:  # Keras loads from a local file
@@ -191,7 +193,7 @@ class Registry:
         differ from the verified ones). A file that does not match its sha256 raises ModelError,
         as load() does.
         """
-        from batch.linear import trusted_fold
+        from batch.model.linear import trusted_fold
 
         name = self.resolve(version)
         meta = self.metadata(name)

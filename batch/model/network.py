@@ -1,7 +1,7 @@
 """The single-neuron model: seeding, building, predicting in large batches, and the scorer's Predictor.
 
 The Predictor is what both scoring engines use: the folded Dense(1) (weight and bias) when the
-model is exactly that (read without TensorFlow when verified at publish, see batch.linear), else
+model is exactly that (read without TensorFlow when verified at publish, see batch.model.linear), else
 the Keras model itself; it travels to Dask workers as a small
 picklable object and is loaded once per process. `check_parity` compares its predictions with
 the Keras model's own on a run's sample. No file is written here.
@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from batch.errors import ModelError
+from batch.core.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class Predictor:
     sha256: str
     fold: LinearFold | None
     keras_bytes: bytes | None = None
-    # Set when the fold was verified against Keras at publish time (batch.linear) and read
+    # Set when the fold was verified against Keras at publish time (batch.model.linear) and read
     # without TensorFlow: how, for the report. Such a run has no Keras model to check parity with.
     verified: str = ""
 

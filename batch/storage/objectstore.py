@@ -23,8 +23,8 @@ import threading
 import time
 from typing import Any, Callable
 
-from batch import fs
-from batch.fs import Location, ObjectPath, StorageError
+from batch.storage import fs
+from batch.storage.fs import Location, ObjectPath, StorageError
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, TypedDict
 
-from batch import fs
+from batch.storage import fs
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batch import fs, history
-from batch.errors import ConfigError
-from batch.outputs import OutputDir
+from batch.storage import fs
+
+from batch.ops import history
+from batch.core.errors import ConfigError
+from batch.io.outputs import OutputDir
 
 log = logging.getLogger(__name__)
 

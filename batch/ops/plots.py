@@ -65,7 +65,7 @@ def fit_png(weight: float, bias: float, train_x, train_y, title: str,
                    label="Scored records (predicted)")
     xs = np.linspace(*LINE_ROOMS, 50)
     if interval is not None:
-        from batch.intervals import band
+        from batch.core.intervals import band
 
         low, high = band(xs, weight * xs + bias, interval)
         ax.fill_between(xs, low, high, color="tab:red", alpha=0.12, linewidth=0,

@@ -29,14 +29,14 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from batch import fs, objectstore
-from batch.atomic import fsync_dir, write_atomic
-from batch.columns import csv_ready, with_float64
-from batch.errors import EnvironmentFault, LockHeld, location_fault
-from batch.features import NUMBER_RE
-from batch.inputs import CSV_BLOCK_BYTES, MAX_ROW_BYTES
-from batch.locks import describe_holder, lock_at
-from batch.stats import as_float64
+from batch.storage import fs, objectstore
+from batch.storage.atomic import fsync_dir, write_atomic
+from batch.core.columns import csv_ready, with_float64
+from batch.core.errors import EnvironmentFault, LockHeld, location_fault
+from batch.core.features import NUMBER_RE
+from batch.io.inputs import CSV_BLOCK_BYTES, MAX_ROW_BYTES
+from batch.storage.locks import describe_holder, lock_at
+from batch.core.stats import as_float64
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +245,7 @@ def csv_safe(batch: pa.RecordBatch) -> pa.RecordBatch:
     """The batch as it goes into a CSV file: every column in a type the CSV writer takes (nested
     values as JSON text, bytes as text) and every text-like cell a formula could start defused."""
     cols, fields = [], []
-    for f, col in zip(batch.schema, batch.columns):
+    for f, col in zip(batch.schema, batch.core.columns):
         if f.name in SAFE_COLUMNS:
             cols.append(col)
         elif f.name == "source_file" and len(col):
@@ -535,7 +535,7 @@ def _restore_file(pf: pq.ParquetFile, tmp: fs.Location, redo: list[int], text: "
     with fs.open_output(tmp) as out, pq.ParquetWriter(out, schema) as writer:
         for batch in pf.iter_batches(batch_size=1 << 16):
             rows = text.take(batch.num_rows)
-            cols = list(batch.columns)
+            cols = list(batch.core.columns)
             for i in redo:
                 if not _same_numbers(rows[i], cols[i]):
                     raise RuntimeError(f"the CSV text of the columns {where} does not match "

@@ -6,8 +6,8 @@ import json
 import logging
 from typing import Any
 
-from batch import fs
-from batch.metrics import ScoreOutcome, outcome_from_run
+from batch.storage import fs
+from batch.ops.metrics import ScoreOutcome, outcome_from_run
 from batch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def after_score(settings: Settings, summary: dict[str, Any], exit_code: int,
     the error carried). Each step that cannot write (a read-only or full output location) logs
     a warning and never changes the run's exit code.
     """
-    from batch import history, metrics
+    from batch.ops import history, metrics
 
     finished = finished or dt.datetime.now(dt.timezone.utc)
     outcome = outcome_from_run(summary, _report_of(summary), exit_code, started, finished,

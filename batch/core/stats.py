@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from batch.features import REASONS
+from batch.core.features import REASONS
 
 SAMPLE_SIZE = 20_000  # rows kept (uniformly at random) for quantiles and the fit plot
 FIRST_REJECTS = 20  # rejected rows listed in report.html (all of them are in rejects.csv)

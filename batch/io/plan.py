@@ -13,12 +13,14 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from batch import features, inputs
-from batch.columns import can_hold_rooms, conform, is_number_type, unify, with_float64
-from batch.datasets import ROOMS_NAMES
-from batch.errors import InputError
-from batch.rules import ADDED_COLUMNS, ADDED_FIELDS, BatchContext, feature_range
-from batch.stats import NumericColumns
+from batch.core import features
+
+from batch.io import inputs
+from batch.core.columns import can_hold_rooms, conform, is_number_type, unify, with_float64
+from batch.model.datasets import ROOMS_NAMES
+from batch.core.errors import InputError
+from batch.core.rules import ADDED_COLUMNS, ADDED_FIELDS, BatchContext, feature_range
+from batch.core.stats import NumericColumns
 
 log = logging.getLogger(__name__)
 

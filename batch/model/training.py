@@ -8,9 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from batch import datasets, intervals, linear, plots
-from batch.errors import ConfigError, ModelError, UnfitModel
-from batch.registry import MODEL_FILE, PRODUCTION, SANITY_RATIO, Registry
+from batch.model import datasets, linear
+
+from batch.core import intervals
+
+from batch.ops import plots
+from batch.core.errors import ConfigError, ModelError, UnfitModel
+from batch.model.registry import MODEL_FILE, PRODUCTION, SANITY_RATIO, Registry
 from batch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -24,8 +28,8 @@ def train(settings: Settings, promote: str = "auto", if_missing: bool = False) -
     With lineage set up (openlineage_url / openlineage_file) the run emits START, then COMPLETE
     or FAIL; `run_id` in the summary is the id those events carry.
     """
-    from batch.lineage import DatasetRef, Lineage
-    from batch.ids import new_run_id
+    from batch.ops.lineage import DatasetRef, Lineage
+    from batch.core.ids import new_run_id
 
     registry = Registry(settings.models_dir, settings.registry_lock_timeout)
     if if_missing:
@@ -62,7 +66,7 @@ def _train(settings: Settings, registry: Registry, promote: str) -> dict[str, An
              len(data.x_test))
     check_fit_settings(settings, len(data.x_train), data.source)
 
-    from batch import model as m
+    from batch.model import network as m
 
     m.set_determinism(settings.seed)
     net = m.build(settings.learning_rate, settings.optimizer)
@@ -152,7 +156,7 @@ def _train(settings: Settings, registry: Registry, promote: str) -> dict[str, An
 
     with registry.staging() as staged:
         net.save(staged / MODEL_FILE)
-        # Verified once here, so that scoring a plain Dense(1) needs no TensorFlow (batch.linear).
+        # Verified once here, so that scoring a plain Dense(1) needs no TensorFlow (batch.model.linear).
         fold = linear.verify(staged / MODEL_FILE, datasets.sha256_file(staged / MODEL_FILE),
                              (metadata["feature_range"]["min"], metadata["feature_range"]["max"]))
         if fold is not None:
@@ -239,7 +243,7 @@ def _calibrate_band(net, data: datasets.TrainingData, rows_fit: int, level: floa
     model (how |residual| grows with rooms) is fitted on the fit's own rows, so it too is
     independent of the calibration rows and the coverage guarantee stays exact.
     """
-    from batch import model as m
+    from batch.model import network as m
 
     x_fit, y_fit = data.x_train[:rows_fit], data.y_train[:rows_fit]
     x_cal, y_cal, source = data.x_train[rows_fit:], data.y_train[rows_fit:], "validation"

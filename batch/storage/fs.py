@@ -7,7 +7,7 @@ name, parent, exists, is_dir, iterdir, read_text, write_bytes, open, ...) on top
 filesystem (s3fs). Arrow reads and writes both kinds through one `pyarrow.fs` FileSystem
 (`arrow()`: Arrow's own local filesystem, or s3fs wrapped in `PyFileSystem(FSSpecHandler(...))`),
 so the readers and writers have one code path. What object storage cannot do the way a disk does
-(rename a folder, append to a file, take a kernel lock) lives in `batch.objectstore`.
+(rename a folder, append to a file, take a kernel lock) lives in `batch.storage.objectstore`.
 
 Credentials and the endpoint come the standard AWS way (botocore): AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE and the config files, AWS_DEFAULT_REGION,

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 
-from batch import outputs
+from batch.io import outputs
 
 log = logging.getLogger(__name__)
 

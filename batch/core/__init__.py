@@ -1,0 +1,1 @@
+"""Pure rules, statistics, column types and errors: no files, settings or clocks."""

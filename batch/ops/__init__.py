@@ -1,0 +1,1 @@
+"""What operators and analysts read: reports, pages, metrics, lineage, run history."""

@@ -1,0 +1,1 @@
+"""The nightly scheduler (APScheduler 3.x)."""

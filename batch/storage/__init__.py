@@ -1,0 +1,1 @@
+"""Locations and the stores behind them: local disk and object storage."""
