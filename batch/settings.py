@@ -1,16 +1,18 @@
 """All settings in one place: flags > BATCH_* environment > .env file > defaults (pydantic-settings)."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, PlainValidator, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from batch.storage import fs
 from batch.core.errors import ConfigError
+from batch.storage import fs
 
 ENV_PREFIX = "BATCH_"
 # A folder setting: a local path (pathlib.Path) or an s3://bucket/prefix URL (batch.storage.fs.ObjectPath).
@@ -29,12 +31,16 @@ class Settings(BaseSettings):
     )
 
     # -- shared ------------------------------------------------------------------------------
-    models_dir: Location = Field(Path("models"), description="model registry directory "
-                                 "(a local path or s3://bucket/prefix)")
+    models_dir: Location = Field(
+        Path("models"), description="model registry directory (a local path or s3://bucket/prefix)"
+    )
     registry_lock_timeout: float = Field(
-        60.0, ge=0, allow_inf_nan=False,
+        60.0,
+        ge=0,
+        allow_inf_nan=False,
         description="seconds a command waits for another one holding the model registry's lock "
-        "before it gives up (exit 6)")
+        "before it gives up (exit 6)",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="log verbosity on stderr"
     )
@@ -48,21 +54,29 @@ class Settings(BaseSettings):
         "boston", description="training data: 'boston' (Keras's copy) or a CSV/Parquet path"
     )
     target_column: str = Field(
-        "medv", description="true-price column (any case): in --data files, and in scored inputs "
-        "for the report's MSE/MAE")
+        "medv",
+        description="true-price column (any case): in --data files, and in scored inputs "
+        "for the report's MSE/MAE",
+    )
     epochs: int = Field(101, ge=1, description="training epochs")
     # Keras hands the batch size to TensorFlow as a 64-bit integer.
     batch_size: int = Field(16, ge=1, le=2**63 - 1, description="training mini-batch size")
-    learning_rate: float = Field(0.005, gt=0, allow_inf_nan=False,
-                                 description="optimizer learning rate")
+    learning_rate: float = Field(
+        0.005, gt=0, allow_inf_nan=False, description="optimizer learning rate"
+    )
     optimizer: Literal["rmsprop", "adam", "sgd"] = Field(
-        "rmsprop", description="optimizer: rmsprop, adam or sgd")
+        "rmsprop", description="optimizer: rmsprop, adam or sgd"
+    )
     validation_split: float = Field(
         0.3, ge=0, lt=1, description="share of the training rows held out for val_loss"
     )
     # NumPy's seed (which Keras sets) is a 32-bit unsigned integer.
-    seed: int = Field(42, ge=0, le=2**32 - 1,
-                      description="random seed, 0 to 4294967295 (same data + seed = same weights)")
+    seed: int = Field(
+        42,
+        ge=0,
+        le=2**32 - 1,
+        description="random seed, 0 to 4294967295 (same data + seed = same weights)",
+    )
     promote_tolerance: float = Field(
         0.0,
         ge=0,
@@ -71,7 +85,9 @@ class Settings(BaseSettings):
         "both on the new version's test rows",
     )
     interval_level: float = Field(
-        0.9, gt=0, lt=1,
+        0.9,
+        gt=0,
+        lt=1,
         description="price band: share of true prices the calibrated band should contain",
     )
     log_every_epochs: int = Field(
@@ -79,8 +95,10 @@ class Settings(BaseSettings):
     )
 
     # -- scoring -----------------------------------------------------------------------------
-    output_dir: Location = Field(Path("output"), description="where runs/, failed/ and LATEST "
-                                 "go (a local path or s3://bucket/prefix)")
+    output_dir: Location = Field(
+        Path("output"),
+        description="where runs/, failed/ and LATEST go (a local path or s3://bucket/prefix)",
+    )
     input: Annotated[list[str], NoDecode] = Field(
         ["sample_inputs"],
         description="input file, directory or glob (flag repeatable; env: comma-separated)",
@@ -89,43 +107,62 @@ class Settings(BaseSettings):
         "production", description="model to score with: production, latest or vN"
     )
     max_reject_fraction: float = Field(
-        0.1, ge=0, le=1, allow_inf_nan=False, description="fail the run (exit 5) when more rows than this are rejected"
+        0.1,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="fail the run (exit 5) when more rows than this are rejected",
     )
     new_only: bool = Field(
         False, description="skip input files whose content a successful run already scored"
     )
     on_drift: Literal["warn", "fail"] = Field(
-        "warn", description="a run whose input differs markedly from the training data: warn "
-        "(publish with warnings) or fail (exit 8, nothing published)")
-    domain_min: float = Field(0.0, allow_inf_nan=False,
-                              description="plausible rooms: value must be > this (finite)")
-    domain_max: float = Field(20.0, allow_inf_nan=False,
-                              description="plausible rooms: value must be <= this (finite)")
+        "warn",
+        description="a run whose input differs markedly from the training data: warn "
+        "(publish with warnings) or fail (exit 8, nothing published)",
+    )
+    domain_min: float = Field(
+        0.0, allow_inf_nan=False, description="plausible rooms: value must be > this (finite)"
+    )
+    domain_max: float = Field(
+        20.0, allow_inf_nan=False, description="plausible rooms: value must be <= this (finite)"
+    )
     chunk_rows: int = Field(
         262_144, ge=1, description="rows read, validated, scored and written per batch"
     )
     progress_seconds: float = Field(
-        5.0, gt=0, allow_inf_nan=False, description="seconds between progress log lines when not on a terminal"
+        5.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="seconds between progress log lines when not on a terminal",
     )
     engine: Literal["local", "dask"] = Field(
-        "local", description="scoring engine: local (one process) or dask (a Dask cluster)")
+        "local", description="scoring engine: local (one process) or dask (a Dask cluster)"
+    )
     dask_address: str | None = Field(
-        None, description="Dask scheduler to connect to (e.g. tcp://scheduler:8786); none: local cluster"
+        None,
+        description="Dask scheduler to connect to (e.g. tcp://scheduler:8786); none: local cluster",
     )
     dask_workers: int | None = Field(
         None, ge=1, description="worker processes of the local Dask cluster; default: CPU cores"
     )
     metrics_dir: Location = Field(
-        None, description="Prometheus textfile metrics folder (batch_score.prom); "
-        "default: <output-dir>/metrics")
+        None,
+        description="Prometheus textfile metrics folder (batch_score.prom); "
+        "default: <output-dir>/metrics",
+    )
 
     # -- lineage (scoring and training) ------------------------------------------------------
     openlineage_url: str | None = Field(
-        None, description="OpenLineage HTTP endpoint (e.g. http://marquez:5000) for run events; "
-        "unset: no events")
+        None,
+        description="OpenLineage HTTP endpoint (e.g. http://marquez:5000) for run events; "
+        "unset: no events",
+    )
     openlineage_file: Path | None = Field(
-        None, description="file that OpenLineage run events are appended to, one JSON per line; "
-        "unset: no file")
+        None,
+        description="file that OpenLineage run events are appended to, one JSON per line; "
+        "unset: no file",
+    )
 
     # -- scheduling --------------------------------------------------------------------------
     schedule: str = Field(
@@ -136,14 +173,24 @@ class Settings(BaseSettings):
         3600, ge=1, description="a fire late by up to this much still runs"
     )
     heartbeat_seconds: float = Field(
-        60.0, gt=0, allow_inf_nan=False, description="how often the scheduler rewrites its heartbeat file"
+        60.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="how often the scheduler rewrites its heartbeat file",
     )
     retention: int | None = Field(
-        None, ge=1, description="after each scheduled run keep only the N newest runs "
-        "(runs/ and failed/; never LATEST); unset: keep all")
+        None,
+        ge=1,
+        description="after each scheduled run keep only the N newest runs "
+        "(runs/ and failed/; never LATEST); unset: keep all",
+    )
     retention_days: float | None = Field(
-        None, gt=0, allow_inf_nan=False, description="after each scheduled run remove runs older than this many "
-        "days (never LATEST); unset: keep all")
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="after each scheduled run remove runs older than this many "
+        "days (never LATEST); unset: keep all",
+    )
 
     @field_validator("input", mode="before")
     @classmethod
@@ -162,8 +209,16 @@ class Settings(BaseSettings):
             raise ValueError("at least one input path is needed")
         return value
 
-    @field_validator("feature_column", "dask_address", "metrics_dir", "openlineage_url",
-                     "openlineage_file", "retention", "retention_days", mode="before")
+    @field_validator(
+        "feature_column",
+        "dask_address",
+        "metrics_dir",
+        "openlineage_url",
+        "openlineage_file",
+        "retention",
+        "retention_days",
+        mode="before",
+    )
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
@@ -188,11 +243,13 @@ class Settings(BaseSettings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as UTC or Europe/Berlin)")
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as UTC or Europe/Berlin)"
+            )
         return value
 
     @model_validator(mode="after")
-    def _domain_is_an_interval(self) -> "Settings":
+    def _domain_is_an_interval(self) -> Settings:
         if not self.domain_min < self.domain_max:
             raise ValueError(
                 f"domain_min ({self.domain_min}) must be below domain_max ({self.domain_max})"
@@ -200,29 +257,61 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def metrics_folder(self) -> "fs.Location":
+    def metrics_folder(self) -> fs.Location:
         """Where the textfile metrics go: --metrics-dir, else <output-dir>/metrics."""
         return self.metrics_dir if self.metrics_dir is not None else self.output_dir / "metrics"
 
 
 # The settings of a scoring run, in the order its flags are listed (jobs.score, and what the
 # scheduler passes on to each run).
-SCORE_FIELDS = ["models_dir", "output_dir", "input", "model_version", "feature_column",
-                "target_column", "max_reject_fraction", "on_drift", "new_only", "domain_min",
-                "domain_max", "chunk_rows", "progress_seconds", "engine", "dask_address",
-                "dask_workers", "metrics_dir", "openlineage_url", "openlineage_file", "log_level"]
+SCORE_FIELDS = [
+    "models_dir",
+    "output_dir",
+    "input",
+    "model_version",
+    "feature_column",
+    "target_column",
+    "max_reject_fraction",
+    "on_drift",
+    "new_only",
+    "domain_min",
+    "domain_max",
+    "chunk_rows",
+    "progress_seconds",
+    "engine",
+    "dask_address",
+    "dask_workers",
+    "metrics_dir",
+    "openlineage_url",
+    "openlineage_file",
+    "log_level",
+]
 # What the scheduler adds: its own timing and the retention it applies after each run.
-SCHEDULE_FIELDS = ["schedule", "timezone", "misfire_grace_seconds", "heartbeat_seconds",
-                   "retention", "retention_days"]
+SCHEDULE_FIELDS = [
+    "schedule",
+    "timezone",
+    "misfire_grace_seconds",
+    "heartbeat_seconds",
+    "retention",
+    "retention_days",
+]
 
 
 # BATCH_* names that docker compose reads (docker-compose.yml, .env.example) and the jobs do not:
 # they are not settings, and not typos either.
-COMPOSE_ONLY = frozenset({
-    "BATCH_UID", "BATCH_GID", "BATCH_HOST_MODELS_DIR", "BATCH_HOST_OUTPUT_DIR",
-    "BATCH_HOST_INPUT_DIR", "BATCH_KERAS_CACHE", "BATCH_IMAGE", "BATCH_HEALTHCHECK_INTERVAL",
-    "BATCH_S3_PORT",
-})
+COMPOSE_ONLY = frozenset(
+    {
+        "BATCH_UID",
+        "BATCH_GID",
+        "BATCH_HOST_MODELS_DIR",
+        "BATCH_HOST_OUTPUT_DIR",
+        "BATCH_HOST_INPUT_DIR",
+        "BATCH_KERAS_CACHE",
+        "BATCH_IMAGE",
+        "BATCH_HEALTHCHECK_INTERVAL",
+        "BATCH_S3_PORT",
+    }
+)
 
 
 def unknown_names(names: Iterable[str]) -> list[tuple[str, str | None]]:

@@ -24,6 +24,7 @@ environment), baselines.py (the (b) and (c) children), s3.py (the local S3 endpo
 scorer's summary and phases, output facts), report.py (summary, targets, Markdown).
 See benchmarks/README.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,13 +45,20 @@ if __package__ in (None, ""):
         del sys.path[0]
     sys.path.insert(0, str(_HERE.parent))
 
-from benchmarks import baselines, generate  # noqa: E402
-from benchmarks.s3 import BUCKET, LocalS3, unavailable  # noqa: E402
-from benchmarks.common import CASES, DATA, REPO, RESULTS, human, say  # noqa: E402
-from benchmarks.measure import (error_line, loadavg, machine, measure, output_facts,  # noqa: E402
-                                parse_summary, scorer_phases, warm)
-from benchmarks.report import (consistency, markdown, small_summary, summarise,  # noqa: E402
-                               write_atomic)
+from benchmarks import baselines, generate
+from benchmarks.common import CASES, DATA, REPO, RESULTS, human, say
+from benchmarks.measure import (
+    error_line,
+    loadavg,
+    machine,
+    measure,
+    output_facts,
+    parse_summary,
+    scorer_phases,
+    warm,
+)
+from benchmarks.report import consistency, markdown, small_summary, summarise, write_atomic
+from benchmarks.s3 import BUCKET, LocalS3, unavailable
 
 DEFAULT_ROWS = [10_000_000, 40_000_000]
 DEFAULT_CSV_ROWS = [10_000_000]
@@ -61,21 +69,28 @@ QUICK_ROWS = 200_000
 
 # -- the cases -------------------------------------------------------------------------------------
 
+
 class Bench:
     """Runs the cases one after another and collects one record per run in `results`."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.env = generate.child_env(args.boston_npz)
-        self.models_dir, self.version = generate.ensure_model(args.models_dir, args.python,
-                                                              self.env)
+        self.models_dir, self.version = generate.ensure_model(
+            args.models_dir, args.python, self.env
+        )
         self.runs = DATA / "runs"
         self.logs = DATA / "logs"
         self.results: list[dict[str, Any]] = []
         self.dask_state, self.dask_note = self._dask_support()
         self.dask_failed: dict[str, str] = {}  # format -> why (d) stopped for that format
-        self.s3_note = ("(e) not run: --s3 off" if args.s3 == "off"
-                        else unavailable(args.python, self.env) if "e" in args.cases else None)
+        self.s3_note = (
+            "(e) not run: --s3 off"
+            if args.s3 == "off"
+            else unavailable(args.python, self.env)
+            if "e" in args.cases
+            else None
+        )
         self.s3: LocalS3 | None = None  # started before the first (e) case
 
     def close(self) -> None:
@@ -88,14 +103,21 @@ class Bench:
         if self.args.dask == "off":
             return "off", "(d) not run: --dask off"
         try:
-            text = subprocess.run([self.args.python, "-m", "jobs.score", "--help"], cwd=REPO,
-                                  env=self.env, capture_output=True, text=True,
-                                  timeout=120).stdout
+            text = subprocess.run(
+                [self.args.python, "-m", "jobs.score", "--help"],
+                cwd=REPO,
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            ).stdout
         except (OSError, subprocess.SubprocessError) as exc:
             return "skip", f"(d) skipped: `python -m jobs.score --help` failed ({exc})"
         if "--engine" not in text or "--dask-workers" not in text or "dask" not in text.lower():
-            return "skip", ("(d) skipped: `python -m jobs.score --help` lists no `--engine` "
-                            "dask / `--dask-workers` support yet")
+            return "skip", (
+                "(d) skipped: `python -m jobs.score --help` lists no `--engine` "
+                "dask / `--dask-workers` support yet"
+            )
         return "try", ""
 
     def _case_dir(self, tag: str) -> Path:
@@ -103,8 +125,7 @@ class Bench:
         shutil.rmtree(path, ignore_errors=True)
         return path
 
-    def _finish(self, rec: dict[str, Any], out: Path, folder: Path | None = None
-                ) -> dict[str, Any]:
+    def _finish(self, rec: dict[str, Any], out: Path, folder: Path | None = None) -> dict[str, Any]:
         """Check and describe the outputs, delete them, log one progress line."""
         if rec.get("ok"):
             rec["output"] = output_facts(folder or out)
@@ -112,19 +133,36 @@ class Bench:
             shutil.rmtree(out, ignore_errors=True)
         rec["rows_per_s"] = rec["rows"] / rec["wall_s"] if rec.get("ok") and rec["wall_s"] else None
         self.results.append(rec)
-        status = "ok" if rec.get("ok") else "FAILED" + (
-            f" ({rec.get('error', '')})" if rec["case"] != "d" else "")
-        say(f"  ({rec['case']}) {CASES[rec['case']]:<9} {rec['wall_s']:8.1f}s  peak RSS "
-            f"{rec['peak_rss_mb']:7.0f} MB  {status}")
+        status = (
+            "ok"
+            if rec.get("ok")
+            else "FAILED" + (f" ({rec.get('error', '')})" if rec["case"] != "d" else "")
+        )
+        say(
+            f"  ({rec['case']}) {CASES[rec['case']]:<9} {rec['wall_s']:8.1f}s  peak RSS "
+            f"{rec['peak_rss_mb']:7.0f} MB  {status}"
+        )
         return rec
 
     def scorer(self, case: str, src: Path, fmt: str, rows: int, rep: int) -> dict[str, Any]:
         """Case (a), or (d) with the Dask engine: `python -m jobs.score` on one input."""
         tag = f"{case}-{fmt}-{rows}-{rep}"
         out = self._case_dir(tag)
-        cmd = [self.args.python, "-m", "jobs.score", "--input", str(src), "--output-dir",
-               str(out), "--models-dir", str(self.models_dir), "--model-version", self.version,
-               "--log-level", "INFO"]
+        cmd = [
+            self.args.python,
+            "-m",
+            "jobs.score",
+            "--input",
+            str(src),
+            "--output-dir",
+            str(out),
+            "--models-dir",
+            str(self.models_dir),
+            "--model-version",
+            self.version,
+            "--log-level",
+            "INFO",
+        ]
         if case == "d":
             cmd += ["--engine", "dask", "--dask-workers", str(self.args.dask_workers)]
         warm(src)
@@ -133,13 +171,18 @@ class Bench:
         rec["peak_rss_mb"] = max(m["maxrss_mb"], m["tree_peak_rss_mb"])
         summary = parse_summary(m["stdout_tail"])
         rec["summary"] = summary
-        rec["ok"] = (m["exit_code"] == 0 and summary.get("status") == "succeeded"
-                     and summary.get("rows_scored") == rows)
+        rec["ok"] = (
+            m["exit_code"] == 0
+            and summary.get("status") == "succeeded"
+            and summary.get("rows_scored") == rows
+        )
         if not rec["ok"]:
             rec["error"] = error_line(m)
             if m["exit_code"] == 0:
-                rec["error"] += (f" (summary status {summary.get('status')}, rows_scored "
-                                 f"{summary.get('rows_scored')}, expected {rows})")
+                rec["error"] += (
+                    f" (summary status {summary.get('status')}, rows_scored "
+                    f"{summary.get('rows_scored')}, expected {rows})"
+                )
         run_dir = Path(summary["run_dir"]) if summary.get("run_dir") else out
         if rec["ok"]:
             # before _finish, which deletes the run folder with its report.json
@@ -158,9 +201,21 @@ class Bench:
         tag = f"e-{fmt}-{rows}-{rep}"
         out = self._case_dir(tag)
         url = self.s3.input_url(src)
-        cmd = [self.args.python, "-m", "jobs.score", "--input", url, "--output-dir",
-               f"s3://{BUCKET}/runs/{tag}", "--models-dir", str(self.models_dir),
-               "--model-version", self.version, "--log-level", "INFO"]
+        cmd = [
+            self.args.python,
+            "-m",
+            "jobs.score",
+            "--input",
+            url,
+            "--output-dir",
+            f"s3://{BUCKET}/runs/{tag}",
+            "--models-dir",
+            str(self.models_dir),
+            "--model-version",
+            self.version,
+            "--log-level",
+            "INFO",
+        ]
         m = measure(cmd, self.s3.env(self.env), self.logs / tag)
         rec = {"case": "e", "format": fmt, "rows": rows, "rep": rep, **m}
         rec["peak_rss_mb"] = max(m["maxrss_mb"], m["tree_peak_rss_mb"])
@@ -168,15 +223,21 @@ class Bench:
         rec["summary"] = summary
         run_id = summary.get("run_id")
         published = f"runs/{tag}/runs/{run_id}/"
-        rec["ok"] = (m["exit_code"] == 0 and summary.get("status") == "succeeded"
-                     and summary.get("rows_scored") == rows and bool(run_id)
-                     and f"{published}_SUCCESS" in self.s3.keys(published))
+        rec["ok"] = (
+            m["exit_code"] == 0
+            and summary.get("status") == "succeeded"
+            and summary.get("rows_scored") == rows
+            and bool(run_id)
+            and f"{published}_SUCCESS" in self.s3.keys(published)
+        )
         if not rec["ok"]:
             rec["error"] = error_line(m)
             if m["exit_code"] == 0:
-                rec["error"] += (f" (summary status {summary.get('status')}, rows_scored "
-                                 f"{summary.get('rows_scored')}, expected {rows}, or no "
-                                 "_SUCCESS object)")
+                rec["error"] += (
+                    f" (summary status {summary.get('status')}, rows_scored "
+                    f"{summary.get('rows_scored')}, expected {rows}, or no "
+                    "_SUCCESS object)"
+                )
         run_dir = None
         if rec["ok"]:
             run_dir = self.s3.fetch(published, out / "run")
@@ -190,16 +251,34 @@ class Bench:
         out = self._case_dir(tag)
         timings = self.logs / f"{tag}.timings.json"
         timings.unlink(missing_ok=True)
-        cmd = [self.args.python, str(Path(__file__).resolve()),
-               "_floor" if case == "c" else "_naive", "--input", str(src), "--out", str(out),
-               "--timings", str(timings)]
+        cmd = [
+            self.args.python,
+            str(Path(__file__).resolve()),
+            "_floor" if case == "c" else "_naive",
+            "--input",
+            str(src),
+            "--out",
+            str(out),
+            "--timings",
+            str(timings),
+        ]
         if case == "b":
-            cmd += ["--model", str(self.models_dir / self.version / "model.keras"),
-                    "--version", self.version]
+            cmd += [
+                "--model",
+                str(self.models_dir / self.version / "model.keras"),
+                "--version",
+                self.version,
+            ]
         warm(src)
         m = measure(cmd, self.env, self.logs / tag)
-        rec = {"case": case, "format": fmt, "rows": rows, "rep": rep, **m,
-               "peak_rss_mb": max(m["maxrss_mb"], m["tree_peak_rss_mb"])}
+        rec = {
+            "case": case,
+            "format": fmt,
+            "rows": rows,
+            "rep": rep,
+            **m,
+            "peak_rss_mb": max(m["maxrss_mb"], m["tree_peak_rss_mb"]),
+        }
         try:
             rec["phases"] = json.loads(timings.read_text())
         except (OSError, ValueError):
@@ -222,22 +301,42 @@ class Bench:
         variants = [("local", "fold", self.models_dir), ("local", "keras", keras_models)]
         if self.dask_state == "try":
             variants += [("dask", "fold", self.models_dir), ("dask", "keras", keras_models)]
-        say(f"small run: sample_inputs/ ({rows} rows), variants "
-            + ", ".join(f"{e}/{p}" for e, p, _ in variants))
+        say(
+            f"small run: sample_inputs/ ({rows} rows), variants "
+            + ", ".join(f"{e}/{p}" for e, p, _ in variants)
+        )
         for rep in range(self.args.small_repeat):
             for engine, path, models in variants:
                 tag = f"s-{engine}-{path}-{rep}"
                 out = self._case_dir(tag)
-                cmd = [self.args.python, "-m", "jobs.score", "--input", str(src),
-                       "--output-dir", str(out), "--models-dir", str(models),
-                       "--model-version", self.version]
+                cmd = [
+                    self.args.python,
+                    "-m",
+                    "jobs.score",
+                    "--input",
+                    str(src),
+                    "--output-dir",
+                    str(out),
+                    "--models-dir",
+                    str(models),
+                    "--model-version",
+                    self.version,
+                ]
                 if engine == "dask":
                     cmd += ["--engine", "dask", "--dask-workers", str(self.args.dask_workers)]
                 m = measure(cmd, self.env, self.logs / tag)
                 summary = parse_summary(m["stdout_tail"])
-                rec = {"case": "s", "format": f"{engine}/{path}", "rows": rows, "rep": rep, **m,
-                       "peak_rss_mb": max(m["maxrss_mb"], m["tree_peak_rss_mb"]),
-                       "summary": summary, "engine": engine, "path": path}
+                rec = {
+                    "case": "s",
+                    "format": f"{engine}/{path}",
+                    "rows": rows,
+                    "rep": rep,
+                    **m,
+                    "peak_rss_mb": max(m["maxrss_mb"], m["tree_peak_rss_mb"]),
+                    "summary": summary,
+                    "engine": engine,
+                    "path": path,
+                }
                 rec["ok"] = m["exit_code"] == 0 and summary.get("status") == "succeeded"
                 if not rec["ok"]:
                     rec["error"] = error_line(m)
@@ -254,8 +353,10 @@ class Bench:
         plan = [(fmt, rows) for fmt in self.args.format for rows in self.sizes(fmt)]
         if not plan:
             return
-        say(f"model {self.version} in {self.models_dir}; cases: "
-            + ", ".join(f"{fmt} {human(r)}" for fmt, r in plan))
+        say(
+            f"model {self.version} in {self.models_dir}; cases: "
+            + ", ".join(f"{fmt} {human(r)}" for fmt, r in plan)
+        )
         for fmt, rows in plan:
             src = generate.ensure_input(rows, fmt)
             say(f"{fmt} {rows:,} rows ({src.stat().st_size / 1e6:,.0f} MB input)")
@@ -264,16 +365,23 @@ class Bench:
                     self.helper("c", src, fmt, rows, rep)
                 if "a" in self.args.cases:
                     self.scorer("a", src, fmt, rows, rep)
-                if "d" in self.args.cases and self.dask_state == "try" \
-                        and fmt not in self.dask_failed:
+                if (
+                    "d" in self.args.cases
+                    and self.dask_state == "try"
+                    and fmt not in self.dask_failed
+                ):
                     rec = self.scorer("d", src, fmt, rows, rep)
                     if not rec["ok"]:  # larger sizes of this format would fail the same way
                         self.dask_failed[fmt] = (
                             f"(d) skipped for {fmt} from {human(rows)} rows on: the Dask run "
-                            f"failed ({rec['error']}); log: {rec['log']}")
+                            f"failed ({rec['error']}); log: {rec['log']}"
+                        )
                         say(self.dask_failed[fmt])
-                if "e" in self.args.cases and self.s3_note is None \
-                        and rows <= self.args.s3_max_rows:
+                if (
+                    "e" in self.args.cases
+                    and self.s3_note is None
+                    and rows <= self.args.s3_max_rows
+                ):
                     self.s3_scorer(src, fmt, rows, rep)
         if "b" in self.args.cases:
             for fmt in self.args.format:
@@ -293,52 +401,113 @@ class Bench:
 
 # -- command line ----------------------------------------------------------------------------------
 
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line, with --quick and the defaults resolved into concrete sizes."""
     p = argparse.ArgumentParser(
         prog="python benchmarks/bench.py",
         description="Benchmark the streaming scorer (a) against the naive pandas/Keras baseline "
-                    "(b), the pyarrow I/O floor (c) and, when available, the Dask engine (d).")
-    p.add_argument("--rows", type=int, nargs="+", metavar="N",
-                   help=f"Parquet input sizes (default: {' '.join(map(str, DEFAULT_ROWS))}); "
-                        "also the CSV sizes unless --csv-rows is given")
-    p.add_argument("--csv-rows", type=int, nargs="+", metavar="N",
-                   help="CSV input sizes (default: 10000000, or --rows when that is given)")
-    p.add_argument("--format", nargs="+", choices=["parquet", "csv"], default=["parquet", "csv"],
-                   help="input formats (default: parquet csv)")
-    p.add_argument("--naive-rows", type=int, default=None, metavar="N",
-                   help=f"rows the naive baseline (b) is measured on, then extrapolated "
-                        f"(default {DEFAULT_NAIVE_ROWS}; never more than the largest size)")
-    p.add_argument("--cases", default="sabcde",
-                   help="which cases to run, e.g. 'ac' (default sabcde: s is the small run over "
-                        "sample_inputs/; d and e only when available)")
-    p.add_argument("--small-repeat", type=int, default=3,
-                   help="runs of each small-run variant; the table shows the median (default 3)")
-    p.add_argument("--dask", choices=["auto", "off"], default="auto",
-                   help="auto: run (d) when `jobs.score --help` offers --engine dask (default)")
+        "(b), the pyarrow I/O floor (c) and, when available, the Dask engine (d).",
+    )
+    p.add_argument(
+        "--rows",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help=f"Parquet input sizes (default: {' '.join(map(str, DEFAULT_ROWS))}); "
+        "also the CSV sizes unless --csv-rows is given",
+    )
+    p.add_argument(
+        "--csv-rows",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="CSV input sizes (default: 10000000, or --rows when that is given)",
+    )
+    p.add_argument(
+        "--format",
+        nargs="+",
+        choices=["parquet", "csv"],
+        default=["parquet", "csv"],
+        help="input formats (default: parquet csv)",
+    )
+    p.add_argument(
+        "--naive-rows",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"rows the naive baseline (b) is measured on, then extrapolated "
+        f"(default {DEFAULT_NAIVE_ROWS}; never more than the largest size)",
+    )
+    p.add_argument(
+        "--cases",
+        default="sabcde",
+        help="which cases to run, e.g. 'ac' (default sabcde: s is the small run over "
+        "sample_inputs/; d and e only when available)",
+    )
+    p.add_argument(
+        "--small-repeat",
+        type=int,
+        default=3,
+        help="runs of each small-run variant; the table shows the median (default 3)",
+    )
+    p.add_argument(
+        "--dask",
+        choices=["auto", "off"],
+        default="auto",
+        help="auto: run (d) when `jobs.score --help` offers --engine dask (default)",
+    )
     p.add_argument("--dask-workers", type=int, default=2, help="workers for (d) (default 2)")
-    p.add_argument("--s3", choices=["auto", "off"], default="auto",
-                   help="auto: run (e) against a local moto S3 endpoint when moto[server] is "
-                        "installed (default)")
-    p.add_argument("--s3-max-rows", type=int, default=DEFAULT_S3_MAX_ROWS, metavar="N",
-                   help=f"run (e) on the sizes up to N rows (default {DEFAULT_S3_MAX_ROWS}: the "
-                        "endpoint holds the input and the outputs)")
-    p.add_argument("--repeat", type=int, default=1,
-                   help="runs per case and size; the table shows the median time (default 1)")
-    p.add_argument("--quick", action="store_true",
-                   help=f"smoke run: {QUICK_ROWS:,} rows of each format, naive measured directly")
-    p.add_argument("--out", default=str(RESULTS),
-                   help="results folder (default benchmarks/results)")
-    p.add_argument("--models-dir", default=None,
-                   help="registry with a production model (default: one trained into "
-                        "benchmarks/data/models)")
-    p.add_argument("--boston-npz", default=None,
-                   help="boston_housing.npz for training the model offline (default: "
-                        "$KERAS_HOME, ../shared/data, ~/.keras)")
-    p.add_argument("--python", default=sys.executable,
-                   help="interpreter that runs the cases (default: this one)")
-    p.add_argument("--keep-outputs", action="store_true",
-                   help="keep every case's output files in benchmarks/data/runs/")
+    p.add_argument(
+        "--s3",
+        choices=["auto", "off"],
+        default="auto",
+        help="auto: run (e) against a local moto S3 endpoint when moto[server] is "
+        "installed (default)",
+    )
+    p.add_argument(
+        "--s3-max-rows",
+        type=int,
+        default=DEFAULT_S3_MAX_ROWS,
+        metavar="N",
+        help=f"run (e) on the sizes up to N rows (default {DEFAULT_S3_MAX_ROWS}: the "
+        "endpoint holds the input and the outputs)",
+    )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs per case and size; the table shows the median time (default 1)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke run: {QUICK_ROWS:,} rows of each format, naive measured directly",
+    )
+    p.add_argument(
+        "--out", default=str(RESULTS), help="results folder (default benchmarks/results)"
+    )
+    p.add_argument(
+        "--models-dir",
+        default=None,
+        help="registry with a production model (default: one trained into benchmarks/data/models)",
+    )
+    p.add_argument(
+        "--boston-npz",
+        default=None,
+        help="boston_housing.npz for training the model offline (default: "
+        "$KERAS_HOME, ../shared/data, ~/.keras)",
+    )
+    p.add_argument(
+        "--python",
+        default=sys.executable,
+        help="interpreter that runs the cases (default: this one)",
+    )
+    p.add_argument(
+        "--keep-outputs",
+        action="store_true",
+        help="keep every case's output files in benchmarks/data/runs/",
+    )
     a = p.parse_args(argv)
     if a.quick:
         a.rows = a.rows or [QUICK_ROWS]
@@ -363,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in baselines.CHILDREN:
         return baselines.CHILDREN[argv[0]](argv[1:])
     args = parse_args(argv)
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     before = loadavg()
     bench = Bench(args)
     try:
@@ -376,21 +545,24 @@ def main(argv: list[str] | None = None) -> int:
     summary["small"] = small_summary(bench.results)
     report = {
         "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": "python benchmarks/bench.py " + " ".join(argv),
         "args": {k: v for k, v in vars(args).items()},
-        "machine": machine(), "loadavg_before": before, "loadavg_after": loadavg(),
+        "machine": machine(),
+        "loadavg_before": before,
+        "loadavg_after": loadavg(),
         "model": {"models_dir": str(bench.models_dir), "version": bench.version},
         "dask_notes": ([bench.dask_note] if bench.dask_state != "try" else [])
-                      + list(bench.dask_failed.values())
-                      + ([bench.s3_note] if bench.s3_note and "e" in args.cases else []),
-        "runs": bench.results, "summary": summary, "checks": consistency(bench.results),
+        + list(bench.dask_failed.values())
+        + ([bench.s3_note] if bench.s3_note and "e" in args.cases else []),
+        "runs": bench.results,
+        "summary": summary,
+        "checks": consistency(bench.results),
     }
     text = markdown(report)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    sizes = "_".join(f"{fmt}-{'-'.join(human(n) for n in bench.sizes(fmt))}"
-                     for fmt in args.format)
+    sizes = "_".join(f"{fmt}-{'-'.join(human(n) for n in bench.sizes(fmt))}" for fmt in args.format)
     stem = started.strftime("%Y%m%dT%H%M%SZ") + "_" + sizes
     write_atomic(out / f"{stem}.md", text)
     write_atomic(out / f"{stem}.json", json.dumps(report, indent=2, default=str) + "\n")

@@ -1,4 +1,5 @@
 """What every part of the benchmark shares: its folders, the input schema, the cases, progress output."""
+
 from __future__ import annotations
 
 import sys
@@ -10,14 +11,26 @@ REPO = HERE.parent
 DATA = HERE / "data"  # gitignored: generated inputs, the benchmark model, run outputs, logs
 RESULTS = HERE / "results"
 
-BOSTON = ["crim", "zn", "indus", "chas", "nox", "rm", "age", "dis", "rad", "tax", "ptratio", "b",
-          "lstat"]
+BOSTON = [
+    "crim",
+    "zn",
+    "indus",
+    "chas",
+    "nox",
+    "rm",
+    "age",
+    "dis",
+    "rad",
+    "tax",
+    "ptratio",
+    "b",
+    "lstat",
+]
 SCORER_CHUNK = 262_144  # the scorer's default chunk_rows: the floor streams in the same batches
 CSV_BLOCK = 1 << 20  # the scorer's CSV block size (batch.storage.CSV_BLOCK_BYTES)
 PREDICTION = "predicted_median_price_k"
 REJECT_COLUMNS = ["source_file", "source_row", "raw_value", "reason"]
-CASES = {"a": "scorer", "b": "naive", "c": "I/O floor", "d": "dask", "e": "s3",
-         "s": "small run"}
+CASES = {"a": "scorer", "b": "naive", "c": "I/O floor", "d": "dask", "e": "s3", "s": "small run"}
 
 
 def say(msg: str) -> None:

@@ -1,4 +1,5 @@
 """What the cases run on: the generated Boston-schema inputs (cached), the model, the environment."""
+
 from __future__ import annotations
 
 import json
@@ -12,16 +13,39 @@ from typing import Any
 
 from benchmarks.common import BOSTON, DATA, REPO, say
 
-NAMES = ["Ashford", "Brookvale", "Cedar Hill", "Dunmore", "Elmstead", "Fairhaven", "Glenwood",
-         "Harbourside", "Ivybridge", "Juniper Flats", "Kingsmere", "Larchmont", "Millbrook",
-         "Northgate", "Oakridge", "Pinecrest", "Queensbury", "Riverbend", "Stonebridge",
-         "Thornbury",
-         "Upton", "Valewood", "Westcliff", "Yarrow", "Zephyr Park"]
+NAMES = [
+    "Ashford",
+    "Brookvale",
+    "Cedar Hill",
+    "Dunmore",
+    "Elmstead",
+    "Fairhaven",
+    "Glenwood",
+    "Harbourside",
+    "Ivybridge",
+    "Juniper Flats",
+    "Kingsmere",
+    "Larchmont",
+    "Millbrook",
+    "Northgate",
+    "Oakridge",
+    "Pinecrest",
+    "Queensbury",
+    "Riverbend",
+    "Stonebridge",
+    "Thornbury",
+    "Upton",
+    "Valewood",
+    "Westcliff",
+    "Yarrow",
+    "Zephyr Park",
+]
 GEN_CHUNK = 500_000  # rows generated per chunk (generation memory stays flat)
 GEN_SEED = 20261126
 
 
 # -- input generation (streamed, cached in benchmarks/data/inputs) --------------------------------
+
 
 def input_path(rows: int, fmt: str) -> Path:
     """Where the cached input of `rows` rows in `fmt` (parquet or csv) lives."""
@@ -38,10 +62,13 @@ def make_chunk(start: int, n: int) -> Any:
     rng = np.random.default_rng([GEN_SEED, start])
     idx = np.arange(start, start + n, dtype="int64")
     suburb_id = pc.binary_join_element_wise(
-        "S", pc.utf8_lpad(pc.cast(pa.array(idx + 1), pa.string()), 8, "0"), "")
+        "S", pc.utf8_lpad(pc.cast(pa.array(idx + 1), pa.string()), 8, "0"), ""
+    )
     suburb = pc.binary_join_element_wise(
         pa.array(NAMES).take(pa.array(idx % len(NAMES))),
-        pc.cast(pa.array(idx // len(NAMES) + 1), pa.string()), " ")
+        pc.cast(pa.array(idx // len(NAMES) + 1), pa.string()),
+        " ",
+    )
     cols = {
         "crim": np.round(rng.gamma(0.6, 5.0, n), 5),
         "zn": rng.choice([0.0, 0.0, 12.5, 20.0, 25.0, 80.0], n),
@@ -78,27 +105,35 @@ def ensure_input(rows: int, fmt: str) -> Path:
         for start in range(0, rows, GEN_CHUNK):
             table = make_chunk(start, min(GEN_CHUNK, rows - start))
             if writer is None:
-                writer = (pq.ParquetWriter(tmp, table.schema) if fmt == "parquet"
-                          else pacsv.CSVWriter(tmp, table.schema))
+                writer = (
+                    pq.ParquetWriter(tmp, table.schema)
+                    if fmt == "parquet"
+                    else pacsv.CSVWriter(tmp, table.schema)
+                )
             writer.write_table(table)
     finally:
         if writer is not None:
             writer.close()
     tmp.replace(path)
-    say(f"generated {path.name}: {path.stat().st_size / 1e6:,.0f} MB in "
-        f"{time.monotonic() - t0:.1f}s")
+    say(
+        f"generated {path.name}: {path.stat().st_size / 1e6:,.0f} MB in "
+        f"{time.monotonic() - t0:.1f}s"
+    )
     return path
 
 
 # -- the model the scorer and the baseline use -----------------------------------------------------
+
 
 def find_boston_npz(explicit: str | None) -> Path | None:
     """boston_housing.npz for training offline: the given file, $KERAS_HOME, ../shared, ~/.keras."""
     candidates = [Path(explicit)] if explicit else []
     if os.environ.get("KERAS_HOME"):
         candidates.append(Path(os.environ["KERAS_HOME"]) / "datasets" / "boston_housing.npz")
-    candidates += [REPO.parent / "shared" / "data" / "boston_housing.npz",
-                   Path.home() / ".keras" / "datasets" / "boston_housing.npz"]
+    candidates += [
+        REPO.parent / "shared" / "data" / "boston_housing.npz",
+        Path.home() / ".keras" / "datasets" / "boston_housing.npz",
+    ]
     return next((p for p in candidates if p.is_file()), None)
 
 
@@ -114,8 +149,7 @@ def production_version(models_dir: Path) -> str | None:
     return None
 
 
-def ensure_model(models_dir_arg: str | None, python: str, env: dict[str, str]
-                 ) -> tuple[Path, str]:
+def ensure_model(models_dir_arg: str | None, python: str, env: dict[str, str]) -> tuple[Path, str]:
     """A production model in --models-dir, else one trained (the tutorial's recipe) into benchmarks/data.
 
     The default recipe, not a shorter one: a few epochs at the default step fail the trainer's
@@ -126,8 +160,10 @@ def ensure_model(models_dir_arg: str | None, python: str, env: dict[str, str]
     if version:
         return models_dir, version
     if models_dir_arg:
-        sys.exit(f"bench: no production model in {models_dir}; train one with "
-                 f"python -m jobs.train --models-dir {models_dir}")
+        sys.exit(
+            f"bench: no production model in {models_dir}; train one with "
+            f"python -m jobs.train --models-dir {models_dir}"
+        )
     say(f"training a benchmark model into {models_dir.relative_to(REPO)}")
     cmd = [python, "-m", "jobs.train", "--models-dir", str(models_dir)]
     log = DATA / "logs" / "train.log"
@@ -176,8 +212,12 @@ def prediction_path(run_dir: Path) -> str:
 def child_env(boston_npz: str | None) -> dict[str, str]:
     """Every case's environment: no BATCH_* (flags say everything), TF quiet, offline Keras."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATCH_")}
-    env.update(TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0", KERAS_BACKEND="tensorflow",
-               PYTHONDONTWRITEBYTECODE="1")
+    env.update(
+        TF_CPP_MIN_LOG_LEVEL="3",
+        TF_ENABLE_ONEDNN_OPTS="0",
+        KERAS_BACKEND="tensorflow",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
     npz = find_boston_npz(boston_npz)
     if npz is not None:
         home = DATA / "keras_home"

@@ -1,4 +1,5 @@
 """Running one case: a child process timed and RSS-sampled, its summary, phases and outputs read."""
+
 from __future__ import annotations
 
 import json
@@ -69,8 +70,9 @@ def measure(cmd: list[str], env: dict[str, str], log_base: Path) -> dict[str, An
     with open(out_path, "w") as out, open(err_path, "w") as err:
         started_epoch = time.time()
         t0 = time.monotonic()
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=err,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=out, stderr=err, start_new_session=True
+        )
         sampler = TreeSampler(proc.pid)
         sampler.start()
         try:
@@ -86,13 +88,20 @@ def measure(cmd: list[str], env: dict[str, str], log_base: Path) -> dict[str, An
     maxrss = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
     stdout = out_path.read_text(errors="replace")
     stderr = err_path.read_text(errors="replace")
-    return {"cmd": cmd, "exit_code": proc.returncode, "wall_s": wall,
-            "started_epoch": started_epoch,
-            "maxrss_mb": maxrss / 1e6, "tree_peak_rss_mb": sampler.peak_bytes / 1e6,
-            "processes": sampler.max_procs,
-            "user_s": usage.ru_utime, "sys_s": usage.ru_stime,
-            "stdout_tail": stdout.strip().splitlines()[-1:] if stdout.strip() else [],
-            "stderr_tail": stderr.strip().splitlines()[-20:], "log": str(err_path)}
+    return {
+        "cmd": cmd,
+        "exit_code": proc.returncode,
+        "wall_s": wall,
+        "started_epoch": started_epoch,
+        "maxrss_mb": maxrss / 1e6,
+        "tree_peak_rss_mb": sampler.peak_bytes / 1e6,
+        "processes": sampler.max_procs,
+        "user_s": usage.ru_utime,
+        "sys_s": usage.ru_stime,
+        "stdout_tail": stdout.strip().splitlines()[-1:] if stdout.strip() else [],
+        "stderr_tail": stderr.strip().splitlines()[-20:],
+        "log": str(err_path),
+    }
 
 
 def error_line(m: dict[str, Any]) -> str:
@@ -124,8 +133,11 @@ def output_facts(folder: Path) -> dict[str, Any]:
     facts: dict[str, Any] = {}
     pq_path, csv_path = folder / "predictions.parquet", folder / "predictions.csv"
     # the Dask engine writes predictions.parquet as a folder of part files
-    parts = sorted(pq_path.glob("*.parquet")) if pq_path.is_dir() else (
-        [pq_path] if pq_path.is_file() else [])
+    parts = (
+        sorted(pq_path.glob("*.parquet"))
+        if pq_path.is_dir()
+        else ([pq_path] if pq_path.is_file() else [])
+    )
     if parts:
         rows, codecs, size = 0, set(), 0
         for part in parts:
@@ -134,8 +146,7 @@ def output_facts(folder: Path) -> dict[str, Any]:
             rows += meta.num_rows
             size += part.stat().st_size
             for g in range(meta.num_row_groups):
-                codecs |= {meta.row_group(g).column(i).compression
-                           for i in range(meta.num_columns)}
+                codecs |= {meta.row_group(g).column(i).compression for i in range(meta.num_columns)}
         facts["rows"] = rows
         facts["schema"] = [f"{f.name}:{f.type}" for f in pq.ParquetFile(parts[0]).schema_arrow]
         facts["parquet_compression"] = sorted(codecs)
@@ -162,9 +173,11 @@ def _durations(value: Any) -> dict[str, float]:
     """A phases_seconds mapping, kept in its order, without entries that are not durations."""
     if not isinstance(value, dict):
         return {}
-    return {str(name): float(s) for name, s in value.items()
-            if isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s)
-            and s >= 0}
+    return {
+        str(name): float(s)
+        for name, s in value.items()
+        if isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) and s >= 0
+    }
 
 
 def scorer_phases(run_dir: Path | None, summary: dict[str, Any]) -> dict[str, float]:
@@ -189,8 +202,11 @@ def scorer_phases(run_dir: Path | None, summary: dict[str, Any]) -> dict[str, fl
 
 def machine() -> dict[str, Any]:
     """The machine and library versions the results were measured with."""
-    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
-                            "cores": os.cpu_count()}
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cores": os.cpu_count(),
+    }
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -202,15 +218,28 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         info.setdefault("cpu", platform.processor())
-    for dist in ("pyarrow", "numpy", "pandas", "tensorflow", "tensorflow-cpu", "keras", "dask",
-                 "distributed"):
+    for dist in (
+        "pyarrow",
+        "numpy",
+        "pandas",
+        "tensorflow",
+        "tensorflow-cpu",
+        "keras",
+        "dask",
+        "distributed",
+    ):
         try:
             info[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             pass
     try:
-        info["git"] = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO,
-                                     capture_output=True, text=True, timeout=10).stdout.strip()
+        info["git"] = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         pass
     return info

@@ -1,4 +1,5 @@
 """Case (e): a local S3 endpoint (moto in server mode) the scorer reads its input from and writes to."""
+
 from __future__ import annotations
 
 import socket
@@ -21,11 +22,18 @@ def unavailable(python: str, env: dict[str, str]) -> str | None:
         import boto3  # noqa: F401  (uploads and downloads from the benchmark process)
     except ImportError:
         return "(e) skipped: boto3 is not installed here (it comes with the test extra's moto)"
-    probe = subprocess.run([python, "-c", "import moto.server, flask"], env=env,
-                           capture_output=True, text=True, timeout=120)
+    probe = subprocess.run(
+        [python, "-c", "import moto.server, flask"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if probe.returncode != 0:
-        return ("(e) skipped: moto[server] is not installed for the cases' interpreter (install "
-                "the development lock, whose test extra has it)")
+        return (
+            "(e) skipped: moto[server] is not installed for the cases' interpreter (install "
+            "the development lock, whose test extra has it)"
+        )
     return None
 
 
@@ -47,9 +55,13 @@ class LocalS3:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         log.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log, "w")
-        self.proc = subprocess.Popen([python, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                                      str(self.port)], env=env, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [python, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.uploaded: dict[Path, str] = {}
         try:
             self._wait()
@@ -68,21 +80,32 @@ class LocalS3:
                 return
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto server did not start (exit {self.proc.poll()}); "
-                                       f"see {self._log.name}")
+                    raise RuntimeError(
+                        f"moto server did not start (exit {self.proc.poll()}); see {self._log.name}"
+                    )
                 time.sleep(0.1)
 
     def _client(self) -> Any:
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name=REGION,
-                            aws_access_key_id=KEY, aws_secret_access_key=SECRET)
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=KEY,
+            aws_secret_access_key=SECRET,
+        )
 
     def env(self, base: dict[str, str]) -> dict[str, str]:
         """The cases' environment pointing the AWS libraries at this endpoint."""
-        return {**base, "AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": KEY,
-                "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_REGION": REGION,
-                "AWS_DEFAULT_REGION": REGION}
+        return {
+            **base,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET,
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+        }
 
     def input_url(self, src: Path) -> str:
         """s3:// URL of a local input, uploaded the first time it is asked for (not measured)."""
@@ -90,21 +113,22 @@ class LocalS3:
             key = f"inputs/{src.name}"
             t0 = time.monotonic()
             self.client.upload_file(str(src), BUCKET, key)
-            say(f"  uploaded {src.name} ({src.stat().st_size / 1e6:,.0f} MB) to s3://{BUCKET}/"
-                f"{key} in {time.monotonic() - t0:.1f}s")
+            say(
+                f"  uploaded {src.name} ({src.stat().st_size / 1e6:,.0f} MB) to s3://{BUCKET}/"
+                f"{key} in {time.monotonic() - t0:.1f}s"
+            )
             self.uploaded[src] = f"s3://{BUCKET}/{key}"
         return self.uploaded[src]
 
     def keys(self, prefix: str) -> list[str]:
         """Every key under `prefix` in the bucket."""
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET,
-                                                                      Prefix=prefix)
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
         return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
 
     def fetch(self, prefix: str, dest: Path) -> Path:
         """Download the objects under `prefix` into `dest` (same relative layout); `dest`."""
         for key in self.keys(prefix):
-            target = dest / key[len(prefix):].lstrip("/")
+            target = dest / key[len(prefix) :].lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
             self.client.download_file(BUCKET, key, str(target))
         return dest
@@ -113,8 +137,10 @@ class LocalS3:
         """Remove every object under `prefix` (a case's outputs, once checked)."""
         keys = self.keys(prefix)
         for start in range(0, len(keys), 1000):
-            self.client.delete_objects(Bucket=BUCKET, Delete={
-                "Objects": [{"Key": k} for k in keys[start:start + 1000]], "Quiet": True})
+            self.client.delete_objects(
+                Bucket=BUCKET,
+                Delete={"Objects": [{"Key": k} for k in keys[start : start + 1000]], "Quiet": True},
+            )
 
     def stop(self) -> None:
         """Stop the endpoint (its objects were in its memory and temporary files)."""

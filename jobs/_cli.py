@@ -1,16 +1,17 @@
 """What every job shares: settings flags, logging to stderr, the JSON summary line, exit codes."""
+
 from __future__ import annotations
 
 import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable, NoReturn
+from typing import Any, NoReturn
 
 from batch.core.errors import BatchError
-from batch.settings import (ENV_PREFIX, Settings, env_name, flag_name, load_settings,
-                            unknown_names)
+from batch.settings import ENV_PREFIX, Settings, env_name, flag_name, load_settings, unknown_names
 
 log = logging.getLogger("jobs")
 
@@ -35,14 +36,30 @@ def add_settings_flags(parser: argparse.ArgumentParser, fields: Iterable[str]) -
             default = ",".join(default)
         help_text = f"{info.description} [env {env_name(name)}, default {default}]"
         if name in BOOL_FIELDS:  # --new-only / --no-new-only (the latter beats BATCH_NEW_ONLY)
-            group.add_argument(flag_name(name), dest=name, action=argparse.BooleanOptionalAction,
-                               default=argparse.SUPPRESS, help=help_text)
+            group.add_argument(
+                flag_name(name),
+                dest=name,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=help_text,
+            )
         elif name in LIST_FIELDS:
-            group.add_argument(flag_name(name), dest=name, action="append", metavar="PATH",
-                               default=argparse.SUPPRESS, help=help_text)
+            group.add_argument(
+                flag_name(name),
+                dest=name,
+                action="append",
+                metavar="PATH",
+                default=argparse.SUPPRESS,
+                help=help_text,
+            )
         else:
-            group.add_argument(flag_name(name), dest=name, metavar=name.upper(),
-                               default=argparse.SUPPRESS, help=help_text)
+            group.add_argument(
+                flag_name(name),
+                dest=name,
+                metavar=name.upper(),
+                default=argparse.SUPPRESS,
+                help=help_text,
+            )
 
 
 class JobParser(argparse.ArgumentParser):
@@ -74,8 +91,11 @@ def warn_unknown_settings(prog: str, env_file: Path = Path(".env")) -> None:
             pass  # pydantic-settings reports an unreadable .env itself
     for name, meant in unknown_names(names):
         hint = f"; did you mean {meant}?" if meant else ""
-        print(f"{prog}: warning: {name} is not a setting and is ignored{hint}", file=sys.stderr,
-              flush=True)
+        print(
+            f"{prog}: warning: {name} is not a setting and is ignored{hint}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def settings_from_args(args: argparse.Namespace, fields: Iterable[str]) -> Settings:
@@ -85,17 +105,31 @@ def settings_from_args(args: argparse.Namespace, fields: Iterable[str]) -> Setti
 
 def setup_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
-                                           "%Y-%m-%dT%H:%M:%S"))
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+    )
     handler._batch_jobs = True  # replace only our own handler when called again (tests)
     root = logging.getLogger()
     root.handlers[:] = [h for h in root.handlers if not getattr(h, "_batch_jobs", False)]
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("tensorflow", "absl", "h5py", "matplotlib", "PIL", "apscheduler",
-                  "distributed", "bokeh", "tornado", "openlineage",
-                  # botocore's DEBUG lines carry request headers: never let them reach the log.
-                  "botocore", "aiobotocore", "s3fs", "fsspec"):
+    for noisy in (
+        "tensorflow",
+        "absl",
+        "h5py",
+        "matplotlib",
+        "PIL",
+        "apscheduler",
+        "distributed",
+        "bokeh",
+        "tornado",
+        "openlineage",
+        # botocore's DEBUG lines carry request headers: never let them reach the log.
+        "botocore",
+        "aiobotocore",
+        "s3fs",
+        "fsspec",
+    ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     # Its retry lines repeat what batch.ops.lineage says once when an endpoint is down.
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
@@ -113,8 +147,13 @@ def error_sentence(prog: str, message: str) -> None:
     print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
 
 
-def run(prog: str, fields: Iterable[str], args: argparse.Namespace,
-        job: Callable[[Settings], dict[str, Any]], summary_line: bool = True) -> int:
+def run(
+    prog: str,
+    fields: Iterable[str],
+    args: argparse.Namespace,
+    job: Callable[[Settings], dict[str, Any]],
+    summary_line: bool = True,
+) -> int:
     """Settings -> logging -> job -> exit code; prints the job's JSON summary as stdout's last line."""
     code = 1
     try:
@@ -126,8 +165,13 @@ def run(prog: str, fields: Iterable[str], args: argparse.Namespace,
         interrupts.finish(code)
 
 
-def _run(prog: str, fields: Iterable[str], args: argparse.Namespace,
-         job: Callable[[Settings], dict[str, Any]], summary_line: bool) -> int:
+def _run(
+    prog: str,
+    fields: Iterable[str],
+    args: argparse.Namespace,
+    job: Callable[[Settings], dict[str, Any]],
+    summary_line: bool,
+) -> int:
     try:
         warn_unknown_settings(prog)
         settings = settings_from_args(args, fields)

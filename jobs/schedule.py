@@ -1,4 +1,5 @@
 """python -m jobs.schedule: run the scorer (--new-only) on a cron schedule, with a heartbeat file."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,16 +18,20 @@ def parser() -> argparse.ArgumentParser:
     p = _cli.JobParser(
         prog="python -m jobs.schedule",
         description="Long-running scheduler: runs 'python -m jobs.score --new-only' on the cron "
-                    "schedule (APScheduler). At start it runs once right away when a scheduled run "
-                    "was missed (or none ever ran). SIGTERM/SIGINT: no new runs, the current one "
-                    "finishes, exit 0. Writes <output-dir>/heartbeat.json for health checks; a second "
-                    "scheduler on the same output directory exits 6 (output/.scheduler.lock). "
-                    "--health exits 0 healthy, 1 unhealthy (stale, missing, damaged or stopped).",
+        "schedule (APScheduler). At start it runs once right away when a scheduled run "
+        "was missed (or none ever ran). SIGTERM/SIGINT: no new runs, the current one "
+        "finishes, exit 0. Writes <output-dir>/heartbeat.json for health checks; a second "
+        "scheduler on the same output directory exits 6 (output/.scheduler.lock). "
+        "--health exits 0 healthy, 1 unhealthy (stale, missing, damaged or stopped).",
         epilog=exit_codes_help((0, 1, 2, 6, 7)) + " Each scoring run's own exit code is logged "
-               "with its meaning.")
+        "with its meaning.",
+    )
     p.add_argument("--run-now", action="store_true", help="also run once right at start")
-    p.add_argument("--health", action="store_true",
-                   help="check the heartbeat file and exit: 0 healthy, 1 stale or missing")
+    p.add_argument(
+        "--health",
+        action="store_true",
+        help="check the heartbeat file and exit: 0 healthy, 1 stale or missing",
+    )
     _cli.add_settings_flags(p, FIELDS)
     return p
 

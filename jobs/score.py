@@ -1,4 +1,5 @@
 """python -m jobs.score: score suburb records (CSV/Parquet) into predictions, rejects and a report."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,13 +14,15 @@ FIELDS = SCORE_FIELDS
 
 def parser() -> argparse.ArgumentParser:
     p = _cli.JobParser(
-        prog="python -m jobs.score", summary_line=True,
+        prog="python -m jobs.score",
+        summary_line=True,
         description="Score suburb records with a model version from the registry. Writes "
-                    "output/runs/<run_id>/ (predictions.parquet, predictions.csv, rejects.csv, "
-                    "report.json, report.html, loss.png, fit.png, _SUCCESS) atomically, then "
-                    "output/runs.jsonl, output/index.html and <metrics-dir>/batch_score.prom. "
-                    "The last line of stdout is a JSON summary.",
-        epilog=exit_codes_help())
+        "output/runs/<run_id>/ (predictions.parquet, predictions.csv, rejects.csv, "
+        "report.json, report.html, loss.png, fit.png, _SUCCESS) atomically, then "
+        "output/runs.jsonl, output/index.html and <metrics-dir>/batch_score.prom. "
+        "The last line of stdout is a JSON summary.",
+        epilog=exit_codes_help(),
+    )
     _cli.add_settings_flags(p, FIELDS)
     return p
 

@@ -1,4 +1,5 @@
 """python -m jobs.train: fit the single-neuron model, publish vN, promote it through the quality gate."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,25 +8,57 @@ import sys
 from batch.core.errors import exit_codes_help
 from jobs import _cli
 
-FIELDS = ["models_dir", "registry_lock_timeout", "data", "feature_column", "target_column", "epochs", "batch_size",
-          "learning_rate", "optimizer", "validation_split", "seed", "promote_tolerance",
-          "interval_level", "log_every_epochs", "openlineage_url", "openlineage_file",
-          "log_level"]
+FIELDS = [
+    "models_dir",
+    "registry_lock_timeout",
+    "data",
+    "feature_column",
+    "target_column",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "optimizer",
+    "validation_split",
+    "seed",
+    "promote_tolerance",
+    "interval_level",
+    "log_every_epochs",
+    "openlineage_url",
+    "openlineage_file",
+    "log_level",
+]
 
 
 def parser() -> argparse.ArgumentParser:
     p = _cli.JobParser(
-        prog="python -m jobs.train", summary_line=True, epilog=exit_codes_help(),
+        prog="python -m jobs.train",
+        summary_line=True,
+        epilog=exit_codes_help(),
         description="Fit the single-neuron house-price model, publish it as a new immutable "
-                    "version and promote it to production when it passes the quality gate. "
-                    "The last line of stdout is a JSON summary.")
+        "version and promote it to production when it passes the quality gate. "
+        "The last line of stdout is a JSON summary.",
+    )
     gate = p.add_mutually_exclusive_group()
-    gate.add_argument("--promote", dest="promote", action="store_const", const="always",
-                      default="auto", help="make the new version production whatever its MSE")
-    gate.add_argument("--no-promote", dest="promote", action="store_const", const="never",
-                      help="publish without touching the production alias")
-    p.add_argument("--if-missing", action="store_true",
-                   help="train only when no production model exists (compose start-up)")
+    gate.add_argument(
+        "--promote",
+        dest="promote",
+        action="store_const",
+        const="always",
+        default="auto",
+        help="make the new version production whatever its MSE",
+    )
+    gate.add_argument(
+        "--no-promote",
+        dest="promote",
+        action="store_const",
+        const="never",
+        help="publish without touching the production alias",
+    )
+    p.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="train only when no production model exists (compose start-up)",
+    )
     _cli.add_settings_flags(p, FIELDS)
     return p
 

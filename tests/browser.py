@@ -1,4 +1,5 @@
 """A small headless-Chromium driver over the DevTools protocol (websocket-client), for page tests."""
+
 from __future__ import annotations
 
 import base64
@@ -12,9 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run",
-         "--disable-dev-shm-usage", "--remote-debugging-port=0"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+    "--remote-debugging-port=0",
+]
 
 
 def chromium_path() -> str | None:
@@ -50,12 +59,14 @@ class Chromium:
         self.ws = None
         self.ids = itertools.count(1)
 
-    def __enter__(self) -> "Chromium":
+    def __enter__(self) -> Chromium:
         import websocket
 
         self.proc = subprocess.Popen(
             [self.binary, *FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         port_file = self.profile / "DevToolsActivePort"
         deadline = time.monotonic() + self.timeout
         while not (port_file.is_file() and len(port_file.read_text().splitlines()) >= 2):
@@ -65,8 +76,9 @@ class Chromium:
                 raise RuntimeError("chromium did not open its DevTools port")
             time.sleep(0.1)
         port, path = port_file.read_text().splitlines()[:2]
-        self.ws = websocket.create_connection(f"ws://127.0.0.1:{port}{path}",
-                                              timeout=self.timeout, suppress_origin=True)
+        self.ws = websocket.create_connection(
+            f"ws://127.0.0.1:{port}{path}", timeout=self.timeout, suppress_origin=True
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -81,8 +93,13 @@ class Chromium:
                 self.proc.wait()
         shutil.rmtree(self.profile, ignore_errors=True)
 
-    def _call(self, method: str, params: dict | None = None, session: str | None = None,
-              events: list | None = None) -> dict:
+    def _call(
+        self,
+        method: str,
+        params: dict | None = None,
+        session: str | None = None,
+        events: list | None = None,
+    ) -> dict:
         """Send one command and wait for its answer, keeping the events that arrive meanwhile."""
         msg_id = next(self.ids)
         message: dict[str, Any] = {"id": msg_id, "method": method, "params": params or {}}
@@ -102,8 +119,9 @@ class Chromium:
         """Open a local file in a new tab, wait for its load event, and look at what happened."""
         events: list[dict] = []
         target = self._call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        session = self._call("Target.attachToTarget", {"targetId": target, "flatten": True},
-                             events=events)["sessionId"]
+        session = self._call(
+            "Target.attachToTarget", {"targetId": target, "flatten": True}, events=events
+        )["sessionId"]
         for domain in ("Page", "Runtime", "Network", "Log"):
             self._call(f"{domain}.enable", session=session, events=events)
         url = Path(path).resolve().as_uri()
@@ -125,36 +143,58 @@ class Chromium:
         self.ws.settimeout(self.timeout)
 
         def evaluate(expression: str) -> Any:
-            result = self._call("Runtime.evaluate", {"expression": expression,
-                                                     "returnByValue": True, "awaitPromise": True},
-                                session=session, events=events)
+            result = self._call(
+                "Runtime.evaluate",
+                {"expression": expression, "returnByValue": True, "awaitPromise": True},
+                session=session,
+                events=events,
+            )
             return result["result"].get("value")
 
         visit = PageVisit(url=url)
         visit.images = evaluate(
             "Promise.all(Array.from(document.images).map(i => i.decode().catch(() => null)"
             ".then(() => ({src: i.src.slice(0, 40), complete: i.complete, "
-            "naturalWidth: i.naturalWidth, naturalHeight: i.naturalHeight}))))")
+            "naturalWidth: i.naturalWidth, naturalHeight: i.naturalHeight}))))"
+        )
         visit.title = evaluate("document.title")
         visit.text = evaluate("document.body.innerText")
         metrics = self._call("Page.getLayoutMetrics", session=session, events=events)
         size = metrics.get("cssContentSize") or metrics["contentSize"]
-        shot = self._call("Page.captureScreenshot", {
-            "format": "png", "captureBeyondViewport": True,
-            "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"],
-                     "scale": 1}}, session=session, events=events)
+        shot = self._call(
+            "Page.captureScreenshot",
+            {
+                "format": "png",
+                "captureBeyondViewport": True,
+                "clip": {
+                    "x": 0,
+                    "y": 0,
+                    "width": size["width"],
+                    "height": size["height"],
+                    "scale": 1,
+                },
+            },
+            session=session,
+            events=events,
+        )
         visit.screenshot = base64.b64decode(shot["data"])
         for event in events:
             method, params = event.get("method"), event.get("params", {})
             if method == "Network.requestWillBeSent":
                 visit.requests.append(params["request"]["url"])
             elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-                visit.errors.append(" ".join(str(a.get("value", a.get("description", "")))
-                                             for a in params.get("args", [])))
+                visit.errors.append(
+                    " ".join(
+                        str(a.get("value", a.get("description", "")))
+                        for a in params.get("args", [])
+                    )
+                )
             elif method == "Runtime.exceptionThrown":
                 visit.errors.append(params["exceptionDetails"].get("text", "exception"))
             elif method == "Log.entryAdded" and params["entry"].get("level") == "error":
-                visit.errors.append(f"{params['entry'].get('source')}: {params['entry'].get('text')}"
-                                    f" {params['entry'].get('url', '')}")
+                visit.errors.append(
+                    f"{params['entry'].get('source')}: {params['entry'].get('text')}"
+                    f" {params['entry'].get('url', '')}"
+                )
         self._call("Target.closeTarget", {"targetId": target})
         return visit

@@ -1,4 +1,5 @@
 """Shared fixtures: offline Boston data, clean settings, one real 101-epoch model per session."""
+
 from __future__ import annotations
 
 import os
@@ -88,18 +89,21 @@ def scored_output(trained, tmp_path_factory):
     inputs = base / "in"
     inputs.mkdir()
     (inputs / "north.csv").write_text(
-        "suburb,rm,medv\n" + "".join(f"n{i},{5.5 + i * 0.1:.1f},{20 + i}\n" for i in range(20)))
+        "suburb,rm,medv\n" + "".join(f"n{i},{5.5 + i * 0.1:.1f},{20 + i}\n" for i in range(20))
+    )
     (inputs / "south.csv").write_text(
-        "suburb,rm\n" + "".join(f"s{i},{6.0 + i * 0.05:.2f}\n" for i in range(30)))
+        "suburb,rm\n" + "".join(f"s{i},{6.0 + i * 0.05:.2f}\n" for i in range(30))
+    )
     (inputs / "broken.csv").write_text(
-        "suburb,rm\n" + "".join(f"b{i},{'n/a' if i % 2 else '6.1'}\n" for i in range(20)))
+        "suburb,rm\n" + "".join(f"b{i},{'n/a' if i % 2 else '6.1'}\n" for i in range(20))
+    )
     out = base / "output"
     models = trained["models"]
     results = []
-    for name, code in (("north.csv", 0), ("missing.csv", 3), ("south.csv", 0),
-                       ("broken.csv", 5)):
-        res = run_main(main, ["--models-dir", models, "--output-dir", out,
-                              "--input", inputs / name])
+    for name, code in (("north.csv", 0), ("missing.csv", 3), ("south.csv", 0), ("broken.csv", 5)):
+        res = run_main(
+            main, ["--models-dir", models, "--output-dir", out, "--input", inputs / name]
+        )
         assert res.code == code, res.stderr[-2000:]
         results.append(res.json)
     return {"output": out, "models": models, "summaries": results, "inputs": inputs}

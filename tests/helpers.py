@@ -1,4 +1,5 @@
 """Helpers shared by the tests (imported as tests.helpers): run the jobs, find the data, read errors."""
+
 from __future__ import annotations
 
 import contextlib
@@ -49,8 +50,14 @@ def run_main(main, argv) -> Result:
 WITHOUT_DAC_OVERRIDE = ("setpriv", "--bounding-set", "-dac_override,-dac_read_search")
 
 
-def run_cli(module: str, *args, cwd: Path | None = None, env: dict | None = None,
-            timeout: float = 300, prefix: tuple[str, ...] = ()) -> Result:
+def run_cli(
+    module: str,
+    *args,
+    cwd: Path | None = None,
+    env: dict | None = None,
+    timeout: float = 300,
+    prefix: tuple[str, ...] = (),
+) -> Result:
     """Run `python -m module args` as a real subprocess from the repository root.
 
     prefix: a command that runs Python, e.g. WITHOUT_DAC_OVERRIDE.
@@ -58,9 +65,14 @@ def run_cli(module: str, *args, cwd: Path | None = None, env: dict | None = None
     full_env = dict(os.environ)
     full_env.update(env or {})
     full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
-    proc = subprocess.run([*prefix, sys.executable, "-m", module, *[str(a) for a in args]],
-                          cwd=cwd or REPO, env=full_env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        [*prefix, sys.executable, "-m", module, *[str(a) for a in args]],
+        cwd=cwd or REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -86,8 +98,11 @@ def assert_failed(res: Result, code: int, *words: str) -> str:
 def tmpfs(path: Path, size: str):
     """A real tmpfs of `size` mounted at `path` (skips the test where mounting is not allowed)."""
     path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode:
         pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}); needs root")
     try:

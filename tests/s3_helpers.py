@@ -1,4 +1,5 @@
 """A real S3 protocol server for the tests: moto in server mode on 127.0.0.1 at a free port."""
+
 from __future__ import annotations
 
 import os
@@ -6,8 +7,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 # The credentials the tests use; moto's IAM is seeded with them (see moto_server), so a
 # different key is refused like a real store refuses it.
@@ -34,9 +35,12 @@ def moto_server(auth: bool = True) -> Iterator[dict[str, str]]:
     env = dict(os.environ)
     if auth:
         env["INITIAL_NO_AUTH_ACTION_COUNT"] = "3"
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
-                             "-p", str(port)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     endpoint = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -50,17 +54,31 @@ def moto_server(auth: bool = True) -> Iterator[dict[str, str]]:
                 time.sleep(0.1)
         key, secret = "AKIDEXAMPLE0000000000", "test-secret"
         if auth:
-            iam = boto3.client("iam", endpoint_url=endpoint, region_name=REGION,
-                               aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+            iam = boto3.client(
+                "iam",
+                endpoint_url=endpoint,
+                region_name=REGION,
+                aws_access_key_id="bootstrap",
+                aws_secret_access_key="bootstrap",
+            )
             iam.create_user(UserName="batch")
             made = iam.create_access_key(UserName="batch")["AccessKey"]
             key, secret = made["AccessKeyId"], made["SecretAccessKey"]
-            iam.put_user_policy(UserName="batch", PolicyName="all", PolicyDocument=(
-                '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", '
-                '"Resource": "*"}]}'))
-        yield {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret,
-               "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
-               "AWS_ENDPOINT_URL": endpoint}
+            iam.put_user_policy(
+                UserName="batch",
+                PolicyName="all",
+                PolicyDocument=(
+                    '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", '
+                    '"Resource": "*"}]}'
+                ),
+            )
+        yield {
+            "AWS_ACCESS_KEY_ID": key,
+            "AWS_SECRET_ACCESS_KEY": secret,
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ENDPOINT_URL": endpoint,
+        }
     finally:
         proc.terminate()
         try:
@@ -74,9 +92,13 @@ def client(env: dict[str, str]):
     """A boto3 S3 client with the test credentials (for arranging and checking, never the job)."""
     import boto3
 
-    return boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=REGION,
-                        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    return boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name=REGION,
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
 
 
 def keys(env: dict[str, str], bucket: str, prefix: str = "") -> list[str]:

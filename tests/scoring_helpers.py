@@ -1,4 +1,5 @@
 """Helpers for scorer tests: run it, read what it wrote."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,16 +41,22 @@ def engine_run(entries: list[str], staged: Path, chunk_rows: int, engine=None):
 
     from batch.engines.base import Job
     from batch.engines.local import LocalEngine
-    from batch.model.network import LinearFold, Predictor
     from batch.io.plan import plan_inputs
+    from batch.model.network import LinearFold, Predictor
 
     staged.mkdir()
     domain = (0.0, 20.0)
     plan = plan_inputs(entries, None, "medv", None, domain)
     meta = {"feature_range": {"min": 3.5, "max": 8.8}}
-    contexts = {i: plan.context(i, domain=domain, meta=meta, version="v1", run_id="r")
-                for i, fp in enumerate(plan.files) if fp.scorable}
-    predictor = Predictor("0" * 64, LinearFold(np.float32(9.1), np.float32(-34.6)),
-                          verified="a fold verified in the test")
+    contexts = {
+        i: plan.context(i, domain=domain, meta=meta, version="v1", run_id="r")
+        for i, fp in enumerate(plan.files)
+        if fp.scorable
+    }
+    predictor = Predictor(
+        "0" * 64,
+        LinearFold(np.float32(9.1), np.float32(-34.6)),
+        verified="a fold verified in the test",
+    )
     job = Job(str(staged), contexts, predictor, chunk_rows)
     return plan, (engine or LocalEngine(60.0)).run(plan, job, None)

@@ -1,4 +1,5 @@
 """What analysts read: right units, typed columns, warnings as data, and every run as one table."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,13 @@ def suburbs(n: int = 200, seed: int = 0, rooms=None) -> pd.DataFrame:
     """A feed like the training data: rooms around 6.3, prices in $K from the same line."""
     rng = np.random.default_rng(seed)
     rm = rng.normal(6.3, 0.7, n).clip(3.6, 8.7).round(3) if rooms is None else rooms
-    return pd.DataFrame({"suburb": [f"s{i}" for i in range(n)], "rm": rm,
-                         "medv": (9.1 * rm - 34.7 + rng.normal(0, 4, n)).clip(5, 50).round(1)})
+    return pd.DataFrame(
+        {
+            "suburb": [f"s{i}" for i in range(n)],
+            "rm": rm,
+            "medv": (9.1 * rm - 34.7 + rng.normal(0, 4, n)).clip(5, 50).round(1),
+        }
+    )
 
 
 def report_of(res) -> dict:
@@ -39,8 +45,12 @@ def write(tmp_path: Path, name: str, frame: pd.DataFrame, **kwargs) -> Path:
 def test_prices_in_dollars_are_caught_and_the_metrics_flagged(models, tmp_path):
     frame = suburbs()
     frame["price"] = frame.pop("medv") * 1000  # dollars, not $K
-    res = score(models, tmp_path / "out", write(tmp_path, "dollars.csv", frame),
-                extra=["--target-column", "price"])
+    res = score(
+        models,
+        tmp_path / "out",
+        write(tmp_path, "dollars.csv", frame),
+        extra=["--target-column", "price"],
+    )
     assert res.code == 0, res.stderr[-2000:]
     report = report_of(res)
     assert report["metrics"]["target_column"] == "price"
@@ -52,8 +62,12 @@ def test_prices_in_dollars_are_caught_and_the_metrics_flagged(models, tmp_path):
 
 
 def test_a_misspelt_target_column_is_a_warning_not_silence(models, tmp_path):
-    res = score(models, tmp_path / "out", write(tmp_path, "a.csv", suburbs()),
-                extra=["--target-column", "medvv"])
+    res = score(
+        models,
+        tmp_path / "out",
+        write(tmp_path, "a.csv", suburbs()),
+        extra=["--target-column", "medvv"],
+    )
     assert res.code == 0
     assert any("'medvv'" in w and "spelling" in w for w in res.json["warnings"])
     assert report_of(res)["metrics"] is None
@@ -67,8 +81,7 @@ def test_whole_number_rooms_are_flagged_as_drift(models, tmp_path):
     assert report_of(res)["drift"]["differs_markedly"]
 
 
-def test_squared_rooms_fail_with_a_units_hint_and_the_rejected_values_summarised(models,
-                                                                                tmp_path):
+def test_squared_rooms_fail_with_a_units_hint_and_the_rejected_values_summarised(models, tmp_path):
     frame = suburbs()
     frame["rm"] = frame["rm"] ** 2  # a feed in the wrong unit: every value out of the domain
     res = score(models, tmp_path / "out", write(tmp_path, "squared.csv", frame))
@@ -110,20 +123,23 @@ def test_on_drift_fail_exits_8_and_publishes_nothing(models, tmp_path):
     assert not (tmp_path / "out" / "runs").exists() and not (tmp_path / "out" / "LATEST").exists()
     failed = Path(res.json["run_dir"])
     assert failed.parent.name == "failed"
-    assert sorted(p.name for p in failed.iterdir()) == ["rejects.csv", "report.html",
-                                                        "report.json"]
+    assert sorted(p.name for p in failed.iterdir()) == ["rejects.csv", "report.html", "report.json"]
 
 
 def test_number_columns_become_float64_whatever_the_writer(models, tmp_path):
     frame = suburbs(50)
     frame["ratio"] = np.random.default_rng(2).random(50) / 3  # 17 significant digits as written
     frame["zip"] = [f"0{2100 + i}" for i in range(50)]  # a code: stays text
-    frame["id"] = [str(10 ** 17 + i) for i in range(50)]  # beyond float64: stays text
-    got = pq.read_table(run_dir(score(models, tmp_path / "a", write(tmp_path, "pd.csv", frame)))
-                        / "predictions.parquet")
+    frame["id"] = [str(10**17 + i) for i in range(50)]  # beyond float64: stays text
+    got = pq.read_table(
+        run_dir(score(models, tmp_path / "a", write(tmp_path, "pd.csv", frame)))
+        / "predictions.parquet"
+    )
     assert got.schema.field("ratio").type == pa.float64()
     assert got.column("ratio").to_pylist() == frame["ratio"].tolist()  # exactly
-    assert got.schema.field("zip").type == pa.string() and got.schema.field("id").type == pa.string()
+    assert (
+        got.schema.field("zip").type == pa.string() and got.schema.field("id").type == pa.string()
+    )
 
     comma = tmp_path / "in" / "komma.csv"
     comma.write_text("Ort;RM;Preis\nA;6,5;21,3\nB;7;24\nC;5,25;18,75\n")
@@ -141,10 +157,14 @@ def test_the_same_data_as_csv_or_parquet_gives_the_same_columns(models, tmp_path
     a, b = (pq.read_table(f / "predictions.parquet") for f in (csv, parquet))
     assert a.column_names == b.column_names
     assert a.column_names[:3] == ["Suburb Name", "RM", "medv"]
-    assert pd.read_csv(csv / "predictions.csv").columns.tolist() == \
-        pd.read_csv(parquet / "predictions.csv").columns.tolist()
+    assert (
+        pd.read_csv(csv / "predictions.csv").columns.tolist()
+        == pd.read_csv(parquet / "predictions.csv").columns.tolist()
+    )
     drop = ["source_file", "run_id"]
-    pd.testing.assert_frame_equal(a.to_pandas().drop(columns=drop), b.to_pandas().drop(columns=drop))
+    pd.testing.assert_frame_equal(
+        a.to_pandas().drop(columns=drop), b.to_pandas().drop(columns=drop)
+    )
 
 
 def test_every_run_of_either_engine_reads_as_one_table_with_duckdb(models, tmp_path):
@@ -160,8 +180,9 @@ def test_every_run_of_either_engine_reads_as_one_table_with_duckdb(models, tmp_p
     last = run_dir(score(models, out, path))
     glob = str(out / "runs" / "*" / "predictions.parquet" / "*.parquet")
     con = duckdb.connect()
-    total = con.execute(f"select count(*), count(distinct run_id) from read_parquet('{glob}', "
-                        "union_by_name = true)").fetchone()
+    total = con.execute(
+        f"select count(*), count(distinct run_id) from read_parquet('{glob}', union_by_name = true)"
+    ).fetchone()
     assert total == (900, 3)
     latest = con.execute(f"""
         select source_file, source_row, rm, predicted_median_price_k from (
@@ -170,10 +191,13 @@ def test_every_run_of_either_engine_reads_as_one_table_with_duckdb(models, tmp_p
           from read_parquet('{glob}', union_by_name = true)) where n = 1
         order by source_row""").fetchdf()
     assert len(latest) == 300 and latest["rm"].iloc[0] == pytest.approx(7.777)
-    assert (latest["predicted_median_price_k"].to_numpy() ==
-            pd.read_parquet(last / "predictions.parquet")["predicted_median_price_k"]
-            .to_numpy()).all()
-    both = pd.concat(pd.read_parquet(p) for p in sorted((out / "runs").glob("*/predictions.parquet")))
+    assert (
+        latest["predicted_median_price_k"].to_numpy()
+        == pd.read_parquet(last / "predictions.parquet")["predicted_median_price_k"].to_numpy()
+    ).all()
+    both = pd.concat(
+        pd.read_parquet(p) for p in sorted((out / "runs").glob("*/predictions.parquet"))
+    )
     assert len(both) == 900  # pandas reads each run's folder the same way
     rejects = pd.read_csv(last / "rejects.csv", keep_default_na=False)
     assert list(rejects.columns) == ["source_file", "source_row", "raw_value", "reason"]
@@ -195,8 +219,9 @@ def test_report_figures_are_rounded_and_the_fit_plot_compares_least_squares(mode
             for v in value:
                 yield from floats(v)
 
-    assert all(len(f"{f:.15g}".lstrip("-0.").replace(".", "").rstrip("0")) <= 7
-               for f in floats(report))
+    assert all(
+        len(f"{f:.15g}".lstrip("-0.").replace(".", "").rstrip("0")) <= 7 for f in floats(report)
+    )
     html = (folder / "report.html").read_text()
     assert "larger than the least-squares line" in html or "as good as the least-squares" in html
 

@@ -1,4 +1,5 @@
 """The library's import graph flows one way: no module imports one that imports it back."""
+
 from __future__ import annotations
 
 import ast
@@ -23,8 +24,10 @@ def graph() -> dict[str, set[str]]:
     for path in (REPO / "batch").rglob("*.py"):
         name = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
         modules[name] = path
-    return {name: {m for m in imports_of(path) if m in modules and m != name}
-            for name, path in modules.items()}
+    return {
+        name: {m for m in imports_of(path) if m in modules and m != name}
+        for name, path in modules.items()
+    }
 
 
 def test_no_import_cycles():
@@ -33,7 +36,7 @@ def test_no_import_cycles():
 
     def visit(node):
         if node in stack:
-            cycles.append(stack[stack.index(node):] + [node])
+            cycles.append(stack[stack.index(node) :] + [node])
             return
         if node in seen:
             return

@@ -1,4 +1,5 @@
 """The benchmark's reading of the scorer's phase timings (report.json + summary) and their note."""
+
 from __future__ import annotations
 
 import json
@@ -16,12 +17,37 @@ def _run_dir(tmp_path: Path, report: object) -> Path:
 
 
 def test_phases_come_from_report_json_in_order_then_publish_from_the_summary(tmp_path):
-    run = _run_dir(tmp_path, {"status": "succeeded", "phases_seconds": {
-        "plan": 0.4, "model": 1.25, "stream": 20, "finalize": 0.3, "report": 0.9}})
-    summary = parse_summary([json.dumps({
-        "status": "succeeded", "run_dir": str(run),
-        "phases_seconds": {"plan": 0.4, "model": 1.25, "stream": 20, "finalize": 0.3,
-                           "report": 0.9, "publish": 0.05}})])
+    run = _run_dir(
+        tmp_path,
+        {
+            "status": "succeeded",
+            "phases_seconds": {
+                "plan": 0.4,
+                "model": 1.25,
+                "stream": 20,
+                "finalize": 0.3,
+                "report": 0.9,
+            },
+        },
+    )
+    summary = parse_summary(
+        [
+            json.dumps(
+                {
+                    "status": "succeeded",
+                    "run_dir": str(run),
+                    "phases_seconds": {
+                        "plan": 0.4,
+                        "model": 1.25,
+                        "stream": 20,
+                        "finalize": 0.3,
+                        "report": 0.9,
+                        "publish": 0.05,
+                    },
+                }
+            )
+        ]
+    )
 
     phases = scorer_phases(Path(summary["run_dir"]), summary)
 
@@ -50,8 +76,18 @@ def test_a_missing_report_still_shows_the_summarys_phases(tmp_path):
 
 
 def test_entries_that_are_not_durations_are_left_out(tmp_path):
-    run = _run_dir(tmp_path, {"phases_seconds": {"plan": 1.0, "stream": "fast", "report": None,
-                                                 "finalize": -1, "exit": True}})
+    run = _run_dir(
+        tmp_path,
+        {
+            "phases_seconds": {
+                "plan": 1.0,
+                "stream": "fast",
+                "report": None,
+                "finalize": -1,
+                "exit": True,
+            }
+        },
+    )
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "report.json").write_text("{not json")
 
@@ -60,8 +96,13 @@ def test_entries_that_are_not_durations_are_left_out(tmp_path):
 
 
 def test_the_note_lists_the_phases_and_what_they_leave_out():
-    run = {"case": "a", "format": "parquet", "rows": 10_000_000, "wall_s": 25.0,
-           "phases": {"plan": 0.5, "model": 1.0, "stream": 18.0, "report": 0.5, "publish": 0.0}}
+    run = {
+        "case": "a",
+        "format": "parquet",
+        "rows": 10_000_000,
+        "wall_s": 25.0,
+        "phases": {"plan": 0.5, "model": 1.0, "stream": 18.0, "report": 0.5, "publish": 0.0},
+    }
 
     note = phase_note(run)
 

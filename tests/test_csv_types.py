@@ -1,5 +1,6 @@
 """CSV column types decided once, at plan time: numbers become float64 with no rewrite, and a
 later value that is not a number keeps its column text, every value exactly as in the input."""
+
 from __future__ import annotations
 
 import logging
@@ -12,11 +13,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from batch.io import outputs
-from batch.engines.local import LocalEngine
 from batch.core.features import DECIMAL_COMMA_RE
 from batch.core.rules import REJECT_SCHEMA
 from batch.core.stats import as_float64
+from batch.engines.local import LocalEngine
+from batch.io import outputs
 from tests.scoring_helpers import engine_run
 
 REWROTE = "rewrote the Parquet files"
@@ -26,10 +27,14 @@ FORMS = ["6.50", " 7", "+3", "1e5", "0.30000000000000004", "", "-0", ".5", "5.",
 
 def input_text(path: Path, column: str, delimiter: str = ",") -> list[str]:
     """A column of an input CSV exactly as the scorer reads it (text, '' for an empty cell)."""
-    table = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=16 << 20),
-                           parse_options=pacsv.ParseOptions(delimiter=delimiter),
-                           convert_options=pacsv.ConvertOptions(
-                               column_types={column: pa.string()}, strings_can_be_null=False))
+    table = pacsv.read_csv(
+        path,
+        read_options=pacsv.ReadOptions(block_size=16 << 20),
+        parse_options=pacsv.ParseOptions(delimiter=delimiter),
+        convert_options=pacsv.ConvertOptions(
+            column_types={column: pa.string()}, strings_can_be_null=False
+        ),
+    )
     return table.column(column).to_pylist()
 
 
@@ -45,8 +50,13 @@ def expected(staged: Path, path: Path, column: str, delimiter: str = ",") -> lis
     """The input's text of `column` on every scored row, in output order."""
     text = input_text(path, column, delimiter)
     table = parquet(staged)
-    rows = [r for f, r in zip(table.column("source_file").to_pylist(),
-                              table.column("source_row").to_pylist()) if f == str(path)]
+    rows = [
+        r
+        for f, r in zip(
+            table.column("source_file").to_pylist(), table.column("source_row").to_pylist()
+        )
+        if f == str(path)
+    ]
     return [text[r - 1] for r in rows]
 
 
@@ -78,6 +88,7 @@ def long_csv(path: Path, n: int, bad_at: int | None, sep: str = ",") -> Path:
 
 # -- the pieces, without an engine --------------------------------------------------------------
 
+
 def test_as_float64_takes_only_numbers_a_float64_keeps():
     got = as_float64(pa.array(["1", " 2.5 ", "", None, "-3e2"]))
     assert got.type == pa.float64() and got.to_pylist() == [1.0, 2.5, None, None, -300.0]
@@ -92,8 +103,9 @@ def test_a_sink_moves_to_a_new_file_and_restore_gives_back_the_csv_text(tmp_path
     empty = pa.RecordBatch.from_pylist([], schema=REJECT_SCHEMA)
     batches = [["1.50", " 2", ""], ["3", "4"], ["5", "n/a"], ["6.0", "7"]]
     for i, xs in enumerate(batches):
-        sink.write(pa.record_batch([pa.array(xs), pa.array([str(i)] * len(xs))],
-                                   schema=schema), empty)
+        sink.write(
+            pa.record_batch([pa.array(xs), pa.array([str(i)] * len(xs))], schema=schema), empty
+        )
     sink.close()
     assert part_names(tmp_path) == ["part-00000.parquet", "part-00001.parquet"]
     first, second = (pq.read_table(p) for p in outputs.parquet_files(tmp_path))
@@ -128,6 +140,7 @@ def test_restore_refuses_a_csv_that_does_not_match_the_parquet_rows(tmp_path):
 
 # -- whole runs ---------------------------------------------------------------------------------
 
+
 def test_numbers_are_float64_from_the_start_with_no_rewrite(tmp_path, caplog):
     path = long_csv(tmp_path / "a.csv", 5_000, None)
     with caplog.at_level(logging.INFO):
@@ -141,8 +154,12 @@ def test_numbers_are_float64_from_the_start_with_no_rewrite(tmp_path, caplog):
     assert table.schema.field("code").type == pa.string()
     want = [None if t == "" else float(t) for t in expected(tmp_path / "s", path, "price")]
     assert table.column("price").to_pylist() == want
-    csv = pacsv.read_csv(tmp_path / "s" / "predictions.csv", convert_options=pacsv.ConvertOptions(
-        column_types={"price": pa.string()}, strings_can_be_null=False))
+    csv = pacsv.read_csv(
+        tmp_path / "s" / "predictions.csv",
+        convert_options=pacsv.ConvertOptions(
+            column_types={"price": pa.string()}, strings_can_be_null=False
+        ),
+    )
     assert csv.column("price").to_pylist() == expected(tmp_path / "s", path, "price")
 
 
@@ -150,8 +167,9 @@ def test_numbers_are_float64_from_the_start_with_no_rewrite(tmp_path, caplog):
 def test_a_late_non_number_keeps_the_column_text_exactly(tmp_path, caplog, pipeline):
     path = long_csv(tmp_path / "a.csv", 120_000, bad_at=100_000)
     with caplog.at_level(logging.INFO):
-        plan, result = engine_run([str(path)], tmp_path / "s", 8_192,
-                                  LocalEngine(60.0, pipeline=pipeline))
+        plan, result = engine_run(
+            [str(path)], tmp_path / "s", 8_192, LocalEngine(60.0, pipeline=pipeline)
+        )
     assert "price" in plan.numbers  # decided from the first block...
     assert part_names(tmp_path / "s") == ["part-00000.parquet", "part-00001.parquet"]
     assert REWROTE in caplog.text  # ...and made text in the file written before 'n/a'
@@ -166,8 +184,9 @@ def test_a_late_non_number_keeps_the_column_text_exactly(tmp_path, caplog, pipel
 def test_pipelined_and_sequential_runs_agree_after_a_contradiction(tmp_path):
     path = long_csv(tmp_path / "a.csv", 90_000, bad_at=70_001)
     for pipeline in (True, False):
-        engine_run([str(path)], tmp_path / f"s{int(pipeline)}", 5_000,
-                   LocalEngine(60.0, pipeline=pipeline))
+        engine_run(
+            [str(path)], tmp_path / f"s{int(pipeline)}", 5_000, LocalEngine(60.0, pipeline=pipeline)
+        )
     for name in ("predictions.csv", "rejects.csv", *part_names(tmp_path / "s1")):
         where = name if name.endswith(".csv") else f"predictions.parquet/{name}"
         assert (tmp_path / "s0" / where).read_bytes() == (tmp_path / "s1" / where).read_bytes()
@@ -183,8 +202,9 @@ def test_a_column_that_contradicts_in_one_of_two_files(tmp_path, caplog):
     assert "price" in plan.numbers and REWROTE in caplog.text
     table = parquet(tmp_path / "s")
     assert table.schema.field("price").type == pa.string()
-    assert table.column("price").to_pylist() == (expected(tmp_path / "s", a, "price")
-                                                 + expected(tmp_path / "s", b, "price"))
+    assert table.column("price").to_pylist() == (
+        expected(tmp_path / "s", a, "price") + expected(tmp_path / "s", b, "price")
+    )
 
     # Text already in the second file's first block: decided text at plan time, nothing rewritten.
     c = long_csv(folder / "c.csv", 2_000, bad_at=10)
@@ -194,7 +214,8 @@ def test_a_column_that_contradicts_in_one_of_two_files(tmp_path, caplog):
     assert "price" not in plan.numbers and REWROTE not in caplog.text
     assert part_names(tmp_path / "t") == ["part-00000.parquet"]
     assert parquet(tmp_path / "t").column("price").to_pylist() == (
-        expected(tmp_path / "t", a, "price") + expected(tmp_path / "t", c, "price"))
+        expected(tmp_path / "t", a, "price") + expected(tmp_path / "t", c, "price")
+    )
 
 
 def test_a_parquet_integer_a_float64_cannot_hold_turns_the_column_back_to_text(tmp_path):
@@ -202,7 +223,7 @@ def test_a_parquet_integer_a_float64_cannot_hold_turns_the_column_back_to_text(t
     folder.mkdir()
     a = write_rows(folder / "a.csv", "rm,n", [f"6,{i}" for i in range(100)])
     n = np.arange(70_000, dtype="int64")
-    n[-1] = 2 ** 53 + 1  # after the first block: only the check on write sees it
+    n[-1] = 2**53 + 1  # after the first block: only the check on write sees it
     pq.write_table(pa.table({"rm": np.full(70_000, 6.0), "n": n}), folder / "b.parquet")
     plan, _ = engine_run([str(folder)], tmp_path / "s", 10_000)
     assert "n" in plan.numbers
@@ -229,8 +250,12 @@ def test_decimal_comma_files_keep_their_points_and_their_text(tmp_path, caplog):
     # A decimal comma is written with a point, in both files; every other text as it came.
     want = [points(t) for t in expected(tmp_path / "t", late, "price", ";")]
     assert table.column("price").to_pylist() == want
-    csv = pacsv.read_csv(tmp_path / "t" / "predictions.csv", convert_options=pacsv.ConvertOptions(
-        column_types={"price": pa.string()}, strings_can_be_null=False))
+    csv = pacsv.read_csv(
+        tmp_path / "t" / "predictions.csv",
+        convert_options=pacsv.ConvertOptions(
+            column_types={"price": pa.string()}, strings_can_be_null=False
+        ),
+    )
     assert csv.column("price").to_pylist() == want
 
 
@@ -238,8 +263,9 @@ def test_a_column_empty_in_the_first_block_keeps_every_later_value(tmp_path, cap
     n = 250_000
     later = ["" if i < 70_000 else str(i * 0.25) for i in range(n)]
     words = ["" if i < 70_000 else ("x" if i == 240_000 else str(i)) for i in range(n)]
-    path = write_rows(tmp_path / "a.csv", "rm,later,words",
-                      [f"6,{a},{b}" for a, b in zip(later, words)])
+    path = write_rows(
+        tmp_path / "a.csv", "rm,later,words", [f"6,{a},{b}" for a, b in zip(later, words)]
+    )
     with caplog.at_level(logging.INFO):
         plan, _ = engine_run([str(path)], tmp_path / "s", 10_000)
     assert REWROTE in caplog.text
@@ -262,16 +288,21 @@ def test_dask_parts_fall_back_on_their_own_and_match_the_local_engine(tmp_path, 
         with caplog.at_level(logging.INFO):
             plan, _ = engine_run([str(path)], tmp_path / "dask", 8_192, engine)
     names = part_names(tmp_path / "dask")
-    assert names == ["part-00000-00000-00000.parquet", "part-00000-00001-00000.parquet",
-                     # the part that met 'n/a' after its first batch went on in a second file
-                     "part-00000-00001-00001.parquet", "part-00000-00002-00000.parquet"]
+    assert names == [
+        "part-00000-00000-00000.parquet",
+        "part-00000-00001-00000.parquet",
+        # the part that met 'n/a' after its first batch went on in a second file
+        "part-00000-00001-00001.parquet",
+        "part-00000-00002-00000.parquet",
+    ]
     assert REWROTE in caplog.text
     local, dask = parquet(tmp_path / "local"), parquet(tmp_path / "dask")
     assert dask.schema.field("price").type == pa.string()
     assert dask.column("price").to_pylist() == expected(tmp_path / "dask", path, "price")
     assert dask.equals(local)
-    assert (tmp_path / "dask" / "predictions.csv").read_bytes() == \
-        (tmp_path / "local" / "predictions.csv").read_bytes()
+    assert (tmp_path / "dask" / "predictions.csv").read_bytes() == (
+        tmp_path / "local" / "predictions.csv"
+    ).read_bytes()
 
 
 def test_a_contradiction_in_the_first_batch_written_needs_no_rewrite(tmp_path, caplog):
@@ -281,8 +312,9 @@ def test_a_contradiction_in_the_first_batch_written_needs_no_rewrite(tmp_path, c
         plan, _ = engine_run([str(path)], tmp_path / "s", 10_000)
     assert "price" in plan.numbers and REWROTE not in caplog.text
     assert part_names(tmp_path / "s") == ["part-00000.parquet"]  # the empty float64 file replaced
-    assert parquet(tmp_path / "s").column("price").to_pylist() == \
-        expected(tmp_path / "s", path, "price")
+    assert parquet(tmp_path / "s").column("price").to_pylist() == expected(
+        tmp_path / "s", path, "price"
+    )
 
 
 def test_restoring_text_reads_rows_longer_than_a_read_block(tmp_path, caplog):

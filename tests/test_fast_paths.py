@@ -1,4 +1,5 @@
 """The fast paths: pipelined streaming (same files as sequential) and scoring without TensorFlow."""
+
 from __future__ import annotations
 
 import json
@@ -14,10 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batch.model import linear
 from batch.core.errors import InputError
-from batch.model.network import LinearFold, Predictor
 from batch.io.pipeline import PipelinedSink, ReadAhead
+from batch.model import linear
 from tests.helpers import REPO, one_error_sentence
 from tests.scoring_helpers import engine_run, predictions, run_dir, score
 
@@ -29,6 +29,7 @@ def no_pipeline_threads() -> bool:
 
 # -- the pipeline, without a model ------------------------------------------------------------------
 
+
 def test_read_ahead_gives_every_item_in_order_and_its_errors():
     with ReadAhead(iter(range(100)), 1) as it:
         assert list(it) == list(range(100))
@@ -37,9 +38,8 @@ def test_read_ahead_gives_every_item_in_order_and_its_errors():
         yield 1
         raise InputError("bad row")
 
-    with pytest.raises(InputError, match="bad row"):
-        with ReadAhead(failing(), 1) as it:
-            list(it)
+    with pytest.raises(InputError, match="bad row"), ReadAhead(failing(), 1) as it:
+        list(it)
     assert no_pipeline_threads()
 
 
@@ -66,19 +66,29 @@ def sink_batches(n: int = 5) -> tuple[pa.Schema, list[tuple[pa.RecordBatch, pa.R
     schema = pa.schema([("rm", pa.float64()), ("note", pa.string())])
     out = []
     for i in range(n):
-        preds = pa.record_batch([pa.array(np.arange(i, i + 1000, dtype="float64")),
-                                 pa.array([f"=cmd{j}" if j % 7 == 0 else f"n{j}"
-                                           for j in range(1000)])], schema=schema)
-        rejects = pa.record_batch([pa.array(["f.csv"]), pa.array([i], pa.int64()),
-                                   pa.array(["@x"]), pa.array(["not_a_number"])],
-                                  schema=REJECT_SCHEMA)
+        preds = pa.record_batch(
+            [
+                pa.array(np.arange(i, i + 1000, dtype="float64")),
+                pa.array([f"=cmd{j}" if j % 7 == 0 else f"n{j}" for j in range(1000)]),
+            ],
+            schema=schema,
+        )
+        rejects = pa.record_batch(
+            [
+                pa.array(["f.csv"]),
+                pa.array([i], pa.int64()),
+                pa.array(["@x"]),
+                pa.array(["not_a_number"]),
+            ],
+            schema=REJECT_SCHEMA,
+        )
         out.append((preds, rejects if i % 2 else rejects.slice(0, 0)))
     return schema, out
 
 
 def test_pipelined_sink_writes_the_same_bytes_as_the_plain_sink(tmp_path):
-    from batch.io.outputs import PredictionSink
     from batch.core.rules import REJECT_SCHEMA
+    from batch.io.outputs import PredictionSink
 
     schema, batches = sink_batches()
     folders = []
@@ -125,9 +135,13 @@ def test_pipelined_and_sequential_runs_write_identical_files(tmp_path):
     rooms = rng.uniform(3, 9, n).round(3).astype(object)
     rooms[::97] = "n/a"  # rejects all along the file
     pd.DataFrame({"rm": rooms, "medv": rng.uniform(5, 50, n), "note": "=x"}).to_csv(
-        folder / "a.csv", index=False)
-    pq.write_table(pa.table({"rm": rng.uniform(3, 9, n), "zn": rng.uniform(0, 1, n)}),
-                   folder / "b.parquet", row_group_size=7_000)
+        folder / "a.csv", index=False
+    )
+    pq.write_table(
+        pa.table({"rm": rng.uniform(3, 9, n), "zn": rng.uniform(0, 1, n)}),
+        folder / "b.parquet",
+        row_group_size=7_000,
+    )
     results = [local_run([str(folder)], tmp_path / f"s{int(p)}", p, 4_000) for p in (False, True)]
     assert results[0].stats.scored == results[1].stats.scored > 0
     assert results[0].stats.rejected == results[1].stats.rejected > 0
@@ -148,6 +162,7 @@ def test_a_read_error_mid_file_stops_the_pipelined_run(tmp_path):
 
 # -- the fold, read and verified without TensorFlow -------------------------------------------------
 
+
 def test_the_archive_reader_gives_the_trained_weights_without_tensorflow(trained):
     model = trained["models"] / "v1" / "model.keras"
     meta = json.loads((trained["models"] / "v1" / "metadata.json").read_text())
@@ -157,11 +172,18 @@ def test_the_archive_reader_gives_the_trained_weights_without_tensorflow(trained
     assert record["verified"] is True and record["model_sha256"] == meta["model_sha256"]
     assert record["probe_rows"] > 2000 and record["max_gap_float32_eps"] <= 2
     # The reader itself needs neither TensorFlow nor Keras.
-    code = ("import sys; from batch.model.linear import read_fold; f = read_fold(sys.argv[1]); "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]; "
-            "print(float(f.weight), float(f.bias), bad)")
-    out = subprocess.run([sys.executable, "-c", code, str(model)], cwd=REPO, text=True,
-                         capture_output=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    code = (
+        "import sys; from batch.model.linear import read_fold; f = read_fold(sys.argv[1]); "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]; "
+        "print(float(f.weight), float(f.bias), bad)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(model)],
+        cwd=REPO,
+        text=True,
+        capture_output=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
     assert out.stdout.split() == [repr(meta["weight"]), repr(meta["bias"]), "[]"], out.stderr
 
 
@@ -169,8 +191,10 @@ def test_a_model_that_is_not_one_linear_dense_is_not_folded(tmp_path, offline_ke
     from batch.model.network import keras
 
     k = keras()
-    for name, layers in {"relu": [k.layers.Dense(1, activation="relu")],
-                         "two": [k.layers.Dense(2), k.layers.Dense(1)]}.items():
+    for name, layers in {
+        "relu": [k.layers.Dense(1, activation="relu")],
+        "two": [k.layers.Dense(2), k.layers.Dense(1)],
+    }.items():
         model = k.Sequential([k.Input(shape=(1,)), *layers])
         path = tmp_path / f"{name}.keras"
         model.save(path)
@@ -192,10 +216,24 @@ finally:
 
 
 def score_watching_imports(models: Path, out: Path, src: Path) -> tuple[int, list[str], str]:
-    proc = subprocess.run([sys.executable, "-c", IMPORTS, "--models-dir", str(models),
-                           "--output-dir", str(out), "--input", str(src)], cwd=REPO,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            IMPORTS,
+            "--models-dir",
+            str(models),
+            "--output-dir",
+            str(out),
+            "--input",
+            str(src),
+        ],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("HEAVY_MODULES ")]
     return proc.returncode, json.loads(lines[-1].split(" ", 1)[1]), proc.stderr
 
@@ -225,8 +263,9 @@ def set_fold(models: Path, change) -> None:
     path.write_text(json.dumps(meta))
 
 
-def test_a_verified_dense_scores_without_tensorflow_bit_identical_to_keras(models, tmp_path,
-                                                                          rooms_file):
+def test_a_verified_dense_scores_without_tensorflow_bit_identical_to_keras(
+    models, tmp_path, rooms_file
+):
     code, heavy, err = score_watching_imports(models, tmp_path / "fast", rooms_file)
     assert code == 0, err[-3000:]
     assert heavy == [], heavy
@@ -251,8 +290,7 @@ def test_a_verified_dense_scores_without_tensorflow_bit_identical_to_keras(model
 
 
 @pytest.mark.parametrize("tamper", ["weight", "unverified", "old_format", "other_sha"])
-def test_a_fold_record_that_does_not_hold_falls_back_to_keras(models, tmp_path, rooms_file,
-                                                              tamper):
+def test_a_fold_record_that_does_not_hold_falls_back_to_keras(models, tmp_path, rooms_file, tamper):
     changes = {
         "weight": lambda m: m["fold"].update(weight=m["fold"]["weight"] + 1e-3),
         "unverified": lambda m: m["fold"].update(verified=False),
@@ -274,14 +312,23 @@ def test_a_tampered_model_file_is_still_refused_on_the_fast_path(models, tmp_pat
     res = score(models, tmp_path / "out", rooms_file, subprocess=True)
     assert res.code == 4, res.stderr[-2000:]
     assert "does not match the sha256" in one_error_sentence(res.stderr)
-    assert not (tmp_path / "out" / "runs").exists() or not list((tmp_path / "out" / "runs").iterdir())
+    assert not (tmp_path / "out" / "runs").exists() or not list(
+        (tmp_path / "out" / "runs").iterdir()
+    )
 
 
 def test_the_dask_engine_scores_a_verified_fold_identically(models, tmp_path, rooms_file):
     pytest.importorskip("distributed")
     local = run_dir(score(models, tmp_path / "l", rooms_file, subprocess=True))
-    dask = run_dir(score(models, tmp_path / "d", rooms_file, subprocess=True,
-                         extra=["--engine", "dask", "--dask-workers", 1]))
+    dask = run_dir(
+        score(
+            models,
+            tmp_path / "d",
+            rooms_file,
+            subprocess=True,
+            extra=["--engine", "dask", "--dask-workers", 1],
+        )
+    )
     a = predictions(local).drop(columns="run_id")
     b = predictions(dask).drop(columns="run_id")
     pd.testing.assert_frame_equal(a, b)

@@ -1,4 +1,5 @@
 """The validation rules and the spreadsheet defusing, on Arrow arrays (no files)."""
+
 from __future__ import annotations
 
 import decimal
@@ -12,13 +13,29 @@ from batch.core import features
 CODES = {"ok": 0, "missing": 1, "not_a_number": 2, "non_finite": 3, "out_of_domain": 4}
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("6.5", "ok"), (" 7 ", "ok"), ("+5.", "ok"), ("1e1", "ok"), ("20", "ok"),
-    ("", "missing"), ("   ", "missing"), (None, "missing"),
-    ("abc", "not_a_number"), ("6.5 rooms", "not_a_number"), ("0x10", "not_a_number"),
-    ("nan", "non_finite"), ("NaN", "non_finite"), ("inf", "non_finite"), ("-Infinity", "non_finite"),
-    ("0", "out_of_domain"), ("-1", "out_of_domain"), ("20.0001", "out_of_domain"),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("6.5", "ok"),
+        (" 7 ", "ok"),
+        ("+5.", "ok"),
+        ("1e1", "ok"),
+        ("20", "ok"),
+        ("", "missing"),
+        ("   ", "missing"),
+        (None, "missing"),
+        ("abc", "not_a_number"),
+        ("6.5 rooms", "not_a_number"),
+        ("0x10", "not_a_number"),
+        ("nan", "non_finite"),
+        ("NaN", "non_finite"),
+        ("inf", "non_finite"),
+        ("-Infinity", "non_finite"),
+        ("0", "out_of_domain"),
+        ("-1", "out_of_domain"),
+        ("20.0001", "out_of_domain"),
+    ],
+)
 def test_text_values(raw, expected):
     got = features.validate(pa.array([raw], pa.string()), 0.0, 20.0)
     assert got.codes[0] == CODES[expected]
@@ -28,10 +45,13 @@ def test_text_values(raw, expected):
         assert np.isnan(got.values[0])
 
 
-@pytest.mark.parametrize("array", [
-    pa.array([6.5, None, float("nan"), float("inf"), 25.0]),
-    pa.array([6.5, None, float("nan"), float("-inf"), 25.0], pa.float32()),
-])
+@pytest.mark.parametrize(
+    "array",
+    [
+        pa.array([6.5, None, float("nan"), float("inf"), 25.0]),
+        pa.array([6.5, None, float("nan"), float("-inf"), 25.0], pa.float32()),
+    ],
+)
 def test_float_values(array):
     assert features.validate(array, 0, 20).codes.tolist() == [0, 1, 3, 3, 4]
 

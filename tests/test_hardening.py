@@ -3,6 +3,7 @@
 Real files, a real tmpfs (full disk, read-only mount), real capabilities (permission denied as
 root), real signals; the state of runs/, failed/, LATEST and .staging/ is checked every time.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,11 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from tests.helpers import REPO, assert_failed, run_cli, tmpfs
+from tests.helpers import REPO, assert_failed, tmpfs
 from tests.scoring_helpers import predictions, run_dir, score
 
 
@@ -38,13 +38,20 @@ def no_run_published(out: Path, latest: str | None = None) -> None:
 
 def big_input(path: Path, rows: int = 60_000) -> Path:
     rng = np.random.default_rng(1)
-    pq.write_table(pa.table({"rm": rng.uniform(4, 8, rows),
-                             "note": [f"suburb number {i} with a longish name" for i in range(rows)]}),
-                   path)
+    pq.write_table(
+        pa.table(
+            {
+                "rm": rng.uniform(4, 8, rows),
+                "note": [f"suburb number {i} with a longish name" for i in range(rows)],
+            }
+        ),
+        path,
+    )
     return path
 
 
 # -- the output location (exit 7) -------------------------------------------------------------------
+
 
 def test_full_disk_exits_7_removes_staging_and_keeps_latest(models, tmp_path, write_csv):
     small = write_csv("small.csv", "rm\n6\n7\n")
@@ -85,11 +92,23 @@ def test_permission_denied_exits_7(models, tmp_path, write_csv):
     out.mkdir()
     out.chmod(0o500)
     # As root, permissions are only enforced once the override capabilities are dropped.
-    cmd = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search",
-           sys.executable, "-m", "jobs.score", "--models-dir", str(models), "--output-dir",
-           str(out), "--input", str(path)]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    cmd = [
+        "setpriv",
+        "--bounding-set",
+        "-dac_override,-dac_read_search",
+        sys.executable,
+        "-m",
+        "jobs.score",
+        "--models-dir",
+        str(models),
+        "--output-dir",
+        str(out),
+        "--input",
+        str(path),
+    ]
+    proc = subprocess.run(
+        cmd, cwd=REPO, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO))
+    )
     from tests.helpers import Result
 
     res = Result(proc.returncode, proc.stdout, proc.stderr)
@@ -101,14 +120,31 @@ def test_permission_denied_exits_7(models, tmp_path, write_csv):
 
 # -- signals (exit 130) ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_signal_mid_run_exits_130_and_publishes_nothing(models, tmp_path, sig):
     out = tmp_path / "out"
     path = big_input(tmp_path / "big.parquet", 400_000)
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.score", "--models-dir", str(models),
-                             "--output-dir", str(out), "--input", str(path), "--chunk-rows",
-                             "500"], cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jobs.score",
+            "--models-dir",
+            str(models),
+            "--output-dir",
+            str(out),
+            "--input",
+            str(path),
+            "--chunk-rows",
+            "500",
+        ],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -123,8 +159,10 @@ def test_a_stop_signal_mid_run_exits_130_and_publishes_nothing(models, tmp_path,
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, stderr[-2000:]
-    assert json.loads(stdout.strip().splitlines()[-1]) == {"status": "interrupted",
-                                                           "exit_code": 130}
+    assert json.loads(stdout.strip().splitlines()[-1]) == {
+        "status": "interrupted",
+        "exit_code": 130,
+    }
     assert "Traceback" not in stderr
     no_run_published(out)
 
@@ -135,19 +173,22 @@ ENGINES = {"local": [], "dask": ["--engine", "dask", "--dask-workers", 1]}
 
 
 def exotic_table(n: int = 6) -> pa.Table:
-    return pa.table({
-        "rm": pa.array([5.0, 6.0, 7.0, 6.5, 5.5, 8.0][:n]),
-        "tags": pa.array([[1, 2], [], None, [3], [4, 5, 6], [7]][:n], pa.list_(pa.int64())),
-        "info": pa.array([{"a": "=cmd", "b": 1}] * n),
-        "props": pa.array([[("k", 1)]] * n, pa.map_(pa.string(), pa.int64())),
-        "blob": pa.array([b"=HYPERLINK()", b"\xff\xfe", None, b"ok", b"x", b"y"][:n],
-                         pa.binary()),
-        "wait": pa.array([1, 2, 3, 4, 5, 6][:n], pa.duration("s")),
-        "kind": pa.array(["=1+1", "b", "=1+1", "c", "d", "e"][:n]).dictionary_encode(),
-        "half": pa.array([1.5] * n).cast(pa.float16()),
-        "big": pa.array(["@SUM(A1)"] * n, pa.large_string()),
-        "when": pa.array([pd.Timestamp("2026-01-01", tz="UTC")] * n),
-    })
+    return pa.table(
+        {
+            "rm": pa.array([5.0, 6.0, 7.0, 6.5, 5.5, 8.0][:n]),
+            "tags": pa.array([[1, 2], [], None, [3], [4, 5, 6], [7]][:n], pa.list_(pa.int64())),
+            "info": pa.array([{"a": "=cmd", "b": 1}] * n),
+            "props": pa.array([[("k", 1)]] * n, pa.map_(pa.string(), pa.int64())),
+            "blob": pa.array(
+                [b"=HYPERLINK()", b"\xff\xfe", None, b"ok", b"x", b"y"][:n], pa.binary()
+            ),
+            "wait": pa.array([1, 2, 3, 4, 5, 6][:n], pa.duration("s")),
+            "kind": pa.array(["=1+1", "b", "=1+1", "c", "d", "e"][:n]).dictionary_encode(),
+            "half": pa.array([1.5] * n).cast(pa.float16()),
+            "big": pa.array(["@SUM(A1)"] * n, pa.large_string()),
+            "when": pa.array([pd.Timestamp("2026-01-01", tz="UTC")] * n),
+        }
+    )
 
 
 @pytest.mark.parametrize("engine", list(ENGINES))
@@ -165,8 +206,10 @@ def test_every_arrow_type_is_carried_through_and_defused(models, tmp_path, engin
             assert got.schema.field(name).type == table.schema.field(name).type, name
             assert got.column(name).to_pylist() == table.column(name).to_pylist(), name
     csv = pd.read_csv(folder / "predictions.csv", dtype=str, keep_default_na=False)
-    assert json.loads(csv["tags"][0]) == [1, 2] and json.loads(csv["info"][0]) == {"a": "=cmd",
-                                                                                   "b": 1}
+    assert json.loads(csv["tags"][0]) == [1, 2] and json.loads(csv["info"][0]) == {
+        "a": "=cmd",
+        "b": 1,
+    }
     assert csv["kind"].tolist()[0] == "'=1+1"  # dictionary text is defused too
     assert csv["blob"][0] == "'=HYPERLINK()" and csv["blob"][1].startswith("base64:")
     assert csv["big"][0] == "'@SUM(A1)"
@@ -174,12 +217,15 @@ def test_every_arrow_type_is_carried_through_and_defused(models, tmp_path, engin
 
 
 @pytest.mark.parametrize("engine", list(ENGINES))
-@pytest.mark.parametrize("rooms, kind", [
-    (pa.array([[6.0]], pa.list_(pa.float64())), "list<"),
-    (pa.array([{"x": 6.0}]), "struct<x: double>"),
-    (pa.array([True]), "bool"),
-    (pa.array([6], pa.duration("s")), "duration[s]"),
-])
+@pytest.mark.parametrize(
+    "rooms, kind",
+    [
+        (pa.array([[6.0]], pa.list_(pa.float64())), "list<"),
+        (pa.array([{"x": 6.0}]), "struct<x: double>"),
+        (pa.array([True]), "bool"),
+        (pa.array([6], pa.duration("s")), "duration[s]"),
+    ],
+)
 def test_rooms_of_a_type_that_cannot_hold_a_number_exits_3(models, tmp_path, engine, rooms, kind):
     path = tmp_path / "a.parquet"
     pq.write_table(pa.table({"rm": rooms}), path)
@@ -191,17 +237,32 @@ def test_rooms_of_a_type_that_cannot_hold_a_number_exits_3(models, tmp_path, eng
 @pytest.mark.parametrize("engine", list(ENGINES))
 def test_duplicate_and_ambiguous_columns_exit_3_naming_them(models, tmp_path, write_csv, engine):
     dup = tmp_path / "dup.parquet"
-    pq.write_table(pa.Table.from_arrays([pa.array([6.0]), pa.array([1]), pa.array([2])],
-                                        names=["rm", "x", "x"]), dup)
+    pq.write_table(
+        pa.Table.from_arrays(
+            [pa.array([6.0]), pa.array([1]), pa.array([2])], names=["rm", "x", "x"]
+        ),
+        dup,
+    )
     assert_failed(score(models, tmp_path / "o1", dup, extra=ENGINES[engine]), 3, "'x'")
     both = write_csv("both.csv", "RM,rm\n6,7\n")
-    assert_failed(score(models, tmp_path / "o2", both, extra=ENGINES[engine]), 3, "'RM'", "'rm'",
-                  "--feature-column")
-    chosen = run_dir(score(models, tmp_path / "o3", both,
-                           extra=ENGINES[engine] + ["--feature-column", "RM"]))
-    assert predictions(chosen)["predicted_median_price_k"].round(3).tolist() == \
-        predictions(run_dir(score(models, tmp_path / "o4", write_csv("six.csv", "rm\n6\n"))))[
-            "predicted_median_price_k"].round(3).tolist()
+    assert_failed(
+        score(models, tmp_path / "o2", both, extra=ENGINES[engine]),
+        3,
+        "'RM'",
+        "'rm'",
+        "--feature-column",
+    )
+    chosen = run_dir(
+        score(models, tmp_path / "o3", both, extra=ENGINES[engine] + ["--feature-column", "RM"])
+    )
+    assert (
+        predictions(chosen)["predicted_median_price_k"].round(3).tolist()
+        == predictions(run_dir(score(models, tmp_path / "o4", write_csv("six.csv", "rm\n6\n"))))[
+            "predicted_median_price_k"
+        ]
+        .round(3)
+        .tolist()
+    )
 
 
 def test_csv_structure_real_files_have(models, tmp_path, write_csv):
@@ -228,13 +289,14 @@ def test_fields_up_to_the_limit_are_read_and_longer_ones_exit_3(models, tmp_path
 
     ok = tmp_path / "in" / "big_field.csv"
     ok.parent.mkdir()
-    ok.write_bytes(b"note,rm\n\"" + b"z" * (70 << 20) + b"\",6\nnext,7\n")
-    got = pd.read_parquet(run_dir(score(models, tmp_path / "o1", ok)) / "predictions.parquet",
-                          columns=["source_row"])
+    ok.write_bytes(b'note,rm\n"' + b"z" * (70 << 20) + b'",6\nnext,7\n')
+    got = pd.read_parquet(
+        run_dir(score(models, tmp_path / "o1", ok)) / "predictions.parquet", columns=["source_row"]
+    )
     assert got["source_row"].tolist() == [1, 2]
     bad = tmp_path / "in2" / "too_big.csv"
     bad.parent.mkdir()
-    bad.write_bytes(b"note,rm\nfirst,6\n\"" + b"z" * (MAX_ROW_BYTES + (1 << 20)) + b"\",6\n")
+    bad.write_bytes(b'note,rm\nfirst,6\n"' + b"z" * (MAX_ROW_BYTES + (1 << 20)) + b'",6\n')
     assert_failed(score(models, tmp_path / "o2", bad), 3, f"{MAX_ROW_BYTES >> 20} MB")
     no_run_published(tmp_path / "o2")
 
@@ -242,9 +304,13 @@ def test_fields_up_to_the_limit_are_read_and_longer_ones_exit_3(models, tmp_path
 def test_widening_and_retyping_never_change_a_value(models, tmp_path, write_csv):
     folder = tmp_path / "in"
     folder.mkdir()
-    exact = 2 ** 53 + 1  # a float64 cannot hold it
-    pq.write_table(pa.table({"rm": [6.0], "n": pa.array([exact], pa.int64()),
-                             "small": pa.array([7], pa.int64())}), folder / "a.parquet")
+    exact = 2**53 + 1  # a float64 cannot hold it
+    pq.write_table(
+        pa.table(
+            {"rm": [6.0], "n": pa.array([exact], pa.int64()), "small": pa.array([7], pa.int64())}
+        ),
+        folder / "a.parquet",
+    )
     pq.write_table(pa.table({"rm": [7.0], "n": [0.5], "small": [0.25]}), folder / "b.parquet")
     got = pq.read_table(run_dir(score(models, tmp_path / "o1", folder)) / "predictions.parquet")
     assert got.schema.field("n").type == pa.string()  # not float64: the integer stays exact
@@ -252,9 +318,15 @@ def test_widening_and_retyping_never_change_a_value(models, tmp_path, write_csv)
     assert got.schema.field("small").type == pa.float64()  # exact either way: widened
     assert got.column("small").to_pylist() == [7.0, 0.25]
 
-    frame = pd.DataFrame({"rm": [6.1, 6.2], "ratio": [0.1 + 0.2, 1 / 3],  # 17 significant digits
-                          "huge": ["1e400", "1"], "id": ["12345678901234567", "1"],
-                          "long": ["0.12345678901234567890", "1"]})
+    frame = pd.DataFrame(
+        {
+            "rm": [6.1, 6.2],
+            "ratio": [0.1 + 0.2, 1 / 3],  # 17 significant digits
+            "huge": ["1e400", "1"],
+            "id": ["12345678901234567", "1"],
+            "long": ["0.12345678901234567890", "1"],
+        }
+    )
     path = tmp_path / "pandas.csv"
     frame.to_csv(path, index=False)
     folder = run_dir(score(models, tmp_path / "o2", path))
@@ -272,8 +344,9 @@ def test_domain_must_be_finite_and_huge_rooms_are_out_of_domain(models, tmp_path
     assert_failed(res, 2, "domain_max")
     big = tmp_path / "huge.parquet"
     pq.write_table(pa.table({"rm": [6.0, 1e300, 3.4e39, 7.0]}), big)
-    res = score(models, tmp_path / "o2", big, extra=["--domain-max", "1e308",
-                                                    "--max-reject-fraction", "1"])
+    res = score(
+        models, tmp_path / "o2", big, extra=["--domain-max", "1e308", "--max-reject-fraction", "1"]
+    )
     assert res.code == 0, res.stderr[-2000:]
     report = json.loads((Path(res.json["run_dir"]) / "report.json").read_text())
     assert report["rejects_by_reason"]["out_of_domain"] == 2 and report["rows_scored"] == 2
@@ -285,8 +358,8 @@ def test_locations_that_are_the_wrong_kind_say_so(tmp_path, write_csv):
     registry.write_text("x")
     res = score(registry, tmp_path / "out", path)
     assert_failed(res, 4, "is a file, not a folder", "--models-dir")
-    from tests.helpers import run_main
     from jobs.train import main
+    from tests.helpers import run_main
 
     res = run_main(main, ["--models-dir", tmp_path / "m", "--data", tmp_path])
     assert_failed(res, 3, "is a folder, not a file", "--data")

@@ -4,6 +4,7 @@ signals during training, training settings Keras would refuse, strict JSON, the 
 Real subprocesses, real files, a real tmpfs (full disk, read-only mount), real capabilities
 (permission denied as root) and real signals; the state of models/ is checked every time.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,12 +20,20 @@ from pathlib import Path
 import pytest
 
 from batch.core.errors import EXIT_CODES
-from tests.helpers import (FAST_FIT, REPO, WITHOUT_DAC_OVERRIDE, assert_failed,
-                           one_error_sentence, run_cli, tmpfs)
+from tests.helpers import (
+    FAST_FIT,
+    REPO,
+    WITHOUT_DAC_OVERRIDE,
+    assert_failed,
+    one_error_sentence,
+    run_cli,
+    tmpfs,
+)
 
 
 def strict_json(text: str):
     """json.loads that refuses NaN and Infinity, as parsers other than Python's do."""
+
     def refuse(name: str):
         raise ValueError(f"not strict JSON: {name}")
 
@@ -33,12 +42,16 @@ def strict_json(text: str):
 
 def registry_state(root: Path) -> dict:
     """What a command must not change when it fails: the version folders and the alias file."""
-    return {"versions": sorted(p.name for p in root.iterdir() if p.name.startswith("v")),
-            "staging": sorted(p.name for p in root.glob(".staging-*")),
-            "aliases": (root / "aliases.json").read_bytes() if (root / "aliases.json").exists()
-            else None,
-            "history": (root / "history.jsonl").read_bytes()
-            if (root / "history.jsonl").exists() else None}
+    return {
+        "versions": sorted(p.name for p in root.iterdir() if p.name.startswith("v")),
+        "staging": sorted(p.name for p in root.glob(".staging-*")),
+        "aliases": (root / "aliases.json").read_bytes()
+        if (root / "aliases.json").exists()
+        else None,
+        "history": (root / "history.jsonl").read_bytes()
+        if (root / "history.jsonl").exists()
+        else None,
+    }
 
 
 def add_version(models: Path, name: str) -> Path:
@@ -71,23 +84,35 @@ def damage(path: Path, how: str) -> None:
 
 # -- a damaged registry (exit 4) ------------------------------------------------------------------
 
-@pytest.mark.parametrize("how", ["not JSON", "wrong shape", "wrong types",
-                                 "band of the wrong type", "empty"])
+
+@pytest.mark.parametrize(
+    "how", ["not JSON", "wrong shape", "wrong types", "band of the wrong type", "empty"]
+)
 def test_scoring_with_a_damaged_metadata_json_exits_4_naming_it(models, tmp_path, write_csv, how):
     path = write_csv("a.csv", "rm\n6\n")
     meta = models / "v1" / "metadata.json"
     damage(meta, how)
     out = tmp_path / "out"
-    res = run_cli("jobs.score", "--models-dir", models, "--output-dir", out, "--input", path,
-                  "--model-version", "v1")
+    res = run_cli(
+        "jobs.score",
+        "--models-dir",
+        models,
+        "--output-dir",
+        out,
+        "--input",
+        path,
+        "--model-version",
+        "v1",
+    )
     sentence = assert_failed(res, 4, str(meta), "damaged")
     assert "\n" not in sentence
     assert not (out / "runs").exists() or not list((out / "runs").iterdir())
     assert not (out / "LATEST").exists()
 
 
-@pytest.mark.parametrize("text", ["{broken", '["v1"]', '{"production": 1}',
-                                  '{"production": "newest"}'])
+@pytest.mark.parametrize(
+    "text", ["{broken", '["v1"]', '{"production": 1}', '{"production": "newest"}']
+)
 def test_scoring_with_a_damaged_aliases_json_exits_4_naming_it(models, tmp_path, write_csv, text):
     path = write_csv("a.csv", "rm\n6\n")
     (models / "aliases.json").write_text(text)
@@ -104,7 +129,9 @@ def test_models_list_lists_every_readable_version_and_marks_the_damaged(models):
     res = run_cli("jobs.models", "list", "--models-dir", models)
     assert res.code == 0, res.stderr
     assert "Traceback" not in res.stderr
-    rows = {line.split()[0]: line for line in res.stdout.splitlines() if line[:2] in ("v1", "v2", "v3")}
+    rows = {
+        line.split()[0]: line for line in res.stdout.splitlines() if line[:2] in ("v1", "v2", "v3")
+    }
     assert set(rows) == {"v1", "v2", "v3"}
     assert "production" in rows["v1"] and "DAMAGED" not in rows["v1"]
     assert "DAMAGED" in rows["v2"]
@@ -117,8 +144,9 @@ def test_models_list_with_a_damaged_alias_file_still_lists_the_versions(models):
     (models / "aliases.json").write_text("[]")
     res = run_cli("jobs.models", "list", "--models-dir", models)
     assert res.code == 0 and "Traceback" not in res.stderr
-    assert any(line.startswith("v1") and line.rstrip().endswith("?")
-               for line in res.stdout.splitlines()), res.stdout
+    assert any(
+        line.startswith("v1") and line.rstrip().endswith("?") for line in res.stdout.splitlines()
+    ), res.stdout
     assert f"damaged: the registry's alias file {models / 'aliases.json'}" in res.stdout
 
 
@@ -159,14 +187,23 @@ def test_a_damaged_version_that_no_alias_names_does_not_stop_training(models):
 
 # -- a held registry lock (exit 6 after the timeout) ---------------------------------------------
 
+
 def hold_registry_lock(root: Path, seconds: float) -> subprocess.Popen:
     """A real process holding the registry lock for `seconds`, then exiting."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from batch.model.registry import Registry\n"
-         f"with Registry({str(root)!r})._lock():\n"
-         "    print('held', flush=True)\n"
-         f"    time.sleep({seconds})\n"],
-        cwd=REPO, stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from batch.model.registry import Registry\n"
+            f"with Registry({str(root)!r})._lock():\n"
+            "    print('held', flush=True)\n"
+            f"    time.sleep({seconds})\n",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
     assert holder.stdout.readline().strip() == "held"
     return holder
 
@@ -175,15 +212,21 @@ def test_a_held_registry_lock_gives_up_after_the_timeout_with_exit_6(models):
     holder = hold_registry_lock(models, 120)
     try:
         before = registry_state(models)
-        res = run_cli("jobs.models", "promote", "v1", "--models-dir", models,
-                      "--registry-lock-timeout", "1")
+        res = run_cli(
+            "jobs.models", "promote", "v1", "--models-dir", models, "--registry-lock-timeout", "1"
+        )
         assert res.code == 6, res.stderr
         sentence = one_error_sentence(res.stderr)
         assert f"pid {holder.pid}" in sentence and "registry_lock_timeout" in sentence
         # The wait was announced, naming the holder, before giving up.
         assert f"is locked by pid {holder.pid}" in res.stderr and "waiting up to 1 s" in res.stderr
-        res = run_cli("jobs.train", "--models-dir", models, *FAST_FIT,
-                      env={"BATCH_REGISTRY_LOCK_TIMEOUT": "1"})
+        res = run_cli(
+            "jobs.train",
+            "--models-dir",
+            models,
+            *FAST_FIT,
+            env={"BATCH_REGISTRY_LOCK_TIMEOUT": "1"},
+        )
         assert_failed(res, 6, f"pid {holder.pid}")
         assert "training data" not in res.stderr
         assert registry_state(models) == before
@@ -206,6 +249,7 @@ def test_a_lock_released_within_the_timeout_is_waited_for(models):
 
 
 # -- the registry location (exit 7) ---------------------------------------------------------------
+
 
 def test_training_into_a_registry_that_is_a_file_exits_7(tmp_path):
     target = tmp_path / "models"
@@ -256,13 +300,28 @@ def test_training_without_write_permission_exits_7(tmp_path):
 
 # -- signals during training (exit 130) -----------------------------------------------------------
 
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_signal_mid_fit_exits_130_and_publishes_nothing(models, sig):
     before = registry_state(models)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jobs.train", "--models-dir", str(models), "--epochs", "100000",
-         "--log-every-epochs", "1"], cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "jobs.train",
+            "--models-dir",
+            str(models),
+            "--epochs",
+            "100000",
+            "--log-every-epochs",
+            "1",
+        ],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
     reader.start()
@@ -282,36 +341,41 @@ def test_a_stop_signal_mid_fit_exits_130_and_publishes_nothing(models, sig):
     stderr = "".join(lines)
     assert proc.returncode == 130, stderr[-3000:]
     assert "Traceback" not in stderr
-    assert strict_json(out.strip().splitlines()[-1]) == {"status": "interrupted",
-                                                         "exit_code": 130}
+    assert strict_json(out.strip().splitlines()[-1]) == {"status": "interrupted", "exit_code": 130}
     assert registry_state(models) == before
 
 
 # -- training settings (exit 2 before fitting) and strict JSON ------------------------------------
 
-@pytest.mark.parametrize("flags, words", [
-    (["--seed", 2**32], ["--seed", "4294967295"]),
-    (["--seed", -1], ["--seed"]),
-    (["--batch-size", 2**63], ["--batch-size"]),
-    (["--learning-rate", "inf"], ["--learning-rate"]),
-    (["--learning-rate", "nan"], ["--learning-rate"]),
-    (["--promote-tolerance", "inf"], ["--promote-tolerance"]),
-    (["--validation-split", 1], ["--validation-split"]),
-    (["--validation-split", 0.999], ["--validation-split 0.999", "0 of the 404"]),
-    (["--registry-lock-timeout", -1], ["--registry-lock-timeout"]),
-])
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--seed", 2**32], ["--seed", "4294967295"]),
+        (["--seed", -1], ["--seed"]),
+        (["--batch-size", 2**63], ["--batch-size"]),
+        (["--learning-rate", "inf"], ["--learning-rate"]),
+        (["--learning-rate", "nan"], ["--learning-rate"]),
+        (["--promote-tolerance", "inf"], ["--promote-tolerance"]),
+        (["--validation-split", 1], ["--validation-split"]),
+        (["--validation-split", 0.999], ["--validation-split 0.999", "0 of the 404"]),
+        (["--registry-lock-timeout", -1], ["--registry-lock-timeout"]),
+    ],
+)
 def test_training_settings_keras_would_refuse_exit_2_before_fitting(tmp_path, flags, words):
     res = run_cli("jobs.train", "--models-dir", tmp_path / "m", *flags)
     assert_failed(res, 2, *words)
     assert "epoch " not in res.stderr  # refused before the fit
-    assert not (tmp_path / "m").exists() or not [p for p in (tmp_path / "m").iterdir()
-                                                 if p.name.startswith("v")]
+    assert not (tmp_path / "m").exists() or not [
+        p for p in (tmp_path / "m").iterdir() if p.name.startswith("v")
+    ]
 
 
 def test_a_split_that_holds_out_no_row_exits_2(tmp_path):
     # 1 - 1e-17 is 1.0 in floating point: Keras would find no validation row and refuse.
-    res = run_cli("jobs.train", "--models-dir", tmp_path / "m", "--validation-split", 1e-17,
-                  *FAST_FIT)
+    res = run_cli(
+        "jobs.train", "--models-dir", tmp_path / "m", "--validation-split", 1e-17, *FAST_FIT
+    )
     assert_failed(res, 2, "--validation-split 1e-17", "holds out no row", "404")
     assert "epoch " not in res.stderr
 
@@ -334,6 +398,7 @@ def test_every_json_of_a_training_without_validation_rows_is_strict(tmp_path):
 
 # -- the command line -----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("module", ["jobs.train", "jobs.score"])
 def test_an_unknown_flag_exits_2_with_the_json_summary_line(module):
     res = run_cli(module, "--epocs", "3")
@@ -345,8 +410,15 @@ def test_an_unknown_flag_exits_2_with_the_json_summary_line(module):
     assert "--epocs" in summary["error"]
 
 
-@pytest.mark.parametrize("args", [["jobs.models", "list", "--bogus"], ["jobs.runs", "--bogus"],
-                                  ["jobs.schedule", "--bogus"], ["jobs.models", "frobnicate"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["jobs.models", "list", "--bogus"],
+        ["jobs.runs", "--bogus"],
+        ["jobs.schedule", "--bogus"],
+        ["jobs.models", "frobnicate"],
+    ],
+)
 def test_usage_errors_of_the_other_commands_exit_2_in_one_sentence(args):
     res = run_cli(*args)
     assert res.code == 2 and "Traceback" not in res.stderr
@@ -355,19 +427,26 @@ def test_usage_errors_of_the_other_commands_exit_2_in_one_sentence(args):
 
 def test_an_unknown_batch_name_warns_with_the_setting_it_likely_meant(tmp_path):
     (tmp_path / ".env").write_text("BATCH_LEARNING_RATES=0.1\nBATCH_UID=1000\n")
-    res = run_cli("jobs.models", "list", "--models-dir", tmp_path / "m", cwd=tmp_path,
-                  env={"BATCH_EPOCS": "3", "BATCH_HOST_OUTPUT_DIR": "./out",
-                       "BATCH_SCHEDULE": "0 2 * * *"})
+    res = run_cli(
+        "jobs.models",
+        "list",
+        "--models-dir",
+        tmp_path / "m",
+        cwd=tmp_path,
+        env={"BATCH_EPOCS": "3", "BATCH_HOST_OUTPUT_DIR": "./out", "BATCH_SCHEDULE": "0 2 * * *"},
+    )
     assert res.code == 0, res.stderr
     warnings = [ln for ln in res.stderr.splitlines() if ": warning: " in ln]
     assert len(warnings) == 2, warnings
     assert any("BATCH_EPOCS" in w and "did you mean BATCH_EPOCHS?" in w for w in warnings)
-    assert any("BATCH_LEARNING_RATES" in w and "did you mean BATCH_LEARNING_RATE?" in w
-               for w in warnings)
+    assert any(
+        "BATCH_LEARNING_RATES" in w and "did you mean BATCH_LEARNING_RATE?" in w for w in warnings
+    )
 
 
-@pytest.mark.parametrize("module", ["jobs.train", "jobs.score", "jobs.models", "jobs.runs",
-                                    "jobs.schedule"])
+@pytest.mark.parametrize(
+    "module", ["jobs.train", "jobs.score", "jobs.models", "jobs.runs", "jobs.schedule"]
+)
 def test_every_help_lists_the_exit_codes(module):
     res = run_cli(module, "--help")
     assert res.code == 0

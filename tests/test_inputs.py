@@ -1,4 +1,5 @@
 """Every input variant people send: CSV dialects, headerless Boston, Parquet types, folders, globs."""
+
 from __future__ import annotations
 
 import decimal
@@ -21,24 +22,28 @@ def expected_price(models, rooms):
     return np.float32(rooms) * np.float32(meta["weight"]) + np.float32(meta["bias"])
 
 
-@pytest.mark.parametrize("name, text, encoding, newline", [
-    ("upper.csv", "id,RM\na,6.5\nb,7\n", "utf-8", "\n"),
-    ("spaces.csv", "id, Rm \na,6.5\nb,7\n", "utf-8", "\n"),
-    ("bom_crlf.csv", "\ufeffid,rm\na,6.5\nb,7\n", "utf-8", "\r\n"),
-    ("quoted.csv", '"id","rm"\n"a","6.5"\n"b","7"\n', "utf-8", "\n"),
-    ("semicolon.csv", "id;rm\na;6.5\nb;7\n", "utf-8", "\n"),
-    ("decimal_comma.csv", "id;rm\na;6,5\nb;7\n", "utf-8", "\r\n"),
-    ("rooms.csv", "id,Rooms\na,6.5\nb,7\n", "utf-8", "\n"),
-    ("avg.csv", "id,AVG_ROOMS\na,6.5\nb,7\n", "utf-8", "\n"),
-])
+@pytest.mark.parametrize(
+    "name, text, encoding, newline",
+    [
+        ("upper.csv", "id,RM\na,6.5\nb,7\n", "utf-8", "\n"),
+        ("spaces.csv", "id, Rm \na,6.5\nb,7\n", "utf-8", "\n"),
+        ("bom_crlf.csv", "\ufeffid,rm\na,6.5\nb,7\n", "utf-8", "\r\n"),
+        ("quoted.csv", '"id","rm"\n"a","6.5"\n"b","7"\n', "utf-8", "\n"),
+        ("semicolon.csv", "id;rm\na;6.5\nb;7\n", "utf-8", "\n"),
+        ("decimal_comma.csv", "id;rm\na;6,5\nb;7\n", "utf-8", "\r\n"),
+        ("rooms.csv", "id,Rooms\na,6.5\nb,7\n", "utf-8", "\n"),
+        ("avg.csv", "id,AVG_ROOMS\na,6.5\nb,7\n", "utf-8", "\n"),
+    ],
+)
 def test_csv_dialects(models, tmp_path, write_csv, name, text, encoding, newline):
     path = write_csv(name, text, encoding, newline)
     folder = run_dir(score(models, tmp_path / "out", path))
     got = predictions(folder)
     assert got["id"].tolist() == ["a", "b"]
     assert got["source_row"].tolist() == [1, 2]
-    np.testing.assert_allclose(got["predicted_median_price_k"],
-                               expected_price(models, np.array([6.5, 7.0])), rtol=1e-6)
+    np.testing.assert_allclose(
+        got["predicted_median_price_k"], expected_price(models, np.array([6.5, 7.0])), rtol=1e-6
+    )
     assert len(rejects(folder)) == 0
 
 
@@ -60,8 +65,9 @@ def test_headerless_boston_layout(models, tmp_path, with_medv):
     folder = run_dir(res)
     got = predictions(folder)
     np.testing.assert_allclose(got["rm"], frame["rm"])  # rooms is column 6 (index 5)
-    np.testing.assert_allclose(got["predicted_median_price_k"],
-                               expected_price(models, frame["rm"].to_numpy()), rtol=1e-6)
+    np.testing.assert_allclose(
+        got["predicted_median_price_k"], expected_price(models, frame["rm"].to_numpy()), rtol=1e-6
+    )
     import json
 
     report = json.loads((folder / "report.json").read_text())
@@ -76,21 +82,25 @@ def test_headerless_with_other_column_count_is_an_input_error(models, tmp_path, 
     assert "no header row and 3 columns" in one_error_sentence(res.stderr)
 
 
-@pytest.mark.parametrize("array", [
-    pa.array([6.5, 7.0], pa.float64()),
-    pa.array([6.5, 7.0], pa.float32()),
-    pa.array([6, 7], pa.int64()),
-    pa.array([decimal.Decimal("6.500"), decimal.Decimal("7.000")], pa.decimal128(5, 3)),
-    pa.array(["6.5", "7"], pa.string()),
-    pa.array([6.5, 7.0]).dictionary_encode(),
-])
+@pytest.mark.parametrize(
+    "array",
+    [
+        pa.array([6.5, 7.0], pa.float64()),
+        pa.array([6.5, 7.0], pa.float32()),
+        pa.array([6, 7], pa.int64()),
+        pa.array([decimal.Decimal("6.500"), decimal.Decimal("7.000")], pa.decimal128(5, 3)),
+        pa.array(["6.5", "7"], pa.string()),
+        pa.array([6.5, 7.0]).dictionary_encode(),
+    ],
+)
 def test_parquet_rooms_types(models, tmp_path, array):
     path = tmp_path / "in.parquet"
     pq.write_table(pa.table({"RM": array, "name": ["a", "b"]}), path)
     got = predictions(run_dir(score(models, tmp_path / "out", path)))
     rooms = np.array([float(v) for v in array.to_pylist()])
-    np.testing.assert_allclose(got["predicted_median_price_k"], expected_price(models, rooms),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        got["predicted_median_price_k"], expected_price(models, rooms), rtol=1e-6
+    )
 
 
 def test_directory_takes_supported_files_sorted_and_ignores_others(models, tmp_path, write_csv):
@@ -108,18 +118,25 @@ def test_glob_and_repeated_inputs(models, tmp_path, write_csv):
     write_csv("x1.csv", "rm\n5\n")
     write_csv("x2.csv", "rm\n6\n")
     write_csv("y.csv", "rm\n7\n")
-    res = score(models, tmp_path / "out", tmp_path / "in" / "x*.csv", tmp_path / "in" / "y.csv",
-                tmp_path / "in" / "x1.csv")  # named twice: scored once
+    res = score(
+        models,
+        tmp_path / "out",
+        tmp_path / "in" / "x*.csv",
+        tmp_path / "in" / "y.csv",
+        tmp_path / "in" / "x1.csv",
+    )  # named twice: scored once
     got = predictions(run_dir(res))
     assert [p.rsplit("/", 1)[-1] for p in got["source_file"]] == ["x1.csv", "x2.csv", "y.csv"]
 
 
 def test_feature_column_setting(models, tmp_path, write_csv):
     path = write_csv("c.csv", "size,rm\n6.5,99\n")
-    got = predictions(run_dir(score(models, tmp_path / "out", path,
-                                    extra=["--feature-column", "SIZE"])))
-    np.testing.assert_allclose(got["predicted_median_price_k"], expected_price(models, [6.5]),
-                               rtol=1e-6)
+    got = predictions(
+        run_dir(score(models, tmp_path / "out", path, extra=["--feature-column", "SIZE"]))
+    )
+    np.testing.assert_allclose(
+        got["predicted_median_price_k"], expected_price(models, [6.5]), rtol=1e-6
+    )
 
 
 def test_missing_rooms_column_exit_3_names_file_and_columns(models, tmp_path, write_csv):
@@ -214,13 +231,13 @@ def test_csv_header_names_are_defused_too(models, tmp_path, write_csv):
     import csv
 
     header = next(csv.reader(open(folder / "predictions.csv", newline="")))
-    assert header[:2] == ["rm", "'=HYPERLINK(\"x\")"]
+    assert header[:2] == ["rm", '\'=HYPERLINK("x")']
     assert predictions(folder).columns[1] == '=HYPERLINK("x")'  # Parquet keeps the raw name
 
 
 def test_an_input_that_changes_while_scored_is_refused(tmp_path):
-    from batch.io import inputs
     from batch.core.errors import InputError
+    from batch.io import inputs
 
     path = tmp_path / "growing.csv"
     path.write_text("rm\n6\n")
@@ -233,6 +250,7 @@ def test_an_input_that_changes_while_scored_is_refused(tmp_path):
 
 
 # -- parts: the same reader for the whole file and for its pieces (pure, no model) ---------------
+
 
 @pytest.mark.parametrize("part_bytes", [50, 333, 4096, 1 << 20])
 def test_csv_byte_ranges_read_exactly_the_rows_of_the_whole_file(tmp_path, part_bytes):
@@ -270,9 +288,16 @@ def test_parquet_parts_are_row_groups_numbered_from_metadata(tmp_path):
 
     from batch.io import inputs
 
-    pq.write_table(pa.table({"rm": [float(i) for i in range(1000)]}), tmp_path / "a.parquet",
-                   row_group_size=300)
+    pq.write_table(
+        pa.table({"rm": [float(i) for i in range(1000)]}),
+        tmp_path / "a.parquet",
+        row_group_size=300,
+    )
     parts = inputs.split(inputs.inspect(tmp_path / "a.parquet"), 2, 1)
     assert [(p.file_index, p.row_groups, p.first_row) for p in parts] == [
-        (2, (0,), 1), (2, (1,), 301), (2, (2,), 601), (2, (3,), 901)]
+        (2, (0,), 1),
+        (2, (1,), 301),
+        (2, (2,), 601),
+        (2, (3,), 901),
+    ]
     assert [inputs.count_rows(p) for p in parts] == [300, 300, 300, 100]

@@ -1,4 +1,5 @@
 """Price bands: split-conformal coverage on synthetic data with known noise and on Boston's 506 rows."""
+
 from __future__ import annotations
 
 import json
@@ -6,9 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from batch.model import datasets
-
 from batch.core import intervals
+from batch.model import datasets
 from tests.helpers import BOSTON_CSV
 
 LEVEL = 0.9
@@ -21,16 +21,23 @@ def noisy_line(rng: np.random.Generator, n: int, heteroscedastic: bool):
     return x, 3 * x + 2 + rng.normal(0, sd)
 
 
-def split_run(seed: int, heteroscedastic: bool, n_fit: int = 300, n_cal: int = 150,
-              n_test: int = 2000, level: float = LEVEL):
+def split_run(
+    seed: int,
+    heteroscedastic: bool,
+    n_fit: int = 300,
+    n_cal: int = 150,
+    n_test: int = 2000,
+    level: float = LEVEL,
+):
     """Fit a least-squares line, calibrate on fresh rows, return the test rows' inside-mask."""
     rng = np.random.default_rng(seed)
     x_fit, y_fit = noisy_line(rng, n_fit, heteroscedastic)
     x_cal, y_cal = noisy_line(rng, n_cal, heteroscedastic)
     x_test, y_test = noisy_line(rng, n_test, heteroscedastic)
     w, b = np.polyfit(x_fit, y_fit, 1)
-    params = intervals.calibrate(x_cal, y_cal, w * x_cal + b, level,
-                                 x_scale=x_fit, residuals_scale=y_fit - (w * x_fit + b))
+    params = intervals.calibrate(
+        x_cal, y_cal, w * x_cal + b, level, x_scale=x_fit, residuals_scale=y_fit - (w * x_fit + b)
+    )
     low, high = intervals.band(x_test, w * x_test + b, params)
     return x_test, (y_test >= low) & (y_test <= high), high - low
 
@@ -85,8 +92,14 @@ def test_boston_coverage_over_random_splits(line):
         idx = np.random.default_rng(seed).permutation(len(x))
         fit, cal, test = idx[:282], idx[282:404], idx[404:]
         w, b = np.polyfit(x[fit], y[fit], 1) if line == "least_squares" else (3.35, 1.3)
-        params = intervals.calibrate(x[cal], y[cal], w * x[cal] + b, LEVEL,
-                                     x_scale=x[fit], residuals_scale=y[fit] - (w * x[fit] + b))
+        params = intervals.calibrate(
+            x[cal],
+            y[cal],
+            w * x[cal] + b,
+            LEVEL,
+            x_scale=x[fit],
+            residuals_scale=y[fit] - (w * x[fit] + b),
+        )
         low, high = intervals.band(x[test], w * x[test] + b, params)
         covers.append(intervals.coverage(y[test], low, high))
     assert LEVEL - 0.015 <= float(np.mean(covers)) <= LEVEL + 1 / 123 + 0.015, np.mean(covers)
@@ -99,8 +112,9 @@ def test_boston_training_split_coverage_with_the_trainers_rows():
     x_fit, y_fit = data.x_train[:282], data.y_train[:282]
     x_cal, y_cal = data.x_train[282:], data.y_train[282:]
     w, b = np.polyfit(x_fit.astype("float64"), y_fit.astype("float64"), 1)
-    params = intervals.calibrate(x_cal, y_cal, w * x_cal + b, LEVEL,
-                                 x_scale=x_fit, residuals_scale=y_fit - (w * x_fit + b))
+    params = intervals.calibrate(
+        x_cal, y_cal, w * x_cal + b, LEVEL, x_scale=x_fit, residuals_scale=y_fit - (w * x_fit + b)
+    )
     low, high = intervals.band(data.x_test, w * data.x_test + b, params)
     # 102 rows: one binomial standard error is 0.03.
     assert 0.83 <= intervals.coverage(data.y_test, low, high) <= 0.97

@@ -1,4 +1,5 @@
 """OpenLineage events (batch.ops.lineage) to a real HTTP receiver on 127.0.0.1 and to a file."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from batch.ops.lineage import (NAMESPACE, DatasetRef, Lineage, arrow_schema, run_uuid, score_inputs,
-                           score_outputs)
+from batch.ops.lineage import (
+    NAMESPACE,
+    DatasetRef,
+    Lineage,
+    arrow_schema,
+    run_uuid,
+    score_inputs,
+    score_outputs,
+)
 from tests.helpers import FAST_FIT, REPO, run_main
 
 
@@ -25,7 +33,7 @@ class Receiver:
         paths = self.paths = []
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's naming)
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 events.append(json.loads(body))
                 paths.append(self.path)
@@ -40,7 +48,7 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "Receiver":
+    def __enter__(self) -> Receiver:
         self.thread.start()
         return self
 
@@ -83,8 +91,7 @@ def test_training_emits_start_then_complete_with_matching_run_ids(models):
 
 def test_failed_training_emits_start_then_fail(models, tmp_path):
     with Receiver() as receiver:
-        res = train(models, "--data", tmp_path / "no-such.csv",
-                    "--openlineage-url", receiver.url)
+        res = train(models, "--data", tmp_path / "no-such.csv", "--openlineage-url", receiver.url)
     assert res.code == 3
     assert [e["eventType"] for e in receiver.events] == ["START", "FAIL"]
     start, fail = receiver.events
@@ -112,22 +119,30 @@ def test_score_run_events_carry_datasets_row_counts_and_fail(tmp_path):
 
         schema = arrow_schema(pa.schema([("suburb", pa.string()), ("rm", pa.float64())]))
         assert schema == [("suburb", "string"), ("rm", "double")]
-        ok.start(score_inputs([File("in/north.csv", "ab" * 32)], schema, tmp_path / "models",
-                              "v2"))
+        ok.start(score_inputs([File("in/north.csv", "ab" * 32)], schema, tmp_path / "models", "v2"))
         ok.complete(score_outputs(tmp_path / "output" / "runs" / run_id, 990, 10))
         failed = Lineage("score", "20260302T020000Z-def456", url=receiver.url)
         failed.start([DatasetRef.file("in/broken.csv")])
         failed.fail("60 of 100 rows were rejected")
-    kinds = [(e["eventType"], e["run"]["facets"]["houseprice_batch"]["runId"])
-             for e in receiver.events]
-    assert kinds == [("START", run_id), ("COMPLETE", run_id),
-                     ("START", "20260302T020000Z-def456"), ("FAIL", "20260302T020000Z-def456")]
+    kinds = [
+        (e["eventType"], e["run"]["facets"]["houseprice_batch"]["runId"]) for e in receiver.events
+    ]
+    assert kinds == [
+        ("START", run_id),
+        ("COMPLETE", run_id),
+        ("START", "20260302T020000Z-def456"),
+        ("FAIL", "20260302T020000Z-def456"),
+    ]
     complete = receiver.events[1]
     assert [i["name"] for i in complete["inputs"]] == [
-        str(Path("in/north.csv").resolve()), str((tmp_path / "models" / "v2").resolve())]
+        str(Path("in/north.csv").resolve()),
+        str((tmp_path / "models" / "v2").resolve()),
+    ]
     assert complete["inputs"][0]["facets"]["schema"]["fields"][1]["name"] == "rm"
-    counts = {Path(o["name"]).name: o["outputFacets"]["outputStatistics"]["rowCount"]
-              for o in complete["outputs"]}
+    counts = {
+        Path(o["name"]).name: o["outputFacets"]["outputStatistics"]["rowCount"]
+        for o in complete["outputs"]
+    }
     assert counts == {"predictions.parquet": 990, "rejects.csv": 10}
     assert receiver.events[0]["run"]["runId"] != receiver.events[2]["run"]["runId"]
 
@@ -143,13 +158,21 @@ def test_events_to_a_file_one_json_per_line(tmp_path):
 
 
 def test_unset_emits_nothing_and_imports_nothing():
-    code = ("import sys\n"
-            "from batch.ops.lineage import Lineage, DatasetRef\n"
-            "run = Lineage('score', 'r1')\n"
-            "run.start([DatasetRef.file('x.csv')]); run.complete([]); run.fail('x')\n"
-            "print(run.enabled, any(m.startswith('openlineage') for m in sys.modules))\n")
-    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
+    code = (
+        "import sys\n"
+        "from batch.ops.lineage import Lineage, DatasetRef\n"
+        "run = Lineage('score', 'r1')\n"
+        "run.start([DatasetRef.file('x.csv')]); run.complete([]); run.fail('x')\n"
+        "print(run.enabled, any(m.startswith('openlineage') for m in sys.modules))\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=60,
+    )
     assert res.stdout.strip() == "False False", res.stderr
 
 
@@ -168,22 +191,48 @@ def test_the_scorer_emits_start_then_complete_or_fail_with_row_counts(models, tm
     good.parent.mkdir()
     good.write_text("rm\n6\n7\nx\n")
     with Receiver() as receiver:
-        res = run_main(main, ["--models-dir", models, "--output-dir", tmp_path / "out",
-                              "--input", good, "--max-reject-fraction", 1,
-                              "--openlineage-url", receiver.url])
+        res = run_main(
+            main,
+            [
+                "--models-dir",
+                models,
+                "--output-dir",
+                tmp_path / "out",
+                "--input",
+                good,
+                "--max-reject-fraction",
+                1,
+                "--openlineage-url",
+                receiver.url,
+            ],
+        )
     assert res.code == 0, res.stderr
     assert [e["eventType"] for e in receiver.events] == ["START", "COMPLETE"]
     start, complete = receiver.events
-    assert start["run"]["runId"] == complete["run"]["runId"] == run_uuid("score",
-                                                                         res.json["run_id"])
+    assert (
+        start["run"]["runId"] == complete["run"]["runId"] == run_uuid("score", res.json["run_id"])
+    )
     assert start["inputs"][0]["name"] == str(good.resolve())
-    rows = {Path(o["name"]).name: o["outputFacets"]["outputStatistics"]["rowCount"]
-            for o in complete["outputs"]}
+    rows = {
+        Path(o["name"]).name: o["outputFacets"]["outputStatistics"]["rowCount"]
+        for o in complete["outputs"]
+    }
     assert rows == {"predictions.parquet": 2, "rejects.csv": 1}
 
     with Receiver() as receiver:
-        res = run_main(main, ["--models-dir", models, "--output-dir", tmp_path / "out2",
-                              "--input", good, "--openlineage-url", receiver.url])
+        res = run_main(
+            main,
+            [
+                "--models-dir",
+                models,
+                "--output-dir",
+                tmp_path / "out2",
+                "--input",
+                good,
+                "--openlineage-url",
+                receiver.url,
+            ],
+        )
     assert res.code == 5  # over the default reject budget
     assert [e["eventType"] for e in receiver.events] == ["START", "FAIL"]
     assert "budget" in receiver.events[1]["run"]["facets"]["errorMessage"]["message"]

@@ -1,4 +1,5 @@
 """The lock files pin exactly what pyproject.toml asks for: nothing missing, nothing stale, all hashed."""
+
 from __future__ import annotations
 
 import re
@@ -20,9 +21,16 @@ LOCKS = {"requirements.lock": ("dask",), "requirements-dev.lock": ("dask", "test
 S3_LOCK = REPO / "deploy" / "s3" / "requirements.lock"
 S3_ROOT = "moto"
 # The platform the locks are made for (the Docker image's and CI's): markers are evaluated for it.
-TARGET = {"sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
-          "os_name": "posix", "python_version": "3.11", "python_full_version": "3.11.0",
-          "implementation_name": "cpython", "platform_python_implementation": "CPython"}
+TARGET = {
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "x86_64",
+    "os_name": "posix",
+    "python_version": "3.11",
+    "python_full_version": "3.11.0",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+}
 # What uv writes in a `# via` annotation for a requirement of the project itself.
 PROJECT_ROOT = re.compile(r"^house-price-batch \(pyproject\.toml\)$")
 
@@ -39,7 +47,6 @@ class Locked:
     via: set[str] = field(default_factory=set)
 
 
-
 def reachable(packages: dict, roots: list[str]) -> set[str]:
     """The pinned packages `roots` lead to through the lock's `# via` chains (roots included)."""
     children: dict[str, set[str]] = {}
@@ -53,6 +60,7 @@ def reachable(packages: dict, roots: list[str]) -> set[str]:
             reached.add(name)
             todo.extend(children.get(name, ()))
     return reached
+
 
 def read_lock(path: Path) -> tuple[dict[str, Locked], list[str]]:
     """Parse a hash-pinned requirements file as uv or pip-tools write it: (packages, problems)."""
@@ -72,14 +80,16 @@ def read_lock(path: Path) -> tuple[dict[str, Locked], list[str]]:
         elif line.startswith("#"):
             continue  # the header
         elif (stripped := line.strip()).startswith("# via") and current is not None:
-            rest = stripped[len("# via"):].strip()
+            rest = stripped[len("# via") :].strip()
             in_via = not rest
             if rest:
                 current.via.add(rest)
         elif stripped.startswith("#   ") and in_via and current is not None:
             current.via.add(stripped[1:].strip())
         else:
-            problems.append(f"{path.name}:{number} is not an exact pin with hashes: {line.strip()!r}")
+            problems.append(
+                f"{path.name}:{number} is not an exact pin with hashes: {line.strip()!r}"
+            )
     return packages, problems
 
 
@@ -88,8 +98,11 @@ def wanted(pyproject: Path, extras: tuple[str, ...]) -> dict[str, Requirement]:
     data = tomllib.loads(pyproject.read_text())
     project = data["project"]
     lines = [(req, "") for req in project.get("dependencies", [])]
-    lines += [(req, extra) for extra in extras
-              for req in project.get("optional-dependencies", {}).get(extra, [])]
+    lines += [
+        (req, extra)
+        for extra in extras
+        for req in project.get("optional-dependencies", {}).get(extra, [])
+    ]
     found: dict[str, Requirement] = {}
     for text, extra in lines:
         req = Requirement(text)
@@ -108,32 +121,41 @@ def lock_problems(pyproject: Path, lock: Path, extras: tuple[str, ...]) -> list[
         if name not in packages:
             problems.append(f"pyproject.toml asks for {req}, which {lock.name} lacks; {fix}")
         elif not req.specifier.contains(packages[name].version, prereleases=True):
-            problems.append(f"{lock.name} pins {name}=={packages[name].version}, outside "
-                            f"pyproject.toml's {req}; {fix}")
+            problems.append(
+                f"{lock.name} pins {name}=={packages[name].version}, outside "
+                f"pyproject.toml's {req}; {fix}"
+            )
 
     # The project installs with --no-build-isolation from the lock: its build backend must be there.
     build_system = tomllib.loads(pyproject.read_text()).get("build-system", {})
     for text in build_system.get("requires", []):
         req = Requirement(text)
         name = canonicalize_name(req.name)
-        if name not in packages or not req.specifier.contains(packages[name].version,
-                                                               prereleases=True):
-            problems.append(f"{lock.name} has no {req} for building the project without "
-                            f"isolation; add it to pyproject.toml's lock extra and {fix}")
+        if name not in packages or not req.specifier.contains(
+            packages[name].version, prereleases=True
+        ):
+            problems.append(
+                f"{lock.name} has no {req} for building the project without "
+                f"isolation; add it to pyproject.toml's lock extra and {fix}"
+            )
 
     for name, entry in sorted(packages.items()):
         if not entry.hashes:
             problems.append(f"{lock.name} pins {name}=={entry.version} without a hash; {fix}")
         if any(PROJECT_ROOT.match(v) for v in entry.via) and name not in direct:
-            problems.append(f"{lock.name} pins {name} for pyproject.toml, which no longer asks "
-                            f"for it (a stale entry); {fix}")
+            problems.append(
+                f"{lock.name} pins {name} for pyproject.toml, which no longer asks "
+                f"for it (a stale entry); {fix}"
+            )
 
     # Whatever the project's requirements do not lead to, through the `# via` chains, is stale.
     reached = reachable(packages, [name for name in direct if name in packages])
     for name in sorted(set(packages) - reached):
         if not any(PROJECT_ROOT.match(v) for v in packages[name].via):  # reported above
-            problems.append(f"{lock.name} pins {name}, which nothing in pyproject.toml needs "
-                            f"(a stale entry); {fix}")
+            problems.append(
+                f"{lock.name} pins {name}, which nothing in pyproject.toml needs "
+                f"(a stale entry); {fix}"
+            )
     return problems
 
 
@@ -144,6 +166,7 @@ def locked_versions(lock: Path) -> dict[str, str]:
 
 # -- the repository's locks --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("lock_name", sorted(LOCKS))
 def test_the_lock_pins_what_pyproject_asks_for_and_nothing_else(lock_name):
     problems = lock_problems(REPO / "pyproject.toml", REPO / lock_name, LOCKS[lock_name])
@@ -151,8 +174,9 @@ def test_the_lock_pins_what_pyproject_asks_for_and_nothing_else(lock_name):
 
 
 def test_the_image_lock_is_the_tested_lock_minus_the_development_tools():
-    image, dev = (locked_versions(REPO / name) for name in ("requirements.lock",
-                                                            "requirements-dev.lock"))
+    image, dev = (
+        locked_versions(REPO / name) for name in ("requirements.lock", "requirements-dev.lock")
+    )
     assert set(image) <= set(dev)
     assert {name: dev[name] for name in image} == image, "the image must run what CI tested"
     # The test tools stay out of the production image.
@@ -168,8 +192,10 @@ def s3_lock_problems(lock: Path, dev_lock: Path) -> list[str]:
         problems.append(f"{lock.name} lacks {S3_ROOT}; {fix}")
     for name, entry in sorted(packages.items()):
         if dev.get(name) != entry.version:
-            problems.append(f"{lock.name} pins {name}=={entry.version}, the development lock "
-                            f"{'has ' + dev[name] if name in dev else 'has no ' + name}; {fix}")
+            problems.append(
+                f"{lock.name} pins {name}=={entry.version}, the development lock "
+                f"{'has ' + dev[name] if name in dev else 'has no ' + name}; {fix}"
+            )
         if not entry.hashes:
             problems.append(f"{lock.name} pins {name}=={entry.version} without a hash; {fix}")
     # Everything must be there for moto (its server extra included), through the `# via` chains.
@@ -196,8 +222,14 @@ def test_a_stale_or_drifted_s3_endpoint_lock_is_caught(tmp_path):
     assert len(problems) == 1 and "flask==0.0.1" in problems[0], problems
     # An entry nothing needs: a copy of one from the dev lock, needed by no one in this lock.
     stale = tmp_path / "stale.lock"
-    stale.write_text(text + "tzlocal==" + locked_versions(REPO / "requirements-dev.lock")["tzlocal"]
-                     + " \\\n    --hash=sha256:" + "0" * 64 + "\n    # via apscheduler\n")
+    stale.write_text(
+        text
+        + "tzlocal=="
+        + locked_versions(REPO / "requirements-dev.lock")["tzlocal"]
+        + " \\\n    --hash=sha256:"
+        + "0" * 64
+        + "\n    # via apscheduler\n"
+    )
     problems = s3_lock_problems(stale, REPO / "requirements-dev.lock")
     assert len(problems) == 1 and "tzlocal" in problems[0] and "stale" in problems[0], problems
 
@@ -208,8 +240,11 @@ def test_the_locks_say_how_they_are_made_and_the_script_makes_them_as_this_test_
         header = (REPO / name).read_text().splitlines()[:2]
         assert header[1].strip("# ") == "tools/lock", f"{name} was not made by tools/lock"
     script = (REPO / "tools" / "lock").read_text().replace("\\\n", " ")
-    commands = {m.group(1): line for line in script.splitlines()
-                if (m := re.search(r"--output-file (\S+)", line))}
+    commands = {
+        m.group(1): line
+        for line in script.splitlines()
+        if (m := re.search(r"--output-file (\S+)", line))
+    }
     assert set(commands) == set(LOCKS) | {s3_name}
     for name, line in commands.items():
         if name == s3_name:  # moto[server] alone, pinned to the development lock's versions
@@ -221,6 +256,7 @@ def test_the_locks_say_how_they_are_made_and_the_script_makes_them_as_this_test_
 
 
 # -- the check itself fails when it should ------------------------------------------------------------
+
 
 def _pyproject_copy(tmp_path: Path, old: str, new: str) -> Path:
     text = (REPO / "pyproject.toml").read_text()
@@ -240,8 +276,9 @@ def test_a_dependency_the_lock_lacks_is_caught(tmp_path):
 def test_a_new_test_dependency_is_caught_in_the_dev_lock_only(tmp_path):
     pyproject = _pyproject_copy(tmp_path, '"pytest>=8",', '"pytest>=8",\n    "hypothesis>=6",')
     assert lock_problems(pyproject, REPO / "requirements.lock", LOCKS["requirements.lock"]) == []
-    problems = lock_problems(pyproject, REPO / "requirements-dev.lock",
-                             LOCKS["requirements-dev.lock"])
+    problems = lock_problems(
+        pyproject, REPO / "requirements-dev.lock", LOCKS["requirements-dev.lock"]
+    )
     assert len(problems) == 1 and "hypothesis" in problems[0], problems
 
 
@@ -264,8 +301,15 @@ def test_a_hand_edited_lock_is_caught(tmp_path):
     text = (REPO / "requirements.lock").read_text()
     version = locked_versions(REPO / "requirements.lock")["pandas"]
     # An unpinned line, and a package whose hashes were deleted.
-    edited = re.sub(rf"^pandas=={re.escape(version)} \\\n(    --hash=\S+( \\)?\n)+",
-                    f"pandas=={version}\n", text, flags=re.M) + "requests\n"
+    edited = (
+        re.sub(
+            rf"^pandas=={re.escape(version)} \\\n(    --hash=\S+( \\)?\n)+",
+            f"pandas=={version}\n",
+            text,
+            flags=re.M,
+        )
+        + "requests\n"
+    )
     lock = tmp_path / "requirements.lock"
     lock.write_text(edited)
     problems = lock_problems(REPO / "pyproject.toml", lock, LOCKS["requirements.lock"])

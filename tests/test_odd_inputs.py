@@ -5,6 +5,7 @@ values). Files the scorer can read go into one folder scored in one run per engi
 file's rows_read must be its true number of data rows, split exactly into scored + rejected.
 Files it must refuse are scored one at a time and must exit 3 with one sentence.
 """
+
 from __future__ import annotations
 
 import decimal
@@ -43,57 +44,106 @@ def readable(folder: Path) -> dict[str, int]:
     add("bom.csv", 2, lambda p: text(p, "\ufeffrm,x\n6,a\n7,b\n"))
     add("crlf.csv", 2, lambda p: text(p, "rm,x\r\n6,a\r\n7,b\r\n"))
     add("cr_only.csv", 2, lambda p: text(p, "rm,x\r6,a\r7,b\r"))
-    add("semicolon_decimal_comma.csv", 3, lambda p: text(p, "Suburb;RM;price\nA;6,5;20,1\nB;7;21\nC;x;1\n"))
+    add(
+        "semicolon_decimal_comma.csv",
+        3,
+        lambda p: text(p, "Suburb;RM;price\nA;6,5;20,1\nB;7;21\nC;x;1\n"),
+    )
     add("tabs.tsv.csv", 2, lambda p: text(p, "suburb\trm\na\t6\nb\t7\n"))
     add("quoted_header.csv", 2, lambda p: text(p, '"suburb","rm"\n"a","6"\n"b","7"\n'))
     add("spaced_header.csv", 2, lambda p: text(p, "suburb , Rm \na,6\nb,7\n"))
     add("blank_before_header.csv", 2, lambda p: text(p, "\n\n\nrm\n6\n7\n"))
     add("blank_between_rows.csv", 3, lambda p: text(p, "rm,x\n6,a\n\n\n7,b\n   \n8,c\n\n"))
-    add("quoted_newlines.csv", 2, lambda p: text(p, 'note,rm\n"two\nlines",6\n"a ""quote"", b",7\n'))
+    add(
+        "quoted_newlines.csv", 2, lambda p: text(p, 'note,rm\n"two\nlines",6\n"a ""quote"", b",7\n')
+    )
     add("header_only.csv", 0, lambda p: text(p, "suburb,rm\n"))
     add("empty.csv", 0, lambda p: text(p, ""))
     add("only_blank_lines.csv", 0, lambda p: text(p, "\n\n\n"))
-    add("headerless_13.csv", 2, lambda p: text(p, "\n".join(BOSTON_ROW.format(rm=r)
-                                                           for r in (6, 7)) + "\n"))
-    add("headerless_14.csv", 2, lambda p: text(p, "\n".join(BOSTON_ROW.format(rm=r) + ",24"
-                                                           for r in (6, 7)) + "\n"))
+    add(
+        "headerless_13.csv",
+        2,
+        lambda p: text(p, "\n".join(BOSTON_ROW.format(rm=r) for r in (6, 7)) + "\n"),
+    )
+    add(
+        "headerless_14.csv",
+        2,
+        lambda p: text(p, "\n".join(BOSTON_ROW.format(rm=r) + ",24" for r in (6, 7)) + "\n"),
+    )
     add("gzipped.csv.gz", 3, lambda p: p.write_bytes(gzip.compress(b"rm\n6\n7\n8\n")))
-    add("gzip_bom_crlf.csv.gz", 2, lambda p: p.write_bytes(
-        gzip.compress("\ufeffRM;X\r\n6,5;a\r\n7;b\r\n".encode())))
+    add(
+        "gzip_bom_crlf.csv.gz",
+        2,
+        lambda p: p.write_bytes(gzip.compress("\ufeffRM;X\r\n6,5;a\r\n7;b\r\n".encode())),
+    )
     add("long_field.csv", 2, lambda p: text(p, f'note,rm\n"{"x" * (2 << 20)}",6\nshort,7\n'))
     add("unicode.csv", 3, lambda p: text(p, "suburb,rm\n🏠 Høme,6\nשלום,7\n\u202eevil,8\n"))
-    add("formulas.csv", 3, lambda p: text(p, "suburb,rm,=cmd\n=HYPERLINK(),6,+1\n@x,7,-2\n-y,8,x\n"))
+    add(
+        "formulas.csv", 3, lambda p: text(p, "suburb,rm,=cmd\n=HYPERLINK(),6,+1\n@x,7,-2\n-y,8,x\n")
+    )
     add("number_spellings.csv", 8, lambda p: text(p, "rm\n 6.5 \n+6\n.5\n6.\n1e1\n6E0\n-0\n0x10\n"))
     add("special_values.csv", 5, lambda p: text(p, "rm\nnan\ninf\n-inf\nNaN\nInfinity\n"))
     add("huge_values.csv", 4, lambda p: text(p, "rm\n1e400\n-1e400\n1e-400\n" + "9" * 400 + "\n"))
     add("negative_zero.csv", 3, lambda p: text(p, "rm\n-5\n0\n0.0\n"))
     add("nul_bytes.csv", 2, lambda p: p.write_bytes(b"rm,x\n6,a\x00b\n7,c\n"))
     add("float32_rooms.parquet", 3, lambda p: parquet(p, rm=pa.array([6, 7, np.nan], pa.float32())))
-    add("float16_rooms.parquet", 2, lambda p: parquet(
-        p, rm=pa.array([6.5, 7.0]).cast(pa.float16())))
+    add(
+        "float16_rooms.parquet", 2, lambda p: parquet(p, rm=pa.array([6.5, 7.0]).cast(pa.float16()))
+    )
     add("int8_rooms.parquet", 3, lambda p: parquet(p, rm=pa.array([6, 7, -1], pa.int8())))
-    add("uint64_rooms.parquet", 2, lambda p: parquet(p, rm=pa.array([6, 2 ** 64 - 1], pa.uint64())))
-    add("decimal_rooms.parquet", 2, lambda p: parquet(
-        p, rm=pa.array([decimal.Decimal("6.25"), None], pa.decimal128(5, 2))))
-    add("decimal256_rooms.parquet", 1, lambda p: parquet(
-        p, rm=pa.array([decimal.Decimal("6.25")], pa.decimal256(40, 2))))
-    add("dictionary_rooms.parquet", 3, lambda p: parquet(
-        p, rm=pa.array(["6", "7", "6"]).dictionary_encode()))
-    add("large_string_rooms.parquet", 2, lambda p: parquet(
-        p, rm=pa.array(["6", "x"], pa.large_string())))
-    add("binary_rooms.parquet", 3, lambda p: parquet(
-        p, rm=pa.array([b"6.5", b"\xff\xfe", None], pa.binary())))
+    add("uint64_rooms.parquet", 2, lambda p: parquet(p, rm=pa.array([6, 2**64 - 1], pa.uint64())))
+    add(
+        "decimal_rooms.parquet",
+        2,
+        lambda p: parquet(p, rm=pa.array([decimal.Decimal("6.25"), None], pa.decimal128(5, 2))),
+    )
+    add(
+        "decimal256_rooms.parquet",
+        1,
+        lambda p: parquet(p, rm=pa.array([decimal.Decimal("6.25")], pa.decimal256(40, 2))),
+    )
+    add(
+        "dictionary_rooms.parquet",
+        3,
+        lambda p: parquet(p, rm=pa.array(["6", "7", "6"]).dictionary_encode()),
+    )
+    add(
+        "large_string_rooms.parquet",
+        2,
+        lambda p: parquet(p, rm=pa.array(["6", "x"], pa.large_string())),
+    )
+    add(
+        "binary_rooms.parquet",
+        3,
+        lambda p: parquet(p, rm=pa.array([b"6.5", b"\xff\xfe", None], pa.binary())),
+    )
     add("null_rooms.parquet", 2, lambda p: parquet(p, rm=pa.nulls(2)))
-    add("nested_columns.parquet", 2, lambda p: parquet(
-        p, rm=pa.array([6.0, 7.0]), tags=pa.array([[1], []], pa.list_(pa.int8())),
-        info=pa.array([{"a": 1}, None]), wait=pa.array([1, None], pa.duration("ms")),
-        when=pa.array([pd.Timestamp("2026-01-01", tz="Europe/Berlin")] * 2)))
+    add(
+        "nested_columns.parquet",
+        2,
+        lambda p: parquet(
+            p,
+            rm=pa.array([6.0, 7.0]),
+            tags=pa.array([[1], []], pa.list_(pa.int8())),
+            info=pa.array([{"a": 1}, None]),
+            wait=pa.array([1, None], pa.duration("ms")),
+            when=pa.array([pd.Timestamp("2026-01-01", tz="Europe/Berlin")] * 2),
+        ),
+    )
     add("zero_rows.parquet", 0, lambda p: parquet(p, rm=pa.array([], pa.float64())))
-    add("many_row_groups.parquet", 1000, lambda p: pq.write_table(
-        pa.table({"rm": np.linspace(4, 8, 1000)}), p, row_group_size=7))
-    add("pandas_index.parquet", 2, lambda p: pd.DataFrame(
-        {"suburb": ["a", "b"], "rm": [6.0, 7.0]}).set_index("suburb").to_parquet(p))
-    add("mixed_types_a.parquet", 1, lambda p: parquet(p, rm=[6.0], v=pa.array([2 ** 60], pa.int64())))
+    add(
+        "many_row_groups.parquet",
+        1000,
+        lambda p: pq.write_table(pa.table({"rm": np.linspace(4, 8, 1000)}), p, row_group_size=7),
+    )
+    add(
+        "pandas_index.parquet",
+        2,
+        lambda p: (
+            pd.DataFrame({"suburb": ["a", "b"], "rm": [6.0, 7.0]}).set_index("suburb").to_parquet(p)
+        ),
+    )
+    add("mixed_types_a.parquet", 1, lambda p: parquet(p, rm=[6.0], v=pa.array([2**60], pa.int64())))
     add("mixed_types_b.parquet", 1, lambda p: parquet(p, rm=[7.0], v=["text"]))
     return rows
 
@@ -103,8 +153,12 @@ def refused(folder: Path) -> dict[str, object]:
     cases = {
         "list_rooms.parquet": lambda p: parquet(p, rm=pa.array([[6.0]], pa.list_(pa.float64()))),
         "bool_rooms.parquet": lambda p: parquet(p, rm=pa.array([True])),
-        "duplicate_columns.parquet": lambda p: pq.write_table(pa.Table.from_arrays(
-            [pa.array([6.0]), pa.array([1]), pa.array([2])], names=["rm", "a", "a"]), p),
+        "duplicate_columns.parquet": lambda p: pq.write_table(
+            pa.Table.from_arrays(
+                [pa.array([6.0]), pa.array([1]), pa.array([2])], names=["rm", "a", "a"]
+            ),
+            p,
+        ),
         "ambiguous_rooms.csv": lambda p: text(p, "RM,rm\n6,7\n"),
         "no_rooms.csv": lambda p: text(p, "size,price\n1,2\n"),
         "ragged_row.csv": lambda p: text(p, "rm,x\n6,a\n7,b,extra\n"),
@@ -131,8 +185,9 @@ def _parquet_bytes() -> bytes:
 def dask_address():
     """One real 2-process Dask cluster for the whole table (cheaper than one per run)."""
     distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
     yield cluster.scheduler_address
     cluster.close()
 
@@ -152,8 +207,12 @@ def test_readable_odd_inputs_lose_no_row(models, tmp_path, engine, dask_address)
     folder.mkdir()
     expected = readable(folder)
     assert len(expected) >= 40
-    res = score(models, tmp_path / "out", folder,
-                extra=engine_flags(engine, dask_address) + ["--max-reject-fraction", 1])
+    res = score(
+        models,
+        tmp_path / "out",
+        folder,
+        extra=engine_flags(engine, dask_address) + ["--max-reject-fraction", 1],
+    )
     no_traceback(res)
     assert res.code == 0, res.stderr[-3000:]
     run = Path(res.json["run_dir"])
@@ -169,7 +228,9 @@ def test_readable_odd_inputs_lose_no_row(models, tmp_path, engine, dask_address)
     for name, n in expected.items():
         scored = int((preds["source_file"].map(lambda s: Path(s).name) == name).sum())
         lost = int((rejected["source_file"].map(lambda s: Path(s).name) == name).sum())
-        assert (scored, lost) == (by_name[name]["rows_scored"], by_name[name]["rows_rejected"]), name
+        assert (scored, lost) == (by_name[name]["rows_scored"], by_name[name]["rows_rejected"]), (
+            name
+        )
         assert scored + lost == n, name
 
 

@@ -1,4 +1,5 @@
 """The output directory and the prediction sink, on real files in a temporary folder."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batch.io import outputs
 from batch.core.rules import REJECT_SCHEMA
+from batch.io import outputs
 
 SCHEMA = pa.schema([("name", pa.string()), ("n", pa.string()), ("run_id", pa.string())])
 
@@ -18,15 +19,31 @@ def batch(names, ns):
 
 
 def rejects(rows):
-    return pa.record_batch({"source_file": ["f"] * len(rows), "source_row": rows,
-                            "raw_value": ["=x"] * len(rows), "reason": ["missing"] * len(rows)},
-                           schema=REJECT_SCHEMA)
+    return pa.record_batch(
+        {
+            "source_file": ["f"] * len(rows),
+            "source_row": rows,
+            "raw_value": ["=x"] * len(rows),
+            "reason": ["missing"] * len(rows),
+        },
+        schema=REJECT_SCHEMA,
+    )
 
 
 def test_defuse_formulas_but_not_numbers():
     arr = pa.array(["=1+1", "+cmd", "-2+3", "@SUM(A1)", "\tx", "-3.5", "+4", "ok", None, "a=b"])
     assert outputs.defuse(arr).to_pylist() == [
-        "'=1+1", "'+cmd", "'-2+3", "'@SUM(A1)", "'\tx", "-3.5", "+4", "ok", None, "a=b"]
+        "'=1+1",
+        "'+cmd",
+        "'-2+3",
+        "'@SUM(A1)",
+        "'\tx",
+        "-3.5",
+        "+4",
+        "ok",
+        None,
+        "a=b",
+    ]
     assert outputs.defuse(pa.array([1.0, -2.0])).to_pylist() == [1.0, -2.0]
     assert outputs.defuse_text("=cmd") == "'=cmd" and outputs.defuse_text("-1") == "-1"
     assert outputs.csv_header_schema(pa.schema([("@a", pa.int8())])).names == ["'@a"]
@@ -50,7 +67,7 @@ def test_single_and_part_sinks_give_the_same_files(tmp_path):
     for name in ("predictions.csv", "rejects.csv"):
         assert (one / name).read_bytes() == (many / name).read_bytes()
     text = (one / "predictions.csv").read_text()
-    assert "\"'=b\"" in text or "'=b" in text  # defused in the CSV
+    assert '"\'=b"' in text or "'=b" in text  # defused in the CSV
     assert "=r" in text and "'=r" not in text  # run_id is ours: never rewritten
     assert pq.read_table(one / "predictions.parquet").column("name").to_pylist() == ["a", "=b", "c"]
     assert len(outputs.parquet_files(many)) == 2 and not (many / "parts").exists()
@@ -92,8 +109,8 @@ def test_run_ids_sort_by_time():
 
     from batch.core.ids import new_run_id
 
-    a = new_run_id(dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc))
-    b = new_run_id(dt.datetime(2026, 1, 2, 3, 4, 6, tzinfo=dt.timezone.utc))
+    a = new_run_id(dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC))
+    b = new_run_id(dt.datetime(2026, 1, 2, 3, 4, 6, tzinfo=dt.UTC))
     assert a.startswith("20260102T030405Z-") and a < b
 
 

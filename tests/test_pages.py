@@ -1,4 +1,5 @@
 """The pages people open (index.html, a run's report.html) in real headless Chromium, offline."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,8 +16,10 @@ ARTIFACTS = REPO / "tests" / "artifacts"  # screenshots, kept by CI (gitignored)
 def browser():
     binary = chromium_path()
     if binary is None:
-        pytest.skip("no chromium on PATH: install Debian's chromium package "
-                    "(apt-get install chromium; .ci/run does)")
+        pytest.skip(
+            "no chromium on PATH: install Debian's chromium package "
+            "(apt-get install chromium; .ci/run does)"
+        )
     with Chromium(binary) as chromium:
         yield chromium
 

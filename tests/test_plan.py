@@ -1,20 +1,23 @@
 """Planning a run from real small files: columns, one schema, re-typing candidates, refusals."""
+
 from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batch.core.errors import InputError
 from batch.core.columns import unify
-from batch.io.plan import plan_inputs
+from batch.core.errors import InputError
 from batch.core.rules import ADDED_COLUMNS
+from batch.io.plan import plan_inputs
 
 
 def test_schema_unifies_columns_across_csv_and_parquet(tmp_path):
     (tmp_path / "a.csv").write_text("Suburb;RM;medv\nx;6,5;20\n")
-    pq.write_table(pa.table({"rm": [6.0], "code": ["c1"], "n": pa.array([1], pa.int32())}),
-                   tmp_path / "b.parquet")
+    pq.write_table(
+        pa.table({"rm": [6.0], "code": ["c1"], "n": pa.array([1], pa.int32())}),
+        tmp_path / "b.parquet",
+    )
     plan = plan_inputs([str(tmp_path)], None, "medv", None)
     a, b = plan.files
     assert (a.rooms_column, a.target_column, a.decimal_comma) == ("RM", "medv", True)
@@ -25,8 +28,9 @@ def test_schema_unifies_columns_across_csv_and_parquet(tmp_path):
     assert plan.schema.field("n").type == pa.int32()
     # CSV text may become numbers; Parquet text stays text
     assert plan.retype_candidates == {"Suburb", "RM", "medv"}
-    ctx = plan.context(0, domain=(0, 20), meta={"feature_range": {"min": 3, "max": 9}},
-                       version="v1", run_id="r")
+    ctx = plan.context(
+        0, domain=(0, 20), meta={"feature_range": {"min": 3, "max": 9}}, version="v1", run_id="r"
+    )
     assert ctx.feature_range == (3.0, 9.0) and ctx.schema == plan.schema
 
 

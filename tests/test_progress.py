@@ -1,4 +1,5 @@
 """Progress: a live line on a terminal, periodic log lines otherwise (training and scoring)."""
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,13 @@ def run_on_terminal(*args) -> tuple[int, str]:
     """Run a job with stderr on a pseudo-terminal; returns (exit code, what the terminal showed)."""
     master, slave = pty.openpty()
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", *map(str, args)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=slave)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *map(str, args)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+    )
     os.close(slave)
     chunks = []
     while True:
@@ -35,8 +41,9 @@ def run_on_terminal(*args) -> tuple[int, str]:
 
 
 def test_training_progress_per_epoch_on_a_terminal(tmp_path):
-    code, screen = run_on_terminal("jobs.train", "--models-dir", tmp_path / "m", *FAST_FIT,
-                                   "--log-every-epochs", 100)
+    code, screen = run_on_terminal(
+        "jobs.train", "--models-dir", tmp_path / "m", *FAST_FIT, "--log-every-epochs", 100
+    )
     assert code == 0
     for n in (1, 2, 3):
         assert f"\repoch {n}/3 loss" in screen
@@ -44,13 +51,36 @@ def test_training_progress_per_epoch_on_a_terminal(tmp_path):
 
 def test_scoring_progress_bar_on_a_terminal_and_log_lines_otherwise(models, tmp_path):
     path = tmp_path / "in.parquet"
-    pq.write_table(pa.table({"rm": np.random.default_rng(0).uniform(4, 8, 200_000)}), path,
-                   row_group_size=10_000)
-    code, screen = run_on_terminal("jobs.score", "--models-dir", models, "--output-dir",
-                                   tmp_path / "a", "--input", path, "--chunk-rows", 500)
+    pq.write_table(
+        pa.table({"rm": np.random.default_rng(0).uniform(4, 8, 200_000)}),
+        path,
+        row_group_size=10_000,
+    )
+    code, screen = run_on_terminal(
+        "jobs.score",
+        "--models-dir",
+        models,
+        "--output-dir",
+        tmp_path / "a",
+        "--input",
+        path,
+        "--chunk-rows",
+        500,
+    )
     assert code == 0
     assert "\rscoring " in screen and "rows/s" in screen
-    res = run_cli("jobs.score", "--models-dir", models, "--output-dir", tmp_path / "b", "--input",
-                  path, "--chunk-rows", 500, "--progress-seconds", 0.2)
+    res = run_cli(
+        "jobs.score",
+        "--models-dir",
+        models,
+        "--output-dir",
+        tmp_path / "b",
+        "--input",
+        path,
+        "--chunk-rows",
+        500,
+        "--progress-seconds",
+        0.2,
+    )
     assert res.code == 0
     assert "progress: " in res.stderr and "rows/s" in res.stderr and "\r" not in res.stderr

@@ -1,4 +1,5 @@
 """Registry: atomic publish, concurrent trainers, the quality gate, alias history and rollback."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -15,8 +16,12 @@ from tests.helpers import FAST_FIT, REPO, one_error_sentence, run_cli
 
 
 def fake_metadata(test_mse: float) -> dict:
-    return {"metrics": {"test_mse": test_mse, "loss": 1.0, "val_loss": 1.0, "test_mae": 1.0},
-            "created_at": "2026-01-01T00:00:00+00:00", "weight": 1.0, "bias": 0.0}
+    return {
+        "metrics": {"test_mse": test_mse, "loss": 1.0, "val_loss": 1.0, "test_mae": 1.0},
+        "created_at": "2026-01-01T00:00:00+00:00",
+        "weight": 1.0,
+        "bias": 0.0,
+    }
 
 
 def recorded_mse(registry: Registry):
@@ -25,21 +30,26 @@ def recorded_mse(registry: Registry):
     return lambda version: registry.metadata(version)["metrics"]["test_mse"]
 
 
-def publish(registry: Registry, test_mse: float, promote: str = "auto",
-            tolerance: float = 0.05, **extra) -> dict:
+def publish(
+    registry: Registry, test_mse: float, promote: str = "auto", tolerance: float = 0.05, **extra
+) -> dict:
     with registry.staging() as staged:
         (staged / "model.keras").write_bytes(b"not a real model, the registry does not care")
-        return registry.publish(staged, {**fake_metadata(test_mse), **extra}, promote,
-                                tolerance=tolerance, evaluate=recorded_mse(registry),
-                                evaluated_on="fake rows")
+        return registry.publish(
+            staged,
+            {**fake_metadata(test_mse), **extra},
+            promote,
+            tolerance=tolerance,
+            evaluate=recorded_mse(registry),
+            evaluated_on="fake rows",
+        )
 
 
 def test_publish_interrupted_by_an_exception_leaves_nothing(tmp_path):
     registry = Registry(tmp_path / "m")
-    with pytest.raises(RuntimeError):
-        with registry.staging() as staged:
-            (staged / "model.keras").write_bytes(b"half")
-            raise RuntimeError("disk full, say")
+    with pytest.raises(RuntimeError), registry.staging() as staged:
+        (staged / "model.keras").write_bytes(b"half")
+        raise RuntimeError("disk full, say")
     assert registry.versions() == []
     assert [p.name for p in (tmp_path / "m").iterdir() if not p.name.startswith(".registry")] == []
 
@@ -51,9 +61,17 @@ def test_abandoned_staging_folders_are_cleaned_but_live_ones_kept(tmp_path):
     (root / ".staging-dead.lock").write_text("")
     (root / ".staging-live").mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from batch.storage.locks import FileLock; "
-         f"FileLock({str(root / '.staging-live.lock')!r}).acquire(); print('held', flush=True); "
-         "time.sleep(60)"], cwd=REPO, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from batch.storage.locks import FileLock; "
+            f"FileLock({str(root / '.staging-live.lock')!r}).acquire(); print('held', flush=True); "
+            "time.sleep(60)",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         Registry(root).clean_abandoned()
@@ -98,10 +116,18 @@ def test_resolve_errors_are_model_errors(tmp_path):
 
 
 def test_two_trainers_started_together_get_distinct_versions(tmp_path):
-    cmd = [sys.executable, "-m", "jobs.train", "--models-dir", str(tmp_path / "m"),
-           *[str(a) for a in FAST_FIT]]
-    procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jobs.train",
+        "--models-dir",
+        str(tmp_path / "m"),
+        *[str(a) for a in FAST_FIT],
+    ]
+    procs = [
+        subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
     versions = sorted(json.loads(o[0].strip().splitlines()[-1])["version"] for o in outs)
@@ -113,9 +139,21 @@ def test_two_trainers_started_together_get_distinct_versions(tmp_path):
 
 
 def test_trainer_killed_midway_leaves_no_visible_version(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.train", "--models-dir",
-                             str(tmp_path / "m"), "--epochs", "100000"], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jobs.train",
+            "--models-dir",
+            str(tmp_path / "m"),
+            "--epochs",
+            "100000",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and "epoch 1/" not in (proc.stderr.readline() or ""):
         pass
@@ -199,27 +237,49 @@ def test_a_production_that_cannot_be_evaluated_is_not_replaced_silently(tmp_path
 
 def test_every_alias_move_is_one_history_line_with_its_fields(tmp_path):
     registry = Registry(tmp_path / "m")
-    publish(registry, 50.0)                      # v1: gate, first model
-    publish(registry, 49.0)                      # v2: gate, better
-    publish(registry, 60.0, promote="always")    # v3: train --promote
-    publish(registry, 1.0, promote="never")      # v4: no move
-    registry.promote("v4")                       # by hand
-    registry.promote("v4")                       # already production: no move, no line
-    registry.rollback()                          # v4 -> v3
+    publish(registry, 50.0)  # v1: gate, first model
+    publish(registry, 49.0)  # v2: gate, better
+    publish(registry, 60.0, promote="always")  # v3: train --promote
+    publish(registry, 1.0, promote="never")  # v4: no move
+    registry.promote("v4")  # by hand
+    registry.promote("v4")  # already production: no move, no line
+    registry.rollback()  # v4 -> v3
     lines = (tmp_path / "m" / "history.jsonl").read_text().splitlines()
     events = [json.loads(line) for line in lines]
-    assert [(e["from"], e["to"]) for e in events] == \
-        [(None, "v1"), ("v1", "v2"), ("v2", "v3"), ("v3", "v4"), ("v4", "v3")]
-    assert [e["command"] for e in events] == ["train (quality gate)", "train (quality gate)",
-                                              "train --promote", "models promote",
-                                              "models rollback"]
+    assert [(e["from"], e["to"]) for e in events] == [
+        (None, "v1"),
+        ("v1", "v2"),
+        ("v2", "v3"),
+        ("v3", "v4"),
+        ("v4", "v3"),
+    ]
+    assert [e["command"] for e in events] == [
+        "train (quality gate)",
+        "train (quality gate)",
+        "train --promote",
+        "models promote",
+        "models rollback",
+    ]
     for e in events:
-        assert set(e) == {"time", "alias", "from", "to", "reason", "command", "actor", "to_mse",
-                          "from_mse", "mse_on"}
+        assert set(e) == {
+            "time",
+            "alias",
+            "from",
+            "to",
+            "reason",
+            "command",
+            "actor",
+            "to_mse",
+            "from_mse",
+            "mse_on",
+        }
         assert e["alias"] == "production" and "@" in e["actor"] and e["reason"]
         assert dt.datetime.fromisoformat(e["time"]).utcoffset() == dt.timedelta(0)
-    assert (events[1]["to_mse"], events[1]["from_mse"], events[1]["mse_on"]) == \
-        (49.0, 50.0, "fake rows")
+    assert (events[1]["to_mse"], events[1]["from_mse"], events[1]["mse_on"]) == (
+        49.0,
+        50.0,
+        "fake rows",
+    )
     assert (events[3]["to_mse"], events[3]["from_mse"]) == (1.0, 60.0)
     assert "own test split" in events[3]["mse_on"]
     assert registry.history() == events
@@ -229,8 +289,12 @@ def test_rollback_walks_back_the_promotions_one_by_one():
     def move(frm, to, command="models promote"):
         return {"alias": "production", "from": frm, "to": to, "command": command}
 
-    events = [move(None, "v1", "train (quality gate)"), move("v1", "v2"), move("v2", "v3"),
-              {"alias": "staging", "from": None, "to": "v9", "command": "models promote"}]
+    events = [
+        move(None, "v1", "train (quality gate)"),
+        move("v1", "v2"),
+        move("v2", "v3"),
+        {"alias": "staging", "from": None, "to": "v9", "command": "models promote"},
+    ]
     assert rollback_target(events, "production", "v3") == "v2"
     events.append(move("v3", "v2", "models rollback"))
     assert rollback_target(events, "production", "v2") == "v1"
@@ -271,7 +335,8 @@ def test_models_promote_rollback_history_through_the_commands(models):
     assert [(e["from"], e["to"], e["command"]) for e in events] == [
         (None, "v1", "train (quality gate)"),  # the session's training
         ("v1", "v2", "models promote"),
-        ("v2", "v1", "models rollback")]
+        ("v2", "v1", "models rollback"),
+    ]
     for e in events:
         assert {"time", "alias", "from", "to", "reason", "actor", "to_mse", "from_mse"} <= set(e)
     assert events[1]["to_mse"] == 70.0

@@ -1,12 +1,19 @@
 """The per-batch rules, without a model: validation, row numbers, added columns, statistics."""
+
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from batch.core.rules import ADDED_COLUMNS, ADDED_FIELDS, REJECT_SCHEMA, BatchContext, sample_keys, \
-    score_batch
+from batch.core.rules import (
+    ADDED_COLUMNS,
+    ADDED_FIELDS,
+    REJECT_SCHEMA,
+    BatchContext,
+    sample_keys,
+    score_batch,
+)
 
 
 def line(x):
@@ -14,9 +21,18 @@ def line(x):
 
 
 def context(schema: pa.Schema, **kw) -> BatchContext:
-    base = dict(source_file="in/a.csv", sha256="ab" * 32, rooms_column="rm", target_column="medv",
-                decimal_comma=False, domain=(0.0, 20.0), feature_range=(4.0, 8.0),
-                model_version="v3", run_id="r1", schema=schema)
+    base = dict(
+        source_file="in/a.csv",
+        sha256="ab" * 32,
+        rooms_column="rm",
+        target_column="medv",
+        decimal_comma=False,
+        domain=(0.0, 20.0),
+        feature_range=(4.0, 8.0),
+        model_version="v3",
+        run_id="r1",
+        schema=schema,
+    )
     base.update(kw)
     return BatchContext(**base)
 
@@ -26,8 +42,12 @@ def schema_of(*fields: pa.Field) -> pa.Schema:
 
 
 def test_valid_rows_are_predicted_and_numbered_from_first_row():
-    batch = pa.record_batch({"rm": pa.array(["6", "x", "", "3", "9", "25", "nan"]),
-                             "medv": pa.array(["13", "1", "1", "7", "", "1", "1"])})
+    batch = pa.record_batch(
+        {
+            "rm": pa.array(["6", "x", "", "3", "9", "25", "nan"]),
+            "medv": pa.array(["13", "1", "1", "7", "", "1", "1"]),
+        }
+    )
     ctx = context(schema_of(pa.field("rm", pa.string()), pa.field("medv", pa.string())))
     out, rejects, stats = score_batch(batch, 101, ctx, line)
 
@@ -37,13 +57,15 @@ def test_valid_rows_are_predicted_and_numbered_from_first_row():
     assert got["predicted_median_price_k"] == [13.0, 7.0, 19.0]
     assert got["out_of_range"] == [False, True, True]
     assert set(got["model_version"]) == {"v3"} and set(got["run_id"]) == {"r1"}
-    assert out.schema.names[-len(ADDED_COLUMNS):] == list(ADDED_COLUMNS)
+    assert out.schema.names[-len(ADDED_COLUMNS) :] == list(ADDED_COLUMNS)
 
     assert rejects.schema == REJECT_SCHEMA
     assert rejects.to_pydict() == {
-        "source_file": ["in/a.csv"] * 4, "source_row": [102, 103, 106, 107],
+        "source_file": ["in/a.csv"] * 4,
+        "source_row": [102, 103, 106, 107],
         "raw_value": ["x", "", "25", "nan"],
-        "reason": ["not_a_number", "missing", "out_of_domain", "non_finite"]}
+        "reason": ["not_a_number", "missing", "out_of_domain", "non_finite"],
+    }
     assert stats.scored == 3 and stats.rejected == 4
     assert stats.rejects == {"missing": 1, "not_a_number": 1, "non_finite": 1, "out_of_domain": 1}
     assert (stats.below_range, stats.above_range, stats.out_of_range) == (1, 1, 2)
@@ -55,8 +77,9 @@ def test_valid_rows_are_predicted_and_numbered_from_first_row():
 
 def test_columns_missing_from_a_file_are_null_and_types_follow_the_schema():
     batch = pa.record_batch({"rm": pa.array([5, 6], pa.int32())})
-    ctx = context(schema_of(pa.field("rm", pa.float64()), pa.field("extra", pa.string())),
-                  target_column=None)
+    ctx = context(
+        schema_of(pa.field("rm", pa.float64()), pa.field("extra", pa.string())), target_column=None
+    )
     out, rejects, stats = score_batch(batch, 1, ctx, line)
     assert out.schema.field("rm").type == pa.float64()
     assert out.column("extra").to_pylist() == [None, None]
@@ -65,8 +88,12 @@ def test_columns_missing_from_a_file_are_null_and_types_follow_the_schema():
 
 def test_decimal_comma_rooms_are_read_in_semicolon_files():
     batch = pa.record_batch({"rm": pa.array(["6,5", "7"])})
-    out, _, _ = score_batch(batch, 1, context(schema_of(pa.field("rm", pa.string())),
-                                              decimal_comma=True, target_column=None), line)
+    out, _, _ = score_batch(
+        batch,
+        1,
+        context(schema_of(pa.field("rm", pa.string())), decimal_comma=True, target_column=None),
+        line,
+    )
     assert out.column("predicted_median_price_k").to_pylist() == [14.0, 15.0]
 
 
@@ -108,11 +135,14 @@ def test_the_band_contains_every_prediction_and_counts_coverage():
     rooms = rng.uniform(4, 8, 2000).round(3)
     medv = 2 * rooms + 1 + rng.normal(0, 1, 2000)
     batch = pa.record_batch({"rm": pa.array(rooms), "medv": pa.array(medv)})
-    ctx = context(schema_of(pa.field("rm", pa.float64()), pa.field("medv", pa.float64())),
-                  interval=params)
+    ctx = context(
+        schema_of(pa.field("rm", pa.float64()), pa.field("medv", pa.float64())), interval=params
+    )
     out, _, stats = score_batch(batch, 1, ctx, line)
-    low, pred, high = (out.column(c).to_numpy() for c in
-                       ("predicted_low_k", "predicted_median_price_k", "predicted_high_k"))
+    low, pred, high = (
+        out.column(c).to_numpy()
+        for c in ("predicted_low_k", "predicted_median_price_k", "predicted_high_k")
+    )
     assert out.schema.field("predicted_low_k").type == pa.float32()
     assert (low <= pred).all() and (pred <= high).all() and (low < high).all()
     assert stats.band_rows == 2000 and 0.85 < stats.band_covered / 2000 < 0.95

@@ -1,4 +1,5 @@
 """jobs.runs list/show/prune, runs.jsonl and index.html on an output folder built by real runs."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -20,8 +21,12 @@ def runs_main(*args):
 
 
 def folders(out: Path) -> set[str]:
-    return {f"{kind}/{p.name}" for kind in ("runs", "failed") if (out / kind).is_dir()
-            for p in (out / kind).iterdir()}
+    return {
+        f"{kind}/{p.name}"
+        for kind in ("runs", "failed")
+        if (out / kind).is_dir()
+        for p in (out / kind).iterdir()
+    }
 
 
 def test_every_run_is_recorded_newest_first_with_its_exit_code(scored_output):
@@ -38,7 +43,10 @@ def test_every_run_is_recorded_newest_first_with_its_exit_code(scored_output):
     listed = json.loads(res.stdout)
     assert [r["exit_code"] for r in listed] == [5, 0, 3, 0]
     assert [r["run_id"] for r in listed if r["run_dir"]] == [
-        broken["run_id"], second["run_id"], first["run_id"]]
+        broken["run_id"],
+        second["run_id"],
+        first["run_id"],
+    ]
     assert listed[3]["rows_scored"] == 20 and listed[3]["mse"] is not None
     assert listed[3]["model_version"] == "v1"
     assert listed[0]["rows_rejected"] == 10 and listed[0]["reject_fraction"] == 0.5
@@ -86,13 +94,16 @@ def test_score_metrics_after_the_failed_run(scored_output):
     from prometheus_client.parser import text_string_to_metric_families
 
     out = scored_output["output"]
-    families = {f.name: f for f in text_string_to_metric_families(
-        (out / "metrics" / "batch_score.prom").read_text())}
+    families = {
+        f.name: f
+        for f in text_string_to_metric_families((out / "metrics" / "batch_score.prom").read_text())
+    }
     value = {f: families[f].samples[0].value for f in families if families[f].samples}
     assert value["batch_score_last_exit_code"] == 5
     third = json.loads((out / "runs.jsonl").read_text().splitlines()[2])
     assert value["batch_score_last_success_timestamp_seconds"] == pytest.approx(
-        dt.datetime.fromisoformat(third["finished_at"]).timestamp(), abs=1)
+        dt.datetime.fromisoformat(third["finished_at"]).timestamp(), abs=1
+    )
     rows = {s.labels["outcome"]: s.value for s in families["batch_score_rows"].samples}
     assert rows == {"read": 20, "scored": 10, "rejected": 10, "out_of_range": 0}
 
@@ -141,11 +152,18 @@ def test_prune_needs_a_rule():
 def test_prune_honours_the_output_lock_held_by_another_process(copy_output):
     """A real process holds the output lock: prune exits 6 naming it and removes nothing."""
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from batch.io.outputs import OutputDir\n"
-         "OutputDir(sys.argv[1]).lock('holder'); print('locked', flush=True); time.sleep(60)",
-         str(copy_output)], cwd=REPO, stdout=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)})
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from batch.io.outputs import OutputDir\n"
+            "OutputDir(sys.argv[1]).lock('holder'); print('locked', flush=True); time.sleep(60)",
+            str(copy_output),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         before = folders(copy_output)
@@ -165,7 +183,15 @@ def test_runs_help_and_list_never_import_tensorflow():
     res = run_cli("jobs.runs", "--help")
     assert res.code == 0 and "prune" in res.stdout
     probe = subprocess.run(
-        [sys.executable, "-c", "import sys, jobs.runs; sys.argv=['x','list','--output-dir',"
-         "'/nonexistent']; jobs.runs.main(sys.argv[1:]); print('tensorflow' in sys.modules)"],
-        cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        [
+            sys.executable,
+            "-c",
+            "import sys, jobs.runs; sys.argv=['x','list','--output-dir',"
+            "'/nonexistent']; jobs.runs.main(sys.argv[1:]); print('tensorflow' in sys.modules)",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert probe.stdout.strip().splitlines()[-1] == "False", probe.stderr

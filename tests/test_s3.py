@@ -3,6 +3,7 @@
 Every job runs as a real subprocess that finds the store the standard way (AWS_* environment
 variables); nothing mocks the client.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -78,8 +79,9 @@ def s3_models(store):
     body = "rm,medv\n" + "".join(f"{r},{m}\n" for r, m in zip(rm, medv))
     s3.put_object(Bucket=BUCKET, Key="train/boston.csv", Body=body.encode())
     models = f"s3://{BUCKET}/models"
-    out = run_cli("jobs.train", "--models-dir", models, "--data",
-                  f"s3://{BUCKET}/train/boston.csv", *FAST_FIT)
+    out = run_cli(
+        "jobs.train", "--models-dir", models, "--data", f"s3://{BUCKET}/train/boston.csv", *FAST_FIT
+    )
     assert out.code == 0, out.stderr
     assert out.json["version"] == "v1" and out.json["promoted"] is True
     return models
@@ -107,6 +109,7 @@ def read_key(store, key: str) -> bytes:
 
 # -- train, score, read back, --new-only ------------------------------------------------------------
 
+
 def test_train_and_score_on_s3_then_read_the_run_back(store, inputs, s3_models):
     out_dir = f"s3://{BUCKET}/out"
     result = score("--models-dir", s3_models, "--input", inputs["prefix"], "--output-dir", out_dir)
@@ -125,9 +128,11 @@ def test_train_and_score_on_s3_then_read_the_run_back(store, inputs, s3_models):
     # Readers use the bucket the ordinary way: pandas and pyarrow through s3fs.
     frame = pd.read_parquet(f"{out_dir}/runs/{run_id}/predictions.parquet")
     assert len(frame) == summary["rows_scored"]
-    assert set(frame["source_file"]) == {f"{inputs['prefix']}/a.csv",
-                                         f"{inputs['prefix']}/b.csv.gz",
-                                         f"{inputs['prefix']}/c.parquet"}
+    assert set(frame["source_file"]) == {
+        f"{inputs['prefix']}/a.csv",
+        f"{inputs['prefix']}/b.csv.gz",
+        f"{inputs['prefix']}/c.parquet",
+    }
     csv = pd.read_csv(f"{out_dir}/runs/{run_id}/predictions.csv")
     assert len(csv) == len(frame)
     assert summary["rows_scored"] + summary["rows_rejected"] == 3 * inputs["rows_per_file"]
@@ -137,12 +142,20 @@ def test_train_and_score_on_s3_then_read_the_run_back(store, inputs, s3_models):
     log_lines = read_key(store, "out/runs.jsonl").decode().splitlines()
     assert json.loads(log_lines[-1])["run_id"] == run_id
     assert b"batch_score_last_success_timestamp_seconds" in read_key(
-        store, "out/metrics/batch_score.prom")
+        store, "out/metrics/batch_score.prom"
+    )
     assert run_id in read_key(store, "out/index.html").decode()
 
     # --new-only: the same content was scored, so nothing new (content hashes, as on disk).
-    again = score("--models-dir", s3_models, "--input", inputs["prefix"], "--output-dir", out_dir,
-                  "--new-only")
+    again = score(
+        "--models-dir",
+        s3_models,
+        "--input",
+        inputs["prefix"],
+        "--output-dir",
+        out_dir,
+        "--new-only",
+    )
     assert again.code == 0, again.stderr
     assert again.json["status"] == "nothing_new"
     assert again.json["skipped_inputs"] == 3
@@ -150,15 +163,27 @@ def test_train_and_score_on_s3_then_read_the_run_back(store, inputs, s3_models):
 
 def test_dask_engine_reads_and_writes_s3(store, inputs, s3_models):
     out_dir = f"s3://{BUCKET}/dask-out"
-    result = score("--models-dir", s3_models, "--input", f"{inputs['prefix']}/*.c*",
-                   "--output-dir", out_dir, "--engine", "dask", "--dask-workers", "2")
+    result = score(
+        "--models-dir",
+        s3_models,
+        "--input",
+        f"{inputs['prefix']}/*.c*",
+        "--output-dir",
+        out_dir,
+        "--engine",
+        "dask",
+        "--dask-workers",
+        "2",
+    )
     assert result.code == 0, result.stderr
     run_id = result.json["run_id"]
     import pandas as pd
 
     frame = pd.read_parquet(f"{out_dir}/runs/{run_id}/predictions.parquet")
-    assert set(frame["source_file"]) == {f"{inputs['prefix']}/a.csv",
-                                         f"{inputs['prefix']}/b.csv.gz"}
+    assert set(frame["source_file"]) == {
+        f"{inputs['prefix']}/a.csv",
+        f"{inputs['prefix']}/b.csv.gz",
+    }
     assert len(frame) == result.json["rows_scored"]
     assert not keys(store, BUCKET, f"dask-out/runs/{run_id}/parts/")  # CSV parts joined
 
@@ -174,13 +199,23 @@ def test_a_late_non_number_on_s3_keeps_the_column_text_exactly(store, s3_models,
     client(store).put_object(Bucket=BUCKET, Key=f"late-{engine}/a.csv", Body=body.encode())
     out_dir = f"s3://{BUCKET}/late-out-{engine}"
     extra = ["--engine", "dask", "--dask-workers", "1"] if engine == "dask" else []
-    result = score("--models-dir", s3_models, "--input", f"s3://{BUCKET}/late-{engine}/a.csv",
-                   "--output-dir", out_dir, "--chunk-rows", "10000", *extra)
+    result = score(
+        "--models-dir",
+        s3_models,
+        "--input",
+        f"s3://{BUCKET}/late-{engine}/a.csv",
+        "--output-dir",
+        out_dir,
+        "--chunk-rows",
+        "10000",
+        *extra,
+    )
     assert result.code == 0, result.stderr
     assert "rewrote the Parquet files" in result.stderr
     run_id = result.json["run_id"]
-    table = pq.read_table(f"{out_dir}/runs/{run_id}/predictions.parquet".removeprefix("s3://"),
-                          filesystem=_arrow_s3())
+    table = pq.read_table(
+        f"{out_dir}/runs/{run_id}/predictions.parquet".removeprefix("s3://"), filesystem=_arrow_s3()
+    )
     assert table.schema.field("price").type == pa.string()
     assert table.column("price").to_pylist() == price
     assert not [k for k in keys(store, BUCKET, f"late-out-{engine}/") if k.endswith(".text")]
@@ -193,6 +228,7 @@ def _arrow_s3():
 
 
 # -- the lock ------------------------------------------------------------------------------------------
+
 
 def test_lease_lock_is_exclusive_and_an_expired_one_is_taken_over(store):
     from batch.storage import fs
@@ -209,12 +245,19 @@ def test_lease_lock_is_exclusive_and_an_expired_one_is_taken_over(store):
     assert not fs.path(f"s3://{BUCKET}/locks/one.lock").exists()
 
     # A holder killed without releasing: its lease lapses and the next contender takes over.
-    stale = {"pid": 3, "host": "gone", "run_id": "dead", "lease_expires_at": "2000-01-01T00:00:00+00:00"}
+    stale = {
+        "pid": 3,
+        "host": "gone",
+        "run_id": "dead",
+        "lease_expires_at": "2000-01-01T00:00:00+00:00",
+    }
     client(store).put_object(Bucket=BUCKET, Key="locks/one.lock", Body=json.dumps(stale).encode())
     contenders = [LeaseLock(where, lease_seconds=30) for _ in range(4)]
     won = []
-    threads = [threading.Thread(target=lambda c=c: won.append(c.acquire(blocking=False, holder={})))
-               for c in contenders]
+    threads = [
+        threading.Thread(target=lambda c=c: won.append(c.acquire(blocking=False, holder={})))
+        for c in contenders
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -245,11 +288,19 @@ def test_second_run_on_a_locked_s3_output_exits_6_naming_the_holder(store, input
     from batch.storage.objectstore import LeaseLock
 
     holder = LeaseLock(fs.path(f"s3://{BUCKET}/locked/.lock"))
-    assert holder.acquire(blocking=False, holder={"pid": 4242, "host": "elsewhere",
-                                                  "run_id": "r-held", "started_at": "earlier"})
+    assert holder.acquire(
+        blocking=False,
+        holder={"pid": 4242, "host": "elsewhere", "run_id": "r-held", "started_at": "earlier"},
+    )
     try:
-        result = score("--models-dir", s3_models, "--input", f"{inputs['prefix']}/a.csv",
-                       "--output-dir", f"s3://{BUCKET}/locked")
+        result = score(
+            "--models-dir",
+            s3_models,
+            "--input",
+            f"{inputs['prefix']}/a.csv",
+            "--output-dir",
+            f"s3://{BUCKET}/locked",
+        )
     finally:
         holder.release()
     assert result.code == 6, result.stderr
@@ -260,20 +311,40 @@ def test_second_run_on_a_locked_s3_output_exits_6_naming_the_holder(store, input
 
 # -- a run killed mid-way ------------------------------------------------------------------------------
 
+
 def test_sigkill_mid_run_leaves_no_visible_run_and_the_rerun_cleans_up(store, s3_models, tmp_path):
     s3 = client(store)
     rows = 300_000  # long enough that the kill lands while the run is staged
-    table = pa.table({"rm": pa.array([f"{5 + (i % 300) / 100:.2f}" for i in range(rows)]),
-                      "age": pa.array([str(i % 97) for i in range(rows)])})
+    table = pa.table(
+        {
+            "rm": pa.array([f"{5 + (i % 300) / 100:.2f}" for i in range(rows)]),
+            "age": pa.array([str(i % 97) for i in range(rows)]),
+        }
+    )
     sink = pa.BufferOutputStream()
     pacsv.write_csv(table, sink)
     s3.put_object(Bucket=BUCKET, Key="big/suburbs.csv", Body=sink.getvalue().to_pybytes())
     out_dir = f"s3://{BUCKET}/killed"
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.score", "--models-dir", s3_models,
-                             "--input", f"s3://{BUCKET}/big/suburbs.csv", "--output-dir", out_dir,
-                             "--chunk-rows", "20000"], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jobs.score",
+            "--models-dir",
+            s3_models,
+            "--input",
+            f"s3://{BUCKET}/big/suburbs.csv",
+            "--output-dir",
+            out_dir,
+            "--chunk-rows",
+            "20000",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while not keys(store, BUCKET, "killed/.staging/"):
@@ -294,8 +365,14 @@ def test_sigkill_mid_run_leaves_no_visible_run_and_the_rerun_cleans_up(store, s3
     lock = json.loads(read_key(store, "killed/.lock"))
     lock["lease_expires_at"] = "2000-01-01T00:00:00+00:00"
     s3.put_object(Bucket=BUCKET, Key="killed/.lock", Body=json.dumps(lock).encode())
-    rerun = score("--models-dir", s3_models, "--input", f"s3://{BUCKET}/big/suburbs.csv",
-                  "--output-dir", out_dir)
+    rerun = score(
+        "--models-dir",
+        s3_models,
+        "--input",
+        f"s3://{BUCKET}/big/suburbs.csv",
+        "--output-dir",
+        out_dir,
+    )
     assert rerun.code == 0, rerun.stderr
     assert "removing" in rerun.stderr
     assert not keys(store, BUCKET, "killed/.staging/")
@@ -312,8 +389,14 @@ def test_a_publish_killed_half_way_is_invisible_and_removed(store, inputs, s3_mo
         s3.put_object(Bucket=BUCKET, Key=f"half/.staging/20000101T000000Z-dead00/{name}", Body=b"x")
         s3.put_object(Bucket=BUCKET, Key=f"half/runs/20000101T000000Z-dead00/{name}", Body=b"x")
     assert OutputDir(f"s3://{BUCKET}/half").successful_runs() == []
-    result = score("--models-dir", s3_models, "--input", f"{inputs['prefix']}/a.csv",
-                   "--output-dir", f"s3://{BUCKET}/half")
+    result = score(
+        "--models-dir",
+        s3_models,
+        "--input",
+        f"{inputs['prefix']}/a.csv",
+        "--output-dir",
+        f"s3://{BUCKET}/half",
+    )
     assert result.code == 0, result.stderr
     assert not keys(store, BUCKET, "half/runs/20000101T000000Z-dead00/")
     assert not keys(store, BUCKET, "half/.staging/")
@@ -321,9 +404,12 @@ def test_a_publish_killed_half_way_is_invisible_and_removed(store, inputs, s3_mo
 
 # -- the registry ----------------------------------------------------------------------------------------
 
-def test_registry_on_s3_versions_honour_the_marker_and_aliases_update_conditionally(store, s3_models):
-    from batch.storage import objectstore
+
+def test_registry_on_s3_versions_honour_the_marker_and_aliases_update_conditionally(
+    store, s3_models
+):
     from batch.model.registry import Registry
+    from batch.storage import objectstore
 
     registry = Registry(s3_models)
     assert registry.versions() == ["v1"]
@@ -345,8 +431,9 @@ def test_registry_on_s3_versions_honour_the_marker_and_aliases_update_conditiona
     assert json.loads(counter.read_text())["n"] == 20
     for i in range(3):
         objectstore.append_line(registry.root / "lines.jsonl", json.dumps({"i": i}))
-    assert [json.loads(x)["i"] for x in (registry.root / "lines.jsonl").read_text().splitlines()] \
-        == [0, 1, 2]
+    assert [
+        json.loads(x)["i"] for x in (registry.root / "lines.jsonl").read_text().splitlines()
+    ] == [0, 1, 2]
     client(store).delete_object(Bucket=BUCKET, Key="models/counter.json")
     client(store).delete_object(Bucket=BUCKET, Key="models/lines.jsonl")
     client(store).delete_object(Bucket=BUCKET, Key="models/v2/model.keras")
@@ -358,38 +445,74 @@ def test_registry_on_s3_versions_honour_the_marker_and_aliases_update_conditiona
 
 # -- wrong key, missing bucket, unreachable endpoint -----------------------------------------------------
 
+
 @pytest.mark.parametrize("broken, code", [("input", 3), ("registry", 4), ("output", 7)])
-def test_a_wrong_key_is_one_sentence_with_the_locations_exit_code(store, inputs, s3_models,
-                                                                   local_models, tmp_path,
-                                                                   broken, code):
-    args = {"input": str(SAMPLE_CSV), "registry": str(local_models),
-            "output": str(tmp_path / "out")}
-    args[broken] = {"input": f"{inputs['prefix']}/a.csv", "registry": s3_models,
-                    "output": f"s3://{BUCKET}/wrong-key"}[broken]
+def test_a_wrong_key_is_one_sentence_with_the_locations_exit_code(
+    store, inputs, s3_models, local_models, tmp_path, broken, code
+):
+    args = {
+        "input": str(SAMPLE_CSV),
+        "registry": str(local_models),
+        "output": str(tmp_path / "out"),
+    }
+    args[broken] = {
+        "input": f"{inputs['prefix']}/a.csv",
+        "registry": s3_models,
+        "output": f"s3://{BUCKET}/wrong-key",
+    }[broken]
     wrong = {"AWS_SECRET_ACCESS_KEY": "not-the-secret"}
-    result = score("--models-dir", args["registry"], "--input", args["input"],
-                   "--output-dir", args["output"], env=wrong)
+    result = score(
+        "--models-dir",
+        args["registry"],
+        "--input",
+        args["input"],
+        "--output-dir",
+        args["output"],
+        env=wrong,
+    )
     assert result.code == code, result.stderr
     sentence = one_error_sentence(result.stderr)
     assert "access denied" in sentence and "AWS_SECRET_ACCESS_KEY" in sentence
-    assert "not-the-secret" not in result.stderr and store["AWS_SECRET_ACCESS_KEY"] not in result.stderr
+    assert (
+        "not-the-secret" not in result.stderr
+        and store["AWS_SECRET_ACCESS_KEY"] not in result.stderr
+    )
 
 
 def test_a_missing_bucket_is_named(store, local_models, tmp_path):
-    result = score("--models-dir", local_models, "--input", str(SAMPLE_CSV),
-                   "--output-dir", "s3://no-such-bucket/out")
+    result = score(
+        "--models-dir",
+        local_models,
+        "--input",
+        str(SAMPLE_CSV),
+        "--output-dir",
+        "s3://no-such-bucket/out",
+    )
     assert result.code == 7, result.stderr
     assert "'no-such-bucket' does not exist" in one_error_sentence(result.stderr)
-    data = run_cli("jobs.train", "--models-dir", str(tmp_path / "m"), "--data",
-                   "s3://no-such-bucket/train.csv", *FAST_FIT)
+    data = run_cli(
+        "jobs.train",
+        "--models-dir",
+        str(tmp_path / "m"),
+        "--data",
+        "s3://no-such-bucket/train.csv",
+        *FAST_FIT,
+    )
     assert data.code == 3, data.stderr
     assert "'no-such-bucket' does not exist" in one_error_sentence(data.stderr)
 
 
 def test_an_unreachable_endpoint_fails_fast(store, local_models, tmp_path):
     dead = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
-    result = score("--models-dir", local_models, "--input", str(SAMPLE_CSV),
-                   "--output-dir", f"s3://{BUCKET}/out", env=dead)
+    result = score(
+        "--models-dir",
+        local_models,
+        "--input",
+        str(SAMPLE_CSV),
+        "--output-dir",
+        f"s3://{BUCKET}/out",
+        env=dead,
+    )
     assert result.code == 7, result.stderr
     assert "cannot be reached" in one_error_sentence(result.stderr)
     assert "AWS_ENDPOINT_URL" in one_error_sentence(result.stderr)

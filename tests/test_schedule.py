@@ -1,4 +1,5 @@
 """The scheduler for real: a seconds-resolution cron trigger, real scorer runs, real signals."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -17,8 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batch.schedule import scheduler as scheduling
 from batch.core.errors import EXIT_CODES, ConfigError
+from batch.schedule import scheduler as scheduling
 from tests.helpers import REPO, one_error_sentence, run_cli
 
 FAST = "*/3 * * * * *"  # every 3 seconds (6 fields: seconds first)
@@ -31,10 +32,28 @@ class Scheduler:
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.out = out
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jobs.schedule", "--models-dir", str(models), "--output-dir",
-             str(out), "--input", str(inputs), "--schedule", schedule, "--heartbeat-seconds", "1",
-             *map(str, extra)],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "jobs.schedule",
+                "--models-dir",
+                str(models),
+                "--output-dir",
+                str(out),
+                "--input",
+                str(inputs),
+                "--schedule",
+                schedule,
+                "--heartbeat-seconds",
+                "1",
+                *map(str, extra),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -123,15 +142,24 @@ def test_a_failed_run_does_not_stop_the_scheduler(models, tmp_path, write_csv, s
     assert beat["last_run_status"] == "failed: input problem" and beat["last_run_exit_code"] == 3
     # Another run holds the output lock: the fire exits 6, the scheduler waits for the next one.
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from batch.io.outputs import OutputDir; "
-         f"OutputDir({str(tmp_path / 'out')!r}).lock('adhoc'); print('locked', flush=True); "
-         "time.sleep(120)"], cwd=REPO, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import time; from batch.io.outputs import OutputDir; "
+            f"OutputDir({str(tmp_path / 'out')!r}).lock('adhoc'); print('locked', flush=True); "
+            "time.sleep(120)",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         bad.unlink()
         write_csv("good.csv", "rm\n6\n")
-        s.wait_for(lambda: f"exit 6 ({EXIT_CODES[6]})" in s.log,
-                   what="a fire that found the output locked")
+        s.wait_for(
+            lambda: f"exit 6 ({EXIT_CODES[6]})" in s.log, what="a fire that found the output locked"
+        )
     finally:
         holder.kill()
         holder.wait()
@@ -143,11 +171,9 @@ def scheduler_in_a_long_run(models, tmp_path, scheduler_factory) -> tuple[Schedu
     """A scheduler whose start-up run is busy with 300k rows in small batches (several seconds)."""
     (tmp_path / "in").mkdir()
     rooms = np.random.default_rng(0).uniform(4, 8, 300_000)
-    pq.write_table(pa.table({"rm": rooms}), tmp_path / "in" / "big.parquet",
-                   row_group_size=20_000)
+    pq.write_table(pa.table({"rm": rooms}), tmp_path / "in" / "big.parquet", row_group_size=20_000)
     out = tmp_path / "out"
-    s = scheduler_factory(models, out, tmp_path / "in", "--chunk-rows", 300,
-                          schedule="0 0 1 1 *")
+    s = scheduler_factory(models, out, tmp_path / "in", "--chunk-rows", 300, schedule="0 0 1 1 *")
     s.wait_for(lambda: list(out.glob(".staging/*/predictions.parquet")), what="a run in progress")
     return s, out
 
@@ -163,8 +189,9 @@ def test_sigterm_lets_the_run_in_progress_finish_and_exits_0(models, tmp_path, s
     assert report["rows_scored"] == 300_000
 
 
-def test_second_signal_aborts_the_run_leaving_no_partial_output(models, tmp_path,
-                                                                scheduler_factory):
+def test_second_signal_aborts_the_run_leaving_no_partial_output(
+    models, tmp_path, scheduler_factory
+):
     s, out = scheduler_in_a_long_run(models, tmp_path, scheduler_factory)
     s.proc.send_signal(signal.SIGTERM)
     s.wait_for(lambda: "waiting for the run in progress" in s.log, what="the graceful stop")
@@ -177,13 +204,16 @@ def test_second_signal_aborts_the_run_leaving_no_partial_output(models, tmp_path
     assert s.runs() == [] and not list(out.glob(".staging/*"))
 
 
-@pytest.mark.parametrize("flags, words", [
-    (["--schedule", "not a cron"], "expected 5 fields"),
-    (["--schedule", "61 * * * *"], "61"),
-    (["--timezone", "Mars/Olympus"], "Mars/Olympus"),
-    (["--schedule", "0 0 30 2 *"], "never fires"),  # 30 February
-    (["--schedule", "0 0 31 4,6,9,11 *"], "never fires"),
-])
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--schedule", "not a cron"], "expected 5 fields"),
+        (["--schedule", "61 * * * *"], "61"),
+        (["--timezone", "Mars/Olympus"], "Mars/Olympus"),
+        (["--schedule", "0 0 30 2 *"], "never fires"),  # 30 February
+        (["--schedule", "0 0 31 4,6,9,11 *"], "never fires"),
+    ],
+)
 def test_bad_cron_or_timezone_exits_2(tmp_path, flags, words):
     res = run_cli("jobs.schedule", "--output-dir", tmp_path / "out", *flags)
     assert res.code == 2
@@ -192,15 +222,17 @@ def test_bad_cron_or_timezone_exits_2(tmp_path, flags, words):
 
 def write_heartbeat(out: Path, last_success: dt.datetime) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "heartbeat.json").write_text(json.dumps(
-        {"last_success_at": last_success.isoformat(), "updated_at": last_success.isoformat()}))
+    (out / "heartbeat.json").write_text(
+        json.dumps(
+            {"last_success_at": last_success.isoformat(), "updated_at": last_success.isoformat()}
+        )
+    )
 
 
-def test_catch_up_at_start_when_a_fire_was_missed(models, tmp_path, write_csv,
-                                                  scheduler_factory):
+def test_catch_up_at_start_when_a_fire_was_missed(models, tmp_path, write_csv, scheduler_factory):
     write_csv("a.csv", "rm\n6\n")
     out = tmp_path / "out"
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     write_heartbeat(out, now - dt.timedelta(days=800))  # a 1 January fire has passed since
     s = scheduler_factory(models, out, tmp_path / "in", schedule="0 0 1 1 *")
     s.wait_for(lambda: len(s.runs()) == 1, what="the catch-up run")
@@ -211,11 +243,10 @@ def test_catch_up_at_start_when_a_fire_was_missed(models, tmp_path, write_csv,
 def test_no_catch_up_when_no_fire_was_missed(models, tmp_path, write_csv, scheduler_factory):
     write_csv("a.csv", "rm\n6\n")
     out = tmp_path / "out"
-    write_heartbeat(out, dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1))
+    write_heartbeat(out, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
     s = scheduler_factory(models, out, tmp_path / "in", schedule="0 0 1 1 *")
     s.wait_for(lambda: "no missed run" in s.log, what="the start-up decision")
-    s.wait_for(lambda: scheduling.read_heartbeat(out).get("pid") == s.proc.pid,
-               what="a heartbeat")
+    s.wait_for(lambda: scheduling.read_heartbeat(out).get("pid") == s.proc.pid, what="a heartbeat")
     time.sleep(2)
     assert s.runs() == [] and "scheduled run starting" not in s.log
     assert s.stop() == 0
@@ -224,7 +255,7 @@ def test_no_catch_up_when_no_fire_was_missed(models, tmp_path, write_csv, schedu
 def test_run_now_runs_at_start(models, tmp_path, write_csv, scheduler_factory):
     write_csv("a.csv", "rm\n6\n")
     out = tmp_path / "out"
-    write_heartbeat(out, dt.datetime.now(dt.timezone.utc))
+    write_heartbeat(out, dt.datetime.now(dt.UTC))
     s = scheduler_factory(models, out, tmp_path / "in", "--run-now", schedule="0 0 1 1 *")
     s.wait_for(lambda: len(s.runs()) == 1, what="the --run-now run")
     assert s.stop() == 0
@@ -234,13 +265,22 @@ def test_missed_fire_rule():
     cron = scheduling.trigger("0 2 * * *", "UTC")
     at = lambda text: dt.datetime.fromisoformat(text)  # noqa: E731
     assert scheduling.missed_fire(cron, None, at("2026-11-26T10:00:00+00:00")) is not None
-    assert scheduling.missed_fire(cron, at("2026-11-26T02:00:00+00:00"),
-                                  at("2026-11-26T10:00:00+00:00")) is None
-    assert scheduling.missed_fire(cron, at("2026-11-25T02:00:00+00:00"),
-                                  at("2026-11-26T10:00:00+00:00")) == at("2026-11-26T02:00:00+00:00")
+    assert (
+        scheduling.missed_fire(
+            cron, at("2026-11-26T02:00:00+00:00"), at("2026-11-26T10:00:00+00:00")
+        )
+        is None
+    )
+    assert scheduling.missed_fire(
+        cron, at("2026-11-25T02:00:00+00:00"), at("2026-11-26T10:00:00+00:00")
+    ) == at("2026-11-26T02:00:00+00:00")
     berlin = scheduling.trigger("0 2 * * *", "Europe/Berlin")  # 01:00 UTC in winter
-    assert scheduling.missed_fire(berlin, at("2026-11-25T01:30:00+00:00"),
-                                  at("2026-11-26T01:10:00+00:00")) is not None
+    assert (
+        scheduling.missed_fire(
+            berlin, at("2026-11-25T01:30:00+00:00"), at("2026-11-26T01:10:00+00:00")
+        )
+        is not None
+    )
 
 
 def test_job_settings_and_heartbeat(models, tmp_path, settings):
@@ -261,10 +301,10 @@ def test_health_check(tmp_path):
     out = tmp_path / "out"
     res = run_cli("jobs.schedule", "--health", "--output-dir", out)
     assert res.code == 1 and "no heartbeat" in res.stderr
-    write_heartbeat(out, dt.datetime.now(dt.timezone.utc))
+    write_heartbeat(out, dt.datetime.now(dt.UTC))
     res = run_cli("jobs.schedule", "--health", "--output-dir", out)
     assert res.code == 0 and "healthy" in res.stdout
-    write_heartbeat(out, dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=10))
+    write_heartbeat(out, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10))
     assert run_cli("jobs.schedule", "--health", "--output-dir", out).code == 1
 
 
@@ -313,16 +353,21 @@ def test_scheduler_metrics_and_retention(models, tmp_path, write_csv, scheduler_
         path = tmp_path / "out" / "metrics" / "batch_scheduler.prom"
         if not path.is_file():
             return {}
-        return {s.name: s.value for f in text_string_to_metric_families(path.read_text())
-                for s in f.samples}
+        return {
+            s.name: s.value
+            for f in text_string_to_metric_families(path.read_text())
+            for s in f.samples
+        }
 
     write_csv("a.csv", "rm\n6\n")
     s = scheduler_factory(models, tmp_path / "out", tmp_path / "in", "--retention", "1")
     s.wait_for(lambda: len(s.runs()) == 1, what="the first run")
     first = s.runs()[0].name
     write_csv("b.csv", "rm\n7\n")
-    s.wait_for(lambda: "retention removed 1 run folder(s)" in s.log,
-               what="the second run, with the first one pruned")
+    s.wait_for(
+        lambda: "retention removed 1 run folder(s)" in s.log,
+        what="the second run, with the first one pruned",
+    )
     assert len(s.runs()) == 1 and s.runs()[0].name != first
     up = scheduler_values()
     assert up["batch_scheduler_up"] == 1
@@ -338,19 +383,31 @@ def test_scheduler_metrics_and_retention(models, tmp_path, write_csv, scheduler_
 def started_quietly(scheduler_factory, models, tmp_path):
     """A scheduler with nothing to do for a year (a recent success: no catch-up run)."""
     out = tmp_path / "out"
-    write_heartbeat(out, dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1))
+    write_heartbeat(out, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
     (tmp_path / "in").mkdir(exist_ok=True)
     s = scheduler_factory(models, out, tmp_path / "in", schedule="0 0 1 1 *")
-    s.wait_for(lambda: scheduling.read_heartbeat(out).get("pid") == s.proc.pid,
-               what="the first heartbeat")
+    s.wait_for(
+        lambda: scheduling.read_heartbeat(out).get("pid") == s.proc.pid, what="the first heartbeat"
+    )
     return s, out
 
 
-def test_a_second_scheduler_on_the_same_output_exits_6_naming_the_first(models, tmp_path,
-                                                                          scheduler_factory):
+def test_a_second_scheduler_on_the_same_output_exits_6_naming_the_first(
+    models, tmp_path, scheduler_factory
+):
     first, out = started_quietly(scheduler_factory, models, tmp_path)
-    res = run_cli("jobs.schedule", "--models-dir", models, "--output-dir", out, "--input",
-                  tmp_path / "in", "--schedule", "0 0 1 1 *", timeout=60)
+    res = run_cli(
+        "jobs.schedule",
+        "--models-dir",
+        models,
+        "--output-dir",
+        out,
+        "--input",
+        tmp_path / "in",
+        "--schedule",
+        "0 0 1 1 *",
+        timeout=60,
+    )
     assert res.code == 6, res.stderr
     assert "Traceback" not in res.stderr
     sentence = one_error_sentence(res.stderr)
@@ -378,10 +435,18 @@ def test_a_stopped_scheduler_is_unhealthy_at_once(models, tmp_path, scheduler_fa
     assert s2.stop() == 0
 
 
-@pytest.mark.parametrize("text", ["{not json", "[1, 2]", '"ok"',
-                                  '{"updated_at": "yesterday"}', '{"updated_at": 5}',
-                                  '{"updated_at": "2026-01-01T00:00:00"}',
-                                  '{"last_success_at": "soon", "updated_at": null}'])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{not json",
+        "[1, 2]",
+        '"ok"',
+        '{"updated_at": "yesterday"}',
+        '{"updated_at": 5}',
+        '{"updated_at": "2026-01-01T00:00:00"}',
+        '{"last_success_at": "soon", "updated_at": null}',
+    ],
+)
 def test_a_damaged_heartbeat_is_unhealthy_in_one_sentence(tmp_path, text):
     out = tmp_path / "out"
     out.mkdir()
@@ -393,15 +458,16 @@ def test_a_damaged_heartbeat_is_unhealthy_in_one_sentence(tmp_path, text):
     assert len(lines) == 1 and lines[0].startswith("unhealthy:"), res.stderr
 
 
-def test_a_damaged_heartbeat_is_ignored_and_rewritten_at_start(models, tmp_path,
-                                                               scheduler_factory):
+def test_a_damaged_heartbeat_is_ignored_and_rewritten_at_start(models, tmp_path, scheduler_factory):
     out = tmp_path / "out"
     out.mkdir()
     (out / "heartbeat.json").write_text('{"last_success_at": "not a time"')
     (tmp_path / "in").mkdir()
     s = scheduler_factory(models, out, tmp_path / "in", schedule="0 0 1 1 *")
-    s.wait_for(lambda: scheduling.read_heartbeat(out).get("pid") == s.proc.pid,
-               what="the rewritten heartbeat")
+    s.wait_for(
+        lambda: scheduling.read_heartbeat(out).get("pid") == s.proc.pid,
+        what="the rewritten heartbeat",
+    )
     assert "is damaged" in s.log and "ignoring it" in s.log and "Traceback" not in s.log
     assert run_cli("jobs.schedule", "--health", "--output-dir", out).code == 0
     assert s.stop() == 0
@@ -423,8 +489,9 @@ def local_fire_days(expression: str, tz: str, start: dt.datetime, days: int) -> 
         prev, now = fire, fire + dt.timedelta(seconds=1)
 
 
-@pytest.mark.parametrize("expression", ["30 2 * * *", "0 2 * * *", "59 2 * * *", "0 3 * * *",
-                                        "30 1 * * *"])
+@pytest.mark.parametrize(
+    "expression", ["30 2 * * *", "0 2 * * *", "59 2 * * *", "0 3 * * *", "30 1 * * *"]
+)
 @pytest.mark.parametrize("change", ["2024-10-27", "2024-03-31", "2026-10-25", "2026-03-29"])
 def test_a_daily_schedule_fires_once_every_local_day_across_dst(expression, change):
     """Europe/Berlin: clocks go back 03:00 -> 02:00 in October, forward 02:00 -> 03:00 in March."""

@@ -1,4 +1,5 @@
 """The scorer end to end: rejects, budget, --new-only, lock, atomicity, report, exit codes."""
+
 from __future__ import annotations
 
 import json
@@ -20,22 +21,32 @@ from batch.model.registry import Registry
 from tests.helpers import REPO, one_error_sentence, run_cli
 from tests.scoring_helpers import predictions, rejects, run_dir, score
 
-CONTRACT_COLUMNS = ["source_file", "source_row", "predicted_median_price_k", "predicted_low_k",
-                    "predicted_high_k", "out_of_range",
-                    "model_version", "run_id"]
+CONTRACT_COLUMNS = [
+    "source_file",
+    "source_row",
+    "predicted_median_price_k",
+    "predicted_low_k",
+    "predicted_high_k",
+    "out_of_range",
+    "model_version",
+    "run_id",
+]
 
 
 def mixed_csv(write_csv, name="mixed.csv"):
-    return write_csv(name, "suburb,rm,medv\n"
-                           "ok,6.5,25\n"
-                           "empty,,\n"
-                           "text,six,\n"
-                           "nan,NaN,\n"
-                           "inf,inf,\n"
-                           "zero,0,\n"
-                           "huge,25,\n"
-                           "big,9.5,40\n"
-                           "small,3.0,\n")
+    return write_csv(
+        name,
+        "suburb,rm,medv\n"
+        "ok,6.5,25\n"
+        "empty,,\n"
+        "text,six,\n"
+        "nan,NaN,\n"
+        "inf,inf,\n"
+        "zero,0,\n"
+        "huge,25,\n"
+        "big,9.5,40\n"
+        "small,3.0,\n",
+    )
 
 
 def test_every_row_is_scored_or_rejected_with_its_reason(models, tmp_path, write_csv):
@@ -46,24 +57,37 @@ def test_every_row_is_scored_or_rejected_with_its_reason(models, tmp_path, write
     assert got["suburb"].tolist() == ["ok", "big", "small"]
     assert got["source_row"].tolist() == [1, 8, 9]
     assert got["out_of_range"].tolist() == [False, True, True]  # 9.5 and 3.0 outside 3.56-8.73
-    assert list(got.columns[-len(CONTRACT_COLUMNS):]) == CONTRACT_COLUMNS
+    assert list(got.columns[-len(CONTRACT_COLUMNS) :]) == CONTRACT_COLUMNS
     assert set(got["model_version"]) == {"v1"} and set(got["run_id"]) == {res.json["run_id"]}
     rej = rejects(folder)
     assert list(rej.columns) == ["source_file", "source_row", "raw_value", "reason"]
     assert rej[["source_row", "raw_value", "reason"]].values.tolist() == [
-        [2, "", "missing"], [3, "six", "not_a_number"], [4, "NaN", "non_finite"],
-        [5, "inf", "non_finite"], [6, "0", "out_of_domain"], [7, "25", "out_of_domain"]]
+        [2, "", "missing"],
+        [3, "six", "not_a_number"],
+        [4, "NaN", "non_finite"],
+        [5, "inf", "non_finite"],
+        [6, "0", "out_of_domain"],
+        [7, "25", "out_of_domain"],
+    ]
     report = json.loads((folder / "report.json").read_text())
-    assert report["rejects_by_reason"] == {"missing": 1, "not_a_number": 1, "non_finite": 2,
-                                           "out_of_domain": 2}
+    assert report["rejects_by_reason"] == {
+        "missing": 1,
+        "not_a_number": 1,
+        "non_finite": 2,
+        "out_of_domain": 2,
+    }
     assert report["rows_scored"] + report["rows_rejected"] == 9
     assert report["out_of_range"]["rows"] == 2
 
 
 def test_domain_is_configurable(models, tmp_path, write_csv):
     path = write_csv("d.csv", "rm\n2\n12\n")
-    res = score(models, tmp_path / "out", path,
-                extra=["--domain-min", 2.5, "--domain-max", 10, "--max-reject-fraction", 1])
+    res = score(
+        models,
+        tmp_path / "out",
+        path,
+        extra=["--domain-min", 2.5, "--domain-max", 10, "--max-reject-fraction", 1],
+    )
     assert rejects(run_dir(res))["reason"].tolist() == ["out_of_domain", "out_of_domain"]
 
 
@@ -74,8 +98,12 @@ def test_predictions_equal_the_keras_models_own_output(models, tmp_path):
     got = predictions(run_dir(score(models, tmp_path / "out", path, extra=["--chunk-rows", 999])))
     model, _ = Registry(models).load("production")
     keras_out = np.asarray(model(rooms.reshape(-1, 1))).reshape(-1)
-    np.testing.assert_allclose(got["predicted_median_price_k"].to_numpy(), keras_out,
-                               rtol=2 * np.finfo("float32").eps, atol=0)
+    np.testing.assert_allclose(
+        got["predicted_median_price_k"].to_numpy(),
+        keras_out,
+        rtol=2 * np.finfo("float32").eps,
+        atol=0,
+    )
 
 
 def test_a_non_linear_model_takes_the_keras_path(models, tmp_path, write_csv):
@@ -84,8 +112,9 @@ def test_a_non_linear_model_takes_the_keras_path(models, tmp_path, write_csv):
     from batch.model.registry import Registry
 
     k = m.keras()
-    net = k.Sequential([k.Input(shape=(1,)), k.layers.Dense(2, activation="relu"),
-                        k.layers.Dense(1)])
+    net = k.Sequential(
+        [k.Input(shape=(1,)), k.layers.Dense(2, activation="relu"), k.layers.Dense(1)]
+    )
     registry = Registry(models)
     meta = registry.metadata("v1")
     with registry.staging() as staged:
@@ -95,23 +124,26 @@ def test_a_non_linear_model_takes_the_keras_path(models, tmp_path, write_csv):
     res = score(models, tmp_path / "out", path, extra=["--model-version", "v2"])
     folder = run_dir(res)
     expected = np.asarray(net(np.array([[5], [6], [7]], "float32"))).reshape(-1)
-    np.testing.assert_allclose(predictions(folder)["predicted_median_price_k"], expected,
-                               rtol=1e-6)
+    np.testing.assert_allclose(predictions(folder)["predicted_median_price_k"], expected, rtol=1e-6)
     assert json.loads((folder / "report.json").read_text())["prediction_path"] == "Keras model"
 
 
 def test_source_rows_count_across_batches(models, tmp_path, write_csv):
     body = "".join(f"{5 + (i % 30) / 10}\n" if i % 7 else "x\n" for i in range(1, 2501))
     path = write_csv("long.csv", "rm\n" + body)
-    folder = run_dir(score(models, tmp_path / "out", path,
-                           extra=["--chunk-rows", 64, "--max-reject-fraction", 1]))
+    folder = run_dir(
+        score(
+            models, tmp_path / "out", path, extra=["--chunk-rows", 64, "--max-reject-fraction", 1]
+        )
+    )
     got, rej = predictions(folder), rejects(folder)
     assert sorted(got["source_row"].tolist() + rej["source_row"].tolist()) == list(range(1, 2501))
     assert rej["source_row"].tolist() == [i for i in range(1, 2501) if i % 7 == 0]
 
 
-def test_reject_budget_exceeded_publishes_nothing_and_keeps_a_diagnosis(models, tmp_path,
-                                                                        write_csv):
+def test_reject_budget_exceeded_publishes_nothing_and_keeps_a_diagnosis(
+    models, tmp_path, write_csv
+):
     out = tmp_path / "out"
     good = write_csv("good.csv", "rm\n6\n")
     first = run_dir(score(models, out, good))
@@ -124,8 +156,7 @@ def test_reject_budget_exceeded_publishes_nothing_and_keeps_a_diagnosis(models, 
     assert res.json["status"] == "reject_budget_exceeded"
     failed = Path(res.json["run_dir"])
     assert failed.parent == out / "failed"
-    assert sorted(p.name for p in failed.iterdir()) == ["rejects.csv", "report.html",
-                                                        "report.json"]
+    assert sorted(p.name for p in failed.iterdir()) == ["rejects.csv", "report.html", "report.json"]
     assert json.loads((failed / "report.json").read_text())["status"] == "failed"
     assert [p.name for p in (out / "runs").iterdir()] == [first.name]
     assert (out / "LATEST").read_text() == latest_before
@@ -154,8 +185,17 @@ def test_new_only_scores_only_what_arrived(models, tmp_path, write_csv):
     assert [p.rsplit("/", 1)[-1] for p in got["source_file"]] == ["b.csv"]
     # Without --new-only everything is scored again; --no-new-only beats BATCH_NEW_ONLY.
     assert score(models, out, tmp_path / "in").json["rows_scored"] == 3
-    res = run_cli("jobs.score", "--models-dir", models, "--output-dir", out, "--input",
-                  tmp_path / "in", "--no-new-only", env={"BATCH_NEW_ONLY": "true"})
+    res = run_cli(
+        "jobs.score",
+        "--models-dir",
+        models,
+        "--output-dir",
+        out,
+        "--input",
+        tmp_path / "in",
+        "--no-new-only",
+        env={"BATCH_NEW_ONLY": "true"},
+    )
     assert res.code == 0 and res.json["rows_scored"] == 3
 
 
@@ -171,10 +211,17 @@ def test_second_run_exits_6_at_once_naming_the_holder(models, tmp_path, write_cs
     out = tmp_path / "out"
     path = write_csv("a.csv", "rm\n6\n")
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from batch.io.outputs import OutputDir; "
-         f"OutputDir({str(out)!r}).lock('holder-run'); print('locked', flush=True); "
-         "time.sleep(120)"], cwd=REPO, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from batch.io.outputs import OutputDir; "
+            f"OutputDir({str(out)!r}).lock('holder-run'); print('locked', flush=True); "
+            "time.sleep(120)",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         started = time.monotonic()
@@ -194,12 +241,31 @@ def test_run_killed_mid_write_leaves_no_incomplete_run_and_rerun_succeeds(models
     out = tmp_path / "out"
     path = tmp_path / "big.parquet"
     rooms = np.random.default_rng(0).uniform(4, 8, 400_000)
-    pq.write_table(pa.table({"rm": rooms, "name": [f"s{i}" for i in range(len(rooms))]}), path,
-                   row_group_size=50_000)
+    pq.write_table(
+        pa.table({"rm": rooms, "name": [f"s{i}" for i in range(len(rooms))]}),
+        path,
+        row_group_size=50_000,
+    )
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.score", "--models-dir", str(models),
-                             "--output-dir", str(out), "--input", str(path), "--chunk-rows", "500"],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jobs.score",
+            "--models-dir",
+            str(models),
+            "--output-dir",
+            str(out),
+            "--input",
+            str(path),
+            "--chunk-rows",
+            "500",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -231,8 +297,17 @@ def test_successful_run_layout_and_latest(models, tmp_path, write_csv):
     folder = run_dir(res)
     assert folder.parent == out / "runs"
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        ["predictions.parquet", "predictions.csv", "rejects.csv", "report.json", "report.html",
-         "loss.png", "fit.png", "_SUCCESS"])
+        [
+            "predictions.parquet",
+            "predictions.csv",
+            "rejects.csv",
+            "report.json",
+            "report.html",
+            "loss.png",
+            "fit.png",
+            "_SUCCESS",
+        ]
+    )
     assert (out / "LATEST").read_text().strip() == folder.name == res.json["run_id"]
     import re
 
@@ -246,23 +321,42 @@ def test_report_json_has_every_contract_field(models, tmp_path, write_csv):
     path = write_csv("a.csv", "rm,medv\n6,20\n7,30\n5,\n")
     folder = run_dir(score(models, tmp_path / "out", path))
     report = json.loads((folder / "report.json").read_text())
-    for key in ("run_id", "status", "started_at", "finished_at", "model_version", "model",
-                "inputs", "rows_scored", "rows_rejected", "rejects_by_reason",
-                "prediction_summary", "metrics", "drift"):
+    for key in (
+        "run_id",
+        "status",
+        "started_at",
+        "finished_at",
+        "model_version",
+        "model",
+        "inputs",
+        "rows_scored",
+        "rows_rejected",
+        "rejects_by_reason",
+        "prediction_summary",
+        "metrics",
+        "drift",
+    ):
         assert key in report, key
     assert set(report["model"]) >= {"weight", "bias", "metrics"}
-    assert set(report["inputs"][0]) >= {"path", "sha256", "format", "rows_read", "rows_scored",
-                                        "rows_rejected"}
+    assert set(report["inputs"][0]) >= {
+        "path",
+        "sha256",
+        "format",
+        "rows_read",
+        "rows_scored",
+        "rows_rejected",
+    }
     summary = report["prediction_summary"]
     preds = predictions(folder)["predicted_median_price_k"].astype("float64")
     assert summary["count"] == 3
     assert summary["mean"] == pytest.approx(preds.mean())
     assert (summary["min"], summary["p50"], summary["max"]) == pytest.approx(
-        (preds.min(), preds.median(), preds.max()))
+        (preds.min(), preds.median(), preds.max())
+    )
     errors = preds[:2].to_numpy() - np.array([20, 30])
-    assert report["metrics"]["mse"] == pytest.approx(np.mean(errors ** 2))
+    assert report["metrics"]["mse"] == pytest.approx(np.mean(errors**2))
     assert report["metrics"]["mae"] == pytest.approx(np.mean(np.abs(errors)))
-    assert report["metrics"]["rmse"] == pytest.approx(np.sqrt(np.mean(errors ** 2)))
+    assert report["metrics"]["rmse"] == pytest.approx(np.sqrt(np.mean(errors**2)))
     assert report["metrics"]["rows"] == 2
 
 
@@ -279,7 +373,9 @@ def test_drift_warning_in_plain_words(models, tmp_path, write_csv):
     folder = run_dir(score(models, tmp_path / "a", similar))
     drift = json.loads((folder / "report.json").read_text())["drift"]
     assert drift["differs_markedly"] is False and drift["warnings"] == []
-    mansions = write_csv("mansions.csv", "rm\n" + "".join(f"{9 + (i % 10) / 5}\n" for i in range(50)))
+    mansions = write_csv(
+        "mansions.csv", "rm\n" + "".join(f"{9 + (i % 10) / 5}\n" for i in range(50))
+    )
     folder = run_dir(score(models, tmp_path / "b", mansions))
     report = json.loads((folder / "report.json").read_text())
     assert report["drift"]["differs_markedly"] is True
@@ -291,10 +387,15 @@ def test_drift_warning_in_plain_words(models, tmp_path, write_csv):
 
 def test_report_html_is_self_contained_and_escapes_input_values(models, tmp_path, write_csv):
     evil = "<script>alert(1)</script>"
-    path = write_csv("<b>evil</b>.csv",
-                     f'suburb,"{evil}rm"\n"{evil}",6\nx,"<img src=x onerror=alert(2)>"\n')
-    res = score(models, tmp_path / "out", path,
-                extra=["--feature-column", f"{evil}rm", "--max-reject-fraction", 1])
+    path = write_csv(
+        "<b>evil</b>.csv", f'suburb,"{evil}rm"\n"{evil}",6\nx,"<img src=x onerror=alert(2)>"\n'
+    )
+    res = score(
+        models,
+        tmp_path / "out",
+        path,
+        extra=["--feature-column", f"{evil}rm", "--max-reject-fraction", 1],
+    )
     folder = run_dir(res)
     html = (folder / "report.html").read_text()
     assert "<script" not in html and "<img src=x" not in html and "<b>evil" not in html
@@ -307,11 +408,14 @@ def test_report_html_is_self_contained_and_escapes_input_values(models, tmp_path
 
 
 def test_predictions_csv_is_spreadsheet_safe_and_parquet_keeps_raw(models, tmp_path, write_csv):
-    path = write_csv("inj.csv", 'suburb,rm,note\n"=HYPERLINK(""http://x"",""y"")",6,-1\n'
-                                '@SUM(1),7,+cmd|calc\nplain,5,-2.5\n')
+    path = write_csv(
+        "inj.csv",
+        'suburb,rm,note\n"=HYPERLINK(""http://x"",""y"")",6,-1\n'
+        "@SUM(1),7,+cmd|calc\nplain,5,-2.5\n",
+    )
     folder = run_dir(score(models, tmp_path / "out", path))
     csv_rows = pd.read_csv(folder / "predictions.csv", dtype=str, keep_default_na=False)
-    assert csv_rows["suburb"].tolist() == ["'=HYPERLINK(\"http://x\",\"y\")", "'@SUM(1)", "plain"]
+    assert csv_rows["suburb"].tolist() == ['\'=HYPERLINK("http://x","y")', "'@SUM(1)", "plain"]
     assert csv_rows["note"].tolist() == ["-1", "'+cmd|calc", "-2.5"]  # numbers stay numbers
     raw = predictions(folder)
     assert raw["suburb"].tolist() == ['=HYPERLINK("http://x","y")', "@SUM(1)", "plain"]
@@ -335,26 +439,34 @@ def test_model_version_selection(models, tmp_path, write_csv):
         registry.publish(staged, meta, "never")  # v2, not production
     path = write_csv("a.csv", "rm\n6\n")
     assert predictions(run_dir(score(models, tmp_path / "o1", path)))["model_version"][0] == "v1"
-    got = predictions(run_dir(score(models, tmp_path / "o2", path,
-                                    extra=["--model-version", "latest"])))
+    got = predictions(
+        run_dir(score(models, tmp_path / "o2", path, extra=["--model-version", "latest"]))
+    )
     assert got["model_version"][0] == "v2"
     res = score(models, tmp_path / "o3", path, extra=["--model-version", "v7"], subprocess=True)
     assert res.code == 4 and "v7" in one_error_sentence(res.stderr)
 
 
-@pytest.mark.parametrize("case, code", [("ok", 0), ("usage", 2), ("input", 3), ("model", 4),
-                                        ("tampered", 4)])
+@pytest.mark.parametrize(
+    "case, code", [("ok", 0), ("usage", 2), ("input", 3), ("model", 4), ("tampered", 4)]
+)
 def test_exit_codes_as_subprocess(models, tmp_path, write_csv, case, code):
     good = write_csv("a.csv", "rm\n6\n")
-    args = {"ok": [good], "usage": [good, "--max-reject-fraction", "abc"],
-            "input": [write_csv("b.csv", "size\n6\n")], "model": [good], "tampered": [good]}[case]
+    args = {
+        "ok": [good],
+        "usage": [good, "--max-reject-fraction", "abc"],
+        "input": [write_csv("b.csv", "size\n6\n")],
+        "model": [good],
+        "tampered": [good],
+    }[case]
     models_dir = models
     if case == "model":
         models_dir = tmp_path / "empty-registry"
     if case == "tampered":
         (models / "v1" / "model.keras").write_bytes(b"garbage")
-    res = run_cli("jobs.score", "--models-dir", models_dir, "--output-dir", tmp_path / "out",
-                  "--input", *args)
+    res = run_cli(
+        "jobs.score", "--models-dir", models_dir, "--output-dir", tmp_path / "out", "--input", *args
+    )
     assert res.code == code, res.stderr[-2000:]
     last = json.loads(res.stdout.strip().splitlines()[-1])
     if code:
@@ -390,8 +502,11 @@ def test_every_scored_row_has_a_band_and_the_report_measures_coverage(models, tm
     res = score(models, tmp_path / "out", BOSTON_CSV, extra=["--max-reject-fraction", 1])
     folder = run_dir(res)
     got = predictions(folder)
-    low, pred, high = got["predicted_low_k"], got["predicted_median_price_k"], \
-        got["predicted_high_k"]
+    low, pred, high = (
+        got["predicted_low_k"],
+        got["predicted_median_price_k"],
+        got["predicted_high_k"],
+    )
     assert len(got) == 506 and ((low <= pred) & (pred <= high)).all() and (low < high).all()
     report = json.loads((folder / "report.json").read_text())
     inside = ((got["medv"].astype(float) >= low) & (got["medv"].astype(float) <= high)).mean()

@@ -1,4 +1,5 @@
 """Settings precedence (flag > env > .env > default) and bad values (exit 2, one sentence)."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,11 +12,21 @@ from tests.helpers import one_error_sentence, run_cli
 
 def test_defaults_match_the_contract(settings):
     s = Settings(_env_file=None)
-    assert (str(s.models_dir), str(s.output_dir), s.input, s.model_version) == \
-        ("models", "output", ["sample_inputs"], "production")
+    assert (str(s.models_dir), str(s.output_dir), s.input, s.model_version) == (
+        "models",
+        "output",
+        ["sample_inputs"],
+        "production",
+    )
     assert (s.schedule, s.timezone) == ("0 2 * * *", "UTC")
-    assert (s.epochs, s.batch_size, s.learning_rate, s.validation_split, s.seed, s.optimizer) == \
-        (101, 16, 0.005, 0.3, 42, "rmsprop")
+    assert (s.epochs, s.batch_size, s.learning_rate, s.validation_split, s.seed, s.optimizer) == (
+        101,
+        16,
+        0.005,
+        0.3,
+        42,
+        "rmsprop",
+    )
     assert s.max_reject_fraction == 0.1 and s.promote_tolerance == 0.0
     assert s.interval_level == 0.9
     assert s.misfire_grace_seconds == 3600
@@ -41,15 +52,18 @@ def test_input_from_env_is_comma_separated_and_flag_is_repeatable(monkeypatch):
     assert _cli.settings_from_args(args, score.FIELDS).input == ["x.csv", "y/"]
 
 
-@pytest.mark.parametrize("overrides, names", [
-    ({"epochs": "-3"}, "--epochs / BATCH_EPOCHS"),
-    ({"learning_rate": "abc"}, "--learning-rate / BATCH_LEARNING_RATE"),
-    ({"max_reject_fraction": "1.5"}, "--max-reject-fraction"),
-    ({"timezone": "Mars/Base"}, "--timezone"),
-    ({"domain_min": "30"}, "domain_min"),
-    ({"interval_level": "1"}, "--interval-level / BATCH_INTERVAL_LEVEL"),
-    ({"interval_level": "0"}, "--interval-level / BATCH_INTERVAL_LEVEL"),
-])
+@pytest.mark.parametrize(
+    "overrides, names",
+    [
+        ({"epochs": "-3"}, "--epochs / BATCH_EPOCHS"),
+        ({"learning_rate": "abc"}, "--learning-rate / BATCH_LEARNING_RATE"),
+        ({"max_reject_fraction": "1.5"}, "--max-reject-fraction"),
+        ({"timezone": "Mars/Base"}, "--timezone"),
+        ({"domain_min": "30"}, "domain_min"),
+        ({"interval_level": "1"}, "--interval-level / BATCH_INTERVAL_LEVEL"),
+        ({"interval_level": "0"}, "--interval-level / BATCH_INTERVAL_LEVEL"),
+    ],
+)
 def test_bad_values_raise_config_error_naming_the_setting(overrides, names):
     with pytest.raises(ConfigError) as err:
         load_settings(overrides, _env_file=None)
@@ -76,8 +90,13 @@ def test_bad_dotenv_value_exits_2(tmp_path):
     (tmp_path / ".env").write_text("BATCH_MAX_REJECT_FRACTION=lots\n")
     res = run_cli("jobs.score", "--help", cwd=tmp_path)
     assert res.code == 0  # --help never reads settings
-    res = run_cli("jobs.score", "--models-dir", tmp_path / "m", cwd=tmp_path,
-                  env={"PYTHONPATH": str(tmp_path)})
+    res = run_cli(
+        "jobs.score",
+        "--models-dir",
+        tmp_path / "m",
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(tmp_path)},
+    )
     assert res.code == 2
     assert "max_reject_fraction" in one_error_sentence(res.stderr)
 
@@ -89,8 +108,8 @@ def test_unknown_flag_exits_2():
 
 
 def test_readme_documents_every_setting():
-    from tests.helpers import REPO
     from batch.settings import env_name, flag_name
+    from tests.helpers import REPO
 
     readme = (REPO / "README.md").read_text()
     for name in Settings.model_fields:

@@ -1,4 +1,5 @@
 """Mergeable run statistics and column typing, without files or a model."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,8 +25,10 @@ def test_sample_keeps_the_k_smallest_keys_whatever_the_grouping():
 
 
 def test_run_stats_merge_adds_counts_and_keeps_extremes():
-    a, b = RunStats(scored=3, pred_min=1.0, pred_max=5.0), RunStats(scored=2, pred_min=0.5,
-                                                                     pred_max=4.0)
+    a, b = (
+        RunStats(scored=3, pred_min=1.0, pred_max=5.0),
+        RunStats(scored=2, pred_min=0.5, pred_max=4.0),
+    )
     a.rejects["missing"] = 2
     b.rejects["missing"], b.rejects["non_finite"] = 1, 4
     b.first_rejects = [{"row": i} for i in range(30)]
@@ -76,26 +79,70 @@ def reference_looks_numeric(column: pa.Array) -> bool:
     code_like = pc.fill_null(pc.match_substring_regex(text, r"^[+-]?0\d"), False)
     if pc.any(pc.and_(nonempty, pc.or_(pc.invert(numeric), code_like))).as_py():
         return False
-    doubtful = pc.and_(nonempty, pc.or_(
-        pc.greater(pc.utf8_length(text), 15),
-        pc.fill_null(pc.match_substring_regex(text, r"[eE][+-]?\d{3}"), False)))
+    doubtful = pc.and_(
+        nonempty,
+        pc.or_(
+            pc.greater(pc.utf8_length(text), 15),
+            pc.fill_null(pc.match_substring_regex(text, r"[eE][+-]?\d{3}"), False),
+        ),
+    )
     if not pc.any(doubtful).as_py():
         return True
     return survives_float64(pc.filter(text, doubtful))
 
 
 def test_looks_numeric_agrees_value_by_value_with_the_rule_as_first_written():
-    tricky = ["1e-400", "0e5", "0E-999", "1e400", "-0", "00", "0.", ".", "+", "e5", "1e", "-.5",
-              "4.9e-324", "2.2250738585072014e-308", "1.2345e-320", "1e-320", "123456789012345",
-              "1234567890123456", "9007199254740993", "9007199254740992", "0.1234567890123456789",
-              " 7 ", "\t5", "0.30000000000000004", "1e22", "1e23", "+.5E+2", "5.e3", "0x10",
-              "1_000", "nan", "inf", "-Infinity", "1,5", "١٢", "1e+308", "1.7976931348623157e308",
-              "1.7976931348623159e308", "000.5", "-00", "0.000", "1.0000000000000000"]
+    tricky = [
+        "1e-400",
+        "0e5",
+        "0E-999",
+        "1e400",
+        "-0",
+        "00",
+        "0.",
+        ".",
+        "+",
+        "e5",
+        "1e",
+        "-.5",
+        "4.9e-324",
+        "2.2250738585072014e-308",
+        "1.2345e-320",
+        "1e-320",
+        "123456789012345",
+        "1234567890123456",
+        "9007199254740993",
+        "9007199254740992",
+        "0.1234567890123456789",
+        " 7 ",
+        "\t5",
+        "0.30000000000000004",
+        "1e22",
+        "1e23",
+        "+.5E+2",
+        "5.e3",
+        "0x10",
+        "1_000",
+        "nan",
+        "inf",
+        "-Infinity",
+        "1,5",
+        "١٢",
+        "1e+308",
+        "1.7976931348623157e308",
+        "1.7976931348623159e308",
+        "000.5",
+        "-00",
+        "0.000",
+        "1.0000000000000000",
+    ]
     rng = np.random.default_rng(11)
     alphabet = list("0123456789+-.eE 0000111")
     fuzz = ["".join(rng.choice(alphabet, rng.integers(1, 9))) for _ in range(4000)]
-    digits = [f"{rng.random() * 10.0 ** rng.integers(-320, 300):.{rng.integers(1, 19)}g}"
-              for _ in range(1000)]
+    digits = [
+        f"{rng.random() * 10.0 ** rng.integers(-320, 300):.{rng.integers(1, 19)}g}"
+        for _ in range(1000)
+    ]
     for value in tricky + fuzz + digits:
         cell = pa.array([value])
         assert looks_numeric(cell) == reference_looks_numeric(cell), repr(value)

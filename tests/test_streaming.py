@@ -1,4 +1,5 @@
 """Streaming: peak memory stays flat as the input grows, and results equal the one-batch path."""
+
 from __future__ import annotations
 
 import os
@@ -13,14 +14,28 @@ import pyarrow.parquet as pq
 
 from tests.helpers import REPO
 
-BOSTON = ["crim", "zn", "indus", "chas", "nox", "rm", "age", "dis", "rad", "tax", "ptratio", "b",
-          "lstat"]
+BOSTON = [
+    "crim",
+    "zn",
+    "indus",
+    "chas",
+    "nox",
+    "rm",
+    "age",
+    "dis",
+    "rad",
+    "tax",
+    "ptratio",
+    "b",
+    "lstat",
+]
 
 
 def boston_like(path: Path, rows: int) -> None:
     rng = np.random.default_rng(rows)
-    with pq.ParquetWriter(path, pa.schema([(c, pa.float64()) for c in BOSTON] +
-                                          [("suburb", pa.string())])) as writer:
+    with pq.ParquetWriter(
+        path, pa.schema([(c, pa.float64()) for c in BOSTON] + [("suburb", pa.string())])
+    ) as writer:
         for start in range(0, rows, 25_000):
             n = min(25_000, rows - start)
             cols = {c: rng.uniform(0, 100, n) for c in BOSTON}
@@ -46,10 +61,26 @@ finally:
 def peak_rss_mb(models: Path, path: Path, out: Path, chunk_rows: int) -> float:
     """Run the real scorer as a subprocess; its own peak resident memory, in MB."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-c", MEASURED, "--models-dir", str(models),
-                           "--output-dir", str(out), "--input", str(path), "--chunk-rows",
-                           str(chunk_rows)], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            MEASURED,
+            "--models-dir",
+            str(models),
+            "--output-dir",
+            str(out),
+            "--input",
+            str(path),
+            "--chunk-rows",
+            str(chunk_rows),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     peak = [ln for ln in proc.stderr.splitlines() if ln.startswith("PEAK_RSS_KB ")]
     return int(peak[-1].split()[1]) / 1024
@@ -59,10 +90,12 @@ def test_peak_memory_is_flat_when_the_input_grows_8x(models, tmp_path):
     small, large = tmp_path / "small.parquet", tmp_path / "large.parquet"
     boston_like(small, 50_000)
     boston_like(large, 400_000)
-    streamed = [peak_rss_mb(models, p, tmp_path / f"s{i}", 2_000)
-                for i, p in enumerate((small, large))]
-    one_batch = [peak_rss_mb(models, p, tmp_path / f"b{i}", 10_000_000)
-                 for i, p in enumerate((small, large))]
+    streamed = [
+        peak_rss_mb(models, p, tmp_path / f"s{i}", 2_000) for i, p in enumerate((small, large))
+    ]
+    one_batch = [
+        peak_rss_mb(models, p, tmp_path / f"b{i}", 10_000_000) for i, p in enumerate((small, large))
+    ]
     grow_streamed = streamed[1] - streamed[0]
     grow_one_batch = one_batch[1] - one_batch[0]
     report = f"streamed {streamed} MB, one batch {one_batch} MB"

@@ -1,4 +1,5 @@
 """Training: both data sources, determinism, the tutorial's fidelity table, outputs and exit codes."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from batch.model import datasets
 from batch.core.errors import InputError
+from batch.model import datasets
 from batch.model.registry import Registry
 from tests.helpers import BOSTON_CSV, FAST_FIT, REPO, one_error_sentence, run_cli, run_main
 
@@ -68,26 +69,52 @@ def test_fidelity_with_the_tutorial(trained):
         assert abs(got - expected) <= 0.5, (rooms, got)
     assert meta["metrics"]["loss"] == pytest.approx(54.56, rel=0.03)
     assert meta["metrics"]["val_loss"] == pytest.approx(75.02, rel=0.03)
-    assert meta["hyperparameters"] == {"optimizer": "rmsprop", "learning_rate": 0.005,
-                                       "epochs": 101, "batch_size": 16, "validation_split": 0.3,
-                                       "seed": 42}
+    assert meta["hyperparameters"] == {
+        "optimizer": "rmsprop",
+        "learning_rate": 0.005,
+        "epochs": 101,
+        "batch_size": 16,
+        "validation_split": 0.3,
+        "seed": 42,
+    }
 
 
 def test_version_has_every_contract_file_and_field(trained):
     v1 = trained["models"] / "v1"
-    assert sorted(p.name for p in v1.iterdir()) == ["fit.png", "history.csv", "loss.png",
-                                                    "metadata.json", "model.keras"]
+    assert sorted(p.name for p in v1.iterdir()) == [
+        "fit.png",
+        "history.csv",
+        "loss.png",
+        "metadata.json",
+        "model.keras",
+    ]
     for png in ("fit.png", "loss.png"):
         assert (v1 / png).read_bytes().startswith(b"\x89PNG")
     meta = json.loads((v1 / "metadata.json").read_text())
-    for key in ("version", "created_at", "feature", "target", "weight", "bias", "hyperparameters",
-                "data", "metrics", "ols_reference", "feature_range", "versions", "model_sha256"):
+    for key in (
+        "version",
+        "created_at",
+        "feature",
+        "target",
+        "weight",
+        "bias",
+        "hyperparameters",
+        "data",
+        "metrics",
+        "ols_reference",
+        "feature_range",
+        "versions",
+        "model_sha256",
+    ):
         assert key in meta, key
     assert meta["version"] == "v1" and meta["feature"] == "rm" and meta["target"] == "medv"
     assert meta["created_at"].endswith("+00:00")
     assert set(meta["data"]) >= {"source", "sha256", "rows_train", "rows_val", "rows_test"}
-    assert (meta["data"]["rows_train"], meta["data"]["rows_val"], meta["data"]["rows_test"]) == \
-        (282, 122, 102)  # Keras 3 fits on floor(404 * 0.7) rows
+    assert (meta["data"]["rows_train"], meta["data"]["rows_val"], meta["data"]["rows_test"]) == (
+        282,
+        122,
+        102,
+    )  # Keras 3 fits on floor(404 * 0.7) rows
     assert set(meta["metrics"]) == {"loss", "val_loss", "test_mse", "test_mae"}
     assert set(meta["versions"]) == {"python", "tensorflow", "keras"}
     history = pd.read_csv(v1 / "history.csv")
@@ -130,13 +157,19 @@ def test_training_is_deterministic_bit_for_bit(tmp_path):
 
 
 def test_train_subprocess_is_quiet_and_prints_json_last(tmp_path):
-    res = run_cli("jobs.train", "--models-dir", tmp_path / "m", *FAST_FIT,
-                  "--log-every-epochs", 1)
+    res = run_cli("jobs.train", "--models-dir", tmp_path / "m", *FAST_FIT, "--log-every-epochs", 1)
     assert res.code == 0, res.stderr
     assert res.json["version"] == "v1"
     assert len(res.stdout.strip().splitlines()) == 1
-    for noise in ("oneDNN", "cuda", "TensorFlow binary is optimized", "absl", "I0000",
-                  "computation placer", "Unable to register"):
+    for noise in (
+        "oneDNN",
+        "cuda",
+        "TensorFlow binary is optimized",
+        "absl",
+        "I0000",
+        "computation placer",
+        "Unable to register",
+    ):
         assert noise not in res.stderr, noise
     assert res.stderr.count("epoch ") == 3  # one log line per epoch when asked (not a terminal)
 
@@ -158,8 +191,13 @@ def test_train_exit_3_for_missing_data_file(tmp_path):
 def test_train_offline_without_cache_exit_3_says_where_to_put_the_file(tmp_path):
     empty_home = tmp_path / "keras"
     empty_home.mkdir()
-    res = run_cli("jobs.train", "--models-dir", tmp_path / "m",
-                  env={"KERAS_HOME": str(empty_home)}, timeout=120)
+    res = run_cli(
+        "jobs.train",
+        "--models-dir",
+        tmp_path / "m",
+        env={"KERAS_HOME": str(empty_home)},
+        timeout=120,
+    )
     if res.code == 0:
         pytest.skip("this machine can download Boston Housing, so the offline path cannot be shown")
     assert res.code == 3
@@ -184,20 +222,31 @@ def test_if_missing_skips_when_production_exists(models):
 
 
 def test_help_does_not_import_tensorflow():
-    code = ("import sys; from jobs import train, score, schedule, models\n"
-            "for m in (train, score, schedule, models):\n"
-            "    try: m.main(['--help'])\n"
-            "    except SystemExit: pass\n"
-            "bad = [n for n in ('tensorflow', 'keras', 'pandas', 'matplotlib') if n in sys.modules]\n"
-            "print('IMPORTED', bad, file=sys.stderr)")
+    code = (
+        "import sys; from jobs import train, score, schedule, models\n"
+        "for m in (train, score, schedule, models):\n"
+        "    try: m.main(['--help'])\n"
+        "    except SystemExit: pass\n"
+        "bad = [n for n in ('tensorflow', 'keras', 'pandas', 'matplotlib') if n in sys.modules]\n"
+        "print('IMPORTED', bad, file=sys.stderr)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert "IMPORTED []" in proc.stderr, proc.stderr
     assert "usage: python -m jobs.train" in proc.stdout
 
 
 def test_a_diverged_training_is_not_published(tmp_path):
-    res = run_cli("jobs.train", "--models-dir", tmp_path / "m", "--optimizer", "sgd",
-                  "--learning-rate", 1000, "--epochs", 3)
+    res = run_cli(
+        "jobs.train",
+        "--models-dir",
+        tmp_path / "m",
+        "--optimizer",
+        "sgd",
+        "--learning-rate",
+        1000,
+        "--epochs",
+        3,
+    )
     assert res.code == 4
     line = one_error_sentence(res.stderr)
     assert "diverged" in line and "--learning-rate" in line
@@ -207,8 +256,9 @@ def test_a_diverged_training_is_not_published(tmp_path):
 def test_a_finite_but_useless_fit_is_not_published_and_names_the_cause(tmp_path):
     """Learning rate 1000 (RMSprop) stays finite but is far worse than the mean: exit 4,
     nothing published, nothing promoted, even on an empty registry."""
-    res = run_cli("jobs.train", "--models-dir", tmp_path / "m", "--learning-rate", 1000,
-                  "--epochs", 3)
+    res = run_cli(
+        "jobs.train", "--models-dir", tmp_path / "m", "--learning-rate", 1000, "--epochs", 3
+    )
     assert res.code == 4
     line = one_error_sentence(res.stderr)
     assert "no better than predicting the mean" in line and "--learning-rate 1000" in line
@@ -251,7 +301,8 @@ def test_the_band_contains_every_prediction_and_its_share_of_test_prices(trained
     low, high = intervals.band(data.x_test, pred, meta["interval"])
     assert np.all(low <= pred) and np.all(pred <= high)
     assert intervals.coverage(data.y_test, low, high) == pytest.approx(
-        meta["interval"]["test_coverage"])
+        meta["interval"]["test_coverage"]
+    )
 
 
 def test_interval_level_setting_reaches_the_metadata(tmp_path):
@@ -301,17 +352,29 @@ def test_a_candidate_on_other_data_is_compared_on_its_own_rows(models, tmp_path)
     rooms = rng.uniform(4, 8.5, 400)
     path = tmp_path / "other.csv"
     pd.DataFrame({"rm": rooms, "medv": 5.5 * rooms - 12 + rng.normal(0, 2, 400)}).to_csv(
-        path, index=False)
-    res = run_cli("jobs.train", "--models-dir", models, "--data", path, "--epochs", 20,
-                  "--learning-rate", 0.1)
+        path, index=False
+    )
+    res = run_cli(
+        "jobs.train", "--models-dir", models, "--data", path, "--epochs", 20, "--learning-rate", 0.1
+    )
     assert res.code == 0, res.stderr
     summary = res.json
-    assert summary["evaluated_on"] == {"source": str(path), "sha256": datasets.sha256_file(path),
-                                       "rows": 80, "split": "test"}
+    assert summary["evaluated_on"] == {
+        "source": str(path),
+        "sha256": datasets.sha256_file(path),
+        "rows": 80,
+        "split": "test",
+    }
     v1 = Registry(models).metadata("v1")
     other = datasets.load(str(path))
-    expected = np.mean((np.float32(v1["weight"]) * other.x_test + np.float32(v1["bias"])
-                        - other.y_test.astype("float64")) ** 2)
+    expected = np.mean(
+        (
+            np.float32(v1["weight"]) * other.x_test
+            + np.float32(v1["bias"])
+            - other.y_test.astype("float64")
+        )
+        ** 2
+    )
     assert summary["production_test_mse"] == pytest.approx(expected, rel=1e-5)
     assert summary["production_test_mse"] != pytest.approx(v1["metrics"]["test_mse"], rel=0.05)
     assert "training data differs from production v1's" in res.stderr

@@ -3,6 +3,7 @@
 Pure. The scorer carries every input column through whatever its type: as-is in Parquet, as
 text in CSV (nested values as JSON). Types are only widened where no value can change.
 """
+
 from __future__ import annotations
 
 import base64
@@ -12,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-FLOAT64_EXACT_INT = 2 ** 53  # every integer of at most this magnitude is exact in a float64
+FLOAT64_EXACT_INT = 2**53  # every integer of at most this magnitude is exact in a float64
 FLOAT64_EXACT_DIGITS = 15  # every decimal of at most this many digits survives a float64
 
 
@@ -29,15 +30,21 @@ def is_number_type(t: pa.DataType) -> bool:
 
 def is_string_type(t: pa.DataType) -> bool:
     t = value_type(t)
-    return (pa.types.is_string(t) or pa.types.is_large_string(t)
-            or (hasattr(pa.types, "is_string_view") and pa.types.is_string_view(t)))
+    return (
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or (hasattr(pa.types, "is_string_view") and pa.types.is_string_view(t))
+    )
 
 
 def is_binary_type(t: pa.DataType) -> bool:
     t = value_type(t)
-    return (pa.types.is_binary(t) or pa.types.is_large_binary(t)
-            or pa.types.is_fixed_size_binary(t)
-            or (hasattr(pa.types, "is_binary_view") and pa.types.is_binary_view(t)))
+    return (
+        pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_fixed_size_binary(t)
+        or (hasattr(pa.types, "is_binary_view") and pa.types.is_binary_view(t))
+    )
 
 
 def is_text_like(t: pa.DataType) -> bool:
@@ -52,8 +59,14 @@ def can_hold_rooms(t: pa.DataType) -> bool:
 
 def _writes_as_is(t: pa.DataType) -> bool:
     """Types the CSV writer writes as plain values that can never start a formula."""
-    return (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
-            or pa.types.is_boolean(t) or pa.types.is_null(t) or pa.types.is_temporal(t))
+    return (
+        pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_decimal(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_null(t)
+        or pa.types.is_temporal(t)
+    )
 
 
 def to_text(col: pa.Array) -> pa.Array:
@@ -72,8 +85,9 @@ def to_text(col: pa.Array) -> pa.Array:
         try:
             return pc.cast(pc.cast(col, pa.binary()), pa.string())
         except pa.ArrowInvalid:  # not UTF-8: keep every byte, as base64
-            return pa.array([None if v is None else _bytes_text(v)
-                             for v in col.to_pylist()], pa.string())
+            return pa.array(
+                [None if v is None else _bytes_text(v) for v in col.to_pylist()], pa.string()
+            )
     if pa.types.is_null(t):
         return pa.nulls(len(col), pa.string())
     try:
@@ -81,9 +95,13 @@ def to_text(col: pa.Array) -> pa.Array:
             return pc.cast(col, pa.string())
     except pa.ArrowNotImplementedError:
         pass
-    return pa.array([None if v is None else json.dumps(v, default=_json_default,
-                                                       ensure_ascii=False)
-                     for v in col.to_pylist()], pa.string())
+    return pa.array(
+        [
+            None if v is None else json.dumps(v, default=_json_default, ensure_ascii=False)
+            for v in col.to_pylist()
+        ],
+        pa.string(),
+    )
 
 
 def _bytes_text(value: bytes) -> str:
@@ -118,8 +136,9 @@ def conform(col: pa.Array, target: pa.DataType) -> pa.Array:
     return pc.cast(col, target)  # safe: unify only widens where no value changes
 
 
-def unify(a: pa.DataType | None, b: pa.DataType, *, a_exact: bool = True,
-          b_exact: bool = True) -> pa.DataType:
+def unify(
+    a: pa.DataType | None, b: pa.DataType, *, a_exact: bool = True, b_exact: bool = True
+) -> pa.DataType:
     """One type for a column seen in several files, chosen so that no value changes.
 
     Equal types stay; integers widen to the wider integer; a float or a small decimal with an
@@ -146,8 +165,12 @@ def unify(a: pa.DataType | None, b: pa.DataType, *, a_exact: bool = True,
             return t.bit_width <= 32 or exact
         return False
 
-    if is_number_type(a) and is_number_type(b) and float_safe(a, a_exact) \
-            and float_safe(b, b_exact):
+    if (
+        is_number_type(a)
+        and is_number_type(b)
+        and float_safe(a, a_exact)
+        and float_safe(b, b_exact)
+    ):
         return pa.float64()
     return pa.string()
 

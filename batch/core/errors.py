@@ -2,6 +2,7 @@
 
 Anything that is not a BatchError is a bug and exits 1 with its traceback.
 """
+
 from __future__ import annotations
 
 import errno
@@ -17,7 +18,7 @@ EXIT_CODES = {
     4: "model problem",
     5: "reject budget exceeded",
     6: "locked by another process (a scoring run holds the output directory, a second "
-       "scheduler runs on it, or the model registry stayed locked past registry_lock_timeout)",
+    "scheduler runs on it, or the model registry stayed locked past registry_lock_timeout)",
     7: "environment problem (output or registry location unusable, Dask cluster lost)",
     8: "drift: the input differs markedly from the training data and --on-drift fail was asked",
     130: "interrupted (SIGINT or SIGTERM); nothing published",
@@ -100,23 +101,27 @@ class ClusterLost(EnvironmentFault):
     """A Dask worker or the scheduler went away while the run needed it."""
 
 
-def location_fault(what: str, path: Path | str, flag: str, exc: OSError,
-                   outcome: str = "nothing was published") -> EnvironmentFault:
+def location_fault(
+    what: str, path: Path | str, flag: str, exc: OSError, outcome: str = "nothing was published"
+) -> EnvironmentFault:
     """The one sentence (exit 7) for a location that cannot be used: full, read-only, a file...
 
     `what` names the location ("output location", "model registry location"), `flag` the
     setting that moves it; the OS's reason and the offending file are quoted.
     """
     reason = exc.strerror or " ".join(str(exc).split())
-    code = exc.errno or next((c for c in errno.errorcode if f"[errno {c}]" in str(exc).lower()),
-                             None)
-    hint = {errno.ENOSPC: f"free some space there, or set {flag} to another directory",
-            errno.EROFS: f"mount it writable, or set {flag} to a writable directory",
-            errno.EACCES: f"give this user write permission there, or set {flag} elsewhere",
-            errno.EPERM: f"give this user write permission there, or set {flag} elsewhere",
-            errno.ENOTDIR: f"point {flag} at a directory",
-            errno.EEXIST: f"point {flag} at a directory"}.get(
-                code, f"check the location, or set {flag} to a writable directory")
+    code = exc.errno or next(
+        (c for c in errno.errorcode if f"[errno {c}]" in str(exc).lower()), None
+    )
+    hint = {
+        errno.ENOSPC: f"free some space there, or set {flag} to another directory",
+        errno.EROFS: f"mount it writable, or set {flag} to a writable directory",
+        errno.EACCES: f"give this user write permission there, or set {flag} elsewhere",
+        errno.EPERM: f"give this user write permission there, or set {flag} elsewhere",
+        errno.ENOTDIR: f"point {flag} at a directory",
+        errno.EEXIST: f"point {flag} at a directory",
+    }.get(code, f"check the location, or set {flag} to a writable directory")
     where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-    return EnvironmentFault(f"the {what} {str(path)!r} cannot be used: {reason}{where}; "
-                            f"{outcome} — {hint}")
+    return EnvironmentFault(
+        f"the {what} {str(path)!r} cannot be used: {reason}{where}; {outcome} — {hint}"
+    )

@@ -2,6 +2,7 @@
 
 Pure: Arrow arrays in, NumPy arrays out. A new reject reason is added here, with its meaning.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -78,13 +79,19 @@ def parse_numbers(raw: pa.Array, decimal_comma: bool = False) -> tuple[np.ndarra
         comma = pc.fill_null(pc.match_substring_regex(text, DECIMAL_COMMA_RE), False)
         text = pc.if_else(comma, pc.replace_substring(text, ",", "."), text)
     numeric = pc.fill_null(pc.match_substring_regex(text, NUMBER_RE), False)
-    special = pc.fill_null(pc.or_(pc.match_substring_regex(text, NAN_RE, ignore_case=True),
-                                  pc.match_substring_regex(text, INF_RE, ignore_case=True)), False)
+    special = pc.fill_null(
+        pc.or_(
+            pc.match_substring_regex(text, NAN_RE, ignore_case=True),
+            pc.match_substring_regex(text, INF_RE, ignore_case=True),
+        ),
+        False,
+    )
     parseable = pc.or_(numeric, special)
     # Only parseable cells are cast, so one bad cell cannot fail the batch.
     safe = pc.if_else(parseable, text, pa.scalar(None, pa.string()))
-    values = np.array(pc.cast(safe, pa.float64()).to_numpy(zero_copy_only=False),
-                      dtype="float64", copy=True)
+    values = np.array(
+        pc.cast(safe, pa.float64()).to_numpy(zero_copy_only=False), dtype="float64", copy=True
+    )
     missing_np = missing.to_numpy(zero_copy_only=False)
     parseable_np = parseable.to_numpy(zero_copy_only=False)
     numeric_np = numeric.to_numpy(zero_copy_only=False)
@@ -103,8 +110,9 @@ def decimal_points(column: pa.Array) -> pa.Array:
     return pc.if_else(comma, pc.replace_substring(column, ",", "."), column)
 
 
-def validate(raw: pa.Array, domain_min: float, domain_max: float,
-             decimal_comma: bool = False) -> Validated:
+def validate(
+    raw: pa.Array, domain_min: float, domain_max: float, decimal_comma: bool = False
+) -> Validated:
     """Reason per row: missing, not_a_number, non_finite (NaN/inf), out_of_domain (not min < x <= max)."""
     values, codes = parse_numbers(raw, decimal_comma)
     ok = codes == 0
@@ -112,8 +120,9 @@ def validate(raw: pa.Array, domain_min: float, domain_max: float,
         non_finite = ok & ~np.isfinite(values)
         codes[non_finite] = NON_FINITE
         ok = codes == 0
-        out = ok & ~((values > domain_min) & (values <= domain_max)
-                     & (np.abs(values) <= FLOAT32_MAX))
+        out = ok & ~(
+            (values > domain_min) & (values <= domain_max) & (np.abs(values) <= FLOAT32_MAX)
+        )
     codes[out] = OUT_OF_DOMAIN
     parsed = values
     values = values.copy()

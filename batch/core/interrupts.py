@@ -5,6 +5,7 @@ removed and nothing is published. From `hold()` on (called just before the renam
 run or a model visible) signals are held back until the job ends: the job completes and is
 reported as done, never published and then reported as interrupted.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,9 +42,13 @@ def finish(exit_code: int = 0) -> None:
     if _state["held"] is not None:
         name = signal.Signals(_state["held"]).name
         if exit_code == 0:
-            log.warning("%s arrived while publishing; the work was completed and published first",
-                        name)
+            log.warning(
+                "%s arrived while publishing; the work was completed and published first", name
+            )
         else:
-            log.warning("%s arrived while publishing, which then failed on its own (exit %d)",
-                        name, exit_code)
+            log.warning(
+                "%s arrived while publishing, which then failed on its own (exit %d)",
+                name,
+                exit_code,
+            )
     _state.update(holding=False, held=None)

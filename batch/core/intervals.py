@@ -1,4 +1,5 @@
 """Calibrated price bands: split-conformal intervals whose width follows rooms (pure numpy, no I/O)."""
+
 from __future__ import annotations
 
 import logging
@@ -53,20 +54,31 @@ def scale(rooms: np.ndarray, params: dict[str, Any]) -> np.ndarray:
     x = np.asarray(rooms, "float64").reshape(-1)
     s = params["scale"]
     c = s["center"]
-    value = (s["intercept"] + s["slope_below"] * np.maximum(c - x, 0.0)
-             + s["slope_above"] * np.maximum(x - c, 0.0))
+    value = (
+        s["intercept"]
+        + s["slope_below"] * np.maximum(c - x, 0.0)
+        + s["slope_above"] * np.maximum(x - c, 0.0)
+    )
     return np.maximum(value, s["floor"])
 
 
 def conformal_rank(n: int, level: float) -> int:
     """The 1-based rank k = ceil((n + 1)·level) of the score that gives coverage >= level."""
-    return math.ceil((n + 1) * level - 1e-9)  # the epsilon keeps 0.9 * 10 from becoming 10.000000001
+    return math.ceil(
+        (n + 1) * level - 1e-9
+    )  # the epsilon keeps 0.9 * 10 from becoming 10.000000001
 
 
-def calibrate(x_cal: np.ndarray, y_cal: np.ndarray, pred_cal: np.ndarray, level: float, *,
-              x_scale: np.ndarray | None = None,
-              residuals_scale: np.ndarray | None = None,
-              lower_bound: float | None = None) -> dict[str, Any]:
+def calibrate(
+    x_cal: np.ndarray,
+    y_cal: np.ndarray,
+    pred_cal: np.ndarray,
+    level: float,
+    *,
+    x_scale: np.ndarray | None = None,
+    residuals_scale: np.ndarray | None = None,
+    lower_bound: float | None = None,
+) -> dict[str, Any]:
     """Split-conformal band parameters for `level`, from held-out calibration rows.
 
     Score of a row: |y - pred| / scale(rooms). The band is pred ± q·scale(rooms), where q is
@@ -84,8 +96,10 @@ def calibrate(x_cal: np.ndarray, y_cal: np.ndarray, pred_cal: np.ndarray, level:
     x = np.asarray(x_cal, "float64").reshape(-1)
     resid = np.asarray(y_cal, "float64").reshape(-1) - np.asarray(pred_cal, "float64").reshape(-1)
     if len(x) == 0 or len(resid) != len(x):
-        raise ValueError(f"calibration needs rows with x, y and pred of equal length "
-                         f"(got {len(x)} and {len(resid)})")
+        raise ValueError(
+            f"calibration needs rows with x, y and pred of equal length "
+            f"(got {len(x)} and {len(resid)})"
+        )
     if not np.all(np.isfinite(x)) or not np.all(np.isfinite(resid)):
         raise ValueError("calibration rows must be finite")
     if x_scale is None or residuals_scale is None:
@@ -94,17 +108,27 @@ def calibrate(x_cal: np.ndarray, y_cal: np.ndarray, pred_cal: np.ndarray, level:
     else:
         scale_params = fit_scale(x_scale, residuals_scale)
         scale_rows = "separate"
-    params: dict[str, Any] = {"method": METHOD, "level": float(level), "calibration_rows": len(x),
-                              "scale_rows": scale_rows, "scale": scale_params,
-                              "lower_bound": None if lower_bound is None else float(lower_bound)}
+    params: dict[str, Any] = {
+        "method": METHOD,
+        "level": float(level),
+        "calibration_rows": len(x),
+        "scale_rows": scale_rows,
+        "scale": scale_params,
+        "lower_bound": None if lower_bound is None else float(lower_bound),
+    }
     scores = np.sort(np.abs(resid) / scale(x, params))
     n = len(scores)
     k = conformal_rank(n, level)
     if k > n:
         # Too few rows for this level: the exact answer is an unbounded band. The largest
         # score is the best finite stand-in, and the metadata says the guarantee does not hold.
-        log.warning("only %d calibration rows: too few for a %.3g band's guarantee (needs %d); "
-                    "using the largest score", n, level, math.ceil(level / (1 - level)))
+        log.warning(
+            "only %d calibration rows: too few for a %.3g band's guarantee (needs %d); "
+            "using the largest score",
+            n,
+            level,
+            math.ceil(level / (1 - level)),
+        )
         k = n
         params["guaranteed"] = False
     else:
@@ -114,8 +138,9 @@ def calibrate(x_cal: np.ndarray, y_cal: np.ndarray, pred_cal: np.ndarray, level:
     return params
 
 
-def band(rooms: np.ndarray, pred: np.ndarray,
-         params: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray] | None:
+def band(
+    rooms: np.ndarray, pred: np.ndarray, params: dict[str, Any] | None
+) -> tuple[np.ndarray, np.ndarray] | None:
     """(low, high) float32 around `pred` at `rooms`; None for a version without calibration.
 
     low <= pred <= high holds for every finite row: the half-width is never negative, float32

@@ -1,4 +1,5 @@
 """Strict JSON for every file and line the product writes: NaN and infinities become null."""
+
 from __future__ import annotations
 
 import json

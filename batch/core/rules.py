@@ -4,12 +4,13 @@ Pure: a record batch and a context in; the output batch, the rejects batch and t
 statistics out. The columns the scorer adds to every input row are declared here, beside the
 code that fills them, so an output column changes in this one file.
 """
+
 from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -21,14 +22,27 @@ from batch.core.stats import FIRST_REJECTS, RunStats
 PREDICTION = "predicted_median_price_k"
 LOW, HIGH = "predicted_low_k", "predicted_high_k"  # the calibrated band around the prediction
 # What the scorer appends to every input row, in this order (filled in by score_batch).
-ADDED_FIELDS = pa.schema([
-    pa.field("source_file", pa.string()), pa.field("source_row", pa.int64()),
-    pa.field(PREDICTION, pa.float32()), pa.field(LOW, pa.float32()), pa.field(HIGH, pa.float32()),
-    pa.field("out_of_range", pa.bool_()),
-    pa.field("model_version", pa.string()), pa.field("run_id", pa.string())])
+ADDED_FIELDS = pa.schema(
+    [
+        pa.field("source_file", pa.string()),
+        pa.field("source_row", pa.int64()),
+        pa.field(PREDICTION, pa.float32()),
+        pa.field(LOW, pa.float32()),
+        pa.field(HIGH, pa.float32()),
+        pa.field("out_of_range", pa.bool_()),
+        pa.field("model_version", pa.string()),
+        pa.field("run_id", pa.string()),
+    ]
+)
 ADDED_COLUMNS = tuple(ADDED_FIELDS.names)
-REJECT_SCHEMA = pa.schema([("source_file", pa.string()), ("source_row", pa.int64()),
-                           ("raw_value", pa.string()), ("reason", pa.string())])
+REJECT_SCHEMA = pa.schema(
+    [
+        ("source_file", pa.string()),
+        ("source_row", pa.int64()),
+        ("raw_value", pa.string()),
+        ("reason", pa.string()),
+    ]
+)
 
 Predict = Callable[[np.ndarray], np.ndarray]
 
@@ -58,8 +72,9 @@ def feature_range(meta: dict) -> tuple[float, float]:
     return float(fr.get("min", -math.inf)), float(fr.get("max", math.inf))
 
 
-def score_batch(batch: pa.RecordBatch, first_row: int, ctx: BatchContext, predict: Predict
-                ) -> tuple[pa.RecordBatch, pa.RecordBatch, RunStats]:
+def score_batch(
+    batch: pa.RecordBatch, first_row: int, ctx: BatchContext, predict: Predict
+) -> tuple[pa.RecordBatch, pa.RecordBatch, RunStats]:
     """Validate one batch, predict the valid rows; returns (predictions, rejects, statistics).
 
     first_row is the 1-based data row number of the batch's first row within its file.
@@ -77,12 +92,15 @@ def score_batch(batch: pa.RecordBatch, first_row: int, ctx: BatchContext, predic
         for code in np.unique(codes):
             stats.rejects[features.REASONS[code - 1]] += int((codes == code).sum())
         reasons = np.array(features.REASONS, dtype=object)[codes - 1]
-        rejects = pa.record_batch([
-            _repeat(ctx.source_file, len(bad)),
-            pa.array(rows[bad]),
-            features.raw_text(raw.take(pa.array(bad))),
-            pa.array(reasons, pa.string()),
-        ], schema=REJECT_SCHEMA)
+        rejects = pa.record_batch(
+            [
+                _repeat(ctx.source_file, len(bad)),
+                pa.array(rows[bad]),
+                features.raw_text(raw.take(pa.array(bad))),
+                pa.array(reasons, pa.string()),
+            ],
+            schema=REJECT_SCHEMA,
+        )
         stats.first_rejects = rejects.slice(0, FIRST_REJECTS).to_pylist()
         numbers = checked.parsed[bad]
         finite = np.isfinite(numbers)
@@ -120,9 +138,16 @@ def score_batch(batch: pa.RecordBatch, first_row: int, ctx: BatchContext, predic
             columns.append(conform(col, f.type))
         else:
             columns.append(pa.nulls(len(good), f.type))
-    columns += [_repeat(ctx.source_file, len(good)), pa.array(rows[good]),
-                pa.array(pred, pa.float32()), low, high, pa.array(flag, pa.bool_()),
-                _repeat(ctx.model_version, len(good)), _repeat(ctx.run_id, len(good))]
+    columns += [
+        _repeat(ctx.source_file, len(good)),
+        pa.array(rows[good]),
+        pa.array(pred, pa.float32()),
+        low,
+        high,
+        pa.array(flag, pa.bool_()),
+        _repeat(ctx.model_version, len(good)),
+        _repeat(ctx.run_id, len(good)),
+    ]
     out = pa.record_batch(columns, schema=ctx.schema)
 
     if len(good):
@@ -130,9 +155,12 @@ def score_batch(batch: pa.RecordBatch, first_row: int, ctx: BatchContext, predic
         stats.scored = len(good)
         stats.out_of_range = int(flag.sum())
         stats.below_range, stats.above_range = int(below.sum()), int(above.sum())
-        stats.pred_sum, stats.pred_min, stats.pred_max = float(p64.sum()), float(p64.min()), \
-            float(p64.max())
-        stats.rooms_sum, stats.rooms_sq = float(rooms.sum()), float((rooms ** 2).sum())
+        stats.pred_sum, stats.pred_min, stats.pred_max = (
+            float(p64.sum()),
+            float(p64.min()),
+            float(p64.max()),
+        )
+        stats.rooms_sum, stats.rooms_sq = float(rooms.sum()), float((rooms**2).sum())
         stats.rooms_min, stats.rooms_max = float(rooms.min()), float(rooms.max())
         stats.rooms_whole = int((rooms == np.round(rooms)).sum())
         actual = np.full(len(good), np.nan)
@@ -140,13 +168,15 @@ def score_batch(batch: pa.RecordBatch, first_row: int, ctx: BatchContext, predic
             actual, _ = features.parse_numbers(kept.column(ctx.target_column), ctx.decimal_comma)
             has = np.isfinite(actual)
             err = p64[has] - actual[has]
-            stats.actual_n, stats.sq_err, stats.abs_err = int(has.sum()), float((err ** 2).sum()), \
-                float(np.abs(err).sum())
+            stats.actual_n, stats.sq_err, stats.abs_err = (
+                int(has.sum()),
+                float((err**2).sum()),
+                float(np.abs(err).sum()),
+            )
             if bands is not None:
                 inside = (actual[has] >= bands[0][has]) & (actual[has] <= bands[1][has])
                 stats.band_rows, stats.band_covered = int(has.sum()), int(inside.sum())
-        stats.sample.add(sample_keys(ctx.sha256, rows[good]), rooms=rooms, pred=p64,
-                         actual=actual)
+        stats.sample.add(sample_keys(ctx.sha256, rows[good]), rooms=rooms, pred=p64, actual=actual)
     return out, rejects, stats
 
 

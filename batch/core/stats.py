@@ -3,6 +3,7 @@
 Everything here merges exactly, so batches, files and Dask partitions combine in any grouping
 into the same totals, and no row is kept in memory beyond a bounded sample.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,7 +42,7 @@ class Sample:
             self.keys = self.keys[idx]
             self.cols = {n: c[idx] for n, c in self.cols.items()}
 
-    def merge(self, other: "Sample") -> None:
+    def merge(self, other: Sample) -> None:
         if len(other.keys):
             self.add(other.keys, **other.cols)
 
@@ -79,14 +80,30 @@ class RunStats:
     def rejected(self) -> int:
         return sum(self.rejects.values())
 
-    def merge(self, o: "RunStats") -> None:
+    def merge(self, o: RunStats) -> None:
         for r, n in o.rejects.items():
             self.rejects[r] = self.rejects.get(r, 0) + n
-        for name in ("scored", "out_of_range", "below_range", "above_range", "pred_sum",
-                     "rooms_sum", "rooms_sq", "actual_n", "sq_err", "abs_err", "band_rows",
-                     "band_covered", "rooms_whole", "rejected_numbers"):
+        for name in (
+            "scored",
+            "out_of_range",
+            "below_range",
+            "above_range",
+            "pred_sum",
+            "rooms_sum",
+            "rooms_sq",
+            "actual_n",
+            "sq_err",
+            "abs_err",
+            "band_rows",
+            "band_covered",
+            "rooms_whole",
+            "rejected_numbers",
+        ):
             setattr(self, name, getattr(self, name) + getattr(o, name))
-        self.pred_min, self.pred_max = min(self.pred_min, o.pred_min), max(self.pred_max, o.pred_max)
+        self.pred_min, self.pred_max = (
+            min(self.pred_min, o.pred_min),
+            max(self.pred_max, o.pred_max),
+        )
         self.rooms_min = min(self.rooms_min, o.rooms_min)
         self.rooms_max = max(self.rooms_max, o.rooms_max)
         self.rejected_min = min(self.rejected_min, o.rejected_min)
@@ -155,12 +172,12 @@ def as_float64(column: pa.Array) -> pa.Array | None:
     # longer values, and huge or tiny ones ('1e400' reads as inf, '1e-400' as 0), need the
     # exact check. A zero written without an exponent ('0', '-0.00') is exact.
     size = pc.abs(values)
-    doubtful = pc.or_kleene(pc.greater(pc.utf8_length(text), 15),
-                            pc.greater(size, FLOAT64_SAFE[1]))
+    doubtful = pc.or_kleene(pc.greater(pc.utf8_length(text), 15), pc.greater(size, FLOAT64_SAFE[1]))
     tiny = pc.less(size, FLOAT64_SAFE[0])
     if pc.any(tiny).as_py():
-        doubtful = pc.or_kleene(doubtful, pc.and_kleene(
-            tiny, pc.match_substring(text, "e", ignore_case=True)))
+        doubtful = pc.or_kleene(
+            doubtful, pc.and_kleene(tiny, pc.match_substring(text, "e", ignore_case=True))
+        )
     doubtful = pc.fill_null(doubtful, False)
     if pc.any(doubtful).as_py() and not survives_float64(pc.filter(text, doubtful)):
         return None
@@ -205,7 +222,7 @@ class NumericColumns:
             else:
                 self.candidates.discard(name)
 
-    def merge(self, other: "NumericColumns") -> None:
+    def merge(self, other: NumericColumns) -> None:
         self.candidates &= other.candidates
         self.seen |= other.seen
 

@@ -1,8 +1,9 @@
 """Scoring engines: `local` (one process) and `dask` (a cluster); they share engines.base."""
+
 from __future__ import annotations
 
-from batch.engines.base import Engine
 from batch.core.errors import ConfigError
+from batch.engines.base import Engine
 from batch.settings import Settings
 
 
@@ -12,8 +13,10 @@ def check_available(name: str) -> None:
         try:
             import batch.engines.dask  # noqa: F401
         except ImportError as exc:
-            raise ConfigError(f"--engine dask needs Dask ({exc}); install the extra with "
-                              "pip install -e '.[dask]' or use --engine local") from None
+            raise ConfigError(
+                f"--engine dask needs Dask ({exc}); install the extra with "
+                "pip install -e '.[dask]' or use --engine local"
+            ) from None
 
 
 def open_engine(settings: Settings) -> Engine:

@@ -3,23 +3,24 @@
 An engine only decides how parts are cut and where `score_part` runs (`_run_parts`) and how a
 function is mapped over output files (`map`). Everything else happens once, here, for all.
 """
+
 from __future__ import annotations
 
 import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from batch.storage import fs
-
-from batch.io import inputs, outputs
-from batch.model.network import Predictor, check_parity
-from batch.io.pipeline import ReadAhead
-from batch.io.plan import Plan
 from batch.core.rules import REJECT_SCHEMA, BatchContext, Predict, score_batch
 from batch.core.stats import FileStats, RunStats
+from batch.io import inputs, outputs
+from batch.io.pipeline import ReadAhead
+from batch.io.plan import Plan
+from batch.model.network import Predictor, check_parity
+from batch.storage import fs
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +57,15 @@ class EngineResult:
 OnBatch = Callable[[int, inputs.Part], None]
 
 
-def score_part(part: inputs.Part, ctx: BatchContext, predict: Predict,
-               sink: outputs.PredictionSink, chunk_rows: int,
-               on_batch: OnBatch | None = None, read_ahead: int = 0) -> PartResult:
+def score_part(
+    part: inputs.Part,
+    ctx: BatchContext,
+    predict: Predict,
+    sink: outputs.PredictionSink,
+    chunk_rows: int,
+    on_batch: OnBatch | None = None,
+    read_ahead: int = 0,
+) -> PartResult:
     """The one per-part task: stream the part, apply the rules per batch, write to the sink.
 
     read_ahead > 0 reads up to that many batches ahead in a thread (batch.io.pipeline), so the
@@ -68,8 +75,9 @@ def score_part(part: inputs.Part, ctx: BatchContext, predict: Predict,
     stats = RunStats()
     first = part.first_row
     batches = inputs.iter_batches(part, chunk_rows)
-    with (ReadAhead(batches, read_ahead) if read_ahead > 0
-          else contextlib.nullcontext(batches)) as stream:
+    with (
+        ReadAhead(batches, read_ahead) if read_ahead > 0 else contextlib.nullcontext(batches)
+    ) as stream:
         for batch in stream:
             out, rejects, bstats = score_batch(batch, first, ctx, predict)
             first += batch.num_rows
@@ -90,7 +98,7 @@ class Engine(ABC):
 
     name = "engine"
 
-    def __enter__(self) -> "Engine":
+    def __enter__(self) -> Engine:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -120,9 +128,13 @@ class Engine(ABC):
         if not sources:  # each writer met its first non-number before writing a row as float64
             return
         self.map(outputs.restore_text, sources, columns=sorted(text))
-        log.info("predictions.parquet: column(s) %s kept as text throughout (they held values "
-                 "that are not plain numbers); rewrote the Parquet files of %d writer(s) that "
-                 "had stored them as float64", ", ".join(sorted(text)), len(sources))
+        log.info(
+            "predictions.parquet: column(s) %s kept as text throughout (they held values "
+            "that are not plain numbers); rewrote the Parquet files of %d writer(s) that "
+            "had stored them as float64",
+            ", ".join(sorted(text)),
+            len(sources),
+        )
 
     def run(self, plan: Plan, job: Job, model) -> EngineResult:
         """Score the plan into job.staged; `model` is the Keras model the parity check uses.
@@ -134,10 +146,17 @@ class Engine(ABC):
         results = self._run_parts(plan, job)
         t1 = time.monotonic()
         stats = RunStats()
-        files = [FileStats(fp.src.name, fp.src.sha256, fp.src.format,
-                           rooms_column=fp.rooms_column, target_column=fp.target_column,
-                           notes=list(fp.src.notes))
-                 for fp in plan.files]
+        files = [
+            FileStats(
+                fp.src.name,
+                fp.src.sha256,
+                fp.src.format,
+                rooms_column=fp.rooms_column,
+                target_column=fp.target_column,
+                notes=list(fp.src.notes),
+            )
+            for fp in plan.files
+        ]
         for r in sorted(results, key=lambda r: (r.file_index, r.part)):
             stats.merge(r.stats)
             files[r.file_index].add(r.rows_read, r.stats)
@@ -152,14 +171,27 @@ class Engine(ABC):
         if model is None:
             assert job.predictor.verified, "only a verified fold is scored without its model"
             gap = 0.0
-            log.info("parity with Keras was verified when the version was published; "
-                     "TensorFlow was not loaded")
+            log.info(
+                "parity with Keras was verified when the version was published; "
+                "TensorFlow was not loaded"
+            )
         else:
-            gap = check_parity(model, stats.sample.cols.get("rooms", []),
-                               stats.sample.cols.get("pred", []), f"by the {path}")
+            gap = check_parity(
+                model,
+                stats.sample.cols.get("rooms", []),
+                stats.sample.cols.get("pred", []),
+                f"by the {path}",
+            )
         if job.predictor.fold is not None:
-            log.info("predictions by the folded Dense(1) (weight %.6f, bias %.6f)",
-                     job.predictor.fold.weight, job.predictor.fold.bias)
-        return EngineResult(stats, files, path, gap,
-                            {"stream": round(t1 - t0, 3),
-                             "finalize": round(time.monotonic() - t1, 3)})
+            log.info(
+                "predictions by the folded Dense(1) (weight %.6f, bias %.6f)",
+                job.predictor.fold.weight,
+                job.predictor.fold.bias,
+            )
+        return EngineResult(
+            stats,
+            files,
+            path,
+            gap,
+            {"stream": round(t1 - t0, 3), "finalize": round(time.monotonic() - t1, 3)},
+        )

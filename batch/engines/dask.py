@@ -4,6 +4,7 @@ Files are cut into parts (Parquet row groups, plain-CSV byte ranges of PART_BYTE
 ends); CSV parts are numbered by a counting pass with the same reader. Each worker loads the
 Predictor once, scores its parts and writes part files; the shared loop joins them.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -17,11 +18,11 @@ from distributed import Client, LocalCluster, as_completed
 from distributed.comm.core import CommClosedError
 from distributed.scheduler import KilledWorker
 
-from batch.io import inputs, outputs
-from batch.engines.base import Engine, Job, PartResult, part_name, score_part
 from batch.core.errors import BatchError, ClusterLost, ConfigError
-from batch.io.plan import Plan
 from batch.core.rules import REJECT_SCHEMA
+from batch.engines.base import Engine, Job, PartResult, part_name, score_part
+from batch.io import inputs, outputs
+from batch.io.plan import Plan
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,9 @@ PART_BYTES = 64 << 20  # plain-CSV bytes per part
 def _score_on_worker(part: inputs.Part, job: Job) -> PartResult:
     """Runs on a worker: score one part into its own part files."""
     ctx = job.contexts[part.file_index]
-    sink = outputs.PredictionSink(job.staged, ctx.schema, REJECT_SCHEMA, part=part_name(part),
-                                  numbers=ctx.numbers)
+    sink = outputs.PredictionSink(
+        job.staged, ctx.schema, REJECT_SCHEMA, part=part_name(part), numbers=ctx.numbers
+    )
     try:
         return score_part(part, ctx, job.predictor.load(), sink, job.chunk_rows)
     finally:
@@ -40,8 +42,14 @@ def _score_on_worker(part: inputs.Part, job: Job) -> PartResult:
 
 
 # What distributed raises when a worker dies or the connection to the cluster breaks.
-LOST = (KilledWorker, CommClosedError,
-        concurrent.futures.CancelledError, asyncio.CancelledError, OSError, TimeoutError)
+LOST = (
+    KilledWorker,
+    CommClosedError,
+    concurrent.futures.CancelledError,
+    asyncio.CancelledError,
+    OSError,
+    TimeoutError,
+)
 
 
 class DaskEngine(Engine):
@@ -49,8 +57,13 @@ class DaskEngine(Engine):
 
     name = "dask"
 
-    def __init__(self, address: str | None, workers: int | None, progress_seconds: float,
-                 part_bytes: int = PART_BYTES) -> None:
+    def __init__(
+        self,
+        address: str | None,
+        workers: int | None,
+        progress_seconds: float,
+        part_bytes: int = PART_BYTES,
+    ) -> None:
         self.progress_seconds = progress_seconds
         self.part_bytes = part_bytes
         self.address = address or "a local cluster"
@@ -62,13 +75,20 @@ class DaskEngine(Engine):
             try:
                 self.client = Client(address, timeout="30s")
             except (OSError, TimeoutError) as exc:
-                raise ConfigError(f"cannot reach the Dask scheduler at {address} ({exc}); check "
-                                  "--dask-address / BATCH_DASK_ADDRESS") from None
+                raise ConfigError(
+                    f"cannot reach the Dask scheduler at {address} ({exc}); check "
+                    "--dask-address / BATCH_DASK_ADDRESS"
+                ) from None
         else:
             n = workers or os.cpu_count() or 1
             log.info("starting a local Dask cluster with %d worker processes", n)
-            self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                        dashboard_address=None, silence_logs=logging.WARNING)
+            self.cluster = LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.WARNING,
+            )
             self.client = Client(self.cluster)
 
     def close(self) -> None:
@@ -96,8 +116,7 @@ class DaskEngine(Engine):
                 pieces = inputs.numbered(pieces, counts)
             parts.extend(pieces)
         job_future = self.client.scatter(job, broadcast=True)  # the model goes to each worker once
-        futures = [self.client.submit(_score_on_worker, p, job_future, pure=False)
-                   for p in parts]
+        futures = [self.client.submit(_score_on_worker, p, job_future, pure=False) for p in parts]
         return self._gather(futures, [p.label for p in parts])
 
     def _gather(self, futures: list, labels: list[str]) -> list:
@@ -126,7 +145,9 @@ class DaskEngine(Engine):
         if isinstance(exc, BatchError):
             return exc  # an input, model or other known error, raised on a worker
         if isinstance(exc, LOST):
-            return ClusterLost(f"the Dask cluster ({self.address}) failed while scoring {where} "
-                               f"({type(exc).__name__}: {inputs.short_error(exc)}); nothing was "
-                               "published — check the workers' logs and run again")
+            return ClusterLost(
+                f"the Dask cluster ({self.address}) failed while scoring {where} "
+                f"({type(exc).__name__}: {inputs.short_error(exc)}); nothing was "
+                "published — check the workers' logs and run again"
+            )
         return exc  # a bug: surfaces as exit 1 with its traceback

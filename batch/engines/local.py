@@ -1,15 +1,16 @@
 """The local engine: every file streamed whole, in this process, into one set of output files."""
+
 from __future__ import annotations
 
 import logging
 import sys
 import time
 
-from batch.io import inputs, outputs
+from batch.core.rules import REJECT_SCHEMA
 from batch.engines.base import Engine, Job, PartResult, score_part
+from batch.io import inputs, outputs
 from batch.io.pipeline import DEPTH, PipelinedSink
 from batch.io.plan import Plan
-from batch.core.rules import REJECT_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,9 @@ class Progress:
                 self.stream.flush()
                 self.last = now
         elif now - self.last >= self.every:
-            log.info("progress: %s rows (%s rows/s), now in %s", f"{self.rows:,}",
-                     f"{rate:,.0f}", where)
+            log.info(
+                "progress: %s rows (%s rows/s), now in %s", f"{self.rows:,}", f"{rate:,.0f}", where
+            )
             self.last = now
 
     def done(self) -> None:
@@ -63,20 +65,30 @@ class LocalEngine(Engine):
     def _run_parts(self, plan: Plan, job: Job) -> list[PartResult]:
         predict = job.predictor.load()
         if self.pipeline:
-            sink: outputs.PredictionSink = PipelinedSink(job.staged, plan.schema, REJECT_SCHEMA,
-                                                         numbers=plan.numbers)
+            sink: outputs.PredictionSink = PipelinedSink(
+                job.staged, plan.schema, REJECT_SCHEMA, numbers=plan.numbers
+            )
         else:
-            sink = outputs.PredictionSink(job.staged, plan.schema, REJECT_SCHEMA,
-                                          numbers=plan.numbers)
+            sink = outputs.PredictionSink(
+                job.staged, plan.schema, REJECT_SCHEMA, numbers=plan.numbers
+            )
         progress = Progress(self.progress_seconds)
         read_ahead = DEPTH if self.pipeline else 0
         results = []
         try:
             for index, fp in enumerate(plan.files):
                 if fp.scorable:
-                    results.append(score_part(inputs.whole(fp.src, index), job.contexts[index],
-                                              predict, sink, job.chunk_rows, progress.update,
-                                              read_ahead=read_ahead))
+                    results.append(
+                        score_part(
+                            inputs.whole(fp.src, index),
+                            job.contexts[index],
+                            predict,
+                            sink,
+                            job.chunk_rows,
+                            progress.update,
+                            read_ahead=read_ahead,
+                        )
+                    )
         except BaseException:
             # Stop the writer threads first; the error that stopped the run is the one raised.
             if isinstance(sink, PipelinedSink):

@@ -4,6 +4,7 @@ Every read error goes through one classifier (`read_error`), so both engines nam
 same way. A file is streamed whole by the local engine, or in parts (Parquet row groups, CSV byte
 ranges cut at line ends) by the Dask engine; both read a part with the same `iter_batches`.
 """
+
 from __future__ import annotations
 
 import csv
@@ -12,20 +13,20 @@ import hashlib
 import logging
 import re
 import zlib
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from batch.storage import fs
 from batch.core.columns import FLOAT64_EXACT_INT
-from batch.model.datasets import BOSTON_COLUMNS
 from batch.core.errors import InputError
+from batch.model.datasets import BOSTON_COLUMNS
+from batch.storage import fs
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ def file_format(path: Path) -> str | None:
 
 
 # -- finding inputs --------------------------------------------------------------------------------
+
 
 def resolve_inputs(entries: list[str]) -> list[Path]:
     """Files named by --input entries: a file, a directory (supported files inside, sorted) or a glob.
@@ -91,8 +93,10 @@ def _resolve(entry: str) -> list[Path]:
                 log.info("ignoring %s (not a .csv, .csv.gz, .parquet or .pq file)", child)
     elif path is not None and path.is_file():
         if file_format(path) is None:
-            raise InputError(f"input {entry!r} is not a .csv, .csv.gz, .parquet or .pq file; "
-                             "rename it or point --input at a supported file")
+            raise InputError(
+                f"input {entry!r} is not a .csv, .csv.gz, .parquet or .pq file; "
+                "rename it or point --input at a supported file"
+            )
         found.append(path)
     elif fs.has_magic(entry):
         matches = fs.glob(entry)
@@ -111,6 +115,7 @@ def _resolve(entry: str) -> list[Path]:
 
 
 # -- inspecting inputs -------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class InputFile:
@@ -153,15 +158,22 @@ def inspect(path: Path) -> InputFile:
                 schema = pf.schema_arrow
                 exact = _exact_ints(pf.metadata, schema)
         except Exception as exc:
-            raise InputError(f"input {str(path)!r} is not a readable Parquet file "
-                             f"({short_error(exc)})") from None
+            raise InputError(
+                f"input {str(path)!r} is not a readable Parquet file ({short_error(exc)})"
+            ) from None
         # Names are trimmed as CSV headers are, so the same data gives the same output columns.
         columns = [str(n).strip() or f"column_{i + 1}" for i, n in enumerate(schema.names)]
         _refuse_duplicates(path, columns)
         renamed = {str(a): b for a, b in zip(schema.names, columns)}
-        src = InputFile(path, "parquet", columns, dict(zip(columns, schema.types)), digest,
-                        exact_ints=frozenset(renamed[n] for n in exact),
-                        renamed=columns != [str(n) for n in schema.names])
+        src = InputFile(
+            path,
+            "parquet",
+            columns,
+            dict(zip(columns, schema.types)),
+            digest,
+            exact_ints=frozenset(renamed[n] for n in exact),
+            renamed=columns != [str(n) for n in schema.names],
+        )
     else:
         src = _inspect_csv(path, digest)
         src = replace(src, quoted=quoted and not path.name.lower().endswith(".gz"))
@@ -190,10 +202,19 @@ def _exact_ints(meta: pq.FileMetaData, schema: pa.Schema) -> frozenset[str]:
         ok = True
         for rg in range(meta.num_row_groups):
             group = meta.row_group(rg)
-            stats = next((group.column(j).statistics for j in range(group.num_columns)
-                          if group.column(j).path_in_schema == name), None)
-            if group.num_rows and (stats is None or not stats.has_min_max
-                                   or max(abs(stats.min), abs(stats.max)) > FLOAT64_EXACT_INT):
+            stats = next(
+                (
+                    group.column(j).statistics
+                    for j in range(group.num_columns)
+                    if group.column(j).path_in_schema == name
+                ),
+                None,
+            )
+            if group.num_rows and (
+                stats is None
+                or not stats.has_min_max
+                or max(abs(stats.min), abs(stats.max)) > FLOAT64_EXACT_INT
+            ):
                 ok = False
                 break
         if ok:
@@ -204,8 +225,10 @@ def _exact_ints(meta: pq.FileMetaData, schema: pa.Schema) -> frozenset[str]:
 def _refuse_duplicates(path: Path, names: list[str]) -> None:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise InputError(f"input {str(path)!r} repeats the column name(s) "
-                         f"{', '.join(repr(d) for d in dupes)}; make the column names unique")
+        raise InputError(
+            f"input {str(path)!r} repeats the column name(s) "
+            f"{', '.join(repr(d) for d in dupes)}; make the column names unique"
+        )
 
 
 def check_unchanged(src: InputFile) -> None:
@@ -216,16 +239,18 @@ def check_unchanged(src: InputFile) -> None:
     except OSError:
         now = None
     if now is None or (now.st_size, now.st_mtime_ns) != (src.size, src.mtime_ns):
-        raise InputError(f"input {src.name!r} changed while it was being scored (still being "
-                         "written?); nothing was published — write files under a temporary name "
-                         "and rename them into the input folder when complete")
+        raise InputError(
+            f"input {src.name!r} changed while it was being scored (still being "
+            "written?); nothing was published — write files under a temporary name "
+            "and rename them into the input folder when complete"
+        )
 
 
 def _head_text(path: Path) -> str:
     try:
         with fs.storage(path), fs.open_binary(path) as raw:
             gz = path.name.lower().endswith(".gz")
-            with (gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw) as fh:
+            with gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw as fh:
                 head = fh.read(SNIFF_BYTES)
     except (OSError, EOFError) as exc:
         raise InputError(f"cannot read input {str(path)!r} ({exc})") from None
@@ -233,9 +258,10 @@ def _head_text(path: Path) -> str:
         return head.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         if exc.start < len(head) - 4:  # not just a character cut by the sniff window
-            raise InputError(f"input {str(path)!r} is not UTF-8 text (byte {exc.start}); "
-                             "save it as UTF-8 CSV") from None
-        return head[:exc.start].decode("utf-8-sig")
+            raise InputError(
+                f"input {str(path)!r} is not UTF-8 text (byte {exc.start}); save it as UTF-8 CSV"
+            ) from None
+        return head[: exc.start].decode("utf-8-sig")
 
 
 def _is_number(text: str) -> bool:
@@ -268,7 +294,8 @@ def _inspect_csv(path: Path, digest: str) -> InputFile:
             raise InputError(
                 f"input {str(path)!r} has no header row and {len(fields)} columns; add a header "
                 f"row, or send the 13-column Boston layout (rooms in column 6: "
-                f"{', '.join(BOSTON_COLUMNS)}) with an optional 14th medv column")
+                f"{', '.join(BOSTON_COLUMNS)}) with an optional 14th medv column"
+            )
         names = BOSTON_COLUMNS + (["medv"] if len(fields) > len(BOSTON_COLUMNS) else [])
         has_header, skip = False, 0
         note = "no header row: read as the Boston layout (rooms = column 6, 'rm')"
@@ -276,9 +303,17 @@ def _inspect_csv(path: Path, digest: str) -> InputFile:
         names = [f if f else f"column_{i + 1}" for i, f in enumerate(fields)]
         has_header, skip, note = True, first_at + 1, ""
         _refuse_duplicates(path, names)
-    return InputFile(path, "csv", names, {n: pa.string() for n in names}, digest,
-                     delimiter=delimiter, has_header=has_header, skip_lines=skip,
-                     notes=[note] if note else [])
+    return InputFile(
+        path,
+        "csv",
+        names,
+        {n: pa.string() for n in names},
+        digest,
+        delimiter=delimiter,
+        has_header=has_header,
+        skip_lines=skip,
+        notes=[note] if note else [],
+    )
 
 
 def _count_outside_quotes(line: str, char: str) -> int:
@@ -292,6 +327,7 @@ def _count_outside_quotes(line: str, char: str) -> int:
 
 
 # -- parts: what one task streams -------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Part:
@@ -342,8 +378,9 @@ def split(src: InputFile, file_index: int, part_bytes: int) -> list[Part]:
         ranges = _line_ranges(src.path, src.size, part_bytes)
     except (pa.ArrowException, OSError, EOFError, ValueError) as exc:
         raise read_error(src.name, exc) from None
-    return [Part(file_index, i, src, 1 if i == 0 else None, byte_range=r)
-            for i, r in enumerate(ranges)]
+    return [
+        Part(file_index, i, src, 1 if i == 0 else None, byte_range=r) for i, r in enumerate(ranges)
+    ]
 
 
 def _line_ranges(path: Path, size: int, part_bytes: int) -> list[tuple[int, int]]:
@@ -378,6 +415,7 @@ def numbered(parts: list[Part], counts: list[int]) -> list[Part]:
 
 
 # -- reading -----------------------------------------------------------------------------------------
+
 
 def iter_batches(part: Part, chunk_rows: int) -> Iterator[pa.RecordBatch]:
     """Stream a part in record batches of about `chunk_rows` rows; bad content raises InputError."""
@@ -418,20 +456,25 @@ def _csv_batches(part: Part, chunk_rows: int) -> Iterator[pa.RecordBatch]:
         except pa.ArrowInvalid as exc:
             if "straddling" not in str(exc) or block >= MAX_ROW_BYTES:
                 raise
-            log.info("%s: a row is longer than %d MB; reading it with %d MB blocks",
-                     part.src.name, block >> 20, MAX_ROW_BYTES >> 20)
+            log.info(
+                "%s: a row is longer than %d MB; reading it with %d MB blocks",
+                part.src.name,
+                block >> 20,
+                MAX_ROW_BYTES >> 20,
+            )
             block = MAX_ROW_BYTES
 
 
 def _check_field_sizes(part: Part, batch: pa.RecordBatch, done: int) -> None:
     """InputError for a field over MAX_ROW_BYTES (checked only once a long row was met)."""
-    for name, col in zip(batch.schema.names, batch.core.columns):
+    for name, col in zip(batch.schema.names, batch.columns):
         longest = pc.max(pc.binary_length(col)).as_py() or 0
         if longest > MAX_ROW_BYTES:
             raise InputError(
                 f"input {part.src.name!r} has a field longer than {MAX_ROW_BYTES >> 20} MB in "
                 f"column {name!r} (at or after data row {(part.first_row or 1) + done}); the "
-                "scorer reads fields up to that size: split the field or drop the column")
+                "scorer reads fields up to that size: split the field or drop the column"
+            )
 
 
 def _skip_blank_rows(row) -> str:
@@ -439,14 +482,14 @@ def _skip_blank_rows(row) -> str:
     return "skip" if not (row.text or "").strip() else "error"
 
 
-def _csv_stream(part: Part, chunk_rows: int, block: int, skip: int
-                ) -> Iterator[pa.RecordBatch]:
+def _csv_stream(part: Part, chunk_rows: int, block: int, skip: int) -> Iterator[pa.RecordBatch]:
     with ExitStack() as stack:
         yield from _csv_stream_in(part, chunk_rows, block, skip, stack)
 
 
-def _csv_stream_in(part: Part, chunk_rows: int, block: int, skip: int, stack: ExitStack
-                   ) -> Iterator[pa.RecordBatch]:
+def _csv_stream_in(
+    part: Part, chunk_rows: int, block: int, skip: int, stack: ExitStack
+) -> Iterator[pa.RecordBatch]:
     src = part.src
     at_start = part.byte_range is None or part.byte_range[0] == 0
     if part.byte_range is not None:
@@ -456,14 +499,18 @@ def _csv_stream_in(part: Part, chunk_rows: int, block: int, skip: int, stack: Ex
         source = stack.enter_context(fs.open_input_stream(src.path))
     reader = pacsv.open_csv(
         source,
-        read_options=pacsv.ReadOptions(column_names=src.columns,
-                                       skip_rows=src.skip_lines if at_start else 0,
-                                       block_size=block),
-        parse_options=pacsv.ParseOptions(delimiter=src.delimiter, ignore_empty_lines=True,
-                                         newlines_in_values=True,
-                                         invalid_row_handler=_skip_blank_rows),
-        convert_options=pacsv.ConvertOptions(column_types=src.types, strings_can_be_null=False,
-                                             quoted_strings_can_be_null=False),
+        read_options=pacsv.ReadOptions(
+            column_names=src.columns, skip_rows=src.skip_lines if at_start else 0, block_size=block
+        ),
+        parse_options=pacsv.ParseOptions(
+            delimiter=src.delimiter,
+            ignore_empty_lines=True,
+            newlines_in_values=True,
+            invalid_row_handler=_skip_blank_rows,
+        ),
+        convert_options=pacsv.ConvertOptions(
+            column_types=src.types, strings_can_be_null=False, quoted_strings_can_be_null=False
+        ),
     )
     pending: list[pa.RecordBatch] = []
     rows = 0
@@ -489,10 +536,12 @@ def _join(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
 
 # -- the one read-error classifier --------------------------------------------------------------------
 
+
 def is_read_error(exc: BaseException) -> bool:
     """True for errors that mean a file's content or its reading failed (not a bug in our code)."""
-    return isinstance(exc, (pa.ArrowException, OSError, EOFError, ValueError, zlib.error,
-                            UnicodeDecodeError))
+    return isinstance(
+        exc, (pa.ArrowException, OSError, EOFError, ValueError, zlib.error, UnicodeDecodeError)
+    )
 
 
 def read_error(name: str, exc: BaseException) -> InputError:
@@ -500,8 +549,10 @@ def read_error(name: str, exc: BaseException) -> InputError:
     stored = fs.classify(exc, name) if fs.is_url(name) else None
     if stored is not None:  # the store refused or went away: not the file's fault
         return InputError(f"cannot read input {name!r}: {stored}")
-    return InputError(f"input {name!r} is corrupt or unreadable ({type(exc).__name__}: "
-                      f"{short_error(exc)}); fix or remove the file and run again")
+    return InputError(
+        f"input {name!r} is corrupt or unreadable ({type(exc).__name__}: "
+        f"{short_error(exc)}); fix or remove the file and run again"
+    )
 
 
 def short_error(exc: BaseException) -> str:

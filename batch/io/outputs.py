@@ -9,34 +9,34 @@ beside the CSV writer. Text columns the plan decided are numbers are written to
 predictions.parquet as float64; a later value that is not a number turns the column back to
 text, restored from the row-aligned CSV text (`restore_text`).
 """
+
 from __future__ import annotations
 
 import datetime as dt
-import errno
 import json
 import logging
 import os
 import re
 import shutil
 import socket
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from batch.storage import fs, objectstore
-from batch.storage.atomic import fsync_dir, write_atomic
 from batch.core.columns import csv_ready, with_float64
 from batch.core.errors import EnvironmentFault, LockHeld, location_fault
 from batch.core.features import NUMBER_RE
-from batch.io.inputs import CSV_BLOCK_BYTES, MAX_ROW_BYTES
-from batch.storage.locks import describe_holder, lock_at
 from batch.core.stats import as_float64
+from batch.io.inputs import CSV_BLOCK_BYTES, MAX_ROW_BYTES
+from batch.storage import fs, objectstore
+from batch.storage.atomic import fsync_dir, write_atomic
+from batch.storage.locks import describe_holder, lock_at
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +54,16 @@ DIAGNOSIS_FILES = ("report.json", "report.html", REJECTS_CSV)  # kept for a fail
 
 # -- the output location's faults: one sentence, exit 7 ------------------------------------------
 
-def location_error(path: Path | str, exc: OSError,
-                   outcome: str = "nothing was published") -> EnvironmentFault:
+
+def location_error(
+    path: Path | str, exc: OSError, outcome: str = "nothing was published"
+) -> EnvironmentFault:
     """The EnvironmentFault for an output location that cannot be used (full, read-only, ...)."""
     stored = fs.classify(exc, path) if fs.is_object(path) else None
     if stored is not None:  # an object store's refusal: its sentence names the fix
-        return EnvironmentFault(f"the output location {str(path)!r} cannot be used: {stored}; "
-                                f"{outcome}")
+        return EnvironmentFault(
+            f"the output location {str(path)!r} cannot be used: {stored}; {outcome}"
+        )
     return location_fault("output location", path, "--output-dir", exc, outcome)
 
 
@@ -83,6 +86,7 @@ def writing(path: Path | str, outcome: str = "nothing was published") -> Iterato
 
 # -- the output directory ------------------------------------------------------------------------------
 
+
 class OutputDir:
     """BATCH_OUTPUT_DIR: runs/, failed/, LATEST, the run lock and temp folders of runs in progress."""
 
@@ -94,8 +98,12 @@ class OutputDir:
 
     def lock(self, run_id: str) -> None:
         """Take the output lock or raise LockHeld naming the holder (EnvironmentFault: unusable)."""
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "run_id": run_id,
-              "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        me = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "run_id": run_id,
+            "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
         with writing(self.root):
             fs.ensure_dir(self.root)
             got = self._lock.acquire(blocking=False, holder=me)
@@ -103,8 +111,10 @@ class OutputDir:
             with writing(self.root):
                 who = self._lock.holder()
             desc = describe_holder(who)
-            raise LockHeld(f"another scoring run ({desc}) holds {self.root}; it was left alone — "
-                           "wait for it to finish, then run again")
+            raise LockHeld(
+                f"another scoring run ({desc}) holds {self.root}; it was left alone — "
+                "wait for it to finish, then run again"
+            )
 
     def unlock(self) -> None:
         self._lock.release()
@@ -161,8 +171,9 @@ class OutputDir:
         final = self.runs / run_id
         with writing(self.root):
             self._lock.verify()  # a run whose lease lapsed must not publish over its successor
-            objectstore.publish_tree(staged, final, SUCCESS,
-                                     (json.dumps({"run_id": run_id}) + "\n").encode())
+            objectstore.publish_tree(
+                staged, final, SUCCESS, (json.dumps({"run_id": run_id}) + "\n").encode()
+            )
         try:  # the run is published: from here on a failure is only logged
             (self.root / LATEST).write_text(run_id + "\n")
         except OSError as exc:
@@ -175,8 +186,13 @@ class OutputDir:
             final = self.failed / run_id
             with writing(self.root):
                 report = staged / "report.json"
-                objectstore.publish_tree(staged, final, "report.json", report.read_bytes(),
-                                         include=lambda name: name in DIAGNOSIS_FILES)
+                objectstore.publish_tree(
+                    staged,
+                    final,
+                    "report.json",
+                    report.read_bytes(),
+                    include=lambda name: name in DIAGNOSIS_FILES,
+                )
             return final
         with writing(self.root):
             for child in staged.iterdir():
@@ -228,8 +244,9 @@ def defuse(column: pa.Array) -> pa.Array:
     trigger = pc.fill_null(pc.match_substring_regex(column, FORMULA_RE), False)
     if not pc.any(trigger).as_py():
         return column  # the common case: one cheap pass, nothing to defuse
-    risky = pc.and_(trigger, pc.invert(pc.fill_null(
-        pc.match_substring_regex(column, NUMBER_RE), False)))
+    risky = pc.and_(
+        trigger, pc.invert(pc.fill_null(pc.match_substring_regex(column, NUMBER_RE), False))
+    )
     quote, empty = pa.scalar("'", column.type), pa.scalar("", column.type)
     return pc.if_else(risky, pc.binary_join_element_wise(quote, column, empty), column)
 
@@ -245,14 +262,17 @@ def csv_safe(batch: pa.RecordBatch) -> pa.RecordBatch:
     """The batch as it goes into a CSV file: every column in a type the CSV writer takes (nested
     values as JSON text, bytes as text) and every text-like cell a formula could start defused."""
     cols, fields = [], []
-    for f, col in zip(batch.schema, batch.core.columns):
+    for f, col in zip(batch.schema, batch.columns):
         if f.name in SAFE_COLUMNS:
             cols.append(col)
         elif f.name == "source_file" and len(col):
             # One file name per batch: check it once rather than on every row.
             first = defuse(col.slice(0, 1))[0]
-            cols.append(col if first == col[0] else
-                        pa.repeat(pa.scalar(first.as_py(), pa.string()), len(col)))
+            cols.append(
+                col
+                if first == col[0]
+                else pa.repeat(pa.scalar(first.as_py(), pa.string()), len(col))
+            )
         else:
             ready, text = csv_ready(col)
             cols.append(defuse(ready) if text else ready)
@@ -272,6 +292,7 @@ def csv_header_schema(schema: pa.Schema) -> pa.Schema:
 
 # -- the prediction sink ------------------------------------------------------------------------------
 
+
 class PredictionSink:
     """predictions.parquet, predictions.csv and rejects.csv of a run, written batch by batch.
 
@@ -289,8 +310,14 @@ class PredictionSink:
     makes the column text in the earlier files too (`text_sources`, `restore_text`).
     """
 
-    def __init__(self, folder: Path, schema: pa.Schema, rejects_schema: pa.Schema,
-                 part: str | None = None, numbers: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        schema: pa.Schema,
+        rejects_schema: pa.Schema,
+        part: str | None = None,
+        numbers: frozenset[str] = frozenset(),
+    ) -> None:
         folder = fs.path(folder)
         self.folder = folder
         opts = pacsv.WriteOptions(quoting_style="needed", include_header=part is None)
@@ -313,8 +340,7 @@ class PredictionSink:
             self._parquet = self._open(pq.ParquetWriter, parquet, self._parquet_schema())
             self._csv_schema = csv_header_schema(schema)
             self._csv = self._open(pacsv.CSVWriter, csv, self._csv_schema, write_options=opts)
-            self._rejects = self._open(pacsv.CSVWriter, rejects, rejects_schema,
-                                       write_options=opts)
+            self._rejects = self._open(pacsv.CSVWriter, rejects, rejects_schema, write_options=opts)
 
     def _open(self, writer_class, where, *args, **kwargs):
         """A writer on a stream of the filesystem layer; the stream is closed after the writer."""
@@ -355,10 +381,14 @@ class PredictionSink:
             else:
                 cols[i] = values
         if text:
-            log.info("column(s) %s hold a value that is not a plain number a float64 keeps "
-                     "exactly (at or after row %s of %s): predictions.parquet keeps them as "
-                     "text", ", ".join(text), _first(predictions, "source_row"),
-                     _first(predictions, "source_file"))
+            log.info(
+                "column(s) %s hold a value that is not a plain number a float64 keeps "
+                "exactly (at or after row %s of %s): predictions.parquet keeps them as "
+                "text",
+                ", ".join(text),
+                _first(predictions, "source_row"),
+                _first(predictions, "source_file"),
+            )
             self._numbers -= set(text)
             self._next_parquet_file()
         return pa.record_batch(cols, schema=self._parquet_schema())
@@ -366,16 +396,15 @@ class PredictionSink:
     def _next_parquet_file(self) -> None:
         """Close the current Parquet file and go on in the next one, with the current types."""
         at = self._writers.index(self._parquet)
-        writer, stream = self._writers[at:at + 2]  # see _open
-        del self._writers[at:at + 2]
+        writer, stream = self._writers[at : at + 2]  # see _open
+        del self._writers[at : at + 2]
         with writing(self.folder):
             writer.close()
             stream.close()
             if self._file_rows:  # an empty file is simply written again
                 self._file, self._file_rows = self._file + 1, 0
             self.parquet_path = self._parquet_file(self._file)
-            self._parquet = self._open(pq.ParquetWriter, self.parquet_path,
-                                       self._parquet_schema())
+            self._parquet = self._open(pq.ParquetWriter, self.parquet_path, self._parquet_schema())
 
     def write_csv(self, predictions: pa.RecordBatch, rejects: pa.RecordBatch) -> None:
         """The CSV half of write(): predictions.csv and rejects.csv, made spreadsheet-safe."""
@@ -419,8 +448,10 @@ def parquet_files(folder: Path) -> list[Path]:
 def ensure_parquet(folder: Path, schema: pa.Schema) -> None:
     """At least one (empty) part in predictions.parquet, so readers always find the schema."""
     if not parquet_files(folder):
-        with writing(folder), fs.open_output(
-                fs.path(folder) / PREDICTIONS_PARQUET / f"{SINGLE_PART}.parquet") as out:
+        with (
+            writing(folder),
+            fs.open_output(fs.path(folder) / PREDICTIONS_PARQUET / f"{SINGLE_PART}.parquet") as out,
+        ):
             pq.write_table(schema.empty_table(), out)
 
 
@@ -433,11 +464,12 @@ def join_parts(folder: Path, schema: pa.Schema, rejects_schema: pa.Schema) -> No
 def _join_parts(folder: Path, schema: pa.Schema, rejects_schema: pa.Schema) -> None:
     parts = sorted((folder / PARTS).iterdir())
     header = pacsv.WriteOptions(include_header=True, quoting_style="needed")
-    for kind, target, part_schema in (("predictions", PREDICTIONS_CSV, schema),
-                                      ("rejects", REJECTS_CSV, rejects_schema)):
+    for kind, target, part_schema in (
+        ("predictions", PREDICTIONS_CSV, schema),
+        ("rejects", REJECTS_CSV, rejects_schema),
+    ):
         head = pa.BufferOutputStream()
-        pacsv.write_csv(csv_header_schema(part_schema).empty_table(), head,
-                        write_options=header)
+        pacsv.write_csv(csv_header_schema(part_schema).empty_table(), head, write_options=header)
         with fs.open_output(folder / target) as out:  # one stream: object stores cannot append
             out.write(head.getvalue())
             for part in parts:
@@ -453,8 +485,11 @@ def text_columns(folder: Path, numbers: frozenset[str] | set[str]) -> set[str]:
     found: set[str] = set()
     for path in parquet_files(folder):
         schema = _read_schema(path)
-        found |= {n for n in numbers
-                  if n in schema.names and not pa.types.is_float64(schema.field(n).type)}
+        found |= {
+            n
+            for n in numbers
+            if n in schema.names and not pa.types.is_float64(schema.field(n).type)
+        }
     return found
 
 
@@ -488,12 +523,18 @@ def text_sources(folder: Path, columns: set[str]) -> list[TextSource]:
         groups.setdefault(path.name.removesuffix(".parquet").rsplit("-", 1)[0], []).append(path)
     sources = []
     for stem, paths in groups.items():
-        if not any(pa.types.is_float64(schema.field(c).type)
-                   for schema in map(_read_schema, paths) for c in columns
-                   if c in schema.names):
+        if not any(
+            pa.types.is_float64(schema.field(c).type)
+            for schema in map(_read_schema, paths)
+            for c in columns
+            if c in schema.names
+        ):
             continue
-        csv, header = ((folder / PREDICTIONS_CSV, True) if stem == STEM
-                       else (folder / PARTS / f"{stem}.predictions.csv", False))
+        csv, header = (
+            (folder / PREDICTIONS_CSV, True)
+            if stem == STEM
+            else (folder / PARTS / f"{stem}.predictions.csv", False)
+        )
         sources.append(TextSource(str(csv), header, tuple(str(p) for p in paths)))
     return sources
 
@@ -527,19 +568,23 @@ def _restore_text(source: TextSource, columns: list[str]) -> None:
     text.finish()
 
 
-def _restore_file(pf: pq.ParquetFile, tmp: fs.Location, redo: list[int], text: "_CsvText",
-                  where: str) -> None:
+def _restore_file(
+    pf: pq.ParquetFile, tmp: fs.Location, redo: list[int], text: _CsvText, where: str
+) -> None:
     """Write `pf` to `tmp` with the columns at positions `redo` taken from `text`."""
-    schema = pa.schema([f.with_type(pa.string()) if i in redo else f
-                        for i, f in enumerate(pf.schema_arrow)])
+    schema = pa.schema(
+        [f.with_type(pa.string()) if i in redo else f for i, f in enumerate(pf.schema_arrow)]
+    )
     with fs.open_output(tmp) as out, pq.ParquetWriter(out, schema) as writer:
         for batch in pf.iter_batches(batch_size=1 << 16):
             rows = text.take(batch.num_rows)
-            cols = list(batch.core.columns)
+            cols = list(batch.columns)
             for i in redo:
                 if not _same_numbers(rows[i], cols[i]):
-                    raise RuntimeError(f"the CSV text of the columns {where} does not match "
-                                       "the Parquet values; rows are misaligned")
+                    raise RuntimeError(
+                        f"the CSV text of the columns {where} does not match "
+                        "the Parquet values; rows are misaligned"
+                    )
                 cols[i] = rows[i]
             writer.write_batch(pa.record_batch(cols, schema=schema))
 
@@ -571,7 +616,10 @@ class _CsvText:
             convert_options=pacsv.ConvertOptions(
                 include_columns=[f"f{i}" for i in self._positions],
                 column_types={f"f{i}": pa.string() for i in self._positions},
-                strings_can_be_null=True, quoted_strings_can_be_null=False))
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+            ),
+        )
 
     def _read(self) -> Iterator[pa.RecordBatch]:
         """The file's rows in batches. A row longer than a block is read again with larger
@@ -598,8 +646,9 @@ class _CsvText:
         while self._rows < n:
             batch = next(self._batches, None)
             if batch is None:
-                raise RuntimeError(f"{self.path} has fewer rows than predictions.parquet; "
-                                   "rows are misaligned")
+                raise RuntimeError(
+                    f"{self.path} has fewer rows than predictions.parquet; rows are misaligned"
+                )
             self._pending.append(batch)
             self._rows += batch.num_rows
 
@@ -622,5 +671,6 @@ class _CsvText:
         """RuntimeError unless every row was used (the CSV and the Parquet files align)."""
         extra = self._rows + sum(b.num_rows for b in self._batches)
         if extra:
-            raise RuntimeError(f"{self.path} has {extra} more row(s) than predictions.parquet; "
-                               "rows are misaligned")
+            raise RuntimeError(
+                f"{self.path} has {extra} more row(s) than predictions.parquet; rows are misaligned"
+            )

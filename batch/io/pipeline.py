@@ -10,13 +10,15 @@ reader, the EnvironmentFault of a full disk from a writer) is raised in the main
 then stops and joins every thread before it unwinds. A KeyboardInterrupt (a stop signal) in the
 main thread unwinds the same way. No thread outlives the with-block or `abort()`.
 """
+
 from __future__ import annotations
 
 import logging
 import queue
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import pyarrow as pa
 
@@ -43,8 +45,9 @@ class ReadAhead:
     iterable in that thread (a generator's clean-up runs where it ran) and joins it.
     """
 
-    def __init__(self, iterable: Iterable[Any], depth: int = DEPTH, name: str = "read-ahead"
-                 ) -> None:
+    def __init__(
+        self, iterable: Iterable[Any], depth: int = DEPTH, name: str = "read-ahead"
+    ) -> None:
         self._iterable = iterable
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
@@ -99,7 +102,7 @@ class ReadAhead:
         _drain(self._queue)
         self._thread.join()
 
-    def __enter__(self) -> "ReadAhead":
+    def __enter__(self) -> ReadAhead:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -122,17 +125,26 @@ class PipelinedSink(outputs.PredictionSink):
     and raises the first error; `abort` (after an error elsewhere) stops them without raising.
     """
 
-    def __init__(self, folder: Path, schema: pa.Schema, rejects_schema: pa.Schema,
-                 depth: int = DEPTH, numbers: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        schema: pa.Schema,
+        rejects_schema: pa.Schema,
+        depth: int = DEPTH,
+        numbers: frozenset[str] = frozenset(),
+    ) -> None:
         super().__init__(folder, schema, rejects_schema, numbers=numbers)
         self._stop = threading.Event()
         self._errors: list[BaseException] = []
         # The two halves of PredictionSink.write, one per thread.
-        self._stages = [self._stage("write-parquet", self.write_parquet, depth),
-                        self._stage("write-csv", self.write_csv, depth)]
+        self._stages = [
+            self._stage("write-parquet", self.write_parquet, depth),
+            self._stage("write-csv", self.write_csv, depth),
+        ]
 
-    def _stage(self, name: str, fn: Callable[..., None], depth: int
-               ) -> tuple[queue.Queue, threading.Thread]:
+    def _stage(
+        self, name: str, fn: Callable[..., None], depth: int
+    ) -> tuple[queue.Queue, threading.Thread]:
         q: queue.Queue = queue.Queue(maxsize=depth)
         thread = threading.Thread(target=self._drain_into, args=(q, fn), name=name, daemon=True)
         thread.start()

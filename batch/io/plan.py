@@ -5,6 +5,7 @@ exists. The output schema is the input columns unified across files, then rules.
 Which CSV text columns are written as float64 in predictions.parquet is decided here too, once,
 from the first block of each file (see decide_numbers).
 """
+
 from __future__ import annotations
 
 import logging
@@ -14,13 +15,12 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from batch.core import features
-
-from batch.io import inputs
 from batch.core.columns import can_hold_rooms, conform, is_number_type, unify, with_float64
-from batch.model.datasets import ROOMS_NAMES
 from batch.core.errors import InputError
 from batch.core.rules import ADDED_COLUMNS, ADDED_FIELDS, BatchContext, feature_range
 from batch.core.stats import NumericColumns
+from batch.io import inputs
+from batch.model.datasets import ROOMS_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -60,22 +60,36 @@ class Plan:
         """The schema predictions.parquet is written with (until a value contradicts `numbers`)."""
         return with_float64(self.schema, self.numbers)
 
-    def context(self, index: int, *, domain: tuple[float, float], meta: dict, version: str,
-                run_id: str) -> BatchContext:
+    def context(
+        self, index: int, *, domain: tuple[float, float], meta: dict, version: str, run_id: str
+    ) -> BatchContext:
         """The BatchContext for file `index` (scorable files only)."""
         fp = self.files[index]
         assert fp.rooms_column is not None
         return BatchContext(
-            source_file=fp.src.name, sha256=fp.src.sha256, rooms_column=fp.rooms_column,
-            target_column=fp.target_column, decimal_comma=fp.decimal_comma, domain=domain,
-            feature_range=feature_range(meta), model_version=version, run_id=run_id,
-            schema=self.schema, retype_candidates=self.retype_candidates, numbers=self.numbers,
-            interval=meta.get("interval"))
+            source_file=fp.src.name,
+            sha256=fp.src.sha256,
+            rooms_column=fp.rooms_column,
+            target_column=fp.target_column,
+            decimal_comma=fp.decimal_comma,
+            domain=domain,
+            feature_range=feature_range(meta),
+            model_version=version,
+            run_id=run_id,
+            schema=self.schema,
+            retype_candidates=self.retype_candidates,
+            numbers=self.numbers,
+            interval=meta.get("interval"),
+        )
 
 
-def plan_inputs(entries: list[str], feature_column: str | None, target_column: str | None,
-                scored_hashes: set[str] | None,
-                domain: tuple[float, float] = (-math.inf, math.inf)) -> Plan:
+def plan_inputs(
+    entries: list[str],
+    feature_column: str | None,
+    target_column: str | None,
+    scored_hashes: set[str] | None,
+    domain: tuple[float, float] = (-math.inf, math.inf),
+) -> Plan:
     """Find and inspect every input before anything is written; InputError names the bad file.
 
     domain is the rooms domain of the run: rows it would reject do not count when deciding which
@@ -83,14 +97,19 @@ def plan_inputs(entries: list[str], feature_column: str | None, target_column: s
     """
     paths = inputs.resolve_inputs(entries)
     if not paths:
-        raise InputError(f"no input files found in {', '.join(entries)} (looked for .csv, "
-                         ".csv.gz, .parquet, .pq); check --input / BATCH_INPUT")
+        raise InputError(
+            f"no input files found in {', '.join(entries)} (looked for .csv, "
+            ".csv.gz, .parquet, .pq); check --input / BATCH_INPUT"
+        )
     found, skipped = [], []
     for path in paths:
         src = inputs.inspect(path)
         if scored_hashes is not None and src.sha256 in scored_hashes:
-            log.info("skipping %s: its content (sha256 %s) was scored by an earlier run",
-                     path, src.sha256[:12])
+            log.info(
+                "skipping %s: its content (sha256 %s) was scored by an earlier run",
+                path,
+                src.sha256[:12],
+            )
             skipped.append({"path": str(path), "sha256": src.sha256})
             continue
         found.append(src)
@@ -107,36 +126,46 @@ def plan_inputs(entries: list[str], feature_column: str | None, target_column: s
             wanted = repr(feature_column) if feature_column else "rm, rooms or avg_rooms"
             raise InputError(
                 f"no column for rooms ({wanted}) in {src.name!r} (columns: "
-                f"{', '.join(repr(c) for c in src.columns) or 'none'}); set --feature-column")
+                f"{', '.join(repr(c) for c in src.columns) or 'none'}); set --feature-column"
+            )
         if not can_hold_rooms(src.types[rooms]):
             raise InputError(
                 f"the rooms column {rooms!r} in {src.name!r} has type {src.types[rooms]}, which "
                 "cannot hold a number; send rooms as numbers or text, or point --feature-column "
-                "at another column")
+                "at another column"
+            )
         clash = [c for c in src.columns if c in ADDED_COLUMNS]
         if clash:
-            raise InputError(f"input {src.name!r} has column(s) {', '.join(map(repr, clash))}, "
-                             "which the scorer adds to its output; rename them in the input")
-        target = pick_column(src, target_column, (), "true-price", "--target-column") \
-            if target_column else None
+            raise InputError(
+                f"input {src.name!r} has column(s) {', '.join(map(repr, clash))}, "
+                "which the scorer adds to its output; rename them in the input"
+            )
+        target = (
+            pick_column(src, target_column, (), "true-price", "--target-column")
+            if target_column
+            else None
+        )
         files.append(FilePlan(src, rooms, target, decimal_comma=src.delimiter == ";"))
         for name in src.columns:
             t = src.types[name]
             this_exact = src.format == "csv" or name in src.exact_ints
-            fields[name] = unify(fields.get(name), t, a_exact=exact.get(name, True),
-                                 b_exact=this_exact)
+            fields[name] = unify(
+                fields.get(name), t, a_exact=exact.get(name, True), b_exact=this_exact
+            )
             exact[name] = exact.get(name, True) and this_exact
             if src.format == "parquet" and not is_number_type(t):
                 parquet_text.add(name)
     schema = pa.schema([pa.field(n, t) for n, t in fields.items()] + list(ADDED_FIELDS))
-    candidates = frozenset(n for n, t in fields.items()
-                           if pa.types.is_string(t) and n not in parquet_text)
+    candidates = frozenset(
+        n for n, t in fields.items() if pa.types.is_string(t) and n not in parquet_text
+    )
     numbers = decide_numbers(files, candidates, domain)
     return Plan(files, schema, skipped, candidates, numbers)
 
 
-def decide_numbers(files: list[FilePlan], candidates: frozenset[str],
-                   domain: tuple[float, float]) -> frozenset[str]:
+def decide_numbers(
+    files: list[FilePlan], candidates: frozenset[str], domain: tuple[float, float]
+) -> frozenset[str]:
     """The candidate text columns to write as float64, decided once from each file's first block.
 
     A column qualifies when, in the first FIRST_BLOCK_ROWS rows of every file that has it, every
@@ -155,8 +184,9 @@ def decide_numbers(files: list[FilePlan], candidates: frozenset[str],
         batch = first_block(fp, index)
         if batch is None:
             continue
-        valid = features.validate(batch.column(fp.rooms_column), *domain,
-                                  decimal_comma=fp.decimal_comma).valid
+        valid = features.validate(
+            batch.column(fp.rooms_column), *domain, decimal_comma=fp.decimal_comma
+        ).valid
         kept = batch.filter(pa.array(valid))
         cols = []
         for name in names:  # as rules.score_batch makes them: text, decimal points
@@ -165,9 +195,12 @@ def decide_numbers(files: list[FilePlan], candidates: frozenset[str],
         observed.observe(pa.record_batch(cols, names=names))
     numbers = frozenset(observed.columns)
     if numbers:
-        log.info("text column(s) %s hold plain numbers in the first %s rows of every file: "
-                 "predictions.parquet stores them as float64", ", ".join(sorted(numbers)),
-                 f"{FIRST_BLOCK_ROWS:,}")
+        log.info(
+            "text column(s) %s hold plain numbers in the first %s rows of every file: "
+            "predictions.parquet stores them as float64",
+            ", ".join(sorted(numbers)),
+            f"{FIRST_BLOCK_ROWS:,}",
+        )
     return numbers
 
 
@@ -183,8 +216,9 @@ def first_block(fp: FilePlan, index: int) -> pa.RecordBatch | None:
     return batch
 
 
-def pick_column(src: inputs.InputFile, wanted: str | None, candidates: tuple[str, ...],
-                what: str, flag: str) -> str | None:
+def pick_column(
+    src: inputs.InputFile, wanted: str | None, candidates: tuple[str, ...], what: str, flag: str
+) -> str | None:
     """The column named `wanted` (else one of `candidates`), compared case- and space-insensitively.
 
     Two matching columns are ambiguous (InputError naming them) unless exactly one of them is
@@ -197,6 +231,8 @@ def pick_column(src: inputs.InputFile, wanted: str | None, candidates: tuple[str
     exact = [c for c in matches if wanted is not None and str(c).strip() == wanted.strip()]
     if len(exact) == 1:
         return exact[0]
-    raise InputError(f"input {src.name!r} has {len(matches)} columns that could be the {what} "
-                     f"column ({', '.join(repr(c) for c in matches)}); it is ambiguous — set "
-                     f"{flag} to one of them, spelt exactly, or rename the other")
+    raise InputError(
+        f"input {src.name!r} has {len(matches)} columns that could be the {what} "
+        f"column ({', '.join(repr(c) for c in matches)}); it is ambiguous — set "
+        f"{flag} to one of them, spelt exactly, or rename the other"
+    )

@@ -1,4 +1,5 @@
 """Training data: Boston Housing through Keras's own loader, or a CSV/Parquet file with rooms and price."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,13 +10,26 @@ from pathlib import Path
 
 import numpy as np
 
-from batch.storage import fs
 from batch.core.errors import InputError
+from batch.storage import fs
 
 log = logging.getLogger(__name__)
 
-BOSTON_COLUMNS = ["crim", "zn", "indus", "chas", "nox", "rm", "age", "dis", "rad", "tax",
-                  "ptratio", "b", "lstat"]
+BOSTON_COLUMNS = [
+    "crim",
+    "zn",
+    "indus",
+    "chas",
+    "nox",
+    "rm",
+    "age",
+    "dis",
+    "rad",
+    "tax",
+    "ptratio",
+    "b",
+    "lstat",
+]
 ROOMS_INDEX = BOSTON_COLUMNS.index("rm")  # column 5, as in the tutorial
 ROOMS_NAMES = ("rm", "rooms", "avg_rooms")
 TEST_SPLIT = 0.2
@@ -66,12 +80,14 @@ def load_boston() -> TrainingData:
     cached = keras_cache_file()
     try:
         (x_train, y_train), (x_test, y_test) = boston_housing.load_data(
-            test_split=TEST_SPLIT, seed=SPLIT_SEED)
+            test_split=TEST_SPLIT, seed=SPLIT_SEED
+        )
     except Exception as exc:  # Keras raises a bare Exception on a failed download
         raise InputError(
             f"Boston Housing is not cached at {cached} and could not be downloaded ({exc}); "
             "put boston_housing.npz there (KERAS_HOME sets the folder) or pass --data PATH "
-            "with a CSV/Parquet file of rm and medv") from None
+            "with a CSV/Parquet file of rm and medv"
+        ) from None
     return TrainingData(
         x_train=x_train[:, ROOMS_INDEX].astype("float32"),
         y_train=y_train.astype("float32"),
@@ -87,7 +103,7 @@ def find_column(columns: list[str], wanted: str | None, candidates: tuple[str, .
     by_key = {}
     for col in columns:
         by_key.setdefault(str(col).strip().lower(), col)
-    for name in ([wanted] if wanted else list(candidates)):
+    for name in [wanted] if wanted else list(candidates):
         hit = by_key.get(name.strip().lower())
         if hit is not None:
             return hit
@@ -116,10 +132,15 @@ def load_file(path: Path, feature_column: str | None, target_column: str) -> Tra
     except OSError as exc:
         raise InputError(f"cannot read training data {str(path)!r}: {exc}") from None
     if not exists:
-        what = "is a folder, not a file" if not fs.is_object(path) and path.is_dir() \
+        what = (
+            "is a folder, not a file"
+            if not fs.is_object(path) and path.is_dir()
             else "does not exist"
-        raise InputError(f"training data file {str(path)!r} {what}; pass --data boston "
-                         "or the path of a CSV/Parquet file with rm and medv columns")
+        )
+        raise InputError(
+            f"training data file {str(path)!r} {what}; pass --data boston "
+            "or the path of a CSV/Parquet file with rm and medv columns"
+        )
     try:
         with fs.storage(path), fs.open_binary(path) as fh:
             if path.name.lower().endswith((".parquet", ".pq")):
@@ -136,18 +157,33 @@ def load_file(path: Path, feature_column: str | None, target_column: str) -> Tra
         missing = "rooms" if x_col is None else f"price ({target_column})"
         raise InputError(
             f"no {missing} column in training data {str(path)!r} (columns: "
-            f"{', '.join(repr(c) for c in columns)}); set --feature-column / --target-column")
+            f"{', '.join(repr(c) for c in columns)}); set --feature-column / --target-column"
+        )
     x = pd.to_numeric(frame[x_col], errors="coerce").to_numpy(dtype="float64")
     y = pd.to_numeric(frame[y_col], errors="coerce").to_numpy(dtype="float64")
     good = np.isfinite(x) & np.isfinite(y)
     dropped = int((~good).sum())
     if dropped:
-        log.warning("training data %s: dropped %d of %d rows with a missing or non-numeric %s/%s",
-                    path, dropped, len(good), x_col, y_col)
+        log.warning(
+            "training data %s: dropped %d of %d rows with a missing or non-numeric %s/%s",
+            path,
+            dropped,
+            len(good),
+            x_col,
+            y_col,
+        )
     x, y = x[good].astype("float32"), y[good].astype("float32")
     if len(x) < 10:
-        raise InputError(f"training data {str(path)!r} has only {len(x)} usable rows; "
-                         "at least 10 are needed")
+        raise InputError(
+            f"training data {str(path)!r} has only {len(x)} usable rows; at least 10 are needed"
+        )
     x_train, y_train, x_test, y_test = split_like_keras(x, y)
-    return TrainingData(x_train, y_train, x_test, y_test, source=str(path),
-                        sha256=sha256_file(path), rows_dropped=dropped)
+    return TrainingData(
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        source=str(path),
+        sha256=sha256_file(path),
+        rows_dropped=dropped,
+    )

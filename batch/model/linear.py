@@ -9,6 +9,7 @@ scoring time `trusted_fold` accepts the archive's weights only when that record 
 archive's sha256 and holds the very same float32 weight and bias; anything else returns None and
 the scorer takes the Keras path. Neither reading nor trusting imports TensorFlow or Keras.
 """
+
 from __future__ import annotations
 
 import io
@@ -33,15 +34,37 @@ class NotLinear(ValueError):
     """The archive is not exactly one linear float32 Dense(1) on one input (use Keras)."""
 
 
-def probe_rows(feature_range: tuple[float, float], domain: tuple[float, float] = (0.0, 20.0)
-               ) -> np.ndarray:
+def probe_rows(
+    feature_range: tuple[float, float], domain: tuple[float, float] = (0.0, 20.0)
+) -> np.ndarray:
     """The fixed probe set, float32: the training range (ends and a grid), the default domain,
     signed zero, ones, tiny and huge magnitudes (up to 1e20: finite after x * w + b for any
     weight below 1e18)."""
     lo, hi = (float(v) for v in feature_range)
-    fixed = [0.0, -0.0, 1.0, -1.0, 0.5, 1e-45, 1e-38, 1e-30, 1e-7, 1e3, -1e3, 1e6, -1e6,
-             1e12, -1e12, 1e20, -1e20, lo, hi, np.nextafter(np.float32(lo), -np.inf),
-             np.nextafter(np.float32(hi), np.inf), *domain]
+    fixed = [
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        0.5,
+        1e-45,
+        1e-38,
+        1e-30,
+        1e-7,
+        1e3,
+        -1e3,
+        1e6,
+        -1e6,
+        1e12,
+        -1e12,
+        1e20,
+        -1e20,
+        lo,
+        hi,
+        np.nextafter(np.float32(lo), -np.inf),
+        np.nextafter(np.float32(hi), np.inf),
+        *domain,
+    ]
     grids = [np.linspace(lo, hi, GRID_ROWS), np.linspace(domain[0], domain[1], GRID_ROWS)]
     return np.concatenate([np.asarray(fixed, "float64"), *grids]).astype("float32")
 
@@ -70,8 +93,11 @@ def read_fold(archive_file: Path | bytes) -> LinearFold:
 
 
 def _check_config(config: Any) -> None:
-    if not (isinstance(config, dict) and config.get("class_name") == "Sequential"
-            and config.get("module") == "keras"):
+    if not (
+        isinstance(config, dict)
+        and config.get("class_name") == "Sequential"
+        and config.get("module") == "keras"
+    ):
         raise NotLinear("the model is not a keras Sequential")
     layers = (config.get("config") or {}).get("layers") or []
     kinds = [layer.get("class_name") for layer in layers]
@@ -82,10 +108,14 @@ def _check_config(config: Any) -> None:
         raise NotLinear(f"its input is {inp.get('batch_shape')}, not one column")
     dtype = dense.get("dtype")
     policy = dtype.get("config", {}).get("name") if isinstance(dtype, dict) else dtype
-    checks = {"units": (dense.get("units"), 1), "activation": (dense.get("activation"), "linear"),
-              "use_bias": (dense.get("use_bias"), True), "dtype": (policy, "float32"),
-              "quantization": (dense.get("quantization_config"), None),
-              "lora": (dense.get("lora_rank"), None)}
+    checks = {
+        "units": (dense.get("units"), 1),
+        "activation": (dense.get("activation"), "linear"),
+        "use_bias": (dense.get("use_bias"), True),
+        "dtype": (policy, "float32"),
+        "quantization": (dense.get("quantization_config"), None),
+        "lora": (dense.get("lora_rank"), None),
+    }
     for name, (got, want) in checks.items():
         if got != want:
             raise NotLinear(f"its Dense layer has {name} {got!r}, not {want!r}")
@@ -102,14 +132,24 @@ def _read_weights(data: bytes) -> LinearFold:
             (layer,) = layers.values()
             vars_ = layer.get("vars")
             root_vars = h5.get("vars")
-            if not isinstance(vars_, h5py.Group) or sorted(vars_) != ["0", "1"] or \
-                    (isinstance(root_vars, h5py.Group) and len(root_vars)) or len(layer) != 1:
+            if (
+                not isinstance(vars_, h5py.Group)
+                or sorted(vars_) != ["0", "1"]
+                or (isinstance(root_vars, h5py.Group) and len(root_vars))
+                or len(layer) != 1
+            ):
                 raise NotLinear("its weights file does not hold one kernel and one bias")
             kernel, bias = vars_["0"], vars_["1"]
-            if kernel.shape != (1, 1) or bias.shape != (1,) or \
-                    kernel.dtype != np.float32 or bias.dtype != np.float32:
-                raise NotLinear(f"its kernel {kernel.shape} {kernel.dtype} and bias {bias.shape} "
-                                f"{bias.dtype} are not float32 (1, 1) and (1,)")
+            if (
+                kernel.shape != (1, 1)
+                or bias.shape != (1,)
+                or kernel.dtype != np.float32
+                or bias.dtype != np.float32
+            ):
+                raise NotLinear(
+                    f"its kernel {kernel.shape} {kernel.dtype} and bias {bias.shape} "
+                    f"{bias.dtype} are not float32 (1, 1) and (1,)"
+                )
             w, b = np.float32(kernel[0, 0]), np.float32(bias[0])
     except (OSError, KeyError, TypeError) as exc:
         raise NotLinear(f"unreadable weights file ({exc})") from None
@@ -118,8 +158,9 @@ def _read_weights(data: bytes) -> LinearFold:
     return LinearFold(w, b)
 
 
-def verify(path: Path, model_sha256: str, feature_range: tuple[float, float]
-           ) -> dict[str, Any] | None:
+def verify(
+    path: Path, model_sha256: str, feature_range: tuple[float, float]
+) -> dict[str, Any] | None:
     """Publish time: the `fold` record for metadata.json, or None when the model does not fold.
 
     Loads the archive at `path` with Keras (safe mode), as the Keras path of the scorer would,
@@ -139,22 +180,35 @@ def verify(path: Path, model_sha256: str, feature_range: tuple[float, float]
     theirs = predict(model, x)
     gap = float32_gap(fold(x), theirs)
     verified = gap <= PARITY_LIMIT
-    record = {"format": FOLD_FORMAT, "weight": float(fold.weight), "bias": float(fold.bias),
-              "verified": bool(verified), "probe_rows": int(len(x)),
-              "max_gap_float32_eps": gap if np.isfinite(gap) else None,
-              "bit_identical": bool(np.array_equal(fold(x), theirs)),
-              "model_sha256": model_sha256}
+    record = {
+        "format": FOLD_FORMAT,
+        "weight": float(fold.weight),
+        "bias": float(fold.bias),
+        "verified": bool(verified),
+        "probe_rows": int(len(x)),
+        "max_gap_float32_eps": gap if np.isfinite(gap) else None,
+        "bit_identical": bool(np.array_equal(fold(x), theirs)),
+        "model_sha256": model_sha256,
+    }
     if verified:
-        log.info("linear fold verified against Keras on %d probe rows (largest gap %.2f float32 "
-                 "epsilons): scoring this version needs no TensorFlow", len(x), gap)
+        log.info(
+            "linear fold verified against Keras on %d probe rows (largest gap %.2f float32 "
+            "epsilons): scoring this version needs no TensorFlow",
+            len(x),
+            gap,
+        )
     else:
-        log.warning("the linear fold differs from Keras by %.1f float32 epsilons on the probe "
-                    "rows; this version will be scored through Keras", gap)
+        log.warning(
+            "the linear fold differs from Keras by %.1f float32 epsilons on the probe "
+            "rows; this version will be scored through Keras",
+            gap,
+        )
     return record
 
 
-def trusted_fold(data: bytes, meta: dict[str, Any], actual_sha256: str, where: str
-                 ) -> LinearFold | None:
+def trusted_fold(
+    data: bytes, meta: dict[str, Any], actual_sha256: str, where: str
+) -> LinearFold | None:
     """Scoring time: the archive's fold when metadata records it as verified for this very file.
 
     `data` is the archive's content and `actual_sha256` its hash, just checked against metadata
@@ -167,30 +221,44 @@ def trusted_fold(data: bytes, meta: dict[str, Any], actual_sha256: str, where: s
         log.info("no linear-fold verification in metadata.json: scoring through Keras")
         return None
     if record.get("format") != FOLD_FORMAT or record.get("verified") is not True:
-        log.info("the linear fold is not verified (format %s, verified %s): scoring through Keras",
-                 record.get("format"), record.get("verified"))
+        log.info(
+            "the linear fold is not verified (format %s, verified %s): scoring through Keras",
+            record.get("format"),
+            record.get("verified"),
+        )
         return None
     if record.get("model_sha256") != actual_sha256:
-        log.warning("the linear-fold verification names another model file (sha256 %s, the file "
-                    "is %s): scoring through Keras", str(record.get("model_sha256"))[:12],
-                    actual_sha256[:12])
+        log.warning(
+            "the linear-fold verification names another model file (sha256 %s, the file "
+            "is %s): scoring through Keras",
+            str(record.get("model_sha256"))[:12],
+            actual_sha256[:12],
+        )
         return None
     try:
         fold = read_fold(data)
     except NotLinear as exc:
-        log.warning("%s cannot be read as a linear Dense(1) (%s): scoring through Keras", where,
-                    exc)
+        log.warning(
+            "%s cannot be read as a linear Dense(1) (%s): scoring through Keras", where, exc
+        )
         return None
     try:
         recorded = LinearFold(np.float32(record["weight"]), np.float32(record["bias"]))
     except (KeyError, TypeError, ValueError):
         return None
-    same = (fold.weight.tobytes() == recorded.weight.tobytes()
-            and fold.bias.tobytes() == recorded.bias.tobytes())
+    same = (
+        fold.weight.tobytes() == recorded.weight.tobytes()
+        and fold.bias.tobytes() == recorded.bias.tobytes()
+    )
     if not same:
-        log.warning("%s holds weight %r bias %r, not the verified %r %r: scoring through Keras",
-                    where, float(fold.weight), float(fold.bias), float(recorded.weight),
-                    float(recorded.bias))
+        log.warning(
+            "%s holds weight %r bias %r, not the verified %r %r: scoring through Keras",
+            where,
+            float(fold.weight),
+            float(fold.bias),
+            float(recorded.weight),
+            float(recorded.bias),
+        )
         return None
     return fold
 
@@ -198,6 +266,8 @@ def trusted_fold(data: bytes, meta: dict[str, Any], actual_sha256: str, where: s
 def describe(record: dict[str, Any]) -> str:
     """The report's prediction path for a verified fold."""
     gap = record.get("max_gap_float32_eps")
-    return (f"folded Dense(1), no TensorFlow; parity with Keras verified at publish on "
-            f"{record.get('probe_rows')} probe rows (largest gap "
-            f"{0.0 if gap is None else gap:g} float32 epsilons)")
+    return (
+        f"folded Dense(1), no TensorFlow; parity with Keras verified at publish on "
+        f"{record.get('probe_rows')} probe rows (largest gap "
+        f"{0.0 if gap is None else gap:g} float32 epsilons)"
+    )

@@ -6,17 +6,19 @@ the Keras model itself; it travels to Dask workers as a small
 picklable object and is loaded once per process. `check_parity` compares its predictions with
 the Keras model's own on a run's sample. No file is written here.
 """
+
 from __future__ import annotations
 
 import logging
 import math
-import sys
-import time
 import os
+import sys
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -54,8 +56,11 @@ def set_determinism(seed: int) -> None:
 def build(learning_rate: float, optimizer: str = "rmsprop"):
     """Dense(1) on one input, MSE loss: the tutorial's model."""
     k = keras()
-    optimizers = {"rmsprop": k.optimizers.RMSprop, "adam": k.optimizers.Adam,
-                  "sgd": k.optimizers.SGD}
+    optimizers = {
+        "rmsprop": k.optimizers.RMSprop,
+        "adam": k.optimizers.Adam,
+        "sgd": k.optimizers.SGD,
+    }
     model = k.Sequential([k.Input(shape=(1,), name="rooms"), k.layers.Dense(1, name="price")])
     model.compile(optimizer=optimizers[optimizer](learning_rate=learning_rate), loss="mse")
     return model
@@ -71,8 +76,10 @@ def predict(model, x: Any, batch_size: int = PREDICT_BATCH) -> np.ndarray:
     col = as_column(x)
     if len(col) == 0:
         return np.empty(0, dtype="float32")
-    parts = [np.asarray(model(col[i:i + batch_size], training=False)).reshape(-1)
-             for i in range(0, len(col), batch_size)]
+    parts = [
+        np.asarray(model(col[i : i + batch_size], training=False)).reshape(-1)
+        for i in range(0, len(col), batch_size)
+    ]
     return np.concatenate(parts).astype("float32", copy=False)
 
 
@@ -183,11 +190,16 @@ def check_parity(model, rooms: np.ndarray, preds: np.ndarray, where: str) -> flo
         return 0.0
     gap = float32_gap(preds, predict(model, rooms))
     if not gap <= PARITY_LIMIT:
-        raise ModelError(f"predictions {where} differ from the Keras model by {gap:.1f} float32 "
-                         "epsilons (or are NaN/inf); nothing was published — score with another "
-                         "--model-version and report it")
-    log.info("parity with the Keras model on %d sampled rows: largest gap %.2f float32 epsilons",
-             len(rooms), gap)
+        raise ModelError(
+            f"predictions {where} differ from the Keras model by {gap:.1f} float32 "
+            "epsilons (or are NaN/inf); nothing was published — score with another "
+            "--model-version and report it"
+        )
+    log.info(
+        "parity with the Keras model on %d sampled rows: largest gap %.2f float32 epsilons",
+        len(rooms),
+        gap,
+    )
     return gap
 
 

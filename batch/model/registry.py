@@ -1,4 +1,5 @@
 """Versioned model store: immutable vN directories published atomically, aliases with their history."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -14,17 +15,17 @@ import shutil
 import socket
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
-
-from batch.storage import fs, objectstore
+from typing import Any
 
 from batch.core import interrupts
-from batch.storage.atomic import fsync_dir, write_atomic
-from batch.model.datasets import sha256_file
 from batch.core.errors import EnvironmentFault, LockHeld, ModelError, location_fault
 from batch.core.jsontext import dumps, read_lines
+from batch.model.datasets import sha256_file
+from batch.storage import fs, objectstore
+from batch.storage.atomic import fsync_dir, write_atomic
 from batch.storage.locks import FileLock, describe_holder, is_abandoned, lock_at
 
 log = logging.getLogger(__name__)
@@ -76,22 +77,26 @@ class Registry:
                     if match and (entry / META_FILE).is_file():
                         found.append(int(match.group(1)))
         except fs.StorageError as exc:
-            raise ModelError(f"the model registry {str(self.root)!r} cannot be used: {exc}") \
-                from None
+            raise ModelError(
+                f"the model registry {str(self.root)!r} cannot be used: {exc}"
+            ) from None
         return [f"v{n}" for n in sorted(found)]
 
     def aliases(self) -> dict[str, str]:
         """aliases.json: alias -> vN; ModelError naming the file when it is damaged."""
         path = self.root / ALIASES_FILE
-        fix = ("restore it, or delete it and run 'python -m jobs.models promote vN' to point "
-               "production at a version again")
+        fix = (
+            "restore it, or delete it and run 'python -m jobs.models promote vN' to point "
+            "production at a version again"
+        )
         try:
             if not path.exists():
                 return {}
             data = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            raise ModelError(f"the registry's alias file {path} cannot be read "
-                             f"({_reason(exc)}); {fix}") from None
+            raise ModelError(
+                f"the registry's alias file {path} cannot be read ({_reason(exc)}); {fix}"
+            ) from None
         problem = aliases_problem(data)
         if problem:
             raise ModelError(f"the registry's alias file {path} is damaged ({problem}); {fix}")
@@ -102,10 +107,14 @@ class Registry:
         versions = self.versions()
         if not versions:
             if not fs.is_object(self.root) and self.root.exists() and not self.root.is_dir():
-                raise ModelError(f"the model registry {str(self.root)!r} is a file, not a "
-                                 "folder; set --models-dir to the registry's folder")
-            raise ModelError(f"the model registry {str(self.root)!r} is empty; train a model first "
-                             "with 'python -m jobs.train' (or set --models-dir)")
+                raise ModelError(
+                    f"the model registry {str(self.root)!r} is a file, not a "
+                    "folder; set --models-dir to the registry's folder"
+                )
+            raise ModelError(
+                f"the model registry {str(self.root)!r} is empty; train a model first "
+                "with 'python -m jobs.train' (or set --models-dir)"
+            )
         ref = ref.strip()
         if ref == "latest":
             return versions[-1]
@@ -113,18 +122,24 @@ class Registry:
         if ref in aliases:
             target = aliases[ref]
             if target not in versions:
-                raise ModelError(f"alias {ref!r} points to {target}, which is not in "
-                                 f"{str(self.root)!r}; promote an existing version")
+                raise ModelError(
+                    f"alias {ref!r} points to {target}, which is not in "
+                    f"{str(self.root)!r}; promote an existing version"
+                )
             return target
         name = f"v{ref}" if ref.isdigit() else ref
         if name in versions:
             return name
         if ref == PRODUCTION:
-            raise ModelError(f"no production model in {str(self.root)!r} (versions: "
-                             f"{', '.join(versions)}); promote one with "
-                             "'python -m jobs.models promote vN'")
-        raise ModelError(f"no model version or alias {ref!r} in {str(self.root)!r} (versions: "
-                         f"{', '.join(versions)}; aliases: {', '.join(aliases) or 'none'})")
+            raise ModelError(
+                f"no production model in {str(self.root)!r} (versions: "
+                f"{', '.join(versions)}); promote one with "
+                "'python -m jobs.models promote vN'"
+            )
+        raise ModelError(
+            f"no model version or alias {ref!r} in {str(self.root)!r} (versions: "
+            f"{', '.join(versions)}; aliases: {', '.join(aliases) or 'none'})"
+        )
 
     def path(self, version: str) -> Path:
         return self.root / self.resolve(version)
@@ -136,13 +151,17 @@ class Registry:
     def read_metadata(self, name: str) -> dict[str, Any]:
         """metadata.json of the published version `name` (vN, not resolved through aliases)."""
         path = self.root / name / META_FILE
-        fix = ("restore the file from a backup, or use another version (--model-version, "
-               "'python -m jobs.models promote vN')")
+        fix = (
+            "restore the file from a backup, or use another version (--model-version, "
+            "'python -m jobs.models promote vN')"
+        )
         try:
             meta = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            raise ModelError(f"the metadata of {name} ({path}) cannot be read ({_reason(exc)}), "
-                             f"so {name} is damaged; {fix}") from None
+            raise ModelError(
+                f"the metadata of {name} ({path}) cannot be read ({_reason(exc)}), "
+                f"so {name} is damaged; {fix}"
+            ) from None
         problem = metadata_problem(meta)
         if problem:
             raise ModelError(f"the metadata of {name} ({path}) is damaged ({problem}); {fix}")
@@ -206,18 +225,24 @@ class Registry:
         model_path = self.root / name / MODEL_FILE
         expected = meta.get("model_sha256")
         if not model_path.is_file():
-            raise ModelError(f"{model_path} is missing; the version is damaged, "
-                             "score with another one (--model-version)")
+            raise ModelError(
+                f"{model_path} is missing; the version is damaged, "
+                "score with another one (--model-version)"
+            )
         try:
             with fs.storage(model_path):
                 data = model_path.read_bytes()
         except OSError as exc:
-            raise ModelError(f"cannot read {model_path} ({exc.strerror or exc}); check its "
-                             "permissions or score with another --model-version") from None
+            raise ModelError(
+                f"cannot read {model_path} ({exc.strerror or exc}); check its "
+                "permissions or score with another --model-version"
+            ) from None
         if not expected or hashlib.sha256(data).hexdigest() != expected:
-            raise ModelError(f"{model_path} does not match the sha256 in its metadata (truncated or "
-                             "modified); refusing to score with it: use another --model-version "
-                             "or retrain")
+            raise ModelError(
+                f"{model_path} does not match the sha256 in its metadata (truncated or "
+                "modified); refusing to score with it: use another --model-version "
+                "or retrain"
+            )
         return model_path, data
 
     # -- writing -------------------------------------------------------------------------------
@@ -233,8 +258,12 @@ class Registry:
     def _lock(self) -> Iterator[None]:
         """The registry lock; waits up to lock_timeout for a holder (logging who), then LockHeld."""
         lock = lock_at(self.root / LOCK_FILE)
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "actor": actor(),
-              "since": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        me = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "actor": actor(),
+            "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
         deadline = time.monotonic() + self.lock_timeout
         announced = False
         while True:
@@ -251,10 +280,15 @@ class Registry:
                     f"the model registry {str(self.root)!r} is still locked by {who} after "
                     f"{self.lock_timeout:g} s, so nothing was changed; wait for that command to "
                     "finish (or stop it) and run again, or raise registry_lock_timeout "
-                    "(--registry-lock-timeout / BATCH_REGISTRY_LOCK_TIMEOUT)")
+                    "(--registry-lock-timeout / BATCH_REGISTRY_LOCK_TIMEOUT)"
+                )
             if not announced:
-                log.warning("the model registry %s is locked by %s; waiting up to %g s for it",
-                            self.root, who, self.lock_timeout)
+                log.warning(
+                    "the model registry %s is locked by %s; waiting up to %g s for it",
+                    self.root,
+                    who,
+                    self.lock_timeout,
+                )
                 announced = True
             time.sleep(min(LOCK_POLL_SECONDS, max(deadline - time.monotonic(), 0.0)))
         try:
@@ -269,7 +303,9 @@ class Registry:
         An OS error while the folder is made or filled (a full disk, a read-only mount) becomes
         an EnvironmentFault naming the registry, and the folder is removed.
         """
-        if fs.is_object(self.root):  # built on local disk (Keras saves locally), uploaded by publish
+        if fs.is_object(
+            self.root
+        ):  # built on local disk (Keras saves locally), uploaded by publish
             import tempfile
 
             with tempfile.TemporaryDirectory(prefix="batch-version-") as tmp:
@@ -318,10 +354,16 @@ class Registry:
             if folder.is_dir() and not folder.with_name(folder.name + ".lock").exists():
                 shutil.rmtree(folder, ignore_errors=True)
 
-    def publish(self, staged: Path, metadata: dict[str, Any], promote: str = "auto",
-                tolerance: float = 0.0, *,
-                evaluate: Callable[[str], float] | None = None,
-                evaluated_on: str = "") -> dict[str, Any]:
+    def publish(
+        self,
+        staged: Path,
+        metadata: dict[str, Any],
+        promote: str = "auto",
+        tolerance: float = 0.0,
+        *,
+        evaluate: Callable[[str], float] | None = None,
+        evaluated_on: str = "",
+    ) -> dict[str, Any]:
         """Number, seal and rename `staged` into vN, then apply the quality gate; returns the decision.
 
         promote: 'auto' (the gate), 'always' (--promote) or 'never' (--no-promote).
@@ -337,19 +379,23 @@ class Registry:
             with self.writing():
                 if fs.is_object(self.root):
                     self.clean_abandoned()
-                existing = [int(VERSION_RE.match(p.name).group(1)) for p in
-                            (self.root.iterdir() if self.root.is_dir() else [])
-                            if VERSION_RE.match(p.name)]
+                existing = [
+                    int(VERSION_RE.match(p.name).group(1))
+                    for p in (self.root.iterdir() if self.root.is_dir() else [])
+                    if VERSION_RE.match(p.name)
+                ]
                 version = f"v{max(existing, default=0) + 1}"
-                metadata = dict(metadata, version=version,
-                                model_sha256=sha256_file(staged / MODEL_FILE))
+                metadata = dict(
+                    metadata, version=version, model_sha256=sha256_file(staged / MODEL_FILE)
+                )
                 write_atomic(staged / META_FILE, dumps(metadata, indent=2) + "\n")
                 fsync_dir(staged)
                 # From here the version is published: a stop signal now waits for the job to end.
                 interrupts.hold()
                 if fs.is_object(self.root):  # no rename: copy, metadata.json (the marker) last
-                    objectstore.publish_tree(staged, self.root / version, META_FILE,
-                                             (staged / META_FILE).read_bytes())
+                    objectstore.publish_tree(
+                        staged, self.root / version, META_FILE, (staged / META_FILE).read_bytes()
+                    )
                 else:
                     os.rename(staged, self.root / version)
             try:
@@ -357,22 +403,34 @@ class Registry:
             except OSError as exc:  # published already; durability is the file system's now
                 log.warning("could not fsync %s after publishing %s: %s", self.root, version, exc)
             try:
-                decision = self._gate(version, metadata, promote, tolerance, evaluate,
-                                      evaluated_on)
-            except Exception as exc:  # noqa: BLE001 - published already: report it as such
-                reason = (f"not promoted: {version} is published but the quality gate could not "
-                          f"run ({_reason(exc)}); promote it by hand with 'python -m jobs.models "
-                          f"promote {version}' if it should replace production")
+                decision = self._gate(version, metadata, promote, tolerance, evaluate, evaluated_on)
+            except Exception as exc:
+                reason = (
+                    f"not promoted: {version} is published but the quality gate could not "
+                    f"run ({_reason(exc)}); promote it by hand with 'python -m jobs.models "
+                    f"promote {version}' if it should replace production"
+                )
                 log.error("%s", reason)
-                decision = {"promoted": False, "reason": reason,
-                            "test_mse": metadata["metrics"]["test_mse"],
-                            "previous_production": None, "production_test_mse": None,
-                            "production": None}
+                decision = {
+                    "promoted": False,
+                    "reason": reason,
+                    "test_mse": metadata["metrics"]["test_mse"],
+                    "previous_production": None,
+                    "production_test_mse": None,
+                    "production": None,
+                }
         log.info("published %s; %s", version, decision["reason"])
         return {"version": version, **decision}
 
-    def _gate(self, version: str, metadata: dict, promote: str, tolerance: float,
-              evaluate: Callable[[str], float] | None, evaluated_on: str) -> dict:
+    def _gate(
+        self,
+        version: str,
+        metadata: dict,
+        promote: str,
+        tolerance: float,
+        evaluate: Callable[[str], float] | None,
+        evaluated_on: str,
+    ) -> dict:
         current = self.aliases().get(PRODUCTION)
         if current and not (self.root / current / META_FILE).is_file():
             log.warning("production alias points to missing %s; treating as no production", current)
@@ -387,7 +445,7 @@ class Registry:
                 prod_mse = float(evaluate(current))
                 if not math.isfinite(prod_mse):
                     raise ModelError(f"its MSE on these rows is {prod_mse}")
-            except Exception as exc:  # noqa: BLE001 - the version is published already: never
+            except Exception as exc:
                 # turn that into a failure; an unevaluable production only blocks the promotion
                 prod_mse = None
                 problem = f"production {current} could not be evaluated on the same rows ({exc})"
@@ -400,33 +458,53 @@ class Registry:
             promoted, reason = True, f"promoted (--promote) over {current}"
         elif prod_mse is None:
             promoted = False
-            reason = (f"not promoted: {problem}; promote by hand with 'python -m jobs.models "
-                      f"promote {version}' if it should replace it")
+            reason = (
+                f"not promoted: {problem}; promote by hand with 'python -m jobs.models "
+                f"promote {version}' if it should replace it"
+            )
         elif new_mse <= prod_mse * (1 + tolerance):
             promoted = True
             limit = "at least as good as" if tolerance == 0 else f"within {tolerance:.0%} of"
-            reason = (f"promoted: test MSE {new_mse:.4f} is {limit} production {current}'s "
-                      f"{prod_mse:.4f} on the same rows")
+            reason = (
+                f"promoted: test MSE {new_mse:.4f} is {limit} production {current}'s "
+                f"{prod_mse:.4f} on the same rows"
+            )
         else:
             promoted = False
             limit = "worse than" if tolerance == 0 else f"more than {tolerance:.0%} worse than"
-            reason = (f"not promoted: test MSE {new_mse:.4f} is {limit} production {current}'s "
-                      f"{prod_mse:.4f} on the same rows")
+            reason = (
+                f"not promoted: test MSE {new_mse:.4f} is {limit} production {current}'s "
+                f"{prod_mse:.4f} on the same rows"
+            )
         if promoted:
             command = "train --promote" if promote == "always" else "train (quality gate)"
             try:
-                self._move(PRODUCTION, version, reason, command, to_mse=new_mse,
-                           from_mse=prod_mse, mse_on=evaluated_on or None)
+                self._move(
+                    PRODUCTION,
+                    version,
+                    reason,
+                    command,
+                    to_mse=new_mse,
+                    from_mse=prod_mse,
+                    mse_on=evaluated_on or None,
+                )
             except OSError as exc:
                 # The version is published; report that truthfully with why the alias stayed.
                 promoted = False
-                reason = (f"not promoted: {version} is published but production could not be "
-                          f"moved ({_reason(exc)}); promote it with 'python -m jobs.models "
-                          f"promote {version}' once {self.root} is writable")
+                reason = (
+                    f"not promoted: {version} is published but production could not be "
+                    f"moved ({_reason(exc)}); promote it with 'python -m jobs.models "
+                    f"promote {version}' once {self.root} is writable"
+                )
                 log.error("%s", reason)
-        return {"promoted": promoted, "reason": reason, "test_mse": new_mse,
-                "previous_production": current, "production_test_mse": prod_mse,
-                "production": version if promoted else current}
+        return {
+            "promoted": promoted,
+            "reason": reason,
+            "test_mse": new_mse,
+            "previous_production": current,
+            "production_test_mse": prod_mse,
+            "production": version if promoted else current,
+        }
 
     # -- aliases and their history -------------------------------------------------------------
     def _set_alias(self, alias: str, version: str) -> None:
@@ -437,18 +515,32 @@ class Registry:
         aliases[alias] = version
         write_atomic(self.root / ALIASES_FILE, dumps(aliases, indent=2, sort_keys=True) + "\n")
 
-    def _move(self, alias: str, version: str, reason: str, command: str, *,
-              to_mse: float | None, from_mse: float | None, mse_on: str | None) -> dict:
+    def _move(
+        self,
+        alias: str,
+        version: str,
+        reason: str,
+        command: str,
+        *,
+        to_mse: float | None,
+        from_mse: float | None,
+        mse_on: str | None,
+    ) -> dict:
         """Point `alias` at `version` and record the move. Call with the registry lock held.
 
         The history line is written (and fsynced) before the alias: a crash in between leaves a
         recorded move that did not happen, which rollback detects, rather than an unrecorded one.
         """
         event = {
-            "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "alias": alias, "from": self.aliases().get(alias), "to": version,
-            "reason": reason, "command": command, "actor": actor(),
-            "to_mse": _finite_or_none(to_mse), "from_mse": _finite_or_none(from_mse),
+            "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "alias": alias,
+            "from": self.aliases().get(alias),
+            "to": version,
+            "reason": reason,
+            "command": command,
+            "actor": actor(),
+            "to_mse": _finite_or_none(to_mse),
+            "from_mse": _finite_or_none(from_mse),
             "mse_on": mse_on,
         }
         append_line(self.root / HISTORY_FILE, dumps(event))
@@ -461,11 +553,18 @@ class Registry:
         try:
             return read_lines(path)
         except OSError as exc:  # unreadable is not empty: never report "no moves" for it
-            raise ModelError(f"the registry's history {path} cannot be read ({_reason(exc)}); "
-                             "nothing was changed — check the location and run again") from None
+            raise ModelError(
+                f"the registry's history {path} cannot be read ({_reason(exc)}); "
+                "nothing was changed — check the location and run again"
+            ) from None
 
-    def promote(self, version: str, alias: str = PRODUCTION, force: bool = False,
-                command: str = "models promote") -> dict[str, Any]:
+    def promote(
+        self,
+        version: str,
+        alias: str = PRODUCTION,
+        force: bool = False,
+        command: str = "models promote",
+    ) -> dict[str, Any]:
         """Point `alias` at `version` after the sanity check (skipped with force); returns the move.
 
         Promoting the version the alias already names moves nothing and records nothing
@@ -481,17 +580,21 @@ class Registry:
             current = self.aliases().get(alias)
             target = rollback_target(self.history(), alias, current)
             if target not in self.versions():
-                raise ModelError(f"cannot roll {alias} back to {target}: that version is no longer "
-                                 f"in {str(self.root)!r}; promote another one with "
-                                 "'python -m jobs.models promote vN'")
+                raise ModelError(
+                    f"cannot roll {alias} back to {target}: that version is no longer "
+                    f"in {str(self.root)!r}; promote another one with "
+                    "'python -m jobs.models promote vN'"
+                )
             return self._checked_move(alias, target, force, "models rollback")
 
     def _checked_move(self, alias: str, name: str, force: bool, command: str) -> dict[str, Any]:
         meta = self.metadata(name)
         problem = sanity_problem(meta)
         if problem and not force:
-            raise ModelError(f"{name} fails the sanity check ({problem}); {command.split()[-1]} "
-                             "it anyway with --force")
+            raise ModelError(
+                f"{name} fails the sanity check ({problem}); {command.split()[-1]} "
+                "it anyway with --force"
+            )
         previous = self.aliases().get(alias)
         if previous == name:
             return {"alias": alias, "from": previous, "to": name, "moved": False}
@@ -505,9 +608,15 @@ class Registry:
         reason = f"{words.get(command, command)} ({command}{' --force' if force else ''})"
         if problem:
             reason += f" despite failing the sanity check: {problem}"
-        event = self._move(alias, name, reason, command + (" --force" if force else ""),
-                           to_mse=meta.get("metrics", {}).get("test_mse"), from_mse=prev_mse,
-                           mse_on="each version's own test split (from its metadata)")
+        event = self._move(
+            alias,
+            name,
+            reason,
+            command + (" --force" if force else ""),
+            to_mse=meta.get("metrics", {}).get("test_mse"),
+            from_mse=prev_mse,
+            mse_on="each version's own test split (from its metadata)",
+        )
         log.info("%s: %s -> %s (%s)", alias, previous or "none", name, reason)
         return {**event, "moved": True}
 
@@ -555,16 +664,21 @@ def metadata_problem(meta: Any) -> str | None:
     for key in ("hyperparameters", "data", "versions"):
         if key in meta and not isinstance(meta[key], dict):
             return f"{key!r} should be an object, not {type(meta[key]).__name__}"
-    if "baseline_mse" in meta and not (_is_number(meta["baseline_mse"])
-                                       or meta["baseline_mse"] is None):
+    if "baseline_mse" in meta and not (
+        _is_number(meta["baseline_mse"]) or meta["baseline_mse"] is None
+    ):
         return f"'baseline_mse' should be a number or null, not {meta['baseline_mse']!r:.40}"
     if meta.get("feature_range") is not None:
         problem = _numbers(meta["feature_range"], "feature_range", ("min", "max"))
         if problem:
             return problem
     if meta.get("ols_reference") is not None:
-        problem = _numbers(meta["ols_reference"], "ols_reference",
-                           ("slope", "intercept", "test_mse"), nullable=True)
+        problem = _numbers(
+            meta["ols_reference"],
+            "ols_reference",
+            ("slope", "intercept", "test_mse"),
+            nullable=True,
+        )
         if problem:
             return problem
     if meta.get("feature_stats") is not None:
@@ -574,10 +688,11 @@ def metadata_problem(meta: Any) -> str | None:
             return problem
     if meta.get("interval") is not None:
         band = meta["interval"]
-        problem = (_numbers(band, "interval", ("quantile",))
-                   or _numbers(band["scale"] if isinstance(band, dict) and "scale" in band
-                               else None, "interval.scale",
-                               ("center", "intercept", "slope_below", "slope_above", "floor")))
+        problem = _numbers(band, "interval", ("quantile",)) or _numbers(
+            band["scale"] if isinstance(band, dict) and "scale" in band else None,
+            "interval.scale",
+            ("center", "intercept", "slope_below", "slope_above", "floor"),
+        )
         if problem:
             return problem
         if not (band.get("lower_bound") is None or _is_number(band["lower_bound"])):
@@ -585,8 +700,11 @@ def metadata_problem(meta: Any) -> str | None:
         level = band.get("level")
         if not (_is_number(level) and 0 < level < 1):
             return f"interval.level should be a number between 0 and 1, not {level!r:.40}"
-        problem = _numbers(band, "interval", ("test_coverage",), nullable=True) \
-            if "test_coverage" in band else None
+        problem = (
+            _numbers(band, "interval", ("test_coverage",), nullable=True)
+            if "test_coverage" in band
+            else None
+        )
         if problem:
             return problem
     if meta.get("fold") is not None:  # the publish-time verification of the linear fold
@@ -602,8 +720,9 @@ def metadata_problem(meta: Any) -> str | None:
     if meta.get("training_sample") is not None:
         sample = meta["training_sample"]
         if not isinstance(sample, dict) or any(
-                not isinstance(sample.get(k), list) or not all(_is_number(v) for v in sample[k])
-                for k in ("rm", "medv")):
+            not isinstance(sample.get(k), list) or not all(_is_number(v) for v in sample[k])
+            for k in ("rm", "medv")
+        ):
             return "'training_sample' should hold lists of numbers 'rm' and 'medv'"
         if len(sample["rm"]) != len(sample["medv"]):
             return "training_sample.rm and training_sample.medv differ in length"
@@ -613,11 +732,13 @@ def metadata_problem(meta: Any) -> str | None:
 def aliases_problem(data: Any) -> str | None:
     """Why `data` is not a usable aliases.json (an object of alias -> vN), or None."""
     if not isinstance(data, dict):
-        return ('it should map aliases to versions, like {"production": "v1"}, not a '
-                f"{type(data).__name__}")
+        return (
+            'it should map aliases to versions, like {"production": "v1"}, not a '
+            f"{type(data).__name__}"
+        )
     for alias, target in data.items():
         if not isinstance(target, str) or not VERSION_RE.match(target):
-            return f"alias {alias!r} should name a version such as \"v1\", not {target!r:.40}"
+            return f'alias {alias!r} should name a version such as "v1", not {target!r:.40}'
     return None
 
 
@@ -626,8 +747,9 @@ def _reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or " ".join(str(exc).split())
 
 
-def location_error(root: Path, exc: OSError,
-                   outcome: str = "nothing was published") -> EnvironmentFault | ModelError:
+def location_error(
+    root: Path, exc: OSError, outcome: str = "nothing was published"
+) -> EnvironmentFault | ModelError:
     """The EnvironmentFault for a registry location that cannot be used (full, read-only, ...).
 
     An object store's refusal (wrong key, missing bucket, unreachable endpoint) is a registry
@@ -635,8 +757,9 @@ def location_error(root: Path, exc: OSError,
     """
     stored = fs.classify(exc, root) if fs.is_object(root) else None
     if stored is not None:
-        return ModelError(f"the model registry location {str(root)!r} cannot be used: {stored}; "
-                          f"{outcome}")
+        return ModelError(
+            f"the model registry location {str(root)!r} cannot be used: {stored}; {outcome}"
+        )
     return location_fault("model registry location", root, "--models-dir", exc, outcome)
 
 
@@ -652,8 +775,10 @@ def sanity_problem(metadata: dict[str, Any]) -> str | None:
     if not isinstance(baseline, (int, float)) or not math.isfinite(baseline):
         return None
     if not test_mse < SANITY_RATIO * baseline:
-        return (f"test MSE {test_mse:.4g} is not below {SANITY_RATIO} x the baseline "
-                f"{baseline:.4g} of predicting the training mean")
+        return (
+            f"test MSE {test_mse:.4g} is not below {SANITY_RATIO} x the baseline "
+            f"{baseline:.4g} of predicting the training mean"
+        )
     return None
 
 
@@ -675,13 +800,17 @@ def rollback_target(events: list[dict[str, Any]], alias: str, current: str | Non
             stack.append(event.get("from"))
         last_to = event.get("to")
     if last_to is not None and last_to != current:
-        raise ModelError(f"{alias} is {current or 'unset'} but its history's last move set "
-                         f"{last_to} (aliases.json was changed outside these commands); choose "
-                         "the version with 'python -m jobs.models promote vN'")
+        raise ModelError(
+            f"{alias} is {current or 'unset'} but its history's last move set "
+            f"{last_to} (aliases.json was changed outside these commands); choose "
+            "the version with 'python -m jobs.models promote vN'"
+        )
     if not stack or stack[-1] is None:
-        raise ModelError(f"nothing to roll back to: the history of {alias} has no version "
-                         f"before {current or 'none'}; promote one with "
-                         "'python -m jobs.models promote vN'")
+        raise ModelError(
+            f"nothing to roll back to: the history of {alias} has no version "
+            f"before {current or 'none'}; promote one with "
+            "'python -m jobs.models promote vN'"
+        )
     return str(stack[-1])
 
 

@@ -1,4 +1,5 @@
 """OpenLineage run events (START, then COMPLETE or FAIL) for scoring and training runs; off unless set."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -21,8 +22,14 @@ FACET_SCHEMA = "urn:house-price-batch:facets"
 RUN_UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, PRODUCER)
 HTTP_TIMEOUT_SECONDS = 5.0
 # A down endpoint must cost a run seconds, not minutes: two retries, short back-off.
-HTTP_RETRY = {"total": 2, "read": 2, "connect": 2, "backoff_factor": 0.3,
-              "status_forcelist": [500, 502, 503, 504], "allowed_methods": ["POST"]}
+HTTP_RETRY = {
+    "total": 2,
+    "read": 2,
+    "connect": 2,
+    "backoff_factor": 0.3,
+    "status_forcelist": [500, 502, 503, 504],
+    "allowed_methods": ["POST"],
+}
 
 
 def run_uuid(job: str, run_id: str) -> str:
@@ -53,7 +60,7 @@ class DatasetRef:
     extra: dict[str, Any] = field(default_factory=dict)  # shown in a custom dataset facet
 
     @classmethod
-    def file(cls, path: str | Path, **kwargs: Any) -> "DatasetRef":
+    def file(cls, path: str | Path, **kwargs: Any) -> DatasetRef:
         """A file (or folder) dataset named after OpenLineage's naming conventions."""
         namespace, name = file_dataset(path)
         return cls(namespace, name, **kwargs)
@@ -69,7 +76,7 @@ def _facet_classes():
     class BatchRunFacet(RunFacet):
         """Our own run id (the folder name under runs/), beside OpenLineage's UUID."""
 
-        runId: str  # noqa: N815
+        runId: str
         job: str
 
         @staticmethod
@@ -96,8 +103,9 @@ class Lineage:
     log, never the run.
     """
 
-    def __init__(self, job: str, run_id: str, url: str | None = None,
-                 file: Path | None = None) -> None:
+    def __init__(
+        self, job: str, run_id: str, url: str | None = None, file: Path | None = None
+    ) -> None:
         self.job = job
         self.run_id = run_id
         self.uuid = run_uuid(job, run_id)
@@ -107,7 +115,7 @@ class Lineage:
         self._clients: list[tuple[str, Any]] | None = None
 
     @classmethod
-    def from_settings(cls, settings: Any, job: str, run_id: str) -> "Lineage":
+    def from_settings(cls, settings: Any, job: str, run_id: str) -> Lineage:
         """Lineage for a run, enabled by the openlineage_url / openlineage_file settings."""
         return cls(job, run_id, url=settings.openlineage_url, file=settings.openlineage_file)
 
@@ -121,8 +129,9 @@ class Lineage:
         self.inputs = list(inputs or [])
         self._emit("START", self.inputs, [])
 
-    def complete(self, outputs: list[DatasetRef] | None = None,
-                 inputs: list[DatasetRef] | None = None) -> None:
+    def complete(
+        self, outputs: list[DatasetRef] | None = None, inputs: list[DatasetRef] | None = None
+    ) -> None:
         """The run succeeded and wrote `outputs` (with their row counts)."""
         if inputs is not None:
             self.inputs = list(inputs)
@@ -133,25 +142,42 @@ class Lineage:
         self._emit("FAIL", self.inputs, list(outputs or []), error=error)
 
     # -- plumbing -------------------------------------------------------------------------------
-    def _emit(self, kind: str, inputs: list[DatasetRef], outputs: list[DatasetRef],
-              error: str | None = None) -> None:
+    def _emit(
+        self,
+        kind: str,
+        inputs: list[DatasetRef],
+        outputs: list[DatasetRef],
+        error: str | None = None,
+    ) -> None:
         if not self.enabled:
             return
         try:
             event = self._event(kind, inputs, outputs, error)
             clients = self._connect()
         except Exception as exc:  # lineage must never fail a run
-            log.warning("OpenLineage %s event for %s run %s not built: %s", kind, self.job,
-                        self.run_id, exc)
+            log.warning(
+                "OpenLineage %s event for %s run %s not built: %s", kind, self.job, self.run_id, exc
+            )
             return
         for target, client in clients:
             try:
                 client.emit(event)
-                log.debug("OpenLineage %s event for %s run %s sent to %s", kind, self.job,
-                          self.run_id, target)
+                log.debug(
+                    "OpenLineage %s event for %s run %s sent to %s",
+                    kind,
+                    self.job,
+                    self.run_id,
+                    target,
+                )
             except Exception as exc:  # a down endpoint or an unwritable file: warn, go on
-                log.warning("OpenLineage %s event for %s run %s could not be sent to %s: %s",
-                            kind, self.job, self.run_id, target, _short(exc))
+                log.warning(
+                    "OpenLineage %s event for %s run %s could not be sent to %s: %s",
+                    kind,
+                    self.job,
+                    self.run_id,
+                    target,
+                    _short(exc),
+                )
 
     def _connect(self) -> list[tuple[str, Any]]:
         if self._clients is None:
@@ -161,8 +187,9 @@ class Lineage:
             if self.url:
                 from openlineage.client.transport.http import HttpConfig, HttpTransport
 
-                transport = HttpTransport(HttpConfig(
-                    url=self.url, timeout=HTTP_TIMEOUT_SECONDS, retry=dict(HTTP_RETRY)))
+                transport = HttpTransport(
+                    HttpConfig(url=self.url, timeout=HTTP_TIMEOUT_SECONDS, retry=dict(HTTP_RETRY))
+                )
                 clients.append((self.url, OpenLineageClient(transport=transport)))
             if self.file:
                 from openlineage.client.transport.file import FileConfig, FileTransport
@@ -173,47 +200,72 @@ class Lineage:
             self._clients = clients
         return self._clients
 
-    def _event(self, kind: str, inputs: list[DatasetRef], outputs: list[DatasetRef],
-               error: str | None):
-        from openlineage.client.event_v2 import (InputDataset, Job, OutputDataset, Run,
-                                                 RunEvent, RunState)
-        from openlineage.client.facet_v2 import (error_message_run,
-                                                 output_statistics_output_dataset,
-                                                 schema_dataset)
+    def _event(
+        self, kind: str, inputs: list[DatasetRef], outputs: list[DatasetRef], error: str | None
+    ):
+        from openlineage.client.event_v2 import (
+            InputDataset,
+            Job,
+            OutputDataset,
+            Run,
+            RunEvent,
+            RunState,
+        )
+        from openlineage.client.facet_v2 import (
+            error_message_run,
+            output_statistics_output_dataset,
+            schema_dataset,
+        )
 
         run_facet, dataset_facet = _facet_classes()
         run_facets: dict[str, Any] = {
-            "houseprice_batch": run_facet(runId=self.run_id, job=self.job, producer=PRODUCER)}
+            "houseprice_batch": run_facet(runId=self.run_id, job=self.job, producer=PRODUCER)
+        }
         if error is not None:
             run_facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
-                message=error, programmingLanguage="python", producer=PRODUCER)
+                message=error, programmingLanguage="python", producer=PRODUCER
+            )
 
         def facets(ref: DatasetRef) -> dict[str, Any]:
             out: dict[str, Any] = {}
             if ref.schema:
                 out["schema"] = schema_dataset.SchemaDatasetFacet(
-                    fields=[schema_dataset.SchemaDatasetFacetFields(name=n, type=t)
-                            for n, t in ref.schema], producer=PRODUCER)
+                    fields=[
+                        schema_dataset.SchemaDatasetFacetFields(name=n, type=t)
+                        for n, t in ref.schema
+                    ],
+                    producer=PRODUCER,
+                )
             if ref.extra:
-                out["houseprice_batch"] = dataset_facet(properties=dict(ref.extra),
-                                                        producer=PRODUCER)
+                out["houseprice_batch"] = dataset_facet(
+                    properties=dict(ref.extra), producer=PRODUCER
+                )
             return out
 
         return RunEvent(
             eventType=getattr(RunState, kind),
-            eventTime=dt.datetime.now(dt.timezone.utc).isoformat(),
+            eventTime=dt.datetime.now(dt.UTC).isoformat(),
             run=Run(runId=self.uuid, facets=run_facets),
             job=Job(namespace=NAMESPACE, name=self.job),
             producer=PRODUCER,
-            inputs=[InputDataset(namespace=r.namespace, name=r.name, facets=facets(r))
-                    for r in inputs],
-            outputs=[OutputDataset(
-                namespace=r.namespace, name=r.name, facets=facets(r),
-                outputFacets={"outputStatistics":
-                              output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
-                                  rowCount=r.rows, size=r.size_bytes, producer=PRODUCER)}
-                if r.rows is not None else {})
-                for r in outputs],
+            inputs=[
+                InputDataset(namespace=r.namespace, name=r.name, facets=facets(r)) for r in inputs
+            ],
+            outputs=[
+                OutputDataset(
+                    namespace=r.namespace,
+                    name=r.name,
+                    facets=facets(r),
+                    outputFacets={
+                        "outputStatistics": output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
+                            rowCount=r.rows, size=r.size_bytes, producer=PRODUCER
+                        )
+                    }
+                    if r.rows is not None
+                    else {},
+                )
+                for r in outputs
+            ],
         )
 
 
@@ -227,26 +279,40 @@ def arrow_schema(schema: Any) -> list[tuple[str, str]]:
     return [(f.name, str(f.type)) for f in schema]
 
 
-def score_inputs(files: list[Any], schema: list[tuple[str, str]] | None,
-                 model_dir: Path | None = None, version: str | None = None) -> list[DatasetRef]:
+def score_inputs(
+    files: list[Any],
+    schema: list[tuple[str, str]] | None,
+    model_dir: Path | None = None,
+    version: str | None = None,
+) -> list[DatasetRef]:
     """A scoring run's input datasets: each input file (with the run's input schema) and the model.
 
     `files` are objects with `path` and `sha256` (the scorer's per-file records).
     """
-    refs = [DatasetRef.file(f.path, schema=schema, extra={"sha256": getattr(f, "sha256", None)})
-            for f in files]
+    refs = [
+        DatasetRef.file(f.path, schema=schema, extra={"sha256": getattr(f, "sha256", None)})
+        for f in files
+    ]
     if model_dir is not None and version:
         refs.append(DatasetRef.file(fs.path(model_dir) / version, extra={"model_version": version}))
     return refs
 
 
-def score_outputs(run_dir: Path, rows_scored: int, rows_rejected: int,
-                  schema: list[tuple[str, str]] | None = None) -> list[DatasetRef]:
+def score_outputs(
+    run_dir: Path, rows_scored: int, rows_rejected: int, schema: list[tuple[str, str]] | None = None
+) -> list[DatasetRef]:
     """A scoring run's output datasets: predictions (Parquet) and rejects.csv, with row counts."""
     run_dir = fs.path(run_dir)
     return [
         DatasetRef.file(run_dir / "predictions.parquet", schema=schema, rows=rows_scored),
-        DatasetRef.file(run_dir / "rejects.csv", rows=rows_rejected,
-                        schema=[("source_file", "string"), ("source_row", "int64"),
-                                ("raw_value", "string"), ("reason", "string")]),
+        DatasetRef.file(
+            run_dir / "rejects.csv",
+            rows=rows_rejected,
+            schema=[
+                ("source_file", "string"),
+                ("source_row", "int64"),
+                ("raw_value", "string"),
+                ("reason", "string"),
+            ],
+        ),
     ]

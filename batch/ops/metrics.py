@@ -1,11 +1,13 @@
 """Prometheus textfile metrics (node_exporter's textfile collector): the last scoring run, the scheduler."""
+
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, TypedDict
+from typing import Any, TypedDict
 
 from batch.storage import fs
 
@@ -44,7 +46,7 @@ class ScoreOutcome(TypedDict):
 
 
 def _iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds")
+    return t.astimezone(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def _float(value: Any) -> float | None:
@@ -67,9 +69,14 @@ def report_coverage(report: dict[str, Any] | None) -> float | None:
     return None
 
 
-def outcome_from_run(summary: dict[str, Any], report: dict[str, Any] | None, exit_code: int,
-                     started: dt.datetime, finished: dt.datetime,
-                     output_dir: Path | None = None) -> ScoreOutcome:
+def outcome_from_run(
+    summary: dict[str, Any],
+    report: dict[str, Any] | None,
+    exit_code: int,
+    started: dt.datetime,
+    finished: dt.datetime,
+    output_dir: Path | None = None,
+) -> ScoreOutcome:
     """Build the outcome from the scorer's JSON summary and its report.json (None: no report).
 
     `summary` holds at least `status`; a run that got that far adds `run_id`, `rows_scored`,
@@ -167,30 +174,52 @@ def score_families(outcome: ScoreOutcome, last_success: float | None) -> list[An
     rows = G("batch_score_rows", "Rows of the last scoring run, by outcome.", labels=["outcome"])
     for key in ROW_OUTCOMES:
         rows.add_metric([key], float(outcome[f"rows_{key}"]))  # type: ignore[literal-required]
-    coverage = G("batch_score_interval_coverage",
-                 "Share of rows with a true price inside their prediction band (last run; "
-                 "no sample when the input had no true prices).")
+    coverage = G(
+        "batch_score_interval_coverage",
+        "Share of rows with a true price inside their prediction band (last run; "
+        "no sample when the input had no true prices).",
+    )
     if outcome["interval_coverage"] is not None:
         coverage.add_metric([], float(outcome["interval_coverage"]))
-    info = G("batch_model_info", "The model version the last scoring run used (value 1).",
-             labels=["version"])
+    info = G(
+        "batch_model_info",
+        "The model version the last scoring run used (value 1).",
+        labels=["version"],
+    )
     if outcome["model_version"]:
         info.add_metric([str(outcome["model_version"])], 1.0)
     return [
-        G("batch_score_last_run_timestamp_seconds",
-          "Unix time the last scoring run finished (any outcome).", value=finished),
-        G(LAST_SUCCESS, "Unix time the last successful scoring run finished (0: none yet).",
-          value=float(last_success or 0.0)),
-        G("batch_score_last_exit_code", "Exit code of the last scoring run (0 success).",
-          value=float(outcome["exit_code"])),
-        G("batch_score_duration_seconds", "Duration of the last scoring run.",
-          value=float(outcome["duration_seconds"])),
+        G(
+            "batch_score_last_run_timestamp_seconds",
+            "Unix time the last scoring run finished (any outcome).",
+            value=finished,
+        ),
+        G(
+            LAST_SUCCESS,
+            "Unix time the last successful scoring run finished (0: none yet).",
+            value=float(last_success or 0.0),
+        ),
+        G(
+            "batch_score_last_exit_code",
+            "Exit code of the last scoring run (0 success).",
+            value=float(outcome["exit_code"]),
+        ),
+        G(
+            "batch_score_duration_seconds",
+            "Duration of the last scoring run.",
+            value=float(outcome["duration_seconds"]),
+        ),
         rows,
-        G("batch_score_reject_fraction", "Share of rows the last scoring run rejected.",
-          value=float(outcome["reject_fraction"])),
-        G("batch_score_drift",
-          "1 when the last run's input differed markedly from the training data, else 0.",
-          value=1.0 if outcome["drift"] else 0.0),
+        G(
+            "batch_score_reject_fraction",
+            "Share of rows the last scoring run rejected.",
+            value=float(outcome["reject_fraction"]),
+        ),
+        G(
+            "batch_score_drift",
+            "1 when the last run's input differed markedly from the training data, else 0.",
+            value=1.0 if outcome["drift"] else 0.0,
+        ),
         coverage,
         info,
     ]
@@ -211,20 +240,29 @@ def write_score_metrics(metrics_dir: Path, outcome: ScoreOutcome) -> Path:
     return path
 
 
-def write_scheduler_metrics(metrics_dir: Path, up: bool, heartbeat: dt.datetime,
-                            next_fire: dt.datetime | None) -> Path:
+def write_scheduler_metrics(
+    metrics_dir: Path, up: bool, heartbeat: dt.datetime, next_fire: dt.datetime | None
+) -> Path:
     """Write <metrics_dir>/batch_scheduler.prom atomically: up, heartbeat time, next fire time."""
     from prometheus_client.core import GaugeMetricFamily as G
 
-    nxt = G("batch_scheduler_next_fire_timestamp_seconds",
-            "Unix time of the scheduler's next scoring run (no sample when none is planned).")
+    nxt = G(
+        "batch_scheduler_next_fire_timestamp_seconds",
+        "Unix time of the scheduler's next scoring run (no sample when none is planned).",
+    )
     if next_fire is not None and up:
         nxt.add_metric([], next_fire.timestamp())
     families = [
-        G("batch_scheduler_up", "1 while the scheduler runs, 0 after a clean stop.",
-          value=1.0 if up else 0.0),
-        G("batch_scheduler_heartbeat_timestamp_seconds",
-          "Unix time the scheduler last wrote its heartbeat.", value=heartbeat.timestamp()),
+        G(
+            "batch_scheduler_up",
+            "1 while the scheduler runs, 0 after a clean stop.",
+            value=1.0 if up else 0.0,
+        ),
+        G(
+            "batch_scheduler_heartbeat_timestamp_seconds",
+            "Unix time the scheduler last wrote its heartbeat.",
+            value=heartbeat.timestamp(),
+        ),
         nxt,
     ]
     path = fs.path(metrics_dir) / SCHEDULER_FILE

@@ -1,4 +1,5 @@
 """After every scoring command: its outcome line, the Prometheus textfile and the history page."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -6,9 +7,9 @@ import json
 import logging
 from typing import Any
 
-from batch.storage import fs
 from batch.ops.metrics import ScoreOutcome, outcome_from_run
 from batch.settings import Settings
+from batch.storage import fs
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +25,13 @@ def _report_of(summary: dict[str, Any]) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def after_score(settings: Settings, summary: dict[str, Any], exit_code: int,
-                started: dt.datetime, finished: dt.datetime | None = None) -> ScoreOutcome:
+def after_score(
+    settings: Settings,
+    summary: dict[str, Any],
+    exit_code: int,
+    started: dt.datetime,
+    finished: dt.datetime | None = None,
+) -> ScoreOutcome:
     """Record one scoring command (success or failure): runs.jsonl, batch_score.prom, index.html.
 
     `summary` is the scorer's JSON summary (on failure: status, exit_code, error and whatever
@@ -34,13 +40,16 @@ def after_score(settings: Settings, summary: dict[str, Any], exit_code: int,
     """
     from batch.ops import history, metrics
 
-    finished = finished or dt.datetime.now(dt.timezone.utc)
-    outcome = outcome_from_run(summary, _report_of(summary), exit_code, started, finished,
-                               settings.output_dir)
+    finished = finished or dt.datetime.now(dt.UTC)
+    outcome = outcome_from_run(
+        summary, _report_of(summary), exit_code, started, finished, settings.output_dir
+    )
     steps = (
         ("append to the outcome log", lambda: history.append_outcome(settings.output_dir, outcome)),
-        ("write the Prometheus metrics",
-         lambda: metrics.write_score_metrics(settings.metrics_folder, outcome)),
+        (
+            "write the Prometheus metrics",
+            lambda: metrics.write_score_metrics(settings.metrics_folder, outcome),
+        ),
         ("rebuild the run history page", lambda: history.write_index(settings.output_dir)),
     )
     for what, step in steps:

@@ -1,9 +1,10 @@
 """The matplotlib figures (Agg backend, PNG bytes out): loss per epoch and the model's fit."""
+
 from __future__ import annotations
 
 import datetime as dt
 import io
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -42,11 +43,23 @@ def loss_png(loss: Sequence[float], val_loss: Sequence[float] | None, title: str
     return _png(fig)
 
 
-def fit_png(weight: float, bias: float, train_x, train_y, title: str,
-            test_x=None, test_y=None, scored_x=None, scored_pred=None,
-            actual_x=None, actual_y=None, note: str | None = None,
-            interval: dict | None = None, ols: dict | None = None,
-            target: str | None = None) -> bytes:
+def fit_png(
+    weight: float,
+    bias: float,
+    train_x,
+    train_y,
+    title: str,
+    test_x=None,
+    test_y=None,
+    scored_x=None,
+    scored_pred=None,
+    actual_x=None,
+    actual_y=None,
+    note: str | None = None,
+    interval: dict | None = None,
+    ols: dict | None = None,
+    target: str | None = None,
+) -> bytes:
     """Training data as ground truth, the model's line over 3-9 rooms, plus test or scored data.
 
     interval: the model's calibrated band parameters (metadata's `interval`), drawn around the
@@ -58,30 +71,69 @@ def fit_png(weight: float, bias: float, train_x, train_y, title: str,
     if test_x is not None and len(test_x):
         ax.scatter(test_x, test_y, s=14, alpha=0.7, color="tab:green", label="Test data (actual)")
     if actual_x is not None and len(actual_x):
-        ax.scatter(actual_x, actual_y, s=16, alpha=0.8, marker="^", color="tab:green",
-                   label=f"Scored records (actual {target or 'price'})")
+        ax.scatter(
+            actual_x,
+            actual_y,
+            s=16,
+            alpha=0.8,
+            marker="^",
+            color="tab:green",
+            label=f"Scored records (actual {target or 'price'})",
+        )
     if scored_x is not None and len(scored_x):
-        ax.scatter(scored_x, scored_pred, s=16, alpha=0.8, marker="x", color="tab:orange",
-                   label="Scored records (predicted)")
+        ax.scatter(
+            scored_x,
+            scored_pred,
+            s=16,
+            alpha=0.8,
+            marker="x",
+            color="tab:orange",
+            label="Scored records (predicted)",
+        )
     xs = np.linspace(*LINE_ROOMS, 50)
     if interval is not None:
         from batch.core.intervals import band
 
         low, high = band(xs, weight * xs + bias, interval)
-        ax.fill_between(xs, low, high, color="tab:red", alpha=0.12, linewidth=0,
-                        label=f"{interval['level']:.0%} price band (calibrated)")
-    ax.plot(xs, weight * xs + bias, color="tab:red", linewidth=2,
-            label=f"Model: price = {weight:.3f} x rooms {bias:+.3f}")
+        ax.fill_between(
+            xs,
+            low,
+            high,
+            color="tab:red",
+            alpha=0.12,
+            linewidth=0,
+            label=f"{interval['level']:.0%} price band (calibrated)",
+        )
+    ax.plot(
+        xs,
+        weight * xs + bias,
+        color="tab:red",
+        linewidth=2,
+        label=f"Model: price = {weight:.3f} x rooms {bias:+.3f}",
+    )
     if ols and ols.get("slope") is not None:
         slope, intercept = float(ols["slope"]), float(ols["intercept"])
-        ax.plot(xs, slope * xs + intercept, color="black", linewidth=1.2, linestyle="--",
-                label=f"Least squares: price = {slope:.3f} x rooms {intercept:+.3f}")
+        ax.plot(
+            xs,
+            slope * xs + intercept,
+            color="black",
+            linewidth=1.2,
+            linestyle="--",
+            label=f"Least squares: price = {slope:.3f} x rooms {intercept:+.3f}",
+        )
     ax.set_xlabel("Average number of rooms (rm)")
     ax.set_ylabel("Median price ($K)")
     ax.set_title(title)
     if note:
-        ax.text(0.02, 0.97, note, transform=ax.transAxes, va="top", fontsize=9,
-                bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8})
+        ax.text(
+            0.02,
+            0.97,
+            note,
+            transform=ax.transAxes,
+            va="top",
+            fontsize=9,
+            bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8},
+        )
     ax.grid(alpha=0.3)
     # Below the axes, so the legend never hides a point.
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8, frameon=False)
@@ -89,24 +141,50 @@ def fit_png(weight: float, bias: float, train_x, train_y, title: str,
     return _png(fig)
 
 
-def trend_png(when: Sequence, values: Sequence[float | None], failed: Sequence[bool], title: str,
-              ylabel: str, budget: Sequence[float | None] | None = None) -> bytes:
+def trend_png(
+    when: Sequence,
+    values: Sequence[float | None],
+    failed: Sequence[bool],
+    title: str,
+    ylabel: str,
+    budget: Sequence[float | None] | None = None,
+) -> bytes:
     """One value per run over time (missing values skipped); failed runs marked in red."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.6))
     points = [(t, v, f) for t, v, f in zip(when, values, failed) if v is not None]
     if points:
         xs = [p[0] for p in points]
-        ax.plot(xs, [p[1] for p in points], color="tab:blue", marker="o", markersize=4,
-                linewidth=1.2, label="run")
+        ax.plot(
+            xs,
+            [p[1] for p in points],
+            color="tab:blue",
+            marker="o",
+            markersize=4,
+            linewidth=1.2,
+            label="run",
+        )
         bad = [p for p in points if p[2]]
         if bad:
-            ax.scatter([p[0] for p in bad], [p[1] for p in bad], color="tab:red", zorder=3,
-                       s=36, label="failed run")
+            ax.scatter(
+                [p[0] for p in bad],
+                [p[1] for p in bad],
+                color="tab:red",
+                zorder=3,
+                s=36,
+                label="failed run",
+            )
     if budget is not None and any(b is not None for b in budget):
         pairs = [(t, b) for t, b in zip(when, budget) if b is not None]
-        ax.step([p[0] for p in pairs], [p[1] for p in pairs], where="post", color="tab:red",
-                linestyle="--", linewidth=1, label="reject budget")
+        ax.step(
+            [p[0] for p in pairs],
+            [p[1] for p in pairs],
+            where="post",
+            color="tab:red",
+            linestyle="--",
+            linewidth=1,
+            label="reject budget",
+        )
     import matplotlib.dates as mdates
 
     locator = mdates.AutoDateLocator()

@@ -1,4 +1,5 @@
 """Retention: which runs to remove (--keep N, --older-than DAYS; never LATEST), and removing them."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -7,11 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batch.storage import fs
-
-from batch.ops import history
 from batch.core.errors import ConfigError
 from batch.io.outputs import OutputDir
+from batch.ops import history
+from batch.storage import fs
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,13 @@ def _started(run: dict[str, Any]) -> dt.datetime:
     return history._parse(run.get("started_at"))
 
 
-def plan_prune(runs: list[dict[str, Any]], latest: str | None, keep: int | None,
-               older_than_days: float | None, now: dt.datetime) -> PrunePlan:
+def plan_prune(
+    runs: list[dict[str, Any]],
+    latest: str | None,
+    keep: int | None,
+    older_than_days: float | None,
+    now: dt.datetime,
+) -> PrunePlan:
     """Decide what to remove from `runs` (newest first, as history.collect returns them).
 
     A run folder goes when it is not among the `keep` newest folders, or when it started more
@@ -73,15 +78,20 @@ def plan_prune(runs: list[dict[str, Any]], latest: str | None, keep: int | None,
     return plan
 
 
-def prune(output_dir: Path, keep: int | None = None, older_than_days: float | None = None,
-          dry_run: bool = False, now: dt.datetime | None = None) -> PrunePlan:
+def prune(
+    output_dir: Path,
+    keep: int | None = None,
+    older_than_days: float | None = None,
+    dry_run: bool = False,
+    now: dt.datetime | None = None,
+) -> PrunePlan:
     """Remove old runs under the output lock (LockHeld, exit 6, while a run is in progress).
 
     Returns what was removed (with dry_run: what would be). The outcome log keeps the lines of
     the runs that remain, and index.html is rebuilt.
     """
     root = fs.path(output_dir)
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     out = OutputDir(root)
     if not root.is_dir():
         return PrunePlan()
@@ -96,9 +106,12 @@ def prune(output_dir: Path, keep: int | None = None, older_than_days: float | No
         # The log is read before anything is removed: an unreadable log stops the prune with
         # nothing removed, and is never rewritten as if it were empty.
         removed_ids = {r.get("run_id") for r in plan.folders}
-        entries = [e for e in history.read_log(root)
-                   if not (e.get("run_dir") and e.get("run_id") in removed_ids)
-                   and not any(_same(e, r) for r in plan.log_lines)]
+        entries = [
+            e
+            for e in history.read_log(root)
+            if not (e.get("run_dir") and e.get("run_id") in removed_ids)
+            and not any(_same(e, r) for r in plan.log_lines)
+        ]
         for run in plan.folders:
             folder = root / run["run_dir"]
             log.info("removing run %s (%s)", run.get("run_id"), folder)
@@ -111,5 +124,8 @@ def prune(output_dir: Path, keep: int | None = None, older_than_days: float | No
 
 
 def _same(entry: dict[str, Any], run: dict[str, Any]) -> bool:
-    return (not entry.get("run_dir") and entry.get("started_at") == run.get("started_at")
-            and entry.get("finished_at") == run.get("finished_at"))
+    return (
+        not entry.get("run_dir")
+        and entry.get("started_at") == run.get("started_at")
+        and entry.get("finished_at") == run.get("finished_at")
+    )

@@ -1,4 +1,5 @@
 """APScheduler wiring: a cron trigger runs the scorer (--new-only) in a subprocess; knows no ML."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -16,12 +17,12 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
 
-from batch.storage import fs
 from batch.core.errors import EXIT_CODES, ConfigError, LockHeld
-from batch.storage.atomic import write_atomic
 from batch.core.jsontext import dumps
-from batch.storage.locks import describe_holder, lock_at
 from batch.settings import SCORE_FIELDS, Settings, flag_name
+from batch.storage import fs
+from batch.storage.atomic import write_atomic
+from batch.storage.locks import describe_holder, lock_at
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,9 @@ class OncePerWallClock(BaseTrigger):
         self.inner = inner
         self.timezone = ZoneInfo(timezone)
 
-    def get_next_fire_time(self, previous_fire_time: dt.datetime | None,
-                           now: dt.datetime) -> dt.datetime | None:
+    def get_next_fire_time(
+        self, previous_fire_time: dt.datetime | None, now: dt.datetime
+    ) -> dt.datetime | None:
         prev, start = previous_fire_time, now
         for _ in range(48):  # each round leaves one repeated hour behind
             fire = self.inner.get_next_fire_time(prev, start)
@@ -123,8 +125,10 @@ def trigger(expression: str, timezone: str, now: dt.datetime | None = None):
     """
     cron = _cron_trigger(expression, timezone)
     if cron.get_next_fire_time(None, now or _now()) is None:
-        raise ConfigError(f"the cron expression {expression!r} (--schedule / BATCH_SCHEDULE) "
-                          "never fires (no such date, e.g. 30 February); choose days that exist")
+        raise ConfigError(
+            f"the cron expression {expression!r} (--schedule / BATCH_SCHEDULE) "
+            "never fires (no such date, e.g. 30 February); choose days that exist"
+        )
     return cron
 
 
@@ -138,8 +142,10 @@ def _cron_trigger(expression: str, timezone: str):
     if len(fields) == 6:
         names = ["second"] + names
     elif len(fields) != 5:
-        raise ConfigError(f"invalid cron expression {expression!r} (--schedule / BATCH_SCHEDULE): "
-                          f"expected 5 fields (minute hour day month weekday), got {len(fields)}")
+        raise ConfigError(
+            f"invalid cron expression {expression!r} (--schedule / BATCH_SCHEDULE): "
+            f"expected 5 fields (minute hour day month weekday), got {len(fields)}"
+        )
     values = dict(zip(names, fields))
     try:
         values["day_of_week"] = cron_weekdays(values["day_of_week"])
@@ -148,13 +154,20 @@ def _cron_trigger(expression: str, timezone: str):
         if fields[-3] != "*" and fields[-1] != "*":
             by_day = dict(values, day_of_week="*")
             by_weekday = dict(values, day="*")
-            return OncePerWallClock(OrTrigger([CronTrigger(timezone=timezone, **by_day),
-                                               CronTrigger(timezone=timezone, **by_weekday)]),
-                                    timezone)
+            return OncePerWallClock(
+                OrTrigger(
+                    [
+                        CronTrigger(timezone=timezone, **by_day),
+                        CronTrigger(timezone=timezone, **by_weekday),
+                    ]
+                ),
+                timezone,
+            )
         return OncePerWallClock(CronTrigger(timezone=timezone, **values), timezone)
     except (ValueError, TypeError, LookupError) as exc:
-        raise ConfigError(f"invalid cron expression {expression!r} (--schedule / BATCH_SCHEDULE): "
-                          f"{exc}") from None
+        raise ConfigError(
+            f"invalid cron expression {expression!r} (--schedule / BATCH_SCHEDULE): {exc}"
+        ) from None
 
 
 def scorer_command(settings: Settings) -> list[str]:
@@ -170,11 +183,11 @@ def scorer_command(settings: Settings) -> list[str]:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _iso(t: dt.datetime | None) -> str | None:
-    return t.astimezone(dt.timezone.utc).isoformat(timespec="seconds") if t else None
+    return t.astimezone(dt.UTC).isoformat(timespec="seconds") if t else None
 
 
 def read_heartbeat(output_dir: Path) -> dict[str, Any]:
@@ -223,8 +236,9 @@ def last_success(output_dir: Path) -> dt.datetime | None:
         for run in runs.iterdir():
             if (run / "_SUCCESS").is_file():
                 try:
-                    times.append(dt.datetime.strptime(run.name[:16], "%Y%m%dT%H%M%SZ")
-                                 .replace(tzinfo=dt.timezone.utc))
+                    times.append(
+                        dt.datetime.strptime(run.name[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+                    )
                 except ValueError:
                     continue
     return max(times) if times else None
@@ -244,17 +258,23 @@ def health(settings: Settings) -> tuple[bool, str]:
     if problem:
         return False, f"unhealthy: {problem}; the scheduler rewrites it when it runs"
     if beat.get("stopped_at"):
-        return False, (f"unhealthy: the scheduler (pid {beat.get('pid', '?')}) stopped at "
-                       f"{beat['stopped_at']}; start it again")
+        return False, (
+            f"unhealthy: the scheduler (pid {beat.get('pid', '?')}) stopped at "
+            f"{beat['stopped_at']}; start it again"
+        )
     if not beat.get("updated_at"):
         return False, f"unhealthy: no heartbeat time in {fs.path(settings.output_dir) / HEARTBEAT}"
     age = (_now() - dt.datetime.fromisoformat(beat["updated_at"])).total_seconds()
     limit = max(3 * settings.heartbeat_seconds, 10.0)
     if age > limit:
-        return False, (f"unhealthy: the heartbeat is {age:.0f} s old (limit {limit:.0f} s), so "
-                       "the scheduler is stuck or gone")
-    return True, (f"healthy: heartbeat {age:.0f} s old, last run {beat.get('last_run_at')} "
-                  f"({beat.get('last_run_status')}), next run {beat.get('next_run_at')}")
+        return False, (
+            f"unhealthy: the heartbeat is {age:.0f} s old (limit {limit:.0f} s), so "
+            "the scheduler is stuck or gone"
+        )
+    return True, (
+        f"healthy: heartbeat {age:.0f} s old, last run {beat.get('last_run_at')} "
+        f"({beat.get('last_run_status')}), next run {beat.get('next_run_at')}"
+    )
 
 
 class NightlyScorer:
@@ -291,8 +311,9 @@ class NightlyScorer:
             cmd = scorer_command(self.settings)
             log.info("scheduled run starting: %s", " ".join(cmd[1:]))
             try:
-                self.child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True,
-                                              start_new_session=True)
+                self.child = subprocess.Popen(
+                    cmd, stdout=subprocess.PIPE, text=True, start_new_session=True
+                )
                 out, _ = self.child.communicate()
                 code = self.child.returncode
             except OSError as exc:
@@ -307,8 +328,12 @@ class NightlyScorer:
                 log.info("scheduled run finished: %s", json.dumps(summary))
             else:
                 self._update(last_run_status=f"failed: {reason}")
-                log.error("scheduled run failed with exit %s (%s): %s; the scheduler keeps going",
-                          code, reason, summary.get("error", "see the log above"))
+                log.error(
+                    "scheduled run failed with exit %s (%s): %s; the scheduler keeps going",
+                    code,
+                    reason,
+                    summary.get("error", "see the log above"),
+                )
             self._update(last_run_exit_code=code, last_run_summary=summary)
             self.apply_retention()
             self.beat()
@@ -330,9 +355,12 @@ class NightlyScorer:
             log.warning("retention could not remove old runs: %s", exc)
             return
         if plan.folders or plan.log_lines:
-            log.info("retention removed %d run folder(s) (%s) and %d log line(s)",
-                     len(plan.folders), ", ".join(r["run_dir"] for r in plan.folders),
-                     len(plan.log_lines))
+            log.info(
+                "retention removed %d run folder(s) (%s) and %d log line(s)",
+                len(plan.folders),
+                ", ".join(r["run_dir"] for r in plan.folders),
+                len(plan.log_lines),
+            )
 
     def _update(self, **values: Any) -> None:
         with self.state_lock:
@@ -344,8 +372,14 @@ class NightlyScorer:
         nxt = getattr(job, "next_run_time", None) if job else None
         with self.state_lock:
             state = dict(self.state)
-        data = {"pid": os.getpid(), "updated_at": _iso(_now()), "schedule": self.settings.schedule,
-                "timezone": self.settings.timezone, "next_run_at": _iso(nxt), **state}
+        data = {
+            "pid": os.getpid(),
+            "updated_at": _iso(_now()),
+            "schedule": self.settings.schedule,
+            "timezone": self.settings.timezone,
+            "next_run_at": _iso(nxt),
+            **state,
+        }
         if self.stopped_at is not None:  # --health says unhealthy from the stop on
             data.update(stopped_at=_iso(self.stopped_at), next_run_at=None)
         try:
@@ -384,17 +418,32 @@ class NightlyScorer:
             log.info("no successful run yet: running once now")
         elif missed is not None:
             first = now
-            log.info("catch-up: the run due at %s did not happen (scheduler down?); running now",
-                     _iso(missed))
+            log.info(
+                "catch-up: the run due at %s did not happen (scheduler down?); running now",
+                _iso(missed),
+            )
         else:
             log.info("no missed run: last successful run %s, next fire on schedule", _iso(since))
         self.scheduler.add_job(
-            self.fire, self.cron, id=JOB_ID, name="score new inputs", coalesce=True,
-            max_instances=1, misfire_grace_time=self.settings.misfire_grace_seconds,
-            replace_existing=True, **({"next_run_time": first} if first else {}))
-        self.scheduler.add_job(self.beat, "interval", seconds=self.settings.heartbeat_seconds,
-                               id="heartbeat", coalesce=True, max_instances=1,
-                               next_run_time=now)
+            self.fire,
+            self.cron,
+            id=JOB_ID,
+            name="score new inputs",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=self.settings.misfire_grace_seconds,
+            replace_existing=True,
+            **({"next_run_time": first} if first else {}),
+        )
+        self.scheduler.add_job(
+            self.beat,
+            "interval",
+            seconds=self.settings.heartbeat_seconds,
+            id="heartbeat",
+            coalesce=True,
+            max_instances=1,
+            next_run_time=now,
+        )
 
     def take_lock(self) -> None:
         """One scheduler per output directory: LockHeld (exit 6) naming the one already running."""
@@ -406,9 +455,11 @@ class NightlyScorer:
             got = self.lock.acquire(blocking=False, holder=me)
         if not got:
             desc = describe_holder(self.lock.holder())
-            raise LockHeld(f"another scheduler ({desc}) already runs on {self.output_dir}, so "
-                           "this one did not start; stop that one first, or give this one "
-                           "another --output-dir")
+            raise LockHeld(
+                f"another scheduler ({desc}) already runs on {self.output_dir}, so "
+                "this one did not start; stop that one first, or give this one "
+                "another --output-dir"
+            )
 
     def serve(self, run_now: bool = False) -> int:
         """Run until SIGTERM/SIGINT; a run in progress is let finish. Returns the exit code (0)."""
@@ -427,14 +478,20 @@ class NightlyScorer:
             if t is None:
                 break
             fires.append(_iso(t))
-        log.info("schedule %r (%s): next fires %s", self.settings.schedule, self.settings.timezone,
-                 ", ".join(fires))
+        log.info(
+            "schedule %r (%s): next fires %s",
+            self.settings.schedule,
+            self.settings.timezone,
+            ", ".join(fires),
+        )
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         self.scheduler.start()  # blocks until _stop
         self.beat()  # records the stop: --health is unhealthy from now on
         if self.running.locked():
-            log.info("waiting for the run in progress to finish (send the signal again to abort it)")
+            log.info(
+                "waiting for the run in progress to finish (send the signal again to abort it)"
+            )
         with self.running:
             pass
         self.beat()  # the finished run's outcome, still marked stopped
@@ -446,8 +503,9 @@ class NightlyScorer:
         if self.stopping:
             child = self.child
             if child is not None:
-                log.warning("aborting the run in progress (pid %s); it leaves no partial output",
-                            child.pid)
+                log.warning(
+                    "aborting the run in progress (pid %s); it leaves no partial output", child.pid
+                )
                 child.terminate()
             return
         self.stopping = True

@@ -1,4 +1,5 @@
 """Atomic file writes: a temporary name in the same folder, fsync, then rename."""
+
 from __future__ import annotations
 
 import os

@@ -13,6 +13,7 @@ Credentials and the endpoint come the standard AWS way (botocore): AWS_ACCESS_KE
 AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE and the config files, AWS_DEFAULT_REGION,
 AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_S3) for S3-compatible stores. Nothing here logs them.
 """
+
 from __future__ import annotations
 
 import errno
@@ -20,10 +21,11 @@ import glob as globlib
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Iterator, Union
+from typing import IO, TYPE_CHECKING, Any, Union
 
 if TYPE_CHECKING:  # pyarrow is imported when a file is opened, so --help stays fast
     import pyarrow as pa
@@ -36,8 +38,11 @@ URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 BLOCK_BYTES = 8 << 20
 # Bounded waits: a wrong endpoint fails in seconds rather than after botocore's minute-long
 # default connect timeout; throttling and 5xx are retried a few times ("standard" mode).
-CLIENT_CONFIG = {"connect_timeout": 5, "read_timeout": 60,
-                 "retries": {"max_attempts": 3, "mode": "standard"}}
+CLIENT_CONFIG = {
+    "connect_timeout": 5,
+    "read_timeout": 60,
+    "retries": {"max_attempts": 3, "mode": "standard"},
+}
 
 
 class StorageError(OSError):
@@ -46,12 +51,13 @@ class StorageError(OSError):
 
 # -- locations -------------------------------------------------------------------------------------
 
+
 def is_url(text: object) -> bool:
     """True for 'scheme://...' text."""
     return isinstance(text, str) and URL_RE.match(text) is not None
 
 
-def path(value: "str | os.PathLike[str] | ObjectPath") -> "Location":
+def path(value: str | os.PathLike[str] | ObjectPath) -> Location:
     """The location named by a setting: an ObjectPath for s3:// URLs, else a pathlib.Path.
 
     ValueError for a URL scheme other than s3:// (pydantic turns it into a usage error).
@@ -62,8 +68,10 @@ def path(value: "str | os.PathLike[str] | ObjectPath") -> "Location":
     match = URL_RE.match(text)
     if match:
         if match.group(1).lower() not in SCHEMES:
-            raise ValueError(f"unsupported URL scheme {match.group(1)!r} in {text!r}: use a "
-                             "local path or an s3://bucket/prefix URL")
+            raise ValueError(
+                f"unsupported URL scheme {match.group(1)!r} in {text!r}: use a "
+                "local path or an s3://bucket/prefix URL"
+            )
         return ObjectPath(text)
     return Path(text)
 
@@ -86,8 +94,12 @@ def s3() -> Any:
     if fs is None:
         import s3fs
 
-        fs = s3fs.S3FileSystem(use_listings_cache=False, skip_instance_cache=True,
-                               default_block_size=BLOCK_BYTES, config_kwargs=CLIENT_CONFIG)
+        fs = s3fs.S3FileSystem(
+            use_listings_cache=False,
+            skip_instance_cache=True,
+            default_block_size=BLOCK_BYTES,
+            config_kwargs=CLIENT_CONFIG,
+        )
         _FILESYSTEMS.clear()
         _FILESYSTEMS[pid] = fs
     return fs
@@ -132,22 +144,22 @@ class ObjectPath:
         return os.path.splitext(self.name)[1]
 
     @property
-    def parent(self) -> "ObjectPath":
+    def parent(self) -> ObjectPath:
         return ObjectPath(self.url.rsplit("/", 1)[0]) if "/" in self.key else self
 
-    def __truediv__(self, other: str) -> "ObjectPath":
+    def __truediv__(self, other: str) -> ObjectPath:
         return ObjectPath(f"{self.url}/{other}")
 
-    def with_name(self, name: str) -> "ObjectPath":
+    def with_name(self, name: str) -> ObjectPath:
         return self.parent / name
 
-    def with_suffix(self, suffix: str) -> "ObjectPath":
+    def with_suffix(self, suffix: str) -> ObjectPath:
         return self.with_name(os.path.splitext(self.name)[0] + suffix)
 
-    def expanduser(self) -> "ObjectPath":
+    def expanduser(self) -> ObjectPath:
         return self
 
-    def resolve(self) -> "ObjectPath":
+    def resolve(self) -> ObjectPath:
         return self
 
     absolute = resolve
@@ -161,7 +173,7 @@ class ObjectPath:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ObjectPath) and other.url == self.url
 
-    def __lt__(self, other: "ObjectPath") -> bool:
+    def __lt__(self, other: ObjectPath) -> bool:
         return self.url < other.url
 
     def __hash__(self) -> int:
@@ -192,14 +204,14 @@ class ObjectPath:
         with storage(self):
             return self.fs.isfile(self.key)
 
-    def iterdir(self) -> Iterator["ObjectPath"]:
+    def iterdir(self) -> Iterator[ObjectPath]:
         with storage(self):
             entries = self.fs.ls(self.key, detail=True)
         for e in entries:
             if e["name"].rstrip("/") != self.key:
                 yield ObjectPath(f"s3://{e['name'].rstrip('/')}", e.get("type"))
 
-    def glob(self, pattern: str) -> Iterator["ObjectPath"]:
+    def glob(self, pattern: str) -> Iterator[ObjectPath]:
         with storage(self):
             found = self.fs.glob(f"{self.key}/{pattern}", detail=True)
         for name, info in sorted(found.items()):
@@ -248,6 +260,7 @@ Location = Union[Path, ObjectPath]
 
 
 # -- the operations pathlib has no method for ------------------------------------------------------
+
 
 def rmtree(location: Location, ignore_errors: bool = False) -> None:
     """Remove a folder (a local directory tree, or every object under a prefix)."""
@@ -335,8 +348,11 @@ def check(location: Location) -> None:
         with storage(location):
             location.fs.call_s3("head_bucket", Bucket=location.bucket)
     except FileNotFoundError:  # HEAD has no body: a bare 404 is the missing bucket
-        raise StorageError(errno.ENOENT, f"the bucket {location.bucket!r} does not exist (at "
-                           f"{location}); create it or fix the URL") from None
+        raise StorageError(
+            errno.ENOENT,
+            f"the bucket {location.bucket!r} does not exist (at "
+            f"{location}); create it or fix the URL",
+        ) from None
 
 
 @contextmanager
@@ -362,10 +378,10 @@ def open_binary(location: Location) -> IO[bytes]:
 
 # -- Arrow: one pyarrow.fs FileSystem for both kinds ------------------------------------------------
 
-_ARROW: dict[int, "pafs.FileSystem"] = {}
+_ARROW: dict[int, pafs.FileSystem] = {}
 
 
-def arrow(location: Location) -> "tuple[pafs.FileSystem, str]":
+def arrow(location: Location) -> tuple[pafs.FileSystem, str]:
     """(the pyarrow filesystem, the path in it) for a location."""
     import pyarrow.fs as pafs
 
@@ -379,21 +395,21 @@ def arrow(location: Location) -> "tuple[pafs.FileSystem, str]":
     return pafs.LocalFileSystem(), os.path.abspath(location)
 
 
-def open_input_file(location: Location) -> "pa.NativeFile":
+def open_input_file(location: Location) -> pa.NativeFile:
     """A random-access reader (Parquet)."""
     fs, where = arrow(location)
     with storage(location):
         return fs.open_input_file(where)
 
 
-def open_input_stream(location: Location) -> "pa.NativeFile":
+def open_input_stream(location: Location) -> pa.NativeFile:
     """A sequential reader; a .gz file is decompressed (by its name)."""
     fs, where = arrow(location)
     with storage(location):
         return fs.open_input_stream(where, compression="detect")
 
 
-def open_output(location: Location) -> "pa.NativeFile":
+def open_output(location: Location) -> pa.NativeFile:
     """A writer; on object storage a multipart upload that completes when it is closed."""
     fs, where = arrow(location)
     with storage(location):
@@ -401,7 +417,7 @@ def open_output(location: Location) -> "pa.NativeFile":
 
 
 @contextmanager
-def read_range(location: Location, start: int, end: int) -> "Iterator[pa.Buffer]":
+def read_range(location: Location, start: int, end: int) -> Iterator[pa.Buffer]:
     """Bytes [start, end) of a file: a zero-copy memory map locally, one ranged GET for an object."""
     import pyarrow as pa
 
@@ -418,6 +434,7 @@ def read_range(location: Location, start: int, end: int) -> "Iterator[pa.Buffer]
 
 
 # -- errors: one sentence for whatever the store or the network said --------------------------------
+
 
 @contextmanager
 def storage(location: object) -> Iterator[None]:
@@ -457,22 +474,43 @@ def classify(exc: BaseException, location: object = None) -> StorageError | None
     module = type(cause).__module__ or ""
     text = " ".join(str(exc).split())[:200]
     if kind in ("NoCredentialsError", "PartialCredentialsError"):
-        return StorageError(errno.EACCES, f"no usable AWS credentials for the object store{where}"
-                            " (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)")
-    if kind in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError",
-                "ReadTimeoutError", "ClientConnectorError", "ServerDisconnectedError") \
-            or isinstance(exc, (ConnectionError, TimeoutError)):
-        return StorageError(errno.EHOSTUNREACH, f"the object store{where} cannot be reached "
-                            f"({kind}); check AWS_ENDPOINT_URL and the network")
-    if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403",
-                "InvalidToken", "ExpiredToken") or isinstance(exc, PermissionError):
-        return StorageError(errno.EACCES, f"access denied{where} ({code or kind}): check "
-                            "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the "
-                            "bucket's policy")
+        return StorageError(
+            errno.EACCES,
+            f"no usable AWS credentials for the object store{where}"
+            " (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)",
+        )
+    if kind in (
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ConnectionClosedError",
+        "ReadTimeoutError",
+        "ClientConnectorError",
+        "ServerDisconnectedError",
+    ) or isinstance(exc, (ConnectionError, TimeoutError)):
+        return StorageError(
+            errno.EHOSTUNREACH,
+            f"the object store{where} cannot be reached "
+            f"({kind}); check AWS_ENDPOINT_URL and the network",
+        )
+    if code in (
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AccessDenied",
+        "403",
+        "InvalidToken",
+        "ExpiredToken",
+    ) or isinstance(exc, PermissionError):
+        return StorageError(
+            errno.EACCES,
+            f"access denied{where} ({code or kind}): check "
+            "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the "
+            "bucket's policy",
+        )
     if code == "NoSuchBucket" or "bucket does not exist" in text.lower():
         bucket = location.bucket if isinstance(location, ObjectPath) else "?"
-        return StorageError(errno.ENOENT, f"the bucket {bucket!r} does not exist{where}; create "
-                            "it or fix the URL")
+        return StorageError(
+            errno.ENOENT, f"the bucket {bucket!r} does not exist{where}; create it or fix the URL"
+        )
     if isinstance(exc, FileNotFoundError):
         return None  # a missing object: the caller's own message says which
     if module.startswith(("botocore", "aiobotocore", "aiohttp", "s3fs")) or code:

@@ -1,4 +1,5 @@
 """Advisory OS file locks (flock): held for a process's lifetime, released by the kernel when it dies."""
+
 from __future__ import annotations
 
 import fcntl
@@ -59,7 +60,7 @@ class FileLock:
             time.sleep(0.01)
         return {}
 
-    def __enter__(self) -> "FileLock":
+    def __enter__(self) -> FileLock:
         self.acquire()
         return self
 
@@ -67,7 +68,7 @@ class FileLock:
         self.release()
 
 
-def lock_at(path: "Path | fs.ObjectPath") -> "FileLock | LeaseLock":
+def lock_at(path: Path | fs.ObjectPath) -> FileLock | LeaseLock:
     """The lock for a location: an flock on a local file, a lock object with a lease in a bucket."""
     if fs.is_object(path):
         return LeaseLock(fs.path(path))
@@ -90,6 +91,9 @@ def describe_holder(who: dict) -> str:
     text = f"pid {who.get('pid', '?')} on {who.get('host', '?')}"
     since = who.get("since") or who.get("started_at")
     lease = who.get("lease_expires_at")  # object storage: the lock frees itself then
-    extra = ", ".join(str(v) for v in (who.get("actor"), since and f"started {since}",
-                                        lease and f"lease until {lease}") if v)
+    extra = ", ".join(
+        str(v)
+        for v in (who.get("actor"), since and f"started {since}", lease and f"lease until {lease}")
+        if v
+    )
     return f"{text} ({extra})" if extra else text

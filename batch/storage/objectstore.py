@@ -13,6 +13,7 @@ replaces it only when nobody changed it since it was read. On these:
 - `publish_tree`: copy a staged folder into its final prefix, the marker object last, so a
   reader that honours the marker never sees a partial folder.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -21,7 +22,8 @@ import logging
 import random
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from batch.storage import fs
 from batch.storage.fs import Location, ObjectPath, StorageError
@@ -45,7 +47,11 @@ def _code(exc: BaseException) -> str:
 def is_conflict(exc: BaseException) -> bool:
     """A conditional write lost: the object exists, or changed since it was read."""
     return isinstance(exc, FileExistsError) or _code(exc) in (
-        "PreconditionFailed", "ConditionalRequestConflict", "412", "409")
+        "PreconditionFailed",
+        "ConditionalRequestConflict",
+        "412",
+        "409",
+    )
 
 
 def read(path: ObjectPath) -> tuple[bytes, str] | None:
@@ -103,8 +109,10 @@ def update_bytes(path: ObjectPath, change: Callable[[bytes | None], bytes]) -> b
                 raise
             log.debug("%s changed while it was updated; trying again", path)
             time.sleep(random.uniform(0.01, 0.05 * (attempt + 1)))
-    raise StorageError(f"{path} kept changing under {MAX_CONFLICTS} attempts to update it; "
-                       "too many writers at once, try again")
+    raise StorageError(
+        f"{path} kept changing under {MAX_CONFLICTS} attempts to update it; "
+        "too many writers at once, try again"
+    )
 
 
 def update_json(path: ObjectPath, change: Callable[[Any], Any], default: Any) -> Any:
@@ -122,6 +130,7 @@ def update_json(path: ObjectPath, change: Callable[[Any], Any], default: Any) ->
 
 def append_line(path: ObjectPath, line: str) -> None:
     """Append one line (read, add, conditional write): concurrent appends are never lost."""
+
     def add(current: bytes | None) -> bytes:
         text = (current or b"").decode()
         if text and not text.endswith("\n"):
@@ -131,16 +140,24 @@ def append_line(path: ObjectPath, line: str) -> None:
     update_bytes(path, add)
 
 
-def publish_tree(staged: Location, final: ObjectPath, marker: str, marker_data: bytes,
-                 include: Callable[[str], bool] = lambda name: True) -> None:
+def publish_tree(
+    staged: Location,
+    final: ObjectPath,
+    marker: str,
+    marker_data: bytes,
+    include: Callable[[str], bool] = lambda name: True,
+) -> None:
     """Copy the files under `staged` to `final` (server-side, or uploaded from a local folder),
     then write the `marker` object last, then remove `staged`.
 
     A reader that honours the marker never sees a partial folder; a copy killed half-way leaves
     a prefix without its marker, which the next writer removes (remove_unmarked).
     """
-    sources = [f for f in fs.files_under(staged)
-               if f.name != marker and include(_relative(f, staged).split("/", 1)[0])]
+    sources = [
+        f
+        for f in fs.files_under(staged)
+        if f.name != marker and include(_relative(f, staged).split("/", 1)[0])
+    ]
     targets = [final / _relative(f, staged) for f in sources]
     s3 = final.fs
     with fs.storage(final):
@@ -153,7 +170,7 @@ def publish_tree(staged: Location, final: ObjectPath, marker: str, marker_data: 
 
 
 def _relative(child: Location, root: Location) -> str:
-    return str(child)[len(str(root)):].lstrip("/")
+    return str(child)[len(str(root)) :].lstrip("/")
 
 
 def remove_unmarked(folder: ObjectPath, marker: str) -> bool:
@@ -169,8 +186,9 @@ def remove_unmarked(folder: ObjectPath, marker: str) -> bool:
 
 # -- the lock with a lease -----------------------------------------------------------------------------
 
+
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class LeaseLock:
@@ -188,8 +206,13 @@ class LeaseLock:
 
     def _body(self) -> bytes:
         expires = _now() + dt.timedelta(seconds=self.lease_seconds)
-        return json.dumps({**self._holder, "lease_seconds": self.lease_seconds,
-                           "lease_expires_at": expires.isoformat(timespec="seconds")}).encode()
+        return json.dumps(
+            {
+                **self._holder,
+                "lease_seconds": self.lease_seconds,
+                "lease_expires_at": expires.isoformat(timespec="seconds"),
+            }
+        ).encode()
 
     def acquire(self, blocking: bool = True, holder: dict | None = None) -> bool:
         """Create the lock object, or take it over when its lease has expired; False when held."""
@@ -198,8 +221,9 @@ class LeaseLock:
             if self._try():
                 self.lost = False
                 self._stop.clear()
-                self._thread = threading.Thread(target=self._renew, daemon=True,
-                                                name=f"lease {self.path}")
+                self._thread = threading.Thread(
+                    target=self._renew, daemon=True, name=f"lease {self.path}"
+                )
                 self._thread.start()
                 return True
             if not blocking:
@@ -225,8 +249,11 @@ class LeaseLock:
             if is_conflict(exc):
                 return False  # another contender took it over first
             raise
-        log.warning("took over the lock %s: its holder's lease expired (%s)", self.path,
-                    _describe(_parse(data)))
+        log.warning(
+            "took over the lock %s: its holder's lease expired (%s)",
+            self.path,
+            _describe(_parse(data)),
+        )
         return True
 
     def _try_again_once(self) -> bool:
@@ -248,17 +275,21 @@ class LeaseLock:
                 except OSError as exc:
                     if is_conflict(exc):
                         self.lost = True
-                        log.error("lost the lock %s: another process took it over (this "
-                                  "process's lease lapsed); this run will not publish",
-                                  self.path)
+                        log.error(
+                            "lost the lock %s: another process took it over (this "
+                            "process's lease lapsed); this run will not publish",
+                            self.path,
+                        )
                         return
                     log.warning("could not renew the lease of %s (%s); retrying", self.path, exc)
 
     def verify(self) -> None:
         """OSError when the lock was taken over (the lease lapsed): do not publish then."""
         if self.lost or self._etag is None:
-            raise StorageError(f"the lock {self.path} was taken over by another process after "
-                               "this run's lease lapsed")
+            raise StorageError(
+                f"the lock {self.path} was taken over by another process after "
+                "this run's lease lapsed"
+            )
 
     def release(self) -> None:
         self._stop.set()
@@ -271,14 +302,18 @@ class LeaseLock:
             try:
                 delete(self.path, etag)
             except OSError as exc:  # the lease runs out anyway
-                log.warning("could not remove the lock %s (%s); it expires within %.0f s",
-                            self.path, exc, self.lease_seconds)
+                log.warning(
+                    "could not remove the lock %s (%s); it expires within %.0f s",
+                    self.path,
+                    exc,
+                    self.lease_seconds,
+                )
 
     def holder(self) -> dict:
         current = read(self.path)
         return _parse(current[0]) if current else {}
 
-    def __enter__(self) -> "LeaseLock":
+    def __enter__(self) -> LeaseLock:
         self.acquire()
         return self
 
@@ -304,5 +339,7 @@ def _expired(data: bytes) -> bool:
 
 
 def _describe(holder: dict) -> str:
-    return (f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, run "
-            f"{holder.get('run_id', '?')}, lease until {holder.get('lease_expires_at', '?')}")
+    return (
+        f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, run "
+        f"{holder.get('run_id', '?')}, lease until {holder.get('lease_expires_at', '?')}"
+    )

@@ -1,4 +1,5 @@
 """The compose profile s3's local S3 endpoint: moto in server mode, with its buckets made at start."""
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,13 @@ LOCAL = f"http://127.0.0.1:{PORT}"
 
 
 def _client():
-    return boto3.client("s3", endpoint_url=LOCAL, region_name="us-east-1",
-                        aws_access_key_id="local", aws_secret_access_key="local")
+    return boto3.client(
+        "s3",
+        endpoint_url=LOCAL,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
 
 
 def health() -> int:
