@@ -36,8 +36,7 @@ def store():
         os.environ.update(env)
         from batch.storage import fs
 
-        fs._FILESYSTEMS.clear()
-        fs._ARROW.clear()
+        fs.forget_clients()
         s3 = client(env)
         s3.create_bucket(Bucket=BUCKET)
         try:
@@ -48,8 +47,7 @@ def store():
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
-            fs._FILESYSTEMS.clear()
-            fs._ARROW.clear()
+            fs.forget_clients()
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +230,7 @@ def _arrow_s3():
 
 def test_lease_lock_is_exclusive_and_an_expired_one_is_taken_over(store):
     from batch.storage import fs
-    from batch.storage.objectstore import LeaseLock
+    from batch.storage.lease import LeaseLock
 
     where = fs.path(f"s3://{BUCKET}/locks/one.lock")
     first, second = LeaseLock(where, lease_seconds=30), LeaseLock(where, lease_seconds=30)
@@ -269,7 +267,7 @@ def test_lease_lock_is_exclusive_and_an_expired_one_is_taken_over(store):
 
 def test_lease_is_renewed_while_the_holder_lives(store):
     from batch.storage import fs
-    from batch.storage.objectstore import LeaseLock
+    from batch.storage.lease import LeaseLock
 
     where = fs.path(f"s3://{BUCKET}/locks/renew.lock")
     lock = LeaseLock(where, lease_seconds=2)
@@ -285,7 +283,7 @@ def test_lease_is_renewed_while_the_holder_lives(store):
 
 def test_second_run_on_a_locked_s3_output_exits_6_naming_the_holder(store, inputs, s3_models):
     from batch.storage import fs
-    from batch.storage.objectstore import LeaseLock
+    from batch.storage.lease import LeaseLock
 
     holder = LeaseLock(fs.path(f"s3://{BUCKET}/locked/.lock"))
     assert holder.acquire(
@@ -409,7 +407,7 @@ def test_registry_on_s3_versions_honour_the_marker_and_aliases_update_conditiona
     store, s3_models
 ):
     from batch.model.registry import Registry
-    from batch.storage import objectstore
+    from batch.storage import conditional as objectstore
 
     registry = Registry(s3_models)
     assert registry.versions() == ["v1"]

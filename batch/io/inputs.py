@@ -83,8 +83,8 @@ def _resolve(entry: str) -> list[Path]:
         path = fs.path(entry).expanduser()
     except ValueError as exc:
         raise InputError(f"input {entry!r}: {exc}") from None
-    if fs.is_object(path) and fs.has_magic(entry):
-        path = None  # a glob: a bucket never holds a prefix named like one
+    if fs.is_pattern(entry):
+        path = None  # only a glob there (a bucket never holds a prefix named like one)
     if path is not None and path.is_dir():
         for child in sorted(path.iterdir()):
             if child.is_file() and file_format(child) and not child.name.startswith("."):
@@ -108,8 +108,7 @@ def _resolve(entry: str) -> list[Path]:
             log.warning("input pattern %r matches no supported files", entry)
         found.extend(files)
     else:
-        if fs.is_object(path):
-            fs.check(path)  # a missing bucket or a wrong key says so, not "does not exist"
+        fs.check(path)  # a missing bucket or a wrong key says so, not "does not exist"
         raise InputError(f"input {entry!r} does not exist; check --input / BATCH_INPUT")
     return found
 

@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,9 +33,8 @@ from batch.core.errors import EnvironmentFault, LockHeld, location_fault
 from batch.core.features import NUMBER_RE
 from batch.core.stats import as_float64
 from batch.io.inputs import CSV_BLOCK_BYTES, MAX_ROW_BYTES
-from batch.storage import fs, objectstore
-from batch.storage.atomic import fsync_dir, write_atomic
-from batch.storage.locks import describe_holder, lock_at
+from batch.storage import fs
+from batch.storage.locks import describe_holder
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +57,7 @@ def location_error(
     path: Path | str, exc: OSError, outcome: str = "nothing was published"
 ) -> EnvironmentFault:
     """The EnvironmentFault for an output location that cannot be used (full, read-only, ...)."""
-    stored = fs.classify(exc, path) if fs.is_object(path) else None
+    stored = fs.classify(exc, path)
     if stored is not None:  # an object store's refusal: its sentence names the fix
         return EnvironmentFault(
             f"the output location {str(path)!r} cannot be used: {stored}; {outcome}"
@@ -78,7 +76,7 @@ def writing(path: Path | str, outcome: str = "nothing was published") -> Iterato
     except OSError as exc:
         raise location_error(path, exc, outcome) from None
     except Exception as exc:  # botocore/aiohttp errors that s3fs passes through as they are
-        stored = fs.classify(exc, path) if fs.is_object(path) else None
+        stored = fs.classify(exc, path)
         if stored is None:
             raise
         raise location_error(path, stored, outcome) from None
@@ -94,7 +92,7 @@ class OutputDir:
         self.root = fs.path(root)
         self.runs = self.root / "runs"
         self.failed = self.root / "failed"
-        self._lock = lock_at(self.root / ".lock")
+        self._lock = fs.lock(self.root / ".lock")
 
     def lock(self, run_id: str) -> None:
         """Take the output lock or raise LockHeld naming the holder (EnvironmentFault: unusable)."""
@@ -125,9 +123,9 @@ class OutputDir:
         if staging.is_dir():
             for tmp in staging.iterdir():
                 log.info("removing %s left by a run that did not finish", tmp)
-                if fs.is_object(tmp):  # killed while copying into runs/ or failed/?
-                    objectstore.remove_unmarked(self.runs / tmp.name, SUCCESS)
-                    objectstore.remove_unmarked(self.failed / tmp.name, "report.json")
+                # Killed while copying into runs/ or failed/? (only where publishing copies)
+                fs.remove_unmarked(self.runs / tmp.name, SUCCESS)
+                fs.remove_unmarked(self.failed / tmp.name, "report.json")
                 if tmp.is_dir():
                     fs.rmtree(tmp, ignore_errors=True)
                 else:
@@ -141,69 +139,40 @@ class OutputDir:
         return path
 
     def publish(self, staged: Path, run_id: str) -> Path:
-        """_SUCCESS last inside the temp folder, then one rename: runs/<id> appears complete.
+        """_SUCCESS last, then the folder appears complete as runs/<id>; then LATEST moves.
 
-        LATEST is written before the rename and moved into place after it, so once the run is
-        visible nothing is left that could fail and report it as not published.
-
-        In object storage (no rename) the staged objects are copied into runs/<id>/, _SUCCESS
-        last, then LATEST is written: readers that honour _SUCCESS never see a partial run.
+        LATEST is prepared before the publish and switched after it, so once the run is visible
+        nothing is left that could fail and report it as not published. On a local disk the
+        publish is one rename; in object storage (no rename) the staged objects are copied with
+        _SUCCESS last, so readers that honour _SUCCESS never see a partial run.
         """
-        if fs.is_object(self.root):
-            return self._publish_objects(staged, run_id)
-        with writing(self.root):
-            write_atomic(staged / SUCCESS, json.dumps({"run_id": run_id}) + "\n")
-            fsync_dir(staged)
-            self.runs.mkdir(parents=True, exist_ok=True)
-            latest_tmp = self.root / f".{LATEST}.{run_id}.tmp"
-            latest_tmp.write_text(run_id + "\n")
-            final = self.runs / run_id
-            os.rename(staged, final)
-        try:  # the run is published: from here on a failure is only logged
-            os.replace(latest_tmp, self.root / LATEST)
-            fsync_dir(self.runs)
-            fsync_dir(self.root)
-        except OSError as exc:
-            log.warning("run %s is published but LATEST could not be updated (%s)", run_id, exc)
-        return final
-
-    def _publish_objects(self, staged, run_id: str):
         final = self.runs / run_id
         with writing(self.root):
             self._lock.verify()  # a run whose lease lapsed must not publish over its successor
-            objectstore.publish_tree(
-                staged, final, SUCCESS, (json.dumps({"run_id": run_id}) + "\n").encode()
-            )
+            latest = fs.staged_write(self.root / LATEST, run_id + "\n")
+            try:
+                marker = (json.dumps({"run_id": run_id}) + "\n").encode()
+                fs.publish_folder(staged, final, SUCCESS, marker)
+            except BaseException:
+                latest.discard()
+                raise
         try:  # the run is published: from here on a failure is only logged
-            (self.root / LATEST).write_text(run_id + "\n")
+            latest.commit()
+            fs.fsync_dir(self.runs)
+            fs.fsync_dir(self.root)
         except OSError as exc:
             log.warning("run %s is published but LATEST could not be updated (%s)", run_id, exc)
         return final
 
     def publish_failed(self, staged: Path, run_id: str) -> Path:
-        """A run over its reject budget: keep only the diagnosis files, under failed/<id>."""
-        if fs.is_object(self.root):  # report.json is copied last: the folder's marker
-            final = self.failed / run_id
-            with writing(self.root):
-                report = staged / "report.json"
-                objectstore.publish_tree(
-                    staged,
-                    final,
-                    "report.json",
-                    report.read_bytes(),
-                    include=lambda name: name in DIAGNOSIS_FILES,
-                )
-            return final
+        """A run over its reject budget: only the diagnosis files, under failed/<id> (report.json
+        written last: the folder's marker)."""
+        final = self.failed / run_id
         with writing(self.root):
-            for child in staged.iterdir():
-                if child.name not in DIAGNOSIS_FILES:
-                    if child.is_dir():
-                        shutil.rmtree(child)
-                    else:
-                        child.unlink()
-            self.failed.mkdir(parents=True, exist_ok=True)
-            final = self.failed / run_id
-            os.rename(staged, final)
+            report = (staged / "report.json").read_bytes()
+            fs.publish_folder(
+                staged, final, "report.json", report, include=lambda name: name in DIAGNOSIS_FILES
+            )
         return final
 
     def successful_runs(self) -> list[Path]:

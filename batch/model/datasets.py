@@ -127,16 +127,12 @@ def load_file(path: Path, feature_column: str | None, target_column: str) -> Tra
     try:
         with fs.storage(path):
             exists = path.is_file()
-            if not exists and fs.is_object(path):
+            if not exists:
                 fs.check(path)  # a missing bucket or a wrong key says so, not "does not exist"
     except OSError as exc:
         raise InputError(f"cannot read training data {str(path)!r}: {exc}") from None
     if not exists:
-        what = (
-            "is a folder, not a file"
-            if not fs.is_object(path) and path.is_dir()
-            else "does not exist"
-        )
+        what = "is a folder, not a file" if fs.is_folder_not_file(path) else "does not exist"
         raise InputError(
             f"training data file {str(path)!r} {what}; pass --data boston "
             "or the path of a CSV/Parquet file with rm and medv columns"

@@ -14,7 +14,6 @@ import re
 import shutil
 import socket
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,9 +23,9 @@ from batch.core import interrupts
 from batch.core.errors import EnvironmentFault, LockHeld, ModelError, location_fault
 from batch.core.jsontext import dumps, read_lines
 from batch.model.datasets import sha256_file
-from batch.storage import fs, objectstore
+from batch.storage import fs
 from batch.storage.atomic import fsync_dir, write_atomic
-from batch.storage.locks import FileLock, describe_holder, is_abandoned, lock_at
+from batch.storage.locks import describe_holder, is_abandoned
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +105,7 @@ class Registry:
         """'production', another alias, 'latest', 'vN' or 'N' -> an existing 'vN'."""
         versions = self.versions()
         if not versions:
-            if not fs.is_object(self.root) and self.root.exists() and not self.root.is_dir():
+            if fs.is_file_not_folder(self.root):
                 raise ModelError(
                     f"the model registry {str(self.root)!r} is a file, not a "
                     "folder; set --models-dir to the registry's folder"
@@ -257,7 +256,7 @@ class Registry:
     @contextmanager
     def _lock(self) -> Iterator[None]:
         """The registry lock; waits up to lock_timeout for a holder (logging who), then LockHeld."""
-        lock = lock_at(self.root / LOCK_FILE)
+        lock = fs.lock(self.root / LOCK_FILE)
         me = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
@@ -303,46 +302,30 @@ class Registry:
         An OS error while the folder is made or filled (a full disk, a read-only mount) becomes
         an EnvironmentFault naming the registry, and the folder is removed.
         """
-        if fs.is_object(
-            self.root
-        ):  # built on local disk (Keras saves locally), uploaded by publish
-            import tempfile
 
-            with tempfile.TemporaryDirectory(prefix="batch-version-") as tmp:
-                yield Path(tmp)
-            return
-        path = self.root / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
-        owner = FileLock(path.with_name(path.name + ".lock"))
-        try:
+        @contextmanager
+        def guard() -> Iterator[None]:
             # Under the registry lock, so another trainer's clean-up never sees the folder
             # before its owner lock is held.
             with self._lock(), self.writing():
                 self.clean_abandoned()
-                owner.acquire()
-                path.mkdir()
+                yield
+
+        with self.writing(), fs.private_folder(self.root, STAGING_PREFIX, guard) as path:
             with self.writing():
                 yield path
-        finally:
-            if path.exists():
-                shutil.rmtree(path, ignore_errors=True)
-            owner.release()
-            try:
-                owner.path.unlink(missing_ok=True)
-            except OSError:  # a read-only registry: the empty lock file is harmless
-                pass
 
     def clean_abandoned(self) -> None:
-        """Remove staging folders whose trainer died (their owner lock is free).
+        """Remove what a trainer that died left: a half-copied version (no metadata.json, where
+        publishing copies), a staging folder whose owner lock is free.
 
-        Call with the registry lock held (staging() does).
+        Call with the registry lock held (staging() and publish() do).
         """
-        if fs.is_object(self.root):  # versions whose upload was killed: no metadata.json
-            for entry in self.root.iterdir() if self.root.is_dir() else []:
-                if VERSION_RE.match(entry.name):
-                    objectstore.remove_unmarked(entry, META_FILE)
-            return
         if not self.root.is_dir():
             return
+        for entry in self.root.iterdir():
+            if VERSION_RE.match(entry.name):
+                fs.remove_unmarked(entry, META_FILE)
         for lock_path in self.root.glob(f"{STAGING_PREFIX}*.lock"):
             folder = lock_path.with_suffix("")
             if is_abandoned(lock_path):
@@ -377,8 +360,7 @@ class Registry:
             # file fails the training with nothing published.
             self.aliases()
             with self.writing():
-                if fs.is_object(self.root):
-                    self.clean_abandoned()
+                self.clean_abandoned()
                 existing = [
                     int(VERSION_RE.match(p.name).group(1))
                     for p in (self.root.iterdir() if self.root.is_dir() else [])
@@ -392,12 +374,9 @@ class Registry:
                 fsync_dir(staged)
                 # From here the version is published: a stop signal now waits for the job to end.
                 interrupts.hold()
-                if fs.is_object(self.root):  # no rename: copy, metadata.json (the marker) last
-                    objectstore.publish_tree(
-                        staged, self.root / version, META_FILE, (staged / META_FILE).read_bytes()
-                    )
-                else:
-                    os.rename(staged, self.root / version)
+                # One rename on disk; in a bucket a copy with metadata.json (the marker) last.
+                meta = (staged / META_FILE).read_bytes()
+                fs.publish_folder(staged, self.root / version, META_FILE, meta)
             try:
                 fsync_dir(self.root)
             except OSError as exc:  # published already; durability is the file system's now
@@ -508,12 +487,9 @@ class Registry:
 
     # -- aliases and their history -------------------------------------------------------------
     def _set_alias(self, alias: str, version: str) -> None:
-        if fs.is_object(self.root):  # If-Match: a concurrent writer's change is never lost
-            objectstore.update_json(self.root / ALIASES_FILE, lambda a: {**a, alias: version}, {})
-            return
-        aliases = self.aliases()
-        aliases[alias] = version
-        write_atomic(self.root / ALIASES_FILE, dumps(aliases, indent=2, sort_keys=True) + "\n")
+        self.aliases()  # a damaged file is refused, never overwritten
+        # Under the registry lock; in a bucket also If-Match: a concurrent change is never lost.
+        fs.update_json(self.root / ALIASES_FILE, lambda a: {**a, alias: version}, {})
 
     def _move(
         self,
@@ -543,7 +519,7 @@ class Registry:
             "from_mse": _finite_or_none(from_mse),
             "mse_on": mse_on,
         }
-        append_line(self.root / HISTORY_FILE, dumps(event))
+        fs.append_line(self.root / HISTORY_FILE, dumps(event))
         self._set_alias(alias, version)
         return event
 
@@ -755,7 +731,7 @@ def location_error(
     An object store's refusal (wrong key, missing bucket, unreachable endpoint) is a registry
     problem, exit 4, like every other way a registry cannot be read or written.
     """
-    stored = fs.classify(exc, root) if fs.is_object(root) else None
+    stored = fs.classify(exc, root)
     if stored is not None:
         return ModelError(
             f"the model registry location {str(root)!r} cannot be used: {stored}; {outcome}"
@@ -812,26 +788,6 @@ def rollback_target(events: list[dict[str, Any]], alias: str, current: str | Non
             "'python -m jobs.models promote vN'"
         )
     return str(stack[-1])
-
-
-def append_line(path: Path, line: str) -> None:
-    """Append one line with a single write and fsync it (the file and, when new, its folder)."""
-    if fs.is_object(path):  # no append in object storage: a conditional read-modify-write
-        objectstore.append_line(path, line)
-        return
-    created = not path.exists()
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        data = line.rstrip("\n") + "\n"
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            data = "\n" + data  # a torn line from a crash must not swallow this one
-        os.write(fd, data.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if created:
-        fsync_dir(path.parent)
 
 
 def actor() -> str:

@@ -6,14 +6,13 @@ import base64
 import datetime as dt
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from batch.core.jsontext import dumps, read_lines
 from batch.ops.metrics import ScoreOutcome, outcome_from_run
 from batch.ops.report import PAGE_CSS, escape
-from batch.storage import fs, objectstore
+from batch.storage import fs
 from batch.storage.atomic import write_atomic
 
 log = logging.getLogger(__name__)
@@ -30,16 +29,8 @@ FOLDERS = ("runs", "failed")
 def append_outcome(output_dir: Path, outcome: ScoreOutcome) -> None:
     """Append one line to <output>/runs.jsonl (one write of one line: concurrent runs cannot mix)."""
     path = fs.path(output_dir) / RUNS_LOG
-    if fs.is_object(path):  # no append in object storage: a conditional read-modify-write
-        objectstore.append_line(path, json.dumps(outcome, default=str))
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = (dumps(outcome) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
+    fs.ensure_dir(path.parent)
+    fs.append_line(path, dumps(outcome))
 
 
 def read_log(output_dir: Path) -> list[dict[str, Any]]:

@@ -154,16 +154,13 @@ class _Families:
 
 
 def _write(path: Path, families: list[Any]) -> None:
-    from prometheus_client import CollectorRegistry, generate_latest, write_to_textfile
+    from prometheus_client import CollectorRegistry, generate_latest
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families(families))
-    if fs.is_object(path):  # one PUT: a reader sees the old file or the new one
-        path.write_bytes(generate_latest(registry))
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Temp file beside the target, then rename: the collector never reads half a file.
-    write_to_textfile(str(path), registry)
+    fs.ensure_dir(path.parent)
+    # The collector never reads half a file: temp-then-rename on disk, one PUT in a bucket.
+    fs.write_atomic(path, generate_latest(registry))
 
 
 def score_families(outcome: ScoreOutcome, last_success: float | None) -> list[Any]:

@@ -22,7 +22,7 @@ from batch.core.jsontext import dumps
 from batch.settings import SCORE_FIELDS, Settings, flag_name
 from batch.storage import fs
 from batch.storage.atomic import write_atomic
-from batch.storage.locks import describe_holder, lock_at
+from batch.storage.locks import describe_holder
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +291,7 @@ class NightlyScorer:
         if problem and (self.output_dir / HEARTBEAT).exists():
             log.warning("%s; ignoring it (it is rewritten now)", problem)
         self.state: dict[str, Any] = {k: v for k, v in beat.items() if k.startswith("last_")}
-        self.lock = lock_at(self.output_dir / SCHEDULER_LOCK)
+        self.lock = fs.lock(self.output_dir / SCHEDULER_LOCK)
         self.stopped_at: dt.datetime | None = None
         self.running = threading.Lock()
         self.state_lock = threading.Lock()  # the fire and the heartbeat run on different threads

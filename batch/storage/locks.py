@@ -1,4 +1,4 @@
-"""Advisory OS file locks (flock): held for a process's lifetime, released by the kernel when it dies."""
+"""Advisory OS file locks (flock): held for a process's life, freed by the kernel when it dies."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ import json
 import os
 import time
 from pathlib import Path
-
-from batch.storage import fs
-from batch.storage.objectstore import LeaseLock
+from typing import Any
 
 
 class FileLock:
@@ -19,7 +17,7 @@ class FileLock:
         self.path = Path(path)
         self._fd: int | None = None
 
-    def acquire(self, blocking: bool = True, holder: dict | None = None) -> bool:
+    def acquire(self, blocking: bool = True, holder: dict[str, Any] | None = None) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -45,8 +43,11 @@ class FileLock:
             os.close(self._fd)
             self._fd = None
 
-    def holder(self) -> dict:
-        """What the current holder wrote (may be empty for a moment right after it took the lock)."""
+    def verify(self) -> None:
+        """Nothing to check: a kernel lock cannot lapse while its holder lives."""
+
+    def holder(self) -> dict[str, Any]:
+        """What the current holder wrote (may be empty for a moment right after it locked)."""
         for _ in range(20):
             try:
                 text = self.path.read_text()
@@ -54,7 +55,8 @@ class FileLock:
                 return {}
             if text.strip():
                 try:
-                    return json.loads(text)
+                    found = json.loads(text)
+                    return found if isinstance(found, dict) else {}
                 except ValueError:
                     pass
             time.sleep(0.01)
@@ -68,13 +70,6 @@ class FileLock:
         self.release()
 
 
-def lock_at(path: Path | fs.ObjectPath) -> FileLock | LeaseLock:
-    """The lock for a location: an flock on a local file, a lock object with a lease in a bucket."""
-    if fs.is_object(path):
-        return LeaseLock(fs.path(path))
-    return FileLock(path)
-
-
 def is_abandoned(lock_path: Path) -> bool:
     """True when nobody holds the lock at `lock_path` (its owner finished or died)."""
     lock = FileLock(lock_path)
@@ -84,8 +79,8 @@ def is_abandoned(lock_path: Path) -> bool:
     return False
 
 
-def describe_holder(who: dict) -> str:
-    """'pid 12 on host (root@host, started ...)' from what a lock holder wrote; or a vaguer phrase."""
+def describe_holder(who: dict[str, Any]) -> str:
+    """'pid 12 on host (root@host, started ...)' from what a lock holder wrote, or vaguer."""
     if not who:
         return "another process"
     text = f"pid {who.get('pid', '?')} on {who.get('host', '?')}"
