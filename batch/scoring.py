@@ -17,7 +17,6 @@ from batch.core import interrupts
 from batch.core.errors import BatchError, DriftDetected, RejectBudgetExceeded
 from batch.core.ids import new_run_id
 from batch.engines.base import Job
-from batch.io import outputs
 from batch.io.plan import plan_inputs
 from batch.model import linear
 from batch.model.network import Predictor, predictor_for
@@ -25,7 +24,7 @@ from batch.model.registry import MODEL_FILE, Registry
 from batch.ops import report
 from batch.ops.lineage import Lineage, arrow_schema, score_inputs, score_outputs
 from batch.settings import Settings
-from batch.storage import fs
+from batch.storage import fs, rundir
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +82,7 @@ def _score(settings: Settings, started: dt.datetime) -> dict[str, Any]:
     registry = Registry(settings.models_dir)
     version = registry.resolve(settings.model_version)
     run_id = new_run_id(started)
-    out = outputs.OutputDir(settings.output_dir)
+    out = rundir.OutputDir(settings.output_dir)
     out.lock(run_id)
     lineage = Lineage.from_settings(settings, "score", run_id)
     started_lineage = False
@@ -199,7 +198,7 @@ def _score(settings: Settings, started: dt.datetime) -> dict[str, Any]:
         rendered = report.render(rep, meta, stats, registry.root / version, plots=not refused)
         phase("report")
         rep["phases_seconds"] = dict(phases)
-        with outputs.writing(staged):
+        with rundir.writing(staged):
             report.write(staged, rep, rendered)
         summary = {
             "status": rep["status"],
@@ -248,7 +247,7 @@ def _score(settings: Settings, started: dt.datetime) -> dict[str, Any]:
             lineage.start()
         lineage.fail(str(exc) or type(exc).__name__)
         if isinstance(exc, OSError):  # a write no narrower guard caught: the output location
-            raise outputs.location_error(settings.output_dir, exc) from None
+            raise rundir.location_error(settings.output_dir, exc) from None
         raise
     finally:
         if staged is not None:

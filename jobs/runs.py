@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
 
     def job(settings):
-        from batch.io.outputs import writing
+        from batch.storage.rundir import writing
 
         # An output folder that cannot be read or changed is exit 7 in one sentence.
         outcome = "nothing was removed" if args.command == "prune" else "nothing was changed"

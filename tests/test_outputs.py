@@ -10,6 +10,7 @@ import pytest
 
 from batch.core.rules import REJECT_SCHEMA
 from batch.io import outputs
+from batch.storage import rundir
 
 SCHEMA = pa.schema([("name", pa.string()), ("n", pa.string()), ("run_id", pa.string())])
 
@@ -74,7 +75,7 @@ def test_single_and_part_sinks_give_the_same_files(tmp_path):
 
 
 def test_publish_makes_a_complete_run_and_latest(tmp_path):
-    out = outputs.OutputDir(tmp_path / "output")
+    out = rundir.OutputDir(tmp_path / "output")
     out.lock("r1")
     try:
         staged = out.staging("r1")
@@ -82,26 +83,26 @@ def test_publish_makes_a_complete_run_and_latest(tmp_path):
         final = out.publish(staged, "r1")
     finally:
         out.unlock()
-    assert (final / outputs.SUCCESS).is_file() and out.latest() == "r1"
+    assert (final / rundir.SUCCESS).is_file() and out.latest() == "r1"
     assert out.successful_runs() == [final] and out.scored_hashes() == {"abc"}
 
 
 def test_publish_failed_keeps_only_the_diagnosis(tmp_path):
-    out = outputs.OutputDir(tmp_path)
+    out = rundir.OutputDir(tmp_path)
     staged = out.staging("r2")
     for name in ("report.json", "report.html", "rejects.csv", "predictions.csv", "fit.png"):
         (staged / name).write_text("x")
     (staged / "predictions.parquet").mkdir()
     final = out.publish_failed(staged, "r2")
-    assert sorted(p.name for p in final.iterdir()) == sorted(outputs.DIAGNOSIS_FILES)
+    assert sorted(p.name for p in final.iterdir()) == sorted(rundir.DIAGNOSIS_FILES)
     assert out.latest() is None and out.successful_runs() == []
 
 
 def test_leftovers_of_killed_runs_are_removed(tmp_path):
-    out = outputs.OutputDir(tmp_path)
+    out = rundir.OutputDir(tmp_path)
     (out.staging("old") / "predictions.csv").write_text("x")
     out.clean_leftovers()
-    assert list((tmp_path / outputs.STAGING).iterdir()) == []
+    assert list((tmp_path / rundir.STAGING).iterdir()) == []
 
 
 def test_run_ids_sort_by_time():
@@ -118,7 +119,7 @@ def test_run_ids_sort_by_time():
 def test_a_held_lock_names_its_holder(tmp_path, held):
     from batch.core.errors import LockHeld
 
-    first, second = outputs.OutputDir(tmp_path), outputs.OutputDir(tmp_path)
+    first, second = rundir.OutputDir(tmp_path), rundir.OutputDir(tmp_path)
     first.lock("r1")
     try:
         with pytest.raises(LockHeld, match=r"pid \d+"):

@@ -380,7 +380,7 @@ def test_sigkill_mid_run_leaves_no_visible_run_and_the_rerun_cleans_up(store, s3
 
 def test_a_publish_killed_half_way_is_invisible_and_removed(store, inputs, s3_models):
     """A copy into runs/<id>/ that died before _SUCCESS: readers skip it, the next run removes it."""
-    from batch.io.outputs import OutputDir
+    from batch.storage.rundir import OutputDir
 
     s3 = client(store)
     for name in ("predictions.csv", "report.json"):

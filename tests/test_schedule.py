@@ -145,7 +145,7 @@ def test_a_failed_run_does_not_stop_the_scheduler(models, tmp_path, write_csv, s
         [
             sys.executable,
             "-c",
-            "import time; from batch.io.outputs import OutputDir; "
+            "import time; from batch.storage.rundir import OutputDir; "
             f"OutputDir({str(tmp_path / 'out')!r}).lock('adhoc'); print('locked', flush=True); "
             "time.sleep(120)",
         ],

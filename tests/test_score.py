@@ -214,7 +214,7 @@ def test_second_run_exits_6_at_once_naming_the_holder(models, tmp_path, write_cs
         [
             sys.executable,
             "-c",
-            "import sys, time; from batch.io.outputs import OutputDir; "
+            "import sys, time; from batch.storage.rundir import OutputDir; "
             f"OutputDir({str(out)!r}).lock('holder-run'); print('locked', flush=True); "
             "time.sleep(120)",
         ],

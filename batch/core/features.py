@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from batch.core.columns import is_number_type, to_text
-from batch.model.datasets import ROOMS_NAMES, find_column
+from batch.core.names import ROOMS_NAMES, find_column
 
 # Reject reasons (rejects.csv's `reason`), in code order, and what each means for a reader.
 MEANINGS = {

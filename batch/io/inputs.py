@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from batch.core.columns import FLOAT64_EXACT_INT
 from batch.core.errors import InputError
-from batch.model.datasets import BOSTON_COLUMNS
+from batch.core.names import BOSTON_COLUMNS
 from batch.storage import fs
 
 log = logging.getLogger(__name__)

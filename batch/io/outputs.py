@@ -1,7 +1,6 @@
-"""Run outputs: the output directory (lock, staging, publish, failed/, history) and the prediction sink.
+"""Run outputs: the prediction sink, which writes a run's data files into its staging folder.
 
-The only module that writes a run's files. A run is built in `.staging/<run_id>/` and renamed
-into `runs/<run_id>/` with `_SUCCESS` already inside, so readers never see a partial run. The
+The folder itself (lock, staging, publish, failed/, LATEST) is `batch.storage.rundir`. The
 prediction sink writes predictions.parquet (always a folder of Parquet parts), predictions.csv
 and rejects.csv: one writer writes the final CSV files and its Parquet parts; many writers (Dask)
 write CSV parts that `join_parts` turns into the final files. CSV safety (formula defusing) lives
@@ -12,14 +11,9 @@ text, restored from the row-aligned CSV text (`restore_text`).
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import logging
-import os
 import re
-import socket
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,174 +23,20 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from batch.core.columns import csv_ready, with_float64
-from batch.core.errors import EnvironmentFault, LockHeld, location_fault
 from batch.core.features import NUMBER_RE
 from batch.core.stats import as_float64
 from batch.io.inputs import CSV_BLOCK_BYTES, MAX_ROW_BYTES
 from batch.storage import fs
-from batch.storage.locks import describe_holder
+from batch.storage.rundir import location_error, writing
 
 log = logging.getLogger(__name__)
 
-SUCCESS = "_SUCCESS"
-LATEST = "LATEST"
-STAGING = ".staging"  # runs in progress: output/.staging/<run_id>/
 PREDICTIONS_PARQUET = "predictions.parquet"
 PREDICTIONS_CSV = "predictions.csv"
 REJECTS_CSV = "rejects.csv"
 PARTS = "parts"  # CSV part files of a parts-mode run, joined and removed before publishing
 STEM = "part"  # Parquet files of the run's single writer: part-00000.parquet, part-00001, ...
 SINGLE_PART = f"{STEM}-00000"  # its first (usually only) Parquet file
-DIAGNOSIS_FILES = ("report.json", "report.html", REJECTS_CSV)  # kept for a failed run
-
-
-# -- the output location's faults: one sentence, exit 7 ------------------------------------------
-
-
-def location_error(
-    path: Path | str, exc: OSError, outcome: str = "nothing was published"
-) -> EnvironmentFault:
-    """The EnvironmentFault for an output location that cannot be used (full, read-only, ...)."""
-    stored = fs.classify(exc, path)
-    if stored is not None:  # an object store's refusal: its sentence names the fix
-        return EnvironmentFault(
-            f"the output location {str(path)!r} cannot be used: {stored}; {outcome}"
-        )
-    return location_fault("output location", path, "--output-dir", exc, outcome)
-
-
-@contextmanager
-def writing(path: Path | str, outcome: str = "nothing was published") -> Iterator[None]:
-    """Turn an OS error while using `path` into the one-sentence EnvironmentFault (exit 7).
-
-    `outcome` says what the failure left undone (a run: "nothing was published").
-    """
-    try:
-        yield
-    except OSError as exc:
-        raise location_error(path, exc, outcome) from None
-    except Exception as exc:  # botocore/aiohttp errors that s3fs passes through as they are
-        stored = fs.classify(exc, path)
-        if stored is None:
-            raise
-        raise location_error(path, stored, outcome) from None
-
-
-# -- the output directory ------------------------------------------------------------------------------
-
-
-class OutputDir:
-    """BATCH_OUTPUT_DIR: runs/, failed/, LATEST, the run lock and temp folders of runs in progress."""
-
-    def __init__(self, root: Path | str) -> None:
-        self.root = fs.path(root)
-        self.runs = self.root / "runs"
-        self.failed = self.root / "failed"
-        self._lock = fs.lock(self.root / ".lock")
-
-    def lock(self, run_id: str) -> None:
-        """Take the output lock or raise LockHeld naming the holder (EnvironmentFault: unusable)."""
-        me = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "run_id": run_id,
-            "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        }
-        with writing(self.root):
-            fs.ensure_dir(self.root)
-            got = self._lock.acquire(blocking=False, holder=me)
-        if not got:
-            with writing(self.root):
-                who = self._lock.holder()
-            desc = describe_holder(who)
-            raise LockHeld(
-                f"another scoring run ({desc}) holds {self.root}; it was left alone — "
-                "wait for it to finish, then run again"
-            )
-
-    def unlock(self) -> None:
-        self._lock.release()
-
-    def clean_leftovers(self) -> None:
-        """Remove the folders of runs that were killed (safe: we hold the lock)."""
-        staging = self.root / STAGING
-        if staging.is_dir():
-            for tmp in staging.iterdir():
-                log.info("removing %s left by a run that did not finish", tmp)
-                # Killed while copying into runs/ or failed/? (only where publishing copies)
-                fs.remove_unmarked(self.runs / tmp.name, SUCCESS)
-                fs.remove_unmarked(self.failed / tmp.name, "report.json")
-                if tmp.is_dir():
-                    fs.rmtree(tmp, ignore_errors=True)
-                else:
-                    tmp.unlink(missing_ok=True)
-
-    def staging(self, run_id: str) -> Path:
-        """A new, empty folder to build run `run_id` in."""
-        path = self.root / STAGING / run_id
-        with writing(self.root):
-            path.mkdir(parents=True)
-        return path
-
-    def publish(self, staged: Path, run_id: str) -> Path:
-        """_SUCCESS last, then the folder appears complete as runs/<id>; then LATEST moves.
-
-        LATEST is prepared before the publish and switched after it, so once the run is visible
-        nothing is left that could fail and report it as not published. On a local disk the
-        publish is one rename; in object storage (no rename) the staged objects are copied with
-        _SUCCESS last, so readers that honour _SUCCESS never see a partial run.
-        """
-        final = self.runs / run_id
-        with writing(self.root):
-            self._lock.verify()  # a run whose lease lapsed must not publish over its successor
-            latest = fs.staged_write(self.root / LATEST, run_id + "\n")
-            try:
-                marker = (json.dumps({"run_id": run_id}) + "\n").encode()
-                fs.publish_folder(staged, final, SUCCESS, marker)
-            except BaseException:
-                latest.discard()
-                raise
-        try:  # the run is published: from here on a failure is only logged
-            latest.commit()
-            fs.fsync_dir(self.runs)
-            fs.fsync_dir(self.root)
-        except OSError as exc:
-            log.warning("run %s is published but LATEST could not be updated (%s)", run_id, exc)
-        return final
-
-    def publish_failed(self, staged: Path, run_id: str) -> Path:
-        """A run over its reject budget: only the diagnosis files, under failed/<id> (report.json
-        written last: the folder's marker)."""
-        final = self.failed / run_id
-        with writing(self.root):
-            report = (staged / "report.json").read_bytes()
-            fs.publish_folder(
-                staged, final, "report.json", report, include=lambda name: name in DIAGNOSIS_FILES
-            )
-        return final
-
-    def successful_runs(self) -> list[Path]:
-        if not self.runs.is_dir():
-            return []
-        return sorted(p for p in self.runs.iterdir() if (p / SUCCESS).is_file())
-
-    def scored_hashes(self) -> set[str]:
-        """sha256 of every input file a successful run has scored (for --new-only)."""
-        hashes: set[str] = set()
-        for run in self.successful_runs():
-            try:
-                report = json.loads((run / "report.json").read_text())
-            except (OSError, ValueError):
-                log.warning("cannot read %s/report.json; its inputs count as not scored", run)
-                continue
-            hashes.update(i["sha256"] for i in report.get("inputs", []) if i.get("sha256"))
-        return hashes
-
-    def latest(self) -> str | None:
-        try:
-            return (self.root / LATEST).read_text().strip() or None
-        except OSError:
-            return None
 
 
 # -- CSV safety: every cell and header a spreadsheet opens goes through here ----------------------

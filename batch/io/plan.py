@@ -17,10 +17,10 @@ import pyarrow as pa
 from batch.core import features
 from batch.core.columns import can_hold_rooms, conform, is_number_type, unify, with_float64
 from batch.core.errors import InputError
+from batch.core.names import ROOMS_NAMES
 from batch.core.rules import ADDED_COLUMNS, ADDED_FIELDS, BatchContext, feature_range
 from batch.core.stats import NumericColumns
 from batch.io import inputs
-from batch.model.datasets import ROOMS_NAMES
 
 log = logging.getLogger(__name__)
 

@@ -11,27 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from batch.core.errors import InputError
+from batch.core.names import BOSTON_COLUMNS, ROOMS_NAMES, find_column
 from batch.storage import fs
 
 log = logging.getLogger(__name__)
 
-BOSTON_COLUMNS = [
-    "crim",
-    "zn",
-    "indus",
-    "chas",
-    "nox",
-    "rm",
-    "age",
-    "dis",
-    "rad",
-    "tax",
-    "ptratio",
-    "b",
-    "lstat",
-]
 ROOMS_INDEX = BOSTON_COLUMNS.index("rm")  # column 5, as in the tutorial
-ROOMS_NAMES = ("rm", "rooms", "avg_rooms")
 TEST_SPLIT = 0.2
 SPLIT_SEED = 113  # Keras's boston_housing.load_data default
 
@@ -96,18 +81,6 @@ def load_boston() -> TrainingData:
         source="keras:boston_housing",
         sha256=sha256_file(cached) if cached.exists() else "",
     )
-
-
-def find_column(columns: list[str], wanted: str | None, candidates: tuple[str, ...]) -> str | None:
-    """The column named `wanted` (or the first candidate) compared case- and space-insensitively."""
-    by_key = {}
-    for col in columns:
-        by_key.setdefault(str(col).strip().lower(), col)
-    for name in [wanted] if wanted else list(candidates):
-        hit = by_key.get(name.strip().lower())
-        if hit is not None:
-            return hit
-    return None
 
 
 def split_like_keras(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:

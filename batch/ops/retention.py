@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from batch.core.errors import ConfigError
-from batch.io.outputs import OutputDir
 from batch.ops import history
 from batch.storage import fs
+from batch.storage.rundir import OutputDir
 
 log = logging.getLogger(__name__)
 

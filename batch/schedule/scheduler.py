@@ -448,7 +448,7 @@ class NightlyScorer:
     def take_lock(self) -> None:
         """One scheduler per output directory: LockHeld (exit 6) naming the one already running."""
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": _iso(_now())}
-        from batch.io.outputs import writing
+        from batch.storage.rundir import writing
 
         with writing(self.output_dir, "the scheduler did not start"):
             self.output_dir.mkdir(parents=True, exist_ok=True)
