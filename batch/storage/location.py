@@ -226,6 +226,7 @@ class ObjectPath:
 
     def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
         """Nothing to do: a prefix exists once an object is under it (buckets are never created)."""
+        del parents, exist_ok  # pathlib's signature, nothing to do with them here
 
     def unlink(self, missing_ok: bool = False) -> None:
         try:
