@@ -50,8 +50,8 @@ AWS_VARIABLES = {
     "AWS_DEFAULT_REGION",
     "AWS_ENDPOINT_URL",
 }
-# The documented stop command (docs/operators.md): plain `docker compose down` leaves services of profiles that are not
-# enabled (the Dask cluster) running, and then cannot remove the network they use.
+# The documented stop command (docs/operators.md): plain `docker compose down` leaves services of
+# profiles that are not enabled (the Dask cluster) running, and cannot remove the network they use.
 STOP_COMMAND = ["--profile", "*", "down"]
 
 
@@ -608,7 +608,7 @@ def test_compose_stack_end_to_end(tmp_path):
         health = run(["exec", "-T", "scheduler", "python", "-m", "jobs.schedule", "--health"])
         assert health.stdout.startswith("healthy"), health.stdout
 
-        # The documented stop command leaves nothing running, the Dask cluster and S3 endpoint included.
+        # The documented stop command leaves nothing running, the Dask cluster and S3 endpoint too.
         run(
             [
                 "--profile",
@@ -708,4 +708,6 @@ def test_compose_stack_end_to_end(tmp_path):
 def test_documented_stop_command_is_the_one_tested():
     guide = (REPO / "docs" / "operators.md").read_text()  # the operators' guide, once the README's
     documented = "docker compose " + " ".join(f"'{a}'" if a == "*" else a for a in STOP_COMMAND)
-    assert documented in guide, f"docs/operators.md should tell operators to stop with `{documented}`"
+    assert documented in guide, (
+        f"docs/operators.md should tell operators to stop with `{documented}`"
+    )
