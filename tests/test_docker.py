@@ -50,8 +50,8 @@ AWS_VARIABLES = {
     "AWS_DEFAULT_REGION",
     "AWS_ENDPOINT_URL",
 }
-# The README's stop command: plain `docker compose down` leaves services of profiles that are not
-# enabled (the Dask cluster) running, and then cannot remove the network they use.
+# The documented stop command (docs/operators.md): plain `docker compose down` leaves services of
+# profiles that are not enabled (the Dask cluster) running, and cannot remove the network they use.
 STOP_COMMAND = ["--profile", "*", "down"]
 
 
@@ -242,7 +242,7 @@ def test_s3_profile_adds_a_local_endpoint_and_the_stack_gets_the_aws_variables(t
     # Its own small image (moto[server] only), not the project's.
     assert Path(s3["build"]["context"]) == S3_DOCKERFILE.parent
     assert "image" not in s3 or s3["image"] != services["score"]["image"]
-    assert s3["environment"]["S3_BUCKETS"] == "prices"  # the bucket the README's commands use
+    assert s3["environment"]["S3_BUCKETS"] == "prices"  # the bucket the documented commands use
     [port] = s3["ports"]
     assert (port["host_ip"], port["published"], port["target"]) == ("127.0.0.1", "9123", 5000)
     # The ad hoc jobs wait until the bucket answers, when the profile is on (and not otherwise).
@@ -608,7 +608,7 @@ def test_compose_stack_end_to_end(tmp_path):
         health = run(["exec", "-T", "scheduler", "python", "-m", "jobs.schedule", "--health"])
         assert health.stdout.startswith("healthy"), health.stdout
 
-        # The README's stop command leaves nothing running, the Dask cluster and S3 endpoint included.
+        # The documented stop command leaves nothing running, the Dask cluster and S3 endpoint too.
         run(
             [
                 "--profile",
@@ -705,7 +705,9 @@ def test_compose_stack_end_to_end(tmp_path):
         _log(f"end to end took {time.monotonic() - started:.0f} s")
 
 
-def test_readme_stop_command_is_the_one_tested():
-    readme = (REPO / "README.md").read_text()
+def test_documented_stop_command_is_the_one_tested():
+    guide = (REPO / "docs" / "operators.md").read_text()  # the operators' guide, once the README's
     documented = "docker compose " + " ".join(f"'{a}'" if a == "*" else a for a in STOP_COMMAND)
-    assert documented in readme, f"README should tell operators to stop with `{documented}`"
+    assert documented in guide, (
+        f"docs/operators.md should tell operators to stop with `{documented}`"
+    )

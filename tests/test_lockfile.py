@@ -257,7 +257,7 @@ def test_the_locks_say_how_they_are_made_and_the_script_makes_them_as_this_test_
             assert "--extra" not in line and "pyproject.toml" not in line, line
             continue
         assert tuple(re.findall(r"--extra (\S+)", line)) == LOCKS[name], line
-    assert "tools/lock --upgrade" in (REPO / "README.md").read_text()
+    assert "tools/lock --upgrade" in (REPO / "docs" / "development.md").read_text()
 
 
 # -- the check itself fails when it should ------------------------------------------------------------
