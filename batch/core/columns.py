@@ -25,7 +25,7 @@ def value_type(t: pa.DataType) -> pa.DataType:
 def is_number_type(t: pa.DataType) -> bool:
     """Integer, floating (float16 included) or decimal, also dictionary-encoded."""
     t = value_type(t)
-    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+    return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t))
 
 
 def is_string_type(t: pa.DataType) -> bool:
@@ -59,7 +59,7 @@ def can_hold_rooms(t: pa.DataType) -> bool:
 
 def _writes_as_is(t: pa.DataType) -> bool:
     """Types the CSV writer writes as plain values that can never start a formula."""
-    return (
+    return bool(
         pa.types.is_integer(t)
         or pa.types.is_floating(t)
         or pa.types.is_decimal(t)
@@ -160,7 +160,7 @@ def unify(
         if pa.types.is_floating(t):
             return True
         if pa.types.is_decimal(t):
-            return t.precision <= FLOAT64_EXACT_DIGITS
+            return bool(t.precision <= FLOAT64_EXACT_DIGITS)
         if pa.types.is_integer(t):
             return t.bit_width <= 32 or exact
         return False

@@ -6,7 +6,7 @@ Anything that is not a BatchError is a bug and exits 1 with its traceback.
 from __future__ import annotations
 
 import errno
-from pathlib import Path
+from typing import Any
 
 # Every exit code of the jobs, with its meaning: --help texts, the scheduler's log and the
 # README's table all say what this table says.
@@ -31,7 +31,7 @@ def exit_codes_help(codes: tuple[int, ...] = tuple(EXIT_CODES)) -> str:
 
 
 class BatchError(Exception):
-    """A failure with a known cause; its message is one sentence saying what happened and how to fix it."""
+    """A failure with a known cause; its message is one sentence: what happened, how to fix it."""
 
     exit_code = 1
 
@@ -57,7 +57,7 @@ class ModelError(BatchError):
 class UnfitModel(ModelError):
     """A finite fit no better than predicting the training mean: not published."""
 
-    def __init__(self, message: str, summary: dict | None = None) -> None:
+    def __init__(self, message: str, summary: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.summary = summary or {}
 
@@ -65,11 +65,15 @@ class UnfitModel(ModelError):
 class RunRefused(BatchError):
     """A run that was scored but must not be published; its diagnosis went to failed/<run_id>/."""
 
-    def __init__(self, message: str, summary: dict | None = None) -> None:
+    def __init__(self, message: str, summary: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.summary = summary or {}
 
-    def __reduce__(self):  # keep the summary when pickled (Dask sends errors between processes)
+    def __reduce__(
+        self,
+    ) -> tuple[
+        type[RunRefused], tuple[str, dict[str, Any]]
+    ]:  # keep the summary when pickled (Dask sends errors between processes)
         return (type(self), (str(self), self.summary))
 
 
@@ -86,13 +90,13 @@ class DriftDetected(RunRefused):
 
 
 class LockHeld(BatchError):
-    """Another process holds a lock we need: the output directory, the scheduler's, the registry's."""
+    """Another process holds a lock we need: the output folder's, scheduler's or registry's."""
 
     exit_code = 6
 
 
 class EnvironmentFault(BatchError):
-    """The machine or cluster failed us: an unusable output/registry location, a lost Dask cluster."""
+    """The machine failed us: an unusable output or registry location, a lost Dask cluster."""
 
     exit_code = 7
 
@@ -102,7 +106,7 @@ class ClusterLost(EnvironmentFault):
 
 
 def location_fault(
-    what: str, path: Path | str, flag: str, exc: OSError, outcome: str = "nothing was published"
+    what: str, path: object, flag: str, exc: OSError, outcome: str = "nothing was published"
 ) -> EnvironmentFault:
     """The one sentence (exit 7) for a location that cannot be used: full, read-only, a file...
 
@@ -120,7 +124,7 @@ def location_fault(
         errno.EPERM: f"give this user write permission there, or set {flag} elsewhere",
         errno.ENOTDIR: f"point {flag} at a directory",
         errno.EEXIST: f"point {flag} at a directory",
-    }.get(code, f"check the location, or set {flag} to a writable directory")
+    }.get(code or 0, f"check the location, or set {flag} to a writable directory")
     where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
     return EnvironmentFault(
         f"the {what} {str(path)!r} cannot be used: {reason}{where}; {outcome} — {hint}"

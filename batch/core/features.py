@@ -1,4 +1,4 @@
-"""The rooms feature, cell by cell: find its column, parse raw values, validate, and the reject reasons.
+"""The rooms feature, cell by cell: find its column, parse raw values, validate; the reject reasons.
 
 Pure: Arrow arrays in, NumPy arrays out. A new reject reason is added here, with its meaning.
 """
@@ -47,7 +47,8 @@ class Validated:
 
     @property
     def valid(self) -> np.ndarray:
-        return self.codes == 0
+        ok: np.ndarray = self.codes == 0
+        return ok
 
 
 def parse_numbers(raw: pa.Array, decimal_comma: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -113,7 +114,10 @@ def decimal_points(column: pa.Array) -> pa.Array:
 def validate(
     raw: pa.Array, domain_min: float, domain_max: float, decimal_comma: bool = False
 ) -> Validated:
-    """Reason per row: missing, not_a_number, non_finite (NaN/inf), out_of_domain (not min < x <= max)."""
+    """Reason per row: missing, not_a_number, non_finite (NaN, inf), out_of_domain (outside).
+
+    out_of_domain: not min < x <= max.
+    """
     values, codes = parse_numbers(raw, decimal_comma)
     ok = codes == 0
     with np.errstate(invalid="ignore"):

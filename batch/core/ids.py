@@ -1,4 +1,4 @@
-"""Run ids: YYYYMMDDTHHMMSSZ-<6 hex>, sortable by start time (UTC); scoring and training use them."""
+"""Run ids: YYYYMMDDTHHMMSSZ-<6 hex>, sortable by start time (UTC), for scoring and training."""
 
 from __future__ import annotations
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from types import FrameType
+from typing import Any
 
 log = logging.getLogger(__name__)
 
-_state: dict = {"holding": False, "held": None}
+_state: dict[str, Any] = {"holding": False, "held": None}
 
 
-def _handler(signum, frame) -> None:
+def _handler(signum: int, frame: FrameType | None) -> None:
     if _state["holding"]:
         _state["held"] = signum
         return

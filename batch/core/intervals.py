@@ -1,4 +1,4 @@
-"""Calibrated price bands: split-conformal intervals whose width follows rooms (pure numpy, no I/O)."""
+"""Calibrated price bands: split-conformal intervals whose width follows rooms (pure numpy)."""
 
 from __future__ import annotations
 
@@ -59,7 +59,8 @@ def scale(rooms: np.ndarray, params: dict[str, Any]) -> np.ndarray:
         + s["slope_below"] * np.maximum(c - x, 0.0)
         + s["slope_above"] * np.maximum(x - c, 0.0)
     )
-    return np.maximum(value, s["floor"])
+    floored: np.ndarray = np.maximum(value, s["floor"])
+    return floored
 
 
 def conformal_rank(n: int, level: float) -> int:
@@ -93,15 +94,7 @@ def calibrate(
     """
     if not 0 < level < 1:
         raise ValueError(f"level must be between 0 and 1 (exclusive), got {level!r}")
-    x = np.asarray(x_cal, "float64").reshape(-1)
-    resid = np.asarray(y_cal, "float64").reshape(-1) - np.asarray(pred_cal, "float64").reshape(-1)
-    if len(x) == 0 or len(resid) != len(x):
-        raise ValueError(
-            f"calibration needs rows with x, y and pred of equal length "
-            f"(got {len(x)} and {len(resid)})"
-        )
-    if not np.all(np.isfinite(x)) or not np.all(np.isfinite(resid)):
-        raise ValueError("calibration rows must be finite")
+    x, resid = _calibration_rows(x_cal, y_cal, pred_cal)
     if x_scale is None or residuals_scale is None:
         scale_params = fit_scale(x, resid)
         scale_rows = "calibration"
@@ -117,6 +110,29 @@ def calibrate(
         "lower_bound": None if lower_bound is None else float(lower_bound),
     }
     scores = np.sort(np.abs(resid) / scale(x, params))
+    params.update(_quantile(scores, level))
+    return params
+
+
+def _calibration_rows(
+    x_cal: np.ndarray, y_cal: np.ndarray, pred_cal: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rooms, residuals) of the calibration rows as float64; ValueError when they are unusable."""
+    x = np.asarray(x_cal, "float64").reshape(-1)
+    resid = np.asarray(y_cal, "float64").reshape(-1) - np.asarray(pred_cal, "float64").reshape(-1)
+    if len(x) == 0 or len(resid) != len(x):
+        raise ValueError(
+            f"calibration needs rows with x, y and pred of equal length "
+            f"(got {len(x)} and {len(resid)})"
+        )
+    if not np.all(np.isfinite(x)) or not np.all(np.isfinite(resid)):
+        raise ValueError("calibration rows must be finite")
+    return x, resid
+
+
+def _quantile(scores: np.ndarray, level: float) -> dict[str, Any]:
+    """The conformal quantile of sorted `scores` for `level`, its rank, and whether it holds."""
+    params: dict[str, Any] = {}
     n = len(scores)
     k = conformal_rank(n, level)
     if k > n:

@@ -22,7 +22,7 @@ ROOMS_NAMES = ("rm", "rooms", "avg_rooms")
 
 def find_column(columns: list[str], wanted: str | None, candidates: tuple[str, ...]) -> str | None:
     """The column named `wanted` (or the first candidate) compared case- and space-insensitively."""
-    by_key = {}
+    by_key: dict[str, str] = {}
     for col in columns:
         by_key.setdefault(str(col).strip().lower(), col)
     for name in [wanted] if wanted else list(candidates):

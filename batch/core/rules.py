@@ -11,6 +11,7 @@ import math
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -63,10 +64,12 @@ class BatchContext:
     schema: pa.Schema  # the output schema (input columns unified across files + ADDED_FIELDS)
     retype_candidates: frozenset[str] = frozenset()  # CSV text columns that may hold numbers
     numbers: frozenset[str] = frozenset()  # of those, the ones predictions.parquet holds as float64
-    interval: dict | None = None  # the model's band parameters (None: a version without them)
+    interval: dict[str, Any] | None = (
+        None  # the model's band parameters (None: a version without them)
+    )
 
 
-def feature_range(meta: dict) -> tuple[float, float]:
+def feature_range(meta: dict[str, Any]) -> tuple[float, float]:
     """The model's training range of rooms from its metadata (unbounded when unknown)."""
     fr = meta.get("feature_range") or {}
     return float(fr.get("min", -math.inf)), float(fr.get("max", math.inf))
@@ -82,49 +85,76 @@ def score_batch(
     n = batch.num_rows
     raw = batch.column(ctx.rooms_column)
     checked = features.validate(raw, *ctx.domain, decimal_comma=ctx.decimal_comma)
-    valid = checked.valid
     rows = np.arange(first_row, first_row + n, dtype="int64")
     stats = RunStats()
+    rejects = _rejects(raw, checked, rows, ctx, stats)
 
-    bad = np.flatnonzero(~valid)
-    if len(bad):
-        codes = checked.codes[bad]
-        for code in np.unique(codes):
-            stats.rejects[features.REASONS[code - 1]] += int((codes == code).sum())
-        reasons = np.array(features.REASONS, dtype=object)[codes - 1]
-        rejects = pa.record_batch(
-            [
-                _repeat(ctx.source_file, len(bad)),
-                pa.array(rows[bad]),
-                features.raw_text(raw.take(pa.array(bad))),
-                pa.array(reasons, pa.string()),
-            ],
-            schema=REJECT_SCHEMA,
-        )
-        stats.first_rejects = rejects.slice(0, FIRST_REJECTS).to_pylist()
-        numbers = checked.parsed[bad]
-        finite = np.isfinite(numbers)
-        if finite.any():  # rejected but still numbers (out of domain): their summary shows units
-            nums = numbers[finite]
-            stats.rejected_numbers = int(finite.sum())
-            stats.rejected_min, stats.rejected_max = float(nums.min()), float(nums.max())
-            stats.rejected_sample.add(sample_keys(ctx.sha256, rows[bad][finite]), rooms=nums)
-    else:
-        rejects = pa.RecordBatch.from_pylist([], schema=REJECT_SCHEMA)
-
-    good = np.flatnonzero(valid)
+    good = np.flatnonzero(checked.valid)
     kept = batch.take(pa.array(good)) if len(good) < n else batch
     rooms = checked.values[good]
     pred = np.asarray(predict(rooms), dtype="float32").reshape(-1)
     lo, hi = ctx.feature_range
     below, above = rooms < lo, rooms > hi
-    flag = below | above
     bands = intervals.band(rooms, pred, ctx.interval)
     if bands is None:
         low = high = pa.nulls(len(good), pa.float32())
     else:
         low, high = pa.array(bands[0], pa.float32()), pa.array(bands[1], pa.float32())
+    columns = _input_columns(kept, len(good), ctx) + [
+        _repeat(ctx.source_file, len(good)),
+        pa.array(rows[good]),
+        pa.array(pred, pa.float32()),
+        low,
+        high,
+        pa.array(below | above, pa.bool_()),
+        _repeat(ctx.model_version, len(good)),
+        _repeat(ctx.run_id, len(good)),
+    ]
+    out = pa.record_batch(columns, schema=ctx.schema)
+    if len(good):
+        stats.scored = len(good)
+        stats.out_of_range = int((below | above).sum())
+        stats.below_range, stats.above_range = int(below.sum()), int(above.sum())
+        actual = _actual_prices(kept, ctx, len(good))
+        _add_scored(stats, rooms, pred.astype("float64"), actual, bands)
+        keys = sample_keys(ctx.sha256, rows[good])
+        stats.sample.add(keys, rooms=rooms, pred=pred.astype("float64"), actual=actual)
+    return out, rejects, stats
 
+
+def _rejects(
+    raw: pa.Array, checked: features.Validated, rows: np.ndarray, ctx: BatchContext, stats: RunStats
+) -> pa.RecordBatch:
+    """The rejects of a batch (one row per invalid cell), counted into `stats` by reason."""
+    bad = np.flatnonzero(~checked.valid)
+    if not len(bad):
+        return pa.RecordBatch.from_pylist([], schema=REJECT_SCHEMA)
+    codes = checked.codes[bad]
+    for code in np.unique(codes):
+        stats.rejects[features.REASONS[code - 1]] += int((codes == code).sum())
+    reasons = np.array(features.REASONS, dtype=object)[codes - 1]
+    rejects = pa.record_batch(
+        [
+            _repeat(ctx.source_file, len(bad)),
+            pa.array(rows[bad]),
+            features.raw_text(raw.take(pa.array(bad))),
+            pa.array(reasons, pa.string()),
+        ],
+        schema=REJECT_SCHEMA,
+    )
+    stats.first_rejects = rejects.slice(0, FIRST_REJECTS).to_pylist()
+    numbers = checked.parsed[bad] if checked.parsed is not None else np.full(len(bad), np.nan)
+    finite = np.isfinite(numbers)
+    if finite.any():  # rejected but still numbers (out of domain): their summary shows units
+        nums = numbers[finite]
+        stats.rejected_numbers = int(finite.sum())
+        stats.rejected_min, stats.rejected_max = float(nums.min()), float(nums.max())
+        stats.rejected_sample.add(sample_keys(ctx.sha256, rows[bad][finite]), rooms=nums)
+    return rejects
+
+
+def _input_columns(kept: pa.RecordBatch, n: int, ctx: BatchContext) -> list[pa.Array]:
+    """The input columns of the valid rows, in the output schema's order and types."""
     columns = []
     for f in ctx.schema:
         if f.name in ADDED_COLUMNS:
@@ -137,51 +167,50 @@ def score_batch(
                 col = features.decimal_points(col)
             columns.append(conform(col, f.type))
         else:
-            columns.append(pa.nulls(len(good), f.type))
-    columns += [
-        _repeat(ctx.source_file, len(good)),
-        pa.array(rows[good]),
-        pa.array(pred, pa.float32()),
-        low,
-        high,
-        pa.array(flag, pa.bool_()),
-        _repeat(ctx.model_version, len(good)),
-        _repeat(ctx.run_id, len(good)),
-    ]
-    out = pa.record_batch(columns, schema=ctx.schema)
+            columns.append(pa.nulls(n, f.type))
+    return columns
 
-    if len(good):
-        p64 = pred.astype("float64")
-        stats.scored = len(good)
-        stats.out_of_range = int(flag.sum())
-        stats.below_range, stats.above_range = int(below.sum()), int(above.sum())
-        stats.pred_sum, stats.pred_min, stats.pred_max = (
-            float(p64.sum()),
-            float(p64.min()),
-            float(p64.max()),
-        )
-        stats.rooms_sum, stats.rooms_sq = float(rooms.sum()), float((rooms**2).sum())
-        stats.rooms_min, stats.rooms_max = float(rooms.min()), float(rooms.max())
-        stats.rooms_whole = int((rooms == np.round(rooms)).sum())
-        actual = np.full(len(good), np.nan)
-        if ctx.target_column and ctx.target_column in kept.schema.names:
-            actual, _ = features.parse_numbers(kept.column(ctx.target_column), ctx.decimal_comma)
-            has = np.isfinite(actual)
-            err = p64[has] - actual[has]
-            stats.actual_n, stats.sq_err, stats.abs_err = (
-                int(has.sum()),
-                float((err**2).sum()),
-                float(np.abs(err).sum()),
-            )
-            if bands is not None:
-                inside = (actual[has] >= bands[0][has]) & (actual[has] <= bands[1][has])
-                stats.band_rows, stats.band_covered = int(has.sum()), int(inside.sum())
-        stats.sample.add(sample_keys(ctx.sha256, rows[good]), rooms=rooms, pred=p64, actual=actual)
-    return out, rejects, stats
+
+def _actual_prices(kept: pa.RecordBatch, ctx: BatchContext, n: int) -> np.ndarray:
+    """The true prices of the valid rows (NaN where the input has none)."""
+    if ctx.target_column and ctx.target_column in kept.schema.names:
+        actual, _ = features.parse_numbers(kept.column(ctx.target_column), ctx.decimal_comma)
+        return actual
+    return np.full(n, np.nan)
+
+
+def _add_scored(
+    stats: RunStats,
+    rooms: np.ndarray,
+    p64: np.ndarray,
+    actual: np.ndarray,
+    bands: tuple[np.ndarray, np.ndarray] | None,
+) -> None:
+    """Sums and extremes of the scored rows, and their errors where the true price is known."""
+    stats.pred_sum, stats.pred_min, stats.pred_max = (
+        float(p64.sum()),
+        float(p64.min()),
+        float(p64.max()),
+    )
+    stats.rooms_sum, stats.rooms_sq = float(rooms.sum()), float((rooms**2).sum())
+    stats.rooms_min, stats.rooms_max = float(rooms.min()), float(rooms.max())
+    stats.rooms_whole = int((rooms == np.round(rooms)).sum())
+    has = np.isfinite(actual)
+    if not has.any():
+        return
+    err = p64[has] - actual[has]
+    stats.actual_n, stats.sq_err, stats.abs_err = (
+        int(has.sum()),
+        float((err**2).sum()),
+        float(np.abs(err).sum()),
+    )
+    if bands is not None:
+        inside = (actual[has] >= bands[0][has]) & (actual[has] <= bands[1][has])
+        stats.band_rows, stats.band_covered = int(has.sum()), int(inside.sum())
 
 
 def sample_keys(sha256: str, rows: np.ndarray) -> np.ndarray:
-    """A pseudo-random key in [0, 1) per (file, row): the same sample whatever the batching/engine."""
+    """A pseudo-random key in [0, 1) per (file, row): one sample whatever the batching or engine."""
     x = rows.astype("uint64") + np.uint64(zlib.crc32(sha256.encode()) << 32)
     with np.errstate(over="ignore"):  # splitmix64 wraps around by design
         x = x + np.uint64(0x9E3779B97F4A7C15)

@@ -1,4 +1,4 @@
-"""Run statistics gathered batch by batch: counts, sums, a sample and column typing (mergeable, pure).
+"""Run statistics gathered batch by batch: counts, sums, a sample, column typing (mergeable, pure).
 
 Everything here merges exactly, so batches, files and Dask partitions combine in any grouping
 into the same totals, and no row is kept in memory beyond a bounded sample.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -74,7 +75,7 @@ class RunStats:
     rejected_max: float = -math.inf
     sample: Sample = field(default_factory=Sample)
     rejected_sample: Sample = field(default_factory=Sample)  # of those numbers, for their p50
-    first_rejects: list[dict] = field(default_factory=list)  # shown in report.html
+    first_rejects: list[dict[str, Any]] = field(default_factory=list)  # shown in report.html
 
     @property
     def rejected(self) -> int:
@@ -190,7 +191,7 @@ def survives_float64(text: pa.Array) -> bool:
     if not pc.all(pc.is_finite(values)).as_py():
         return False
     back = pc.cast(values, pa.string())  # Arrow writes the shortest text that reads back exactly
-    return pc.all(pc.equal(_digits(text), _digits(back))).as_py()
+    return bool(pc.all(pc.equal(_digits(text), _digits(back))).as_py())
 
 
 def _digits(text: pa.Array) -> pa.Array:

@@ -15,10 +15,10 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from batch.core.errors import EnvironmentFault, LockHeld, location_fault
 from batch.storage import fs
+from batch.storage.location import Location
 from batch.storage.locks import describe_holder
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ DIAGNOSIS_FILES = (REPORT_JSON, "report.html", "rejects.csv")  # kept for a fail
 
 
 def location_error(
-    path: Path | str, exc: OSError, outcome: str = "nothing was published"
+    path: Location | str, exc: OSError, outcome: str = "nothing was published"
 ) -> EnvironmentFault:
     """The EnvironmentFault for an output location that cannot be used (full, read-only, ...)."""
     stored = fs.classify(exc, path)
@@ -46,7 +46,7 @@ def location_error(
 
 
 @contextmanager
-def writing(path: Path | str, outcome: str = "nothing was published") -> Iterator[None]:
+def writing(path: Location | str, outcome: str = "nothing was published") -> Iterator[None]:
     """Turn an OS error while using `path` into the one-sentence EnvironmentFault (exit 7).
 
     `outcome` says what the failure left undone (a run: "nothing was published").
@@ -62,13 +62,13 @@ def writing(path: Path | str, outcome: str = "nothing was published") -> Iterato
         raise location_error(path, stored, outcome) from None
 
 
-# -- the output directory ------------------------------------------------------------------------------
+# -- the output directory ------------------------------------------------------------------------
 
 
 class OutputDir:
-    """BATCH_OUTPUT_DIR: runs/, failed/, LATEST, the run lock and temp folders of runs in progress."""
+    """BATCH_OUTPUT_DIR: runs/, failed/, LATEST, the run lock, the staging folders of live runs."""
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Location | str) -> None:
         self.root = fs.path(root)
         self.runs = self.root / "runs"
         self.failed = self.root / "failed"
@@ -111,14 +111,14 @@ class OutputDir:
                 else:
                     tmp.unlink(missing_ok=True)
 
-    def staging(self, run_id: str) -> Path:
+    def staging(self, run_id: str) -> Location:
         """A new, empty folder to build run `run_id` in."""
         path = self.root / STAGING / run_id
         with writing(self.root):
             path.mkdir(parents=True)
         return path
 
-    def publish(self, staged: Path, run_id: str) -> Path:
+    def publish(self, staged: Location, run_id: str) -> Location:
         """_SUCCESS last, then the folder appears complete as runs/<id>; then LATEST moves.
 
         LATEST is prepared before the publish and switched after it, so once the run is visible
@@ -144,7 +144,7 @@ class OutputDir:
             log.warning("run %s is published but LATEST could not be updated (%s)", run_id, exc)
         return final
 
-    def publish_failed(self, staged: Path, run_id: str) -> Path:
+    def publish_failed(self, staged: Location, run_id: str) -> Location:
         """A run over its reject budget: only the diagnosis files, under failed/<id> (report.json
         written last: the folder's marker)."""
         final = self.failed / run_id
@@ -155,7 +155,7 @@ class OutputDir:
             )
         return final
 
-    def successful_runs(self) -> list[Path]:
+    def successful_runs(self) -> list[Location]:
         if not self.runs.is_dir():
             return []
         return sorted(p for p in self.runs.iterdir() if (p / SUCCESS).is_file())
