@@ -60,3 +60,45 @@ def test_engines_share_the_per_part_task_and_only_io_modules_write_files():
         source = (REPO / (pure.replace(".", "/") + ".py")).read_text()
         for writer in ("open(", "write_bytes", "write_text", "ParquetWriter", "CSVWriter"):
             assert writer not in source, f"{pure} writes files ({writer})"
+
+
+# -- small parts and one storage layer ------------------------------------------------------------
+
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+
+
+def _library_files() -> list:
+    return sorted((REPO / "batch").rglob("*.py")) + sorted((REPO / "jobs").rglob("*.py"))
+
+
+def test_no_module_over_400_lines_and_no_function_over_60():
+    big_modules, long_functions = [], []
+    for path in _library_files():
+        source = path.read_text()
+        where = path.relative_to(REPO)
+        if source.count("\n") > MAX_MODULE_LINES:
+            big_modules.append(f"{where} ({source.count(chr(10))} lines)")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    long_functions.append(f"{where}:{node.lineno} {node.name} ({length} lines)")
+    assert not big_modules, f"modules over {MAX_MODULE_LINES} lines: {big_modules}"
+    assert not long_functions, f"functions over {MAX_FUNCTION_LINES} lines: {long_functions}"
+
+
+# What asking "is this location in object storage?" looks like; only batch/storage may ask.
+KIND_QUESTIONS = ("ObjectPath", "is_url(", "is_object(", "store_for(", '"s3://', "'s3://")
+
+
+def test_only_the_storage_package_asks_which_kind_a_location_is():
+    found = []
+    for path in _library_files():
+        if path.is_relative_to(REPO / "batch" / "storage"):
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if any(q in code for q in KIND_QUESTIONS):
+                found.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert not found, "location kind asked outside batch/storage:\n" + "\n".join(found)

@@ -147,9 +147,9 @@ def lock(location: Location) -> Lock:
 
 def classify(exc: BaseException, location: object = None) -> StorageError | None:
     """The object store's one-sentence error for `exc`; None for a local location's OS error."""
-    if isinstance(location, (Path, ObjectPath)) or is_url(location):
+    if isinstance(location, Path | ObjectPath | str):
         return store_for(location).classify(exc, location)  # type: ignore[arg-type]
-    return classify_any(exc, location)
+    return classify_any(exc, location)  # no location to tell by: whatever the error says
 
 
 def local_copy(location: Location) -> AbstractContextManager[Path]:
