@@ -19,6 +19,7 @@ from batch.core.stats import FileStats, RunStats
 from batch.io import inputs, outputs
 from batch.io.pipeline import ReadAhead
 from batch.io.plan import Plan
+from batch.io.source import Part
 from batch.model.network import Predictor, check_parity
 from batch.storage import fs
 
@@ -54,11 +55,11 @@ class EngineResult:
     phases: dict[str, float] = field(default_factory=dict)
 
 
-OnBatch = Callable[[int, inputs.Part], None]
+OnBatch = Callable[[int, Part], None]
 
 
 def score_part(
-    part: inputs.Part,
+    part: Part,
     ctx: BatchContext,
     predict: Predict,
     sink: outputs.PredictionSink,
@@ -88,7 +89,7 @@ def score_part(
     return PartResult(part.file_index, part.index, first - part.first_row, stats)
 
 
-def part_name(part: inputs.Part) -> str:
+def part_name(part: Part) -> str:
     """The part's file name stem: sorts in input order."""
     return f"part-{part.file_index:05d}-{part.index:05d}"
 

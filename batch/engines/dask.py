@@ -23,13 +23,15 @@ from batch.core.rules import REJECT_SCHEMA
 from batch.engines.base import Engine, Job, PartResult, part_name, score_part
 from batch.io import inputs, outputs
 from batch.io.plan import Plan
+from batch.io.read_errors import short_error
+from batch.io.source import Part
 
 log = logging.getLogger(__name__)
 
 PART_BYTES = 64 << 20  # plain-CSV bytes per part
 
 
-def _score_on_worker(part: inputs.Part, job: Job) -> PartResult:
+def _score_on_worker(part: Part, job: Job) -> PartResult:
     """Runs on a worker: score one part into its own part files."""
     ctx = job.contexts[part.file_index]
     sink = outputs.PredictionSink(
@@ -105,7 +107,7 @@ class DaskEngine(Engine):
 
     def _run_parts(self, plan: Plan, job: Job) -> list[PartResult]:
         outputs.start_parts(job.staged)
-        parts: list[inputs.Part] = []
+        parts: list[Part] = []
         for index, fp in enumerate(plan.files):
             if not fp.scorable:
                 continue
@@ -147,7 +149,7 @@ class DaskEngine(Engine):
         if isinstance(exc, LOST):
             return ClusterLost(
                 f"the Dask cluster ({self.address}) failed while scoring {where} "
-                f"({type(exc).__name__}: {inputs.short_error(exc)}); nothing was "
+                f"({type(exc).__name__}: {short_error(exc)}); nothing was "
                 "published — check the workers' logs and run again"
             )
         return exc  # a bug: surfaces as exit 1 with its traceback

@@ -11,6 +11,7 @@ from batch.engines.base import Engine, Job, PartResult, score_part
 from batch.io import inputs, outputs
 from batch.io.pipeline import DEPTH, PipelinedSink
 from batch.io.plan import Plan
+from batch.io.source import Part
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ class Progress:
         self.started = self.last = time.monotonic()
         self.rows = 0
 
-    def update(self, rows: int, part: inputs.Part) -> None:
+    def update(self, rows: int, part: Part) -> None:
         self.rows += rows
         where = part.src.name
         now = time.monotonic()

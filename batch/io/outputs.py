@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from batch.core.columns import csv_ready, with_float64
 from batch.core.features import NUMBER_RE
 from batch.core.stats import as_float64
-from batch.io.inputs import CSV_BLOCK_BYTES, MAX_ROW_BYTES
+from batch.io.csv_reader import CSV_BLOCK_BYTES, MAX_ROW_BYTES
 from batch.storage import fs
 from batch.storage.rundir import location_error, writing
 

@@ -21,6 +21,8 @@ from batch.core.names import ROOMS_NAMES
 from batch.core.rules import ADDED_COLUMNS, ADDED_FIELDS, BatchContext, feature_range
 from batch.core.stats import NumericColumns
 from batch.io import inputs
+from batch.io.discovery import resolve_inputs
+from batch.io.source import InputFile
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ FIRST_BLOCK_ROWS = 1 << 16  # rows of each file observed to decide which text co
 class FilePlan:
     """One input file and how to read it: its rooms and target columns and decimal separator."""
 
-    src: inputs.InputFile
+    src: InputFile
     rooms_column: str | None  # None only for an empty file (nothing to score)
     target_column: str | None
     decimal_comma: bool
@@ -95,7 +97,7 @@ def plan_inputs(
     domain is the rooms domain of the run: rows it would reject do not count when deciding which
     text columns are numbers, as they are not written to predictions.parquet.
     """
-    paths = inputs.resolve_inputs(entries)
+    paths = resolve_inputs(entries)
     if not paths:
         raise InputError(
             f"no input files found in {', '.join(entries)} (looked for .csv, "
@@ -217,7 +219,7 @@ def first_block(fp: FilePlan, index: int) -> pa.RecordBatch | None:
 
 
 def pick_column(
-    src: inputs.InputFile, wanted: str | None, candidates: tuple[str, ...], what: str, flag: str
+    src: InputFile, wanted: str | None, candidates: tuple[str, ...], what: str, flag: str
 ) -> str | None:
     """The column named `wanted` (else one of `candidates`), compared case- and space-insensitively.
 
