@@ -88,7 +88,7 @@ def sink_batches(n: int = 5) -> tuple[pa.Schema, list[tuple[pa.RecordBatch, pa.R
 
 def test_pipelined_sink_writes_the_same_bytes_as_the_plain_sink(tmp_path):
     from batch.core.rules import REJECT_SCHEMA
-    from batch.io.outputs import PredictionSink
+    from batch.io.sink import PredictionSink
 
     schema, batches = sink_batches()
     folders = []

@@ -16,9 +16,10 @@ from typing import Any
 
 from batch.core.rules import REJECT_SCHEMA, BatchContext, Predict, score_batch
 from batch.core.stats import FileStats, RunStats
-from batch.io import inputs, outputs
+from batch.io import inputs, outputs, text_restore
 from batch.io.pipeline import ReadAhead
 from batch.io.plan import Plan
+from batch.io.sink import PredictionSink
 from batch.io.source import Part
 from batch.model.network import Predictor, check_parity
 from batch.storage import fs
@@ -62,7 +63,7 @@ def score_part(
     part: Part,
     ctx: BatchContext,
     predict: Predict,
-    sink: outputs.PredictionSink,
+    sink: PredictionSink,
     chunk_rows: int,
     on_batch: OnBatch | None = None,
     read_ahead: int = 0,
@@ -122,13 +123,13 @@ class Engine(ABC):
     def _settle_numbers(self, plan: Plan, staged: fs.Location) -> None:
         """One type per column in predictions.parquet: float64 where every file kept the plan's
         decision, else text in every file (restored from the CSV text of the same rows)."""
-        text = outputs.text_columns(staged, plan.numbers) if plan.numbers else set()
+        text = text_restore.text_columns(staged, plan.numbers) if plan.numbers else set()
         if not text:
             return
-        sources = outputs.text_sources(staged, text)
+        sources = text_restore.text_sources(staged, text)
         if not sources:  # each writer met its first non-number before writing a row as float64
             return
-        self.map(outputs.restore_text, sources, columns=sorted(text))
+        self.map(text_restore.restore_text, sources, columns=sorted(text))
         log.info(
             "predictions.parquet: column(s) %s kept as text throughout (they held values "
             "that are not plain numbers); rewrote the Parquet files of %d writer(s) that "

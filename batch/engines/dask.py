@@ -24,6 +24,7 @@ from batch.engines.base import Engine, Job, PartResult, part_name, score_part
 from batch.io import inputs, outputs
 from batch.io.plan import Plan
 from batch.io.read_errors import short_error
+from batch.io.sink import PredictionSink
 from batch.io.source import Part
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ PART_BYTES = 64 << 20  # plain-CSV bytes per part
 def _score_on_worker(part: Part, job: Job) -> PartResult:
     """Runs on a worker: score one part into its own part files."""
     ctx = job.contexts[part.file_index]
-    sink = outputs.PredictionSink(
+    sink = PredictionSink(
         job.staged, ctx.schema, REJECT_SCHEMA, part=part_name(part), numbers=ctx.numbers
     )
     try:

@@ -8,9 +8,10 @@ import time
 
 from batch.core.rules import REJECT_SCHEMA
 from batch.engines.base import Engine, Job, PartResult, score_part
-from batch.io import inputs, outputs
+from batch.io import inputs
 from batch.io.pipeline import DEPTH, PipelinedSink
 from batch.io.plan import Plan
+from batch.io.sink import PredictionSink
 from batch.io.source import Part
 
 log = logging.getLogger(__name__)
@@ -66,13 +67,11 @@ class LocalEngine(Engine):
     def _run_parts(self, plan: Plan, job: Job) -> list[PartResult]:
         predict = job.predictor.load()
         if self.pipeline:
-            sink: outputs.PredictionSink = PipelinedSink(
+            sink: PredictionSink = PipelinedSink(
                 job.staged, plan.schema, REJECT_SCHEMA, numbers=plan.numbers
             )
         else:
-            sink = outputs.PredictionSink(
-                job.staged, plan.schema, REJECT_SCHEMA, numbers=plan.numbers
-            )
+            sink = PredictionSink(job.staged, plan.schema, REJECT_SCHEMA, numbers=plan.numbers)
         progress = Progress(self.progress_seconds)
         read_ahead = DEPTH if self.pipeline else 0
         results = []
@@ -103,7 +102,7 @@ class LocalEngine(Engine):
         return results
 
 
-def _close_quietly(sink: outputs.PredictionSink) -> None:
+def _close_quietly(sink: PredictionSink) -> None:
     try:
         sink.close()
     except Exception as exc:  # the run fails anyway; its own error is the one to report

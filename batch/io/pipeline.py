@@ -22,7 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from batch.io import outputs
+from batch.io.sink import PredictionSink
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def _drain(q: queue.Queue) -> None:
         pass
 
 
-class PipelinedSink(outputs.PredictionSink):
+class PipelinedSink(PredictionSink):
     """The prediction sink with its Parquet file and its CSV files written in two threads.
 
     The same files, byte for byte, as PredictionSink: each thread writes its batches in order.

@@ -174,7 +174,7 @@ def decide_numbers(
     cell of the rows the run would score is a plain number a float64 keeps exactly
     (stats.looks_numeric, after a ';' file's decimal commas become points), and at least one
     such cell is there at all. Later batches are checked as they are written
-    (outputs.PredictionSink); a value that contradicts the decision turns the column back to
+    (sink.PredictionSink); a value that contradicts the decision turns the column back to
     text, exactly as it came, so the decision can cost time but never a value.
     """
     observed = NumericColumns(set(candidates))
