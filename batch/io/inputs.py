@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import replace
 
 import pyarrow as pa
@@ -112,7 +112,7 @@ def numbered(parts: list[Part], counts: list[int]) -> list[Part]:
     return out
 
 
-def iter_batches(part: Part, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+def iter_batches(part: Part, chunk_rows: int) -> Generator[pa.RecordBatch, None, None]:
     """Stream a part in record batches of about `chunk_rows` rows; bad content raises InputError."""
     src = part.src
     if src.empty:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
@@ -23,6 +24,7 @@ from batch.core.stats import NumericColumns
 from batch.io import inputs
 from batch.io.discovery import resolve_inputs
 from batch.io.source import InputFile
+from batch.storage import fs
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,13 @@ class Plan:
         return with_float64(self.schema, self.numbers)
 
     def context(
-        self, index: int, *, domain: tuple[float, float], meta: dict, version: str, run_id: str
+        self,
+        index: int,
+        *,
+        domain: tuple[float, float],
+        meta: dict[str, Any],
+        version: str,
+        run_id: str,
     ) -> BatchContext:
         """The BatchContext for file `index` (scorable files only)."""
         fp = self.files[index]
@@ -103,6 +111,21 @@ def plan_inputs(
             f"no input files found in {', '.join(entries)} (looked for .csv, "
             ".csv.gz, .parquet, .pq); check --input / BATCH_INPUT"
         )
+    found, skipped = _inspect_new(paths, scored_hashes)
+    files = [_file_plan(src, feature_column, target_column) for src in found]
+    fields, parquet_text = _unify_columns([fp.src for fp in files if not fp.src.empty])
+    schema = pa.schema([pa.field(n, t) for n, t in fields.items()] + list(ADDED_FIELDS))
+    candidates = frozenset(
+        n for n, t in fields.items() if pa.types.is_string(t) and n not in parquet_text
+    )
+    numbers = decide_numbers(files, candidates, domain)
+    return Plan(files, schema, skipped, candidates, numbers)
+
+
+def _inspect_new(
+    paths: list[fs.Location], scored_hashes: set[str] | None
+) -> tuple[list[InputFile], list[dict[str, str]]]:
+    """(the inspected inputs to score, the ones --new-only skips as scored by an earlier run)."""
     found, skipped = [], []
     for path in paths:
         src = inputs.inspect(path)
@@ -115,39 +138,46 @@ def plan_inputs(
             skipped.append({"path": str(path), "sha256": src.sha256})
             continue
         found.append(src)
-    files: list[FilePlan] = []
+    return found, skipped
+
+
+def _file_plan(src: InputFile, feature_column: str | None, target_column: str | None) -> FilePlan:
+    """How to read one file: its rooms and target columns; InputError when it cannot be scored."""
+    if src.empty:
+        return FilePlan(src, None, None, False)
+    rooms = pick_column(src, feature_column, ROOMS_NAMES, "rooms", "--feature-column")
+    if rooms is None:
+        wanted = repr(feature_column) if feature_column else "rm, rooms or avg_rooms"
+        raise InputError(
+            f"no column for rooms ({wanted}) in {src.name!r} (columns: "
+            f"{', '.join(repr(c) for c in src.columns) or 'none'}); set --feature-column"
+        )
+    if not can_hold_rooms(src.types[rooms]):
+        raise InputError(
+            f"the rooms column {rooms!r} in {src.name!r} has type {src.types[rooms]}, which "
+            "cannot hold a number; send rooms as numbers or text, or point --feature-column "
+            "at another column"
+        )
+    clash = [c for c in src.columns if c in ADDED_COLUMNS]
+    if clash:
+        raise InputError(
+            f"input {src.name!r} has column(s) {', '.join(map(repr, clash))}, "
+            "which the scorer adds to its output; rename them in the input"
+        )
+    target = (
+        pick_column(src, target_column, (), "true-price", "--target-column")
+        if target_column
+        else None
+    )
+    return FilePlan(src, rooms, target, decimal_comma=src.delimiter == ";")
+
+
+def _unify_columns(sources: list[InputFile]) -> tuple[dict[str, pa.DataType], set[str]]:
+    """(one type per input column across files, the Parquet text columns that keep their type)."""
     fields: dict[str, pa.DataType] = {}
     exact: dict[str, bool] = {}  # integer columns so far exact as float64 (see columns.unify)
     parquet_text: set[str] = set()  # Parquet string columns keep their type
-    for src in found:
-        if src.empty:
-            files.append(FilePlan(src, None, None, False))
-            continue
-        rooms = pick_column(src, feature_column, ROOMS_NAMES, "rooms", "--feature-column")
-        if rooms is None:
-            wanted = repr(feature_column) if feature_column else "rm, rooms or avg_rooms"
-            raise InputError(
-                f"no column for rooms ({wanted}) in {src.name!r} (columns: "
-                f"{', '.join(repr(c) for c in src.columns) or 'none'}); set --feature-column"
-            )
-        if not can_hold_rooms(src.types[rooms]):
-            raise InputError(
-                f"the rooms column {rooms!r} in {src.name!r} has type {src.types[rooms]}, which "
-                "cannot hold a number; send rooms as numbers or text, or point --feature-column "
-                "at another column"
-            )
-        clash = [c for c in src.columns if c in ADDED_COLUMNS]
-        if clash:
-            raise InputError(
-                f"input {src.name!r} has column(s) {', '.join(map(repr, clash))}, "
-                "which the scorer adds to its output; rename them in the input"
-            )
-        target = (
-            pick_column(src, target_column, (), "true-price", "--target-column")
-            if target_column
-            else None
-        )
-        files.append(FilePlan(src, rooms, target, decimal_comma=src.delimiter == ";"))
+    for src in sources:
         for name in src.columns:
             t = src.types[name]
             this_exact = src.format == "csv" or name in src.exact_ints
@@ -157,12 +187,7 @@ def plan_inputs(
             exact[name] = exact.get(name, True) and this_exact
             if src.format == "parquet" and not is_number_type(t):
                 parquet_text.add(name)
-    schema = pa.schema([pa.field(n, t) for n, t in fields.items()] + list(ADDED_FIELDS))
-    candidates = frozenset(
-        n for n, t in fields.items() if pa.types.is_string(t) and n not in parquet_text
-    )
-    numbers = decide_numbers(files, candidates, domain)
-    return Plan(files, schema, skipped, candidates, numbers)
+    return fields, parquet_text
 
 
 def decide_numbers(
