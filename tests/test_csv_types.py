@@ -285,9 +285,11 @@ def test_dask_parts_fall_back_on_their_own_and_match_the_local_engine(tmp_path, 
 
     path = long_csv(tmp_path / "a.csv", 300_000, bad_at=220_000)  # 4.4 MB, ~1.3 MB into part 2
     engine_run([str(path)], tmp_path / "local", 8_192)
-    with DaskEngine(None, 2, 60.0, part_bytes=2_000_000) as engine:
-        with caplog.at_level(logging.INFO):
-            plan, _ = engine_run([str(path)], tmp_path / "dask", 8_192, engine)
+    with (
+        DaskEngine(None, 2, 60.0, part_bytes=2_000_000) as engine,
+        caplog.at_level(logging.INFO),
+    ):
+        plan, _ = engine_run([str(path)], tmp_path / "dask", 8_192, engine)
     names = part_names(tmp_path / "dask")
     assert names == [
         "part-00000-00000-00000.parquet",

@@ -50,7 +50,7 @@ def big_input(path: Path, rows: int = 60_000) -> Path:
     return path
 
 
-# -- the output location (exit 7) -------------------------------------------------------------------
+# -- the output location (exit 7) ------------------------------------------------------------------
 
 
 def test_full_disk_exits_7_removes_staging_and_keeps_latest(models, tmp_path, write_csv):

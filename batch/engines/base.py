@@ -1,4 +1,4 @@
-"""What every engine shares: the per-part task, and the loop around it (merge, checks, types, parity).
+"""What every engine shares: the per-part task and the loop around it (merge, checks, parity).
 
 An engine only decides how parts are cut and where `score_part` runs (`_run_parts`) and how a
 function is mapped over output files (`map`). Everything else happens once, here, for all.
@@ -13,6 +13,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from batch.core.rules import REJECT_SCHEMA, BatchContext, Predict, score_batch
 from batch.core.stats import FileStats, RunStats
@@ -108,6 +110,7 @@ class Engine(ABC):
 
     def close(self) -> None:
         """Release what the engine holds (a cluster connection, say)."""
+        return None  # an engine that holds nothing has nothing to release
 
     @abstractmethod
     def _run_parts(self, plan: Plan, job: Job) -> list[PartResult]:
@@ -138,7 +141,7 @@ class Engine(ABC):
             len(sources),
         )
 
-    def run(self, plan: Plan, job: Job, model) -> EngineResult:
+    def run(self, plan: Plan, job: Job, model: Any) -> EngineResult:
         """Score the plan into job.staged; `model` is the Keras model the parity check uses.
 
         model is None only for a fold verified against Keras at publish time (the predictor
@@ -180,8 +183,8 @@ class Engine(ABC):
         else:
             gap = check_parity(
                 model,
-                stats.sample.cols.get("rooms", []),
-                stats.sample.cols.get("pred", []),
+                stats.sample.cols.get("rooms", np.empty(0)),
+                stats.sample.cols.get("pred", np.empty(0)),
                 f"by the {path}",
             )
         if job.predictor.fold is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from typing import TextIO
 
 from batch.core.rules import REJECT_SCHEMA
 from batch.engines.base import Engine, Job, PartResult, score_part
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 class Progress:
     """A progress line on a terminal (rows, rows/s), else a log line every few seconds."""
 
-    def __init__(self, every: float, stream=None) -> None:
+    def __init__(self, every: float, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.every = every

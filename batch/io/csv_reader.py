@@ -30,7 +30,7 @@ MAX_ROW_BYTES = 128 << 20
 LINE_END = re.compile(r"\r\n|\n|\r")
 
 
-# -- sniffing ----------------------------------------------------------------------------------------
+# -- sniffing --------------------------------------------------------------------------------------
 
 
 def inspect_csv(path: fs.Location, digest: str) -> InputFile:
@@ -128,7 +128,7 @@ def line_ranges(path: fs.Location, size: int, part_bytes: int) -> list[tuple[int
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-# -- reading -----------------------------------------------------------------------------------------
+# -- reading ---------------------------------------------------------------------------------------
 
 
 def csv_batches(part: Part, chunk_rows: int) -> Iterator[pa.RecordBatch]:

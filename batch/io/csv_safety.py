@@ -16,7 +16,7 @@ SAFE_COLUMNS = frozenset({"model_version", "run_id"})  # written by us: vN and a
 
 
 def defuse(column: pa.Array) -> pa.Array:
-    """Prefix "'" to text cells a spreadsheet would run as a formula; plain numbers stay as they are."""
+    """Prefix "'" to text cells a spreadsheet would run as a formula; plain numbers stay as is."""
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         return column
     trigger = pc.fill_null(pc.match_substring_regex(column, FORMULA_RE), False)

@@ -24,7 +24,7 @@ def file_format(path: fs.Location) -> str | None:
 
 
 def resolve_inputs(entries: list[str]) -> list[fs.Location]:
-    """Files named by --input entries: a file, a directory (supported files inside, sorted) or a glob.
+    """Files named by --input entries: a file, a folder (its supported files, sorted) or a glob.
 
     An entry may be an s3:// URL: an object, a prefix (its objects, one level) or a glob.
     """

@@ -26,7 +26,7 @@ HASH_BLOCK = 1 << 20
 
 
 def inspect(path: fs.Location) -> InputFile:
-    """Columns and types of `path`, its sha256, and (CSV) its delimiter and header; InputError if bad."""
+    """Columns, types, sha256 and (CSV) delimiter and header of `path`; InputError if bad."""
     fmt = file_format(path)
     try:
         with fs.storage(path):
@@ -67,7 +67,7 @@ def check_unchanged(src: InputFile) -> None:
         )
 
 
-# -- parts: what one task streams -------------------------------------------------------------------
+# -- parts: what one task streams ------------------------------------------------------------------
 
 
 def whole(src: InputFile, file_index: int) -> Part:

@@ -145,7 +145,7 @@ class PredictionSink:
                 self._rejects.write_batch(csv_safe(rejects))
 
     def close(self) -> None:
-        """Close every writer; the first OS error (a full disk, say) is raised after all are closed."""
+        """Close every writer; the first OS error (a full disk, say) is raised once all are shut."""
         first: OSError | None = None
         for w in self._writers:
             try:
