@@ -10,7 +10,6 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NoReturn
 
 from batch import engines
@@ -96,7 +95,7 @@ class _Run:
     lineage: Lineage
     phases: _Phases
     lineage_started: bool = False
-    staged: Path | None = None  # removed on the way out unless published
+    staged: fs.Location | None = None  # removed on the way out unless published
 
     @property
     def domain(self) -> tuple[float, float]:
