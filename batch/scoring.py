@@ -9,15 +9,16 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 from batch import engines
 from batch.core import interrupts
 from batch.core.errors import BatchError, DriftDetected, RejectBudgetExceeded
 from batch.core.ids import new_run_id
-from batch.engines.base import Job
-from batch.io.plan import plan_inputs
+from batch.core.stats import FileStats
+from batch.engines.base import EngineResult, Job
+from batch.io.plan import Plan, plan_inputs
 from batch.model import linear
 from batch.model.network import Predictor, predictor_for
 from batch.model.registry import MODEL_FILE, Registry
@@ -68,188 +69,282 @@ def score(settings: Settings) -> dict[str, Any]:
     return summary
 
 
-def _score(settings: Settings, started: dt.datetime) -> dict[str, Any]:
-    phases: dict[str, float] = {}
-    clock = time.monotonic()
+class _Phases:
+    """Seconds per phase of a run, each phase measured from the end of the one before."""
 
-    def phase(name: str) -> None:
-        nonlocal clock
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._clock = time.monotonic()
+
+    def end(self, name: str) -> None:
         now = time.monotonic()
-        phases[name] = round(phases.get(name, 0.0) + now - clock, 3)
-        clock = now
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._clock, 3)
+        self._clock = now
 
-    engines.check_available(settings.engine)
-    registry = Registry(settings.models_dir)
-    version = registry.resolve(settings.model_version)
+
+@dataclass
+class _Run:
+    """One run's state, handed from step to step while the output lock is held."""
+
+    settings: Settings
+    started: dt.datetime
+    run_id: str
+    registry: Registry
+    version: str
+    out: rundir.OutputDir
+    lineage: Lineage
+    phases: _Phases
+    lineage_started: bool = False
+    staged: fs.Location | None = None  # removed on the way out unless published
+
+    @property
+    def domain(self) -> tuple[float, float]:
+        return (self.settings.domain_min, self.settings.domain_max)
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """The report of a run and whether it is refused (over its reject budget, or drifted)."""
+
+    rep: dict[str, Any]
+    over_budget: bool
+
+    @property
+    def refused(self) -> bool:
+        return self.rep["failure"] is not None
+
+
+def _score(settings: Settings, started: dt.datetime) -> dict[str, Any]:
+    phases = _Phases()
+    registry, version = _fail_fast(settings)
     run_id = new_run_id(started)
     out = rundir.OutputDir(settings.output_dir)
     out.lock(run_id)
     lineage = Lineage.from_settings(settings, "score", run_id)
-    started_lineage = False
-    staged: Path | None = None
+    run = _Run(settings, started, run_id, registry, version, out, lineage, phases)
     try:
-        out.clean_leftovers()
-        # A Dense(1) whose fold was verified at publish is scored without TensorFlow; any
-        # other version (or a fold that no longer matches its record) loads Keras.
-        fold, meta = registry.load_fold(version)
-        if fold is not None:
-            model = None
-            predictor = Predictor(
-                meta["model_sha256"], fold, verified=linear.describe(meta[linear.FOLD_KEY])
-            )
-        else:
-            model, meta = registry.load(version)
-            predictor = predictor_for(
-                model,
-                meta.get("model_sha256", ""),
-                lambda: (registry.root / version / MODEL_FILE).read_bytes(),
-            )
-        phase("model")
-        domain = (settings.domain_min, settings.domain_max)
-        plan = plan_inputs(
-            settings.input,
-            settings.feature_column,
-            settings.target_column,
-            out.scored_hashes() if settings.new_only else None,
-            domain,
-        )
-        phase("plan")
-        lineage.start(
-            score_inputs(
-                [fp.src for fp in plan.files], arrow_schema(plan.schema), registry.root, version
-            )
-        )
-        started_lineage = True
-        if not plan.files:
-            log.info(
-                "nothing new to score: all %d input file(s) were scored before (--new-only)",
-                len(plan.skipped),
-            )
-            lineage.complete([])
-            return {
-                "status": "nothing_new",
-                "run_id": None,
-                "run_dir": None,
-                "rows_scored": 0,
-                "rows_rejected": 0,
-                "skipped_inputs": len(plan.skipped),
-                "warnings": [],
-            }
-        log.info(
-            "run %s: scoring %d file(s) with model %s (%s)",
-            run_id,
-            len(plan.files),
-            version,
-            settings.model_version,
-        )
-
-        staged = out.staging(run_id)
-        job = Job(
-            str(staged),
-            {
-                i: plan.context(i, domain=domain, meta=meta, version=version, run_id=run_id)
-                for i, fp in enumerate(plan.files)
-                if fp.scorable
-            },
-            predictor,
-            settings.chunk_rows,
-        )
-        with engines.open_engine(settings) as engine:
-            result = engine.run(plan, job, model)
-        phase("engine")  # everything from starting the engine to closing it, then split:
-        phases.update(result.phases)
-        phases["engine"] = round(max(phases["engine"] - sum(result.phases.values()), 0.0), 3)
-
-        stats = result.stats
-        total = stats.scored + stats.rejected
-        fraction = stats.rejected / total if total else 0.0
-        budget = settings.max_reject_fraction
-        over_files = [
-            f for f in result.files if f.rows_read and f.rows_rejected / f.rows_read > budget
-        ]
-        over_budget = fraction > budget or bool(over_files)
-        rep = report.build(
-            run_id=run_id,
-            status="failed" if over_budget else "succeeded",
-            started=started,
-            finished=dt.datetime.now(dt.UTC),
-            version=version,
-            meta=meta,
-            stats=stats,
-            files=result.files,
-            skipped=plan.skipped,
-            settings=settings,
-            predictor=result.prediction_path,
-            reject_fraction=fraction,
-        )
-        drifted = settings.on_drift == "fail" and rep["drift"]["differs_markedly"]
-        refused = over_budget or drifted
-        if refused and not over_budget:
-            rep["status"] = "failed"
-        rep["failure"] = (
-            None
-            if not refused
-            else (
-                report.budget_failure(rep, over_files) if over_budget else report.drift_failure(rep)
-            )
-        )
-        for warning in rep["warnings"]:
-            log.warning("%s", warning)
-        rendered = report.render(rep, meta, stats, registry.root / version, plots=not refused)
-        phase("report")
-        rep["phases_seconds"] = dict(phases)
-        with rundir.writing(staged):
-            report.write(staged, rep, rendered)
-        summary = {
-            "status": rep["status"],
-            "run_id": run_id,
-            "rows_scored": stats.scored,
-            "rows_rejected": stats.rejected,
-            "model_version": version,
-            "warnings": rep["warnings"],
-        }
-        if refused:
-            final = out.publish_failed(staged, run_id)
-            staged = None
-            summary.update(
-                run_dir=str(final),
-                status="reject_budget_exceeded" if over_budget else "drift_detected",
-            )
-            error = RejectBudgetExceeded if over_budget else DriftDetected
-            raise error(
-                f"{rep['failure']['reason']}; nothing was published — "
-                f"{rep['failure']['fix']} (see {final / 'rejects.csv'} and "
-                f"{final / 'report.html'})",
-                summary,
-            )
-        interrupts.hold()  # from the rename on, the run is reported as published
-        final = out.publish(staged, run_id)
-        staged = None
-        phase("publish")
-        summary.update(
-            run_dir=str(final), report=str(final / "report.html"), phases_seconds=dict(phases)
-        )
-        log.info(
-            "run %s succeeded: %d rows scored, %d rejected, %d out of the training range; "
-            "report: %s",
-            run_id,
-            stats.scored,
-            stats.rejected,
-            stats.out_of_range,
-            final / "report.html",
-        )
-        lineage.complete(
-            score_outputs(final, stats.scored, stats.rejected, arrow_schema(plan.schema))
-        )
-        return summary
+        return _score_locked(run)
     except BaseException as exc:
-        if not started_lineage:
+        if not run.lineage_started:
             lineage.start()
         lineage.fail(str(exc) or type(exc).__name__)
         if isinstance(exc, OSError):  # a write no narrower guard caught: the output location
             raise rundir.location_error(settings.output_dir, exc) from None
         raise
     finally:
-        if staged is not None:
-            fs.rmtree(staged, ignore_errors=True)
+        if run.staged is not None:
+            fs.rmtree(run.staged, ignore_errors=True)
         out.unlock()
+
+
+def _fail_fast(settings: Settings) -> tuple[Registry, str]:
+    """The checks that need no lock: the engine is available and the model version resolves."""
+    engines.check_available(settings.engine)
+    registry = Registry(settings.models_dir)
+    return registry, registry.resolve(settings.model_version)
+
+
+def _score_locked(run: _Run) -> dict[str, Any]:
+    """The steps once the output lock is held: model -> plan -> engine -> report -> publish."""
+    run.out.clean_leftovers()
+    model, meta, predictor = _load_model(run.registry, run.version)
+    run.phases.end("model")
+    plan = _plan(run)
+    if not plan.files:
+        return _nothing_new(run, plan)
+    log.info(
+        "run %s: scoring %d file(s) with model %s (%s)",
+        run.run_id,
+        len(plan.files),
+        run.version,
+        run.settings.model_version,
+    )
+    run.staged = run.out.staging(run.run_id)
+    result = _run_engine(run, plan, model, meta, predictor)
+    verdict = _report(run, plan, result, meta)
+    return _publish(run, plan, verdict, result)
+
+
+def _load_model(registry: Registry, version: str) -> tuple[Any, dict[str, Any], Predictor]:
+    """(the Keras model or None, its metadata, the Predictor), verified before any input is read.
+
+    A Dense(1) whose fold was verified at publish is scored without TensorFlow; any other
+    version (or a fold that no longer matches its record) loads Keras.
+    """
+    fold, meta = registry.load_fold(version)
+    if fold is not None:
+        verified = linear.describe(meta[linear.FOLD_KEY])
+        return None, meta, Predictor(meta["model_sha256"], fold, verified=verified)
+    model, meta = registry.load(version)
+    predictor = predictor_for(
+        model,
+        meta.get("model_sha256", ""),
+        lambda: (registry.root / version / MODEL_FILE).read_bytes(),
+    )
+    return model, meta, predictor
+
+
+def _plan(run: _Run) -> Plan:
+    """Every input inspected before anything is written; lineage starts with the plan's inputs."""
+    settings = run.settings
+    plan = plan_inputs(
+        settings.input,
+        settings.feature_column,
+        settings.target_column,
+        run.out.scored_hashes() if settings.new_only else None,
+        run.domain,
+    )
+    run.phases.end("plan")
+    run.lineage.start(
+        score_inputs(
+            [fp.src for fp in plan.files], arrow_schema(plan.schema), run.registry.root, run.version
+        )
+    )
+    run.lineage_started = True
+    return plan
+
+
+def _nothing_new(run: _Run, plan: Plan) -> dict[str, Any]:
+    """The summary of a --new-only run whose every input was scored before."""
+    log.info(
+        "nothing new to score: all %d input file(s) were scored before (--new-only)",
+        len(plan.skipped),
+    )
+    run.lineage.complete([])
+    return {
+        "status": "nothing_new",
+        "run_id": None,
+        "run_dir": None,
+        "rows_scored": 0,
+        "rows_rejected": 0,
+        "skipped_inputs": len(plan.skipped),
+        "warnings": [],
+    }
+
+
+def _run_engine(
+    run: _Run, plan: Plan, model: Any, meta: dict[str, Any], predictor: Predictor
+) -> EngineResult:
+    """Score every scorable file into the staging folder with the engine the settings name."""
+    assert run.staged is not None
+    job = Job(
+        str(run.staged),
+        {
+            i: plan.context(i, domain=run.domain, meta=meta, version=run.version, run_id=run.run_id)
+            for i, fp in enumerate(plan.files)
+            if fp.scorable
+        },
+        predictor,
+        run.settings.chunk_rows,
+    )
+    with engines.open_engine(run.settings) as engine:
+        result = engine.run(plan, job, model)
+    phases = run.phases.seconds
+    run.phases.end("engine")  # everything from starting the engine to closing it, then split:
+    phases.update(result.phases)
+    phases["engine"] = round(max(phases["engine"] - sum(result.phases.values()), 0.0), 3)
+    return result
+
+
+def _budget(settings: Settings, result: EngineResult) -> tuple[float, list[FileStats], bool]:
+    """(the run's reject fraction, the files over the budget, whether the run is over it)."""
+    stats = result.stats
+    total = stats.scored + stats.rejected
+    fraction = stats.rejected / total if total else 0.0
+    budget = settings.max_reject_fraction
+    over_files = [f for f in result.files if f.rows_read and f.rows_rejected / f.rows_read > budget]
+    return fraction, over_files, fraction > budget or bool(over_files)
+
+
+def _report(run: _Run, plan: Plan, result: EngineResult, meta: dict[str, Any]) -> _Verdict:
+    """Build, judge (reject budget, drift), render and write the run's report into staging."""
+    assert run.staged is not None
+    fraction, over_files, over_budget = _budget(run.settings, result)
+    rep = report.build(
+        run_id=run.run_id,
+        status="failed" if over_budget else "succeeded",
+        started=run.started,
+        finished=dt.datetime.now(dt.UTC),
+        version=run.version,
+        meta=meta,
+        stats=result.stats,
+        files=result.files,
+        skipped=plan.skipped,
+        settings=run.settings,
+        predictor=result.prediction_path,
+        reject_fraction=fraction,
+    )
+    drifted = run.settings.on_drift == "fail" and rep["drift"]["differs_markedly"]
+    refused = over_budget or drifted
+    if refused and not over_budget:
+        rep["status"] = "failed"
+    rep["failure"] = (
+        None
+        if not refused
+        else (report.budget_failure(rep, over_files) if over_budget else report.drift_failure(rep))
+    )
+    for warning in rep["warnings"]:
+        log.warning("%s", warning)
+    version_dir = run.registry.root / run.version
+    rendered = report.render(rep, meta, result.stats, version_dir, plots=not refused)
+    run.phases.end("report")
+    rep["phases_seconds"] = dict(run.phases.seconds)
+    with rundir.writing(run.staged):
+        report.write(run.staged, rep, rendered)
+    return _Verdict(rep, over_budget)
+
+
+def _publish(run: _Run, plan: Plan, verdict: _Verdict, result: EngineResult) -> dict[str, Any]:
+    """Publish the run (its summary), or keep its diagnosis in failed/ and raise why."""
+    assert run.staged is not None
+    rep, stats = verdict.rep, result.stats
+    summary = {
+        "status": rep["status"],
+        "run_id": run.run_id,
+        "rows_scored": stats.scored,
+        "rows_rejected": stats.rejected,
+        "model_version": run.version,
+        "warnings": rep["warnings"],
+    }
+    if verdict.refused:
+        _refuse(run, verdict, summary)
+    interrupts.hold()  # from the rename on, the run is reported as published
+    final = run.out.publish(run.staged, run.run_id)
+    run.staged = None
+    run.phases.end("publish")
+    summary.update(
+        run_dir=str(final),
+        report=str(final / "report.html"),
+        phases_seconds=dict(run.phases.seconds),
+    )
+    log.info(
+        "run %s succeeded: %d rows scored, %d rejected, %d out of the training range; report: %s",
+        run.run_id,
+        stats.scored,
+        stats.rejected,
+        stats.out_of_range,
+        final / "report.html",
+    )
+    run.lineage.complete(
+        score_outputs(final, stats.scored, stats.rejected, arrow_schema(plan.schema))
+    )
+    return summary
+
+
+def _refuse(run: _Run, verdict: _Verdict, summary: dict[str, Any]) -> NoReturn:
+    """Move the refused run to failed/ (its diagnosis only) and raise its error."""
+    assert run.staged is not None
+    rep = verdict.rep
+    final = run.out.publish_failed(run.staged, run.run_id)
+    run.staged = None
+    summary.update(
+        run_dir=str(final),
+        status="reject_budget_exceeded" if verdict.over_budget else "drift_detected",
+    )
+    error = RejectBudgetExceeded if verdict.over_budget else DriftDetected
+    raise error(
+        f"{rep['failure']['reason']}; nothing was published — "
+        f"{rep['failure']['fix']} (see {final / 'rejects.csv'} and "
+        f"{final / 'report.html'})",
+        summary,
+    )

@@ -1,12 +1,13 @@
-"""python -m jobs.score: score suburb records (CSV/Parquet) into predictions, rejects and a report."""
+"""python -m jobs.score: score suburb records (CSV/Parquet) into predictions, rejects, a report."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from batch.core.errors import exit_codes_help
-from batch.settings import SCORE_FIELDS
+from batch.settings import SCORE_FIELDS, Settings
 from jobs import _cli
 
 FIELDS = SCORE_FIELDS
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     _cli.quiet_tensorflow()
     _cli.stop_on_sigterm()
 
-    def job(settings):
+    def job(settings: Settings) -> dict[str, Any]:
         from batch.scoring import score
 
         return score(settings)

@@ -17,7 +17,8 @@ from batch.core.features import DECIMAL_COMMA_RE
 from batch.core.rules import REJECT_SCHEMA
 from batch.core.stats import as_float64
 from batch.engines.local import LocalEngine
-from batch.io import outputs
+from batch.io import outputs, text_restore
+from batch.io.sink import PredictionSink
 from tests.scoring_helpers import engine_run
 
 REWROTE = "rewrote the Parquet files"
@@ -99,7 +100,7 @@ def test_as_float64_takes_only_numbers_a_float64_keeps():
 
 def test_a_sink_moves_to_a_new_file_and_restore_gives_back_the_csv_text(tmp_path):
     schema = pa.schema([("x", pa.string()), ("y", pa.string())])
-    sink = outputs.PredictionSink(tmp_path, schema, REJECT_SCHEMA, numbers=frozenset({"x", "y"}))
+    sink = PredictionSink(tmp_path, schema, REJECT_SCHEMA, numbers=frozenset({"x", "y"}))
     empty = pa.RecordBatch.from_pylist([], schema=REJECT_SCHEMA)
     batches = [["1.50", " 2", ""], ["3", "4"], ["5", "n/a"], ["6.0", "7"]]
     for i, xs in enumerate(batches):
@@ -114,10 +115,10 @@ def test_a_sink_moves_to_a_new_file_and_restore_gives_back_the_csv_text(tmp_path
     assert second.schema.field("x").type == pa.string()
     assert second.schema.field("y").type == pa.float64()  # y never contradicted: still numbers
 
-    assert outputs.text_columns(tmp_path, {"x", "y"}) == {"x"}
-    sources = outputs.text_sources(tmp_path, {"x"})
+    assert text_restore.text_columns(tmp_path, {"x", "y"}) == {"x"}
+    sources = text_restore.text_sources(tmp_path, {"x"})
     assert [s.csv for s in sources] == [str(tmp_path / "predictions.csv")]
-    outputs.restore_text(sources[0], ["x"])
+    text_restore.restore_text(sources[0], ["x"])
     table = pq.read_table(tmp_path / "predictions.parquet")
     assert table.schema.field("x").type == pa.string()
     assert table.column("x").to_pylist() == [x for xs in batches for x in xs]
@@ -126,7 +127,7 @@ def test_a_sink_moves_to_a_new_file_and_restore_gives_back_the_csv_text(tmp_path
 
 def test_restore_refuses_a_csv_that_does_not_match_the_parquet_rows(tmp_path):
     schema = pa.schema([("x", pa.string())])
-    sink = outputs.PredictionSink(tmp_path, schema, REJECT_SCHEMA, numbers=frozenset({"x"}))
+    sink = PredictionSink(tmp_path, schema, REJECT_SCHEMA, numbers=frozenset({"x"}))
     empty = pa.RecordBatch.from_pylist([], schema=REJECT_SCHEMA)
     sink.write(pa.record_batch([pa.array(["1", "2"])], schema=schema), empty)
     sink.write(pa.record_batch([pa.array(["x"])], schema=schema), empty)
@@ -134,7 +135,7 @@ def test_restore_refuses_a_csv_that_does_not_match_the_parquet_rows(tmp_path):
     before = (tmp_path / "predictions.parquet" / "part-00000.parquet").read_bytes()
     (tmp_path / "predictions.csv").write_text('"x"\n"1"\n"3"\n"x"\n')  # row 2 differs
     with pytest.raises(RuntimeError, match="misaligned"):
-        outputs.restore_text(outputs.text_sources(tmp_path, {"x"})[0], ["x"])
+        text_restore.restore_text(text_restore.text_sources(tmp_path, {"x"})[0], ["x"])
     assert (tmp_path / "predictions.parquet" / "part-00000.parquet").read_bytes() == before
 
 
@@ -148,7 +149,7 @@ def test_numbers_are_float64_from_the_start_with_no_rewrite(tmp_path, caplog):
     assert plan.numbers == {"price", "rm", "medv"} and "code" not in plan.numbers
     assert part_names(tmp_path / "s") == ["part-00000.parquet"]
     assert REWROTE not in caplog.text  # the file the sink wrote is the one published
-    assert outputs.text_columns(tmp_path / "s", plan.numbers) == set()
+    assert text_restore.text_columns(tmp_path / "s", plan.numbers) == set()
     table = parquet(tmp_path / "s")
     assert table.schema.field("price").type == pa.float64()
     assert table.schema.field("code").type == pa.string()
@@ -284,9 +285,11 @@ def test_dask_parts_fall_back_on_their_own_and_match_the_local_engine(tmp_path, 
 
     path = long_csv(tmp_path / "a.csv", 300_000, bad_at=220_000)  # 4.4 MB, ~1.3 MB into part 2
     engine_run([str(path)], tmp_path / "local", 8_192)
-    with DaskEngine(None, 2, 60.0, part_bytes=2_000_000) as engine:
-        with caplog.at_level(logging.INFO):
-            plan, _ = engine_run([str(path)], tmp_path / "dask", 8_192, engine)
+    with (
+        DaskEngine(None, 2, 60.0, part_bytes=2_000_000) as engine,
+        caplog.at_level(logging.INFO),
+    ):
+        plan, _ = engine_run([str(path)], tmp_path / "dask", 8_192, engine)
     names = part_names(tmp_path / "dask")
     assert names == [
         "part-00000-00000-00000.parquet",

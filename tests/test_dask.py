@@ -1,4 +1,4 @@
-"""The Dask engine on a real LocalCluster with 2 worker processes: same results as the local engine."""
+"""The Dask engine on a real LocalCluster with 2 worker processes: the local engine's results."""
 
 from __future__ import annotations
 

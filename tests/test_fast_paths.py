@@ -27,7 +27,7 @@ def no_pipeline_threads() -> bool:
     return not [t for t in threading.enumerate() if t.name in names]
 
 
-# -- the pipeline, without a model ------------------------------------------------------------------
+# -- the pipeline, without a model -----------------------------------------------------------------
 
 
 def test_read_ahead_gives_every_item_in_order_and_its_errors():
@@ -88,7 +88,7 @@ def sink_batches(n: int = 5) -> tuple[pa.Schema, list[tuple[pa.RecordBatch, pa.R
 
 def test_pipelined_sink_writes_the_same_bytes_as_the_plain_sink(tmp_path):
     from batch.core.rules import REJECT_SCHEMA
-    from batch.io.outputs import PredictionSink
+    from batch.io.sink import PredictionSink
 
     schema, batches = sink_batches()
     folders = []
@@ -160,7 +160,7 @@ def test_a_read_error_mid_file_stops_the_pipelined_run(tmp_path):
     assert no_pipeline_threads()
 
 
-# -- the fold, read and verified without TensorFlow -------------------------------------------------
+# -- the fold, read and verified without TensorFlow ------------------------------------------------
 
 
 def test_the_archive_reader_gives_the_trained_weights_without_tensorflow(trained):

@@ -50,7 +50,7 @@ def big_input(path: Path, rows: int = 60_000) -> Path:
     return path
 
 
-# -- the output location (exit 7) -------------------------------------------------------------------
+# -- the output location (exit 7) ------------------------------------------------------------------
 
 
 def test_full_disk_exits_7_removes_staging_and_keeps_latest(models, tmp_path, write_csv):
@@ -285,7 +285,7 @@ def test_csv_structure_real_files_have(models, tmp_path, write_csv):
 
 @pytest.mark.slow
 def test_fields_up_to_the_limit_are_read_and_longer_ones_exit_3(models, tmp_path):
-    from batch.io.inputs import MAX_ROW_BYTES
+    from batch.io.csv_reader import MAX_ROW_BYTES
 
     ok = tmp_path / "in" / "big_field.csv"
     ok.parent.mkdir()

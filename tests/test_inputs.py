@@ -1,4 +1,4 @@
-"""Every input variant people send: CSV dialects, headerless Boston, Parquet types, folders, globs."""
+"""Every input variant people send: CSV dialects, headerless Boston, Parquet, folders, globs."""
 
 from __future__ import annotations
 
@@ -230,7 +230,8 @@ def test_csv_header_names_are_defused_too(models, tmp_path, write_csv):
     folder = run_dir(score(models, tmp_path / "out", path))
     import csv
 
-    header = next(csv.reader(open(folder / "predictions.csv", newline="")))
+    with open(folder / "predictions.csv", newline="") as fh:
+        header = next(csv.reader(fh))
     assert header[:2] == ["rm", '\'=HYPERLINK("x")']
     assert predictions(folder).columns[1] == '=HYPERLINK("x")'  # Parquet keeps the raw name
 

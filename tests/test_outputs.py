@@ -10,6 +10,7 @@ import pytest
 
 from batch.core.rules import REJECT_SCHEMA
 from batch.io import outputs
+from batch.io.sink import PredictionSink
 from batch.storage import rundir
 
 SCHEMA = pa.schema([("name", pa.string()), ("n", pa.string()), ("run_id", pa.string())])
@@ -31,37 +32,18 @@ def rejects(rows):
     )
 
 
-def test_defuse_formulas_but_not_numbers():
-    arr = pa.array(["=1+1", "+cmd", "-2+3", "@SUM(A1)", "\tx", "-3.5", "+4", "ok", None, "a=b"])
-    assert outputs.defuse(arr).to_pylist() == [
-        "'=1+1",
-        "'+cmd",
-        "'-2+3",
-        "'@SUM(A1)",
-        "'\tx",
-        "-3.5",
-        "+4",
-        "ok",
-        None,
-        "a=b",
-    ]
-    assert outputs.defuse(pa.array([1.0, -2.0])).to_pylist() == [1.0, -2.0]
-    assert outputs.defuse_text("=cmd") == "'=cmd" and outputs.defuse_text("-1") == "-1"
-    assert outputs.csv_header_schema(pa.schema([("@a", pa.int8())])).names == ["'@a"]
-
-
 def test_single_and_part_sinks_give_the_same_files(tmp_path):
     one, many = tmp_path / "one", tmp_path / "many"
     one.mkdir()
     many.mkdir()
     data = [(batch(["a", "=b"], ["1", "2"]), rejects([3])), (batch(["c"], ["4"]), rejects([]))]
-    sink = outputs.PredictionSink(one, SCHEMA, REJECT_SCHEMA)
+    sink = PredictionSink(one, SCHEMA, REJECT_SCHEMA)
     for out, rej in data:
         sink.write(out, rej)
     sink.close()
     outputs.start_parts(many)
     for i, (out, rej) in enumerate(data):
-        part = outputs.PredictionSink(many, SCHEMA, REJECT_SCHEMA, part=f"part-{i:05d}")
+        part = PredictionSink(many, SCHEMA, REJECT_SCHEMA, part=f"part-{i:05d}")
         part.write(out, rej)
         part.close()
     outputs.join_parts(many, SCHEMA, REJECT_SCHEMA)

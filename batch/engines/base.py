@@ -1,4 +1,4 @@
-"""What every engine shares: the per-part task, and the loop around it (merge, checks, types, parity).
+"""What every engine shares: the per-part task and the loop around it (merge, checks, parity).
 
 An engine only decides how parts are cut and where `score_part` runs (`_run_parts`) and how a
 function is mapped over output files (`map`). Everything else happens once, here, for all.
@@ -14,11 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from batch.core.rules import REJECT_SCHEMA, BatchContext, Predict, score_batch
 from batch.core.stats import FileStats, RunStats
-from batch.io import inputs, outputs
+from batch.io import inputs, outputs, text_restore
 from batch.io.pipeline import ReadAhead
 from batch.io.plan import Plan
+from batch.io.sink import PredictionSink
+from batch.io.source import Part
 from batch.model.network import Predictor, check_parity
 from batch.storage import fs
 
@@ -54,14 +58,14 @@ class EngineResult:
     phases: dict[str, float] = field(default_factory=dict)
 
 
-OnBatch = Callable[[int, inputs.Part], None]
+OnBatch = Callable[[int, Part], None]
 
 
 def score_part(
-    part: inputs.Part,
+    part: Part,
     ctx: BatchContext,
     predict: Predict,
-    sink: outputs.PredictionSink,
+    sink: PredictionSink,
     chunk_rows: int,
     on_batch: OnBatch | None = None,
     read_ahead: int = 0,
@@ -88,7 +92,7 @@ def score_part(
     return PartResult(part.file_index, part.index, first - part.first_row, stats)
 
 
-def part_name(part: inputs.Part) -> str:
+def part_name(part: Part) -> str:
     """The part's file name stem: sorts in input order."""
     return f"part-{part.file_index:05d}-{part.index:05d}"
 
@@ -106,6 +110,7 @@ class Engine(ABC):
 
     def close(self) -> None:
         """Release what the engine holds (a cluster connection, say)."""
+        return None  # an engine that holds nothing has nothing to release
 
     @abstractmethod
     def _run_parts(self, plan: Plan, job: Job) -> list[PartResult]:
@@ -121,13 +126,13 @@ class Engine(ABC):
     def _settle_numbers(self, plan: Plan, staged: fs.Location) -> None:
         """One type per column in predictions.parquet: float64 where every file kept the plan's
         decision, else text in every file (restored from the CSV text of the same rows)."""
-        text = outputs.text_columns(staged, plan.numbers) if plan.numbers else set()
+        text = text_restore.text_columns(staged, plan.numbers) if plan.numbers else set()
         if not text:
             return
-        sources = outputs.text_sources(staged, text)
+        sources = text_restore.text_sources(staged, text)
         if not sources:  # each writer met its first non-number before writing a row as float64
             return
-        self.map(outputs.restore_text, sources, columns=sorted(text))
+        self.map(text_restore.restore_text, sources, columns=sorted(text))
         log.info(
             "predictions.parquet: column(s) %s kept as text throughout (they held values "
             "that are not plain numbers); rewrote the Parquet files of %d writer(s) that "
@@ -136,7 +141,7 @@ class Engine(ABC):
             len(sources),
         )
 
-    def run(self, plan: Plan, job: Job, model) -> EngineResult:
+    def run(self, plan: Plan, job: Job, model: Any) -> EngineResult:
         """Score the plan into job.staged; `model` is the Keras model the parity check uses.
 
         model is None only for a fold verified against Keras at publish time (the predictor
@@ -178,8 +183,8 @@ class Engine(ABC):
         else:
             gap = check_parity(
                 model,
-                stats.sample.cols.get("rooms", []),
-                stats.sample.cols.get("pred", []),
+                stats.sample.cols.get("rooms", np.empty(0)),
+                stats.sample.cols.get("pred", np.empty(0)),
                 f"by the {path}",
             )
         if job.predictor.fold is not None:

@@ -12,9 +12,11 @@ import concurrent.futures
 import logging
 import os
 import time
+from collections.abc import Callable
+from typing import Any
 
 import dask  # noqa: F401  (fails early, with a clear message, without the dask extra)
-from distributed import Client, LocalCluster, as_completed
+from distributed import Client, Future, LocalCluster, as_completed
 from distributed.comm.core import CommClosedError
 from distributed.scheduler import KilledWorker
 
@@ -23,16 +25,20 @@ from batch.core.rules import REJECT_SCHEMA
 from batch.engines.base import Engine, Job, PartResult, part_name, score_part
 from batch.io import inputs, outputs
 from batch.io.plan import Plan
+from batch.io.read_errors import short_error
+from batch.io.sink import PredictionSink
+from batch.io.source import Part
+from batch.model.network import Predictor
 
 log = logging.getLogger(__name__)
 
 PART_BYTES = 64 << 20  # plain-CSV bytes per part
 
 
-def _score_on_worker(part: inputs.Part, job: Job) -> PartResult:
+def _score_on_worker(part: Part, job: Job) -> PartResult:
     """Runs on a worker: score one part into its own part files."""
     ctx = job.contexts[part.file_index]
-    sink = outputs.PredictionSink(
+    sink = PredictionSink(
         job.staged, ctx.schema, REJECT_SCHEMA, part=part_name(part), numbers=ctx.numbers
     )
     try:
@@ -67,13 +73,14 @@ class DaskEngine(Engine):
         self.progress_seconds = progress_seconds
         self.part_bytes = part_bytes
         self.address = address or "a local cluster"
-        # distributed installs its own INFO-level handler on import; keep its chatter out of our log.
+        # distributed installs its own INFO-level handler on import; keep its chatter out of our
+        # log.
         logging.getLogger("distributed").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
         self.cluster: LocalCluster | None = None
         if address:
             log.info("connecting to the Dask cluster at %s", address)
             try:
-                self.client = Client(address, timeout="30s")
+                self.client = Client(address, timeout="30s")  # type: ignore[no-untyped-call]
             except (OSError, TimeoutError) as exc:
                 raise ConfigError(
                     f"cannot reach the Dask scheduler at {address} ({exc}); check "
@@ -82,30 +89,30 @@ class DaskEngine(Engine):
         else:
             n = workers or os.cpu_count() or 1
             log.info("starting a local Dask cluster with %d worker processes", n)
-            self.cluster = LocalCluster(
+            self.cluster = LocalCluster(  # type: ignore[no-untyped-call]
                 n_workers=n,
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,
                 silence_logs=logging.WARNING,
             )
-            self.client = Client(self.cluster)
+            self.client = Client(self.cluster)  # type: ignore[no-untyped-call]
 
     def close(self) -> None:
-        self.client.close()
+        self.client.close()  # type: ignore[no-untyped-call]
         if self.cluster is not None:
             self.cluster.close()
 
-    def describe(self, predictor) -> str:
+    def describe(self, predictor: Predictor) -> str:
         return predictor.path + " on Dask workers"
 
-    def map(self, fn, items, **kwargs):
+    def map(self, fn: Callable[..., Any], items: list[Any], **kwargs: Any) -> list[Any]:
         futures = self.client.map(fn, items, pure=False, **kwargs)
         return self._gather(futures, [getattr(i, "label", str(i)) for i in items])
 
     def _run_parts(self, plan: Plan, job: Job) -> list[PartResult]:
         outputs.start_parts(job.staged)
-        parts: list[inputs.Part] = []
+        parts: list[Part] = []
         for index, fp in enumerate(plan.files):
             if not fp.scorable:
                 continue
@@ -115,21 +122,22 @@ class DaskEngine(Engine):
                 counts = self.map(inputs.count_rows, pieces)
                 pieces = inputs.numbered(pieces, counts)
             parts.extend(pieces)
-        job_future = self.client.scatter(job, broadcast=True)  # the model goes to each worker once
+        # The model goes to each worker once.
+        job_future = self.client.scatter(job, broadcast=True)  # type: ignore[no-untyped-call]
         futures = [self.client.submit(_score_on_worker, p, job_future, pure=False) for p in parts]
         return self._gather(futures, [p.label for p in parts])
 
-    def _gather(self, futures: list, labels: list[str]) -> list:
+    def _gather(self, futures: list[Future[Any]], labels: list[str]) -> list[Any]:
         """Results in submission order; the first failure cancels the rest and is raised."""
         where = {f.key: label for f, label in zip(futures, labels)}
-        results: dict[str, object] = {}
+        results: dict[Any, Any] = {}
         last = time.monotonic()
         try:
-            for future in as_completed(futures):
+            for future in as_completed(futures):  # type: ignore[no-untyped-call]
                 if future.status == "error":
                     exc = future.exception()
                     for f in futures:
-                        f.cancel()
+                        f.cancel()  # type: ignore[no-untyped-call]
                     raise self._failure(exc, where[future.key])
                 results[future.key] = future.result()
                 if time.monotonic() - last >= self.progress_seconds:
@@ -147,7 +155,7 @@ class DaskEngine(Engine):
         if isinstance(exc, LOST):
             return ClusterLost(
                 f"the Dask cluster ({self.address}) failed while scoring {where} "
-                f"({type(exc).__name__}: {inputs.short_error(exc)}); nothing was "
+                f"({type(exc).__name__}: {short_error(exc)}); nothing was "
                 "published — check the workers' logs and run again"
             )
         return exc  # a bug: surfaces as exit 1 with its traceback

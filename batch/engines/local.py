@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from typing import TextIO
 
 from batch.core.rules import REJECT_SCHEMA
 from batch.engines.base import Engine, Job, PartResult, score_part
-from batch.io import inputs, outputs
+from batch.io import inputs
 from batch.io.pipeline import DEPTH, PipelinedSink
 from batch.io.plan import Plan
+from batch.io.sink import PredictionSink
+from batch.io.source import Part
 
 log = logging.getLogger(__name__)
 
@@ -18,14 +21,14 @@ log = logging.getLogger(__name__)
 class Progress:
     """A progress line on a terminal (rows, rows/s), else a log line every few seconds."""
 
-    def __init__(self, every: float, stream=None) -> None:
+    def __init__(self, every: float, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.every = every
         self.started = self.last = time.monotonic()
         self.rows = 0
 
-    def update(self, rows: int, part: inputs.Part) -> None:
+    def update(self, rows: int, part: Part) -> None:
         self.rows += rows
         where = part.src.name
         now = time.monotonic()
@@ -65,13 +68,11 @@ class LocalEngine(Engine):
     def _run_parts(self, plan: Plan, job: Job) -> list[PartResult]:
         predict = job.predictor.load()
         if self.pipeline:
-            sink: outputs.PredictionSink = PipelinedSink(
+            sink: PredictionSink = PipelinedSink(
                 job.staged, plan.schema, REJECT_SCHEMA, numbers=plan.numbers
             )
         else:
-            sink = outputs.PredictionSink(
-                job.staged, plan.schema, REJECT_SCHEMA, numbers=plan.numbers
-            )
+            sink = PredictionSink(job.staged, plan.schema, REJECT_SCHEMA, numbers=plan.numbers)
         progress = Progress(self.progress_seconds)
         read_ahead = DEPTH if self.pipeline else 0
         results = []
@@ -102,7 +103,7 @@ class LocalEngine(Engine):
         return results
 
 
-def _close_quietly(sink: outputs.PredictionSink) -> None:
+def _close_quietly(sink: PredictionSink) -> None:
     try:
         sink.close()
     except Exception as exc:  # the run fails anyway; its own error is the one to report

@@ -1,4 +1,4 @@
-"""Overlap reading, scoring and writing: a read-ahead thread and writer threads, with bounded queues.
+"""Overlap reading, scoring and writing: a read-ahead thread and writer threads, bounded queues.
 
 Arrow's readers and writers (Parquet decode and encode, CSV parse and format, compression) run
 without the GIL, so while the main thread validates and scores batch k, one thread reads batch
@@ -17,12 +17,12 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from batch.io import outputs
+from batch.io.sink import PredictionSink
+from batch.storage import fs
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class ReadAhead:
         self, iterable: Iterable[Any], depth: int = DEPTH, name: str = "read-ahead"
     ) -> None:
         self._iterable = iterable
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -109,7 +109,7 @@ class ReadAhead:
         self.close()
 
 
-def _drain(q: queue.Queue) -> None:
+def _drain(q: queue.Queue[Any]) -> None:
     try:
         while True:
             q.get_nowait()
@@ -117,7 +117,7 @@ def _drain(q: queue.Queue) -> None:
         pass
 
 
-class PipelinedSink(outputs.PredictionSink):
+class PipelinedSink(PredictionSink):
     """The prediction sink with its Parquet file and its CSV files written in two threads.
 
     The same files, byte for byte, as PredictionSink: each thread writes its batches in order.
@@ -127,7 +127,7 @@ class PipelinedSink(outputs.PredictionSink):
 
     def __init__(
         self,
-        folder: Path,
+        folder: fs.Location | str,
         schema: pa.Schema,
         rejects_schema: pa.Schema,
         depth: int = DEPTH,
@@ -144,13 +144,13 @@ class PipelinedSink(outputs.PredictionSink):
 
     def _stage(
         self, name: str, fn: Callable[..., None], depth: int
-    ) -> tuple[queue.Queue, threading.Thread]:
-        q: queue.Queue = queue.Queue(maxsize=depth)
+    ) -> tuple[queue.Queue[Any], threading.Thread]:
+        q: queue.Queue[Any] = queue.Queue(maxsize=depth)
         thread = threading.Thread(target=self._drain_into, args=(q, fn), name=name, daemon=True)
         thread.start()
         return q, thread
 
-    def _drain_into(self, q: queue.Queue, fn: Callable[..., None]) -> None:
+    def _drain_into(self, q: queue.Queue[Any], fn: Callable[..., None]) -> None:
         while True:
             item = q.get()
             if item is _DONE or self._stop.is_set():
@@ -166,7 +166,7 @@ class PipelinedSink(outputs.PredictionSink):
         if self._errors:
             raise self._errors[0]
 
-    def _put(self, q: queue.Queue, item: Any) -> None:
+    def _put(self, q: queue.Queue[Any], item: Any) -> None:
         while True:
             self._check()
             if self._stop.is_set():

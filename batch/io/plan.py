@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
@@ -21,6 +22,9 @@ from batch.core.names import ROOMS_NAMES
 from batch.core.rules import ADDED_COLUMNS, ADDED_FIELDS, BatchContext, feature_range
 from batch.core.stats import NumericColumns
 from batch.io import inputs
+from batch.io.discovery import resolve_inputs
+from batch.io.source import InputFile
+from batch.storage import fs
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +35,7 @@ FIRST_BLOCK_ROWS = 1 << 16  # rows of each file observed to decide which text co
 class FilePlan:
     """One input file and how to read it: its rooms and target columns and decimal separator."""
 
-    src: inputs.InputFile
+    src: InputFile
     rooms_column: str | None  # None only for an empty file (nothing to score)
     target_column: str | None
     decimal_comma: bool
@@ -61,7 +65,13 @@ class Plan:
         return with_float64(self.schema, self.numbers)
 
     def context(
-        self, index: int, *, domain: tuple[float, float], meta: dict, version: str, run_id: str
+        self,
+        index: int,
+        *,
+        domain: tuple[float, float],
+        meta: dict[str, Any],
+        version: str,
+        run_id: str,
     ) -> BatchContext:
         """The BatchContext for file `index` (scorable files only)."""
         fp = self.files[index]
@@ -95,12 +105,27 @@ def plan_inputs(
     domain is the rooms domain of the run: rows it would reject do not count when deciding which
     text columns are numbers, as they are not written to predictions.parquet.
     """
-    paths = inputs.resolve_inputs(entries)
+    paths = resolve_inputs(entries)
     if not paths:
         raise InputError(
             f"no input files found in {', '.join(entries)} (looked for .csv, "
             ".csv.gz, .parquet, .pq); check --input / BATCH_INPUT"
         )
+    found, skipped = _inspect_new(paths, scored_hashes)
+    files = [_file_plan(src, feature_column, target_column) for src in found]
+    fields, parquet_text = _unify_columns([fp.src for fp in files if not fp.src.empty])
+    schema = pa.schema([pa.field(n, t) for n, t in fields.items()] + list(ADDED_FIELDS))
+    candidates = frozenset(
+        n for n, t in fields.items() if pa.types.is_string(t) and n not in parquet_text
+    )
+    numbers = decide_numbers(files, candidates, domain)
+    return Plan(files, schema, skipped, candidates, numbers)
+
+
+def _inspect_new(
+    paths: list[fs.Location], scored_hashes: set[str] | None
+) -> tuple[list[InputFile], list[dict[str, str]]]:
+    """(the inspected inputs to score, the ones --new-only skips as scored by an earlier run)."""
     found, skipped = [], []
     for path in paths:
         src = inputs.inspect(path)
@@ -113,39 +138,46 @@ def plan_inputs(
             skipped.append({"path": str(path), "sha256": src.sha256})
             continue
         found.append(src)
-    files: list[FilePlan] = []
+    return found, skipped
+
+
+def _file_plan(src: InputFile, feature_column: str | None, target_column: str | None) -> FilePlan:
+    """How to read one file: its rooms and target columns; InputError when it cannot be scored."""
+    if src.empty:
+        return FilePlan(src, None, None, False)
+    rooms = pick_column(src, feature_column, ROOMS_NAMES, "rooms", "--feature-column")
+    if rooms is None:
+        wanted = repr(feature_column) if feature_column else "rm, rooms or avg_rooms"
+        raise InputError(
+            f"no column for rooms ({wanted}) in {src.name!r} (columns: "
+            f"{', '.join(repr(c) for c in src.columns) or 'none'}); set --feature-column"
+        )
+    if not can_hold_rooms(src.types[rooms]):
+        raise InputError(
+            f"the rooms column {rooms!r} in {src.name!r} has type {src.types[rooms]}, which "
+            "cannot hold a number; send rooms as numbers or text, or point --feature-column "
+            "at another column"
+        )
+    clash = [c for c in src.columns if c in ADDED_COLUMNS]
+    if clash:
+        raise InputError(
+            f"input {src.name!r} has column(s) {', '.join(map(repr, clash))}, "
+            "which the scorer adds to its output; rename them in the input"
+        )
+    target = (
+        pick_column(src, target_column, (), "true-price", "--target-column")
+        if target_column
+        else None
+    )
+    return FilePlan(src, rooms, target, decimal_comma=src.delimiter == ";")
+
+
+def _unify_columns(sources: list[InputFile]) -> tuple[dict[str, pa.DataType], set[str]]:
+    """(one type per input column across files, the Parquet text columns that keep their type)."""
     fields: dict[str, pa.DataType] = {}
     exact: dict[str, bool] = {}  # integer columns so far exact as float64 (see columns.unify)
     parquet_text: set[str] = set()  # Parquet string columns keep their type
-    for src in found:
-        if src.empty:
-            files.append(FilePlan(src, None, None, False))
-            continue
-        rooms = pick_column(src, feature_column, ROOMS_NAMES, "rooms", "--feature-column")
-        if rooms is None:
-            wanted = repr(feature_column) if feature_column else "rm, rooms or avg_rooms"
-            raise InputError(
-                f"no column for rooms ({wanted}) in {src.name!r} (columns: "
-                f"{', '.join(repr(c) for c in src.columns) or 'none'}); set --feature-column"
-            )
-        if not can_hold_rooms(src.types[rooms]):
-            raise InputError(
-                f"the rooms column {rooms!r} in {src.name!r} has type {src.types[rooms]}, which "
-                "cannot hold a number; send rooms as numbers or text, or point --feature-column "
-                "at another column"
-            )
-        clash = [c for c in src.columns if c in ADDED_COLUMNS]
-        if clash:
-            raise InputError(
-                f"input {src.name!r} has column(s) {', '.join(map(repr, clash))}, "
-                "which the scorer adds to its output; rename them in the input"
-            )
-        target = (
-            pick_column(src, target_column, (), "true-price", "--target-column")
-            if target_column
-            else None
-        )
-        files.append(FilePlan(src, rooms, target, decimal_comma=src.delimiter == ";"))
+    for src in sources:
         for name in src.columns:
             t = src.types[name]
             this_exact = src.format == "csv" or name in src.exact_ints
@@ -155,12 +187,7 @@ def plan_inputs(
             exact[name] = exact.get(name, True) and this_exact
             if src.format == "parquet" and not is_number_type(t):
                 parquet_text.add(name)
-    schema = pa.schema([pa.field(n, t) for n, t in fields.items()] + list(ADDED_FIELDS))
-    candidates = frozenset(
-        n for n, t in fields.items() if pa.types.is_string(t) and n not in parquet_text
-    )
-    numbers = decide_numbers(files, candidates, domain)
-    return Plan(files, schema, skipped, candidates, numbers)
+    return fields, parquet_text
 
 
 def decide_numbers(
@@ -172,7 +199,7 @@ def decide_numbers(
     cell of the rows the run would score is a plain number a float64 keeps exactly
     (stats.looks_numeric, after a ';' file's decimal commas become points), and at least one
     such cell is there at all. Later batches are checked as they are written
-    (outputs.PredictionSink); a value that contradicts the decision turns the column back to
+    (sink.PredictionSink); a value that contradicts the decision turns the column back to
     text, exactly as it came, so the decision can cost time but never a value.
     """
     observed = NumericColumns(set(candidates))
@@ -217,7 +244,7 @@ def first_block(fp: FilePlan, index: int) -> pa.RecordBatch | None:
 
 
 def pick_column(
-    src: inputs.InputFile, wanted: str | None, candidates: tuple[str, ...], what: str, flag: str
+    src: InputFile, wanted: str | None, candidates: tuple[str, ...], what: str, flag: str
 ) -> str | None:
     """The column named `wanted` (else one of `candidates`), compared case- and space-insensitively.
 

@@ -1,0 +1,83 @@
+"""Finding inputs: the files an --input entry names (a file, a folder, a glob; local or s3://)."""
+
+from __future__ import annotations
+
+import logging
+
+from batch.core.errors import InputError
+from batch.storage import fs
+
+log = logging.getLogger(__name__)
+
+CSV_SUFFIXES = (".csv", ".csv.gz")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def file_format(path: fs.Location) -> str | None:
+    """'csv', 'parquet' or None, from the file name."""
+    name = path.name.lower()
+    if name.endswith(CSV_SUFFIXES):
+        return "csv"
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    return None
+
+
+def resolve_inputs(entries: list[str]) -> list[fs.Location]:
+    """Files named by --input entries: a file, a folder (its supported files, sorted) or a glob.
+
+    An entry may be an s3:// URL: an object, a prefix (its objects, one level) or a glob.
+    """
+    found: list[fs.Location] = []
+    for entry in entries:
+        try:
+            with fs.storage(entry):
+                found.extend(_resolve(entry))
+        except fs.StorageError as exc:
+            raise InputError(f"cannot list input {entry!r}: {exc}") from None
+    unique: list[fs.Location] = []
+    seen: set[str] = set()
+    for p in found:
+        key = fs.identity(p)
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
+
+
+def _resolve(entry: str) -> list[fs.Location]:
+    """The files of one --input entry (see resolve_inputs)."""
+    found: list[fs.Location] = []
+    try:
+        path = fs.path(entry).expanduser()
+    except ValueError as exc:
+        raise InputError(f"input {entry!r}: {exc}") from None
+    # Only a glob there when it is a pattern (a bucket never holds a prefix named like one).
+    literal = not fs.is_pattern(entry)
+    if literal and path.is_dir():
+        children: list[fs.Location] = list(path.iterdir())
+        for child in sorted(children):
+            if child.is_file() and file_format(child) and not child.name.startswith("."):
+                found.append(child)
+            elif child.is_file() or child.is_dir():
+                log.info("ignoring %s (not a .csv, .csv.gz, .parquet or .pq file)", child)
+    elif literal and path.is_file():
+        if file_format(path) is None:
+            raise InputError(
+                f"input {entry!r} is not a .csv, .csv.gz, .parquet or .pq file; "
+                "rename it or point --input at a supported file"
+            )
+        found.append(path)
+    elif fs.has_magic(entry):
+        matches = fs.glob(entry)
+        files = [p for p in matches if p.is_file() and file_format(p)]
+        for p in matches:
+            if p not in files:
+                log.info("ignoring %s (not a .csv, .csv.gz, .parquet or .pq file)", p)
+        if not files:
+            log.warning("input pattern %r matches no supported files", entry)
+        found.extend(files)
+    else:
+        fs.check(path)  # a missing bucket or a wrong key says so, not "does not exist"
+        raise InputError(f"input {entry!r} does not exist; check --input / BATCH_INPUT")
+    return found

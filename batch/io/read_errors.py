@@ -1,0 +1,34 @@
+"""The one read-error classifier: both engines name a corrupt or unreadable input the same way."""
+
+from __future__ import annotations
+
+import zlib
+
+import pyarrow as pa
+
+from batch.core.errors import InputError
+from batch.storage import fs
+
+
+def is_read_error(exc: BaseException) -> bool:
+    """True for errors that mean a file's content or its reading failed (not a bug in our code)."""
+    return isinstance(
+        exc, (pa.ArrowException, OSError, EOFError, ValueError, zlib.error, UnicodeDecodeError)
+    )
+
+
+def read_error(name: str, exc: BaseException) -> InputError:
+    """The InputError that names a corrupt or unreadable input file."""
+    stored = fs.classify(exc, name) if fs.is_url(name) else None
+    if stored is not None:  # the store refused or went away: not the file's fault
+        return InputError(f"cannot read input {name!r}: {stored}")
+    return InputError(
+        f"input {name!r} is corrupt or unreadable ({type(exc).__name__}: "
+        f"{short_error(exc)}); fix or remove the file and run again"
+    )
+
+
+def short_error(exc: BaseException) -> str:
+    """An exception's message on one line, cut to a readable length."""
+    text = " ".join(str(exc).split())
+    return text[:300]

@@ -1,0 +1,164 @@
+"""The prediction sink: predictions.parquet, predictions.csv and rejects.csv, batch by batch."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from batch.core.columns import with_float64
+from batch.core.stats import as_float64
+from batch.io.csv_safety import csv_header_schema, csv_safe
+from batch.io.outputs import PARTS, PREDICTIONS_CSV, PREDICTIONS_PARQUET, REJECTS_CSV, STEM
+from batch.storage import fs
+from batch.storage.rundir import location_error, writing
+
+log = logging.getLogger(__name__)
+
+W = TypeVar("W")
+
+
+class PredictionSink:
+    """predictions.parquet, predictions.csv and rejects.csv of a run, written batch by batch.
+
+    predictions.parquet is always a folder of part files, whichever engine wrote it, so one
+    glob (`runs/*/predictions.parquet/*.parquet`) reads every run. part=None is the single
+    writer of a run (the local engine): Parquet files part-00000.parquet, ... and the final CSV
+    files, with headers. With a part name, a task writes its own Parquet files
+    (<part>-00000.parquet, ...) and headerless CSV parts under `parts/`, so many processes can
+    write at once; join_parts then makes the final CSV files.
+
+    `numbers` are text columns written to Parquet as float64 (the plan's decision); the CSV
+    files keep their text. Each batch is checked first (stats.as_float64): when a column's
+    values are not all plain numbers that a float64 keeps exactly, the current Parquet file is
+    closed and the writer goes on in the next one with that column as text. Engine.run then
+    makes the column text in the earlier files too (batch.io.text_restore).
+    """
+
+    def __init__(
+        self,
+        folder: fs.Location | str,
+        schema: pa.Schema,
+        rejects_schema: pa.Schema,
+        part: str | None = None,
+        numbers: frozenset[str] = frozenset(),
+    ) -> None:
+        self.folder = folder = fs.path(folder)
+        opts = pacsv.WriteOptions(quoting_style="needed", include_header=part is None)
+        self._stem = part or STEM
+        self._schema = schema
+        self._numbers = set(numbers) & set(schema.names)  # float64 in the current Parquet file
+        self._file, self._file_rows = 0, 0
+        parquet = self._parquet_file(0)
+        if part is None:
+            csv, rejects = folder / PREDICTIONS_CSV, folder / REJECTS_CSV
+        else:
+            csv = folder / PARTS / f"{part}.predictions.csv"
+            rejects = folder / PARTS / f"{part}.rejects.csv"
+        with writing(folder):
+            parquet.parent.mkdir(exist_ok=True)
+            csv.parent.mkdir(exist_ok=True)
+        self.parquet_path = parquet  # the Parquet file being written
+        self._writers: list[Any] = []  # writers and their streams, closed in this order
+        with writing(folder):
+            self._parquet = self._open(pq.ParquetWriter, parquet, self._parquet_schema())
+            self._csv_schema = csv_header_schema(schema)
+            self._csv = self._open(pacsv.CSVWriter, csv, self._csv_schema, write_options=opts)
+            self._rejects = self._open(pacsv.CSVWriter, rejects, rejects_schema, write_options=opts)
+
+    def _open(
+        self, writer_class: Callable[..., W], where: fs.Location, *args: Any, **kwargs: Any
+    ) -> W:
+        """A writer on a stream of the filesystem layer; the stream is closed after the writer."""
+        stream = fs.open_output(where)
+        self._writers.append(stream)
+        writer = writer_class(stream, *args, **kwargs)
+        self._writers.insert(len(self._writers) - 1, writer)
+        return writer
+
+    def write(self, predictions: pa.RecordBatch, rejects: pa.RecordBatch) -> None:
+        self.write_parquet(predictions, rejects)
+        self.write_csv(predictions, rejects)
+
+    def write_parquet(self, predictions: pa.RecordBatch, rejects: pa.RecordBatch) -> None:
+        """The Parquet half of write() (a pipelined sink runs each half in its own thread)."""
+        batch = self._with_numbers(predictions)
+        with writing(self.folder):
+            self._parquet.write_batch(batch)
+        self._file_rows += batch.num_rows
+
+    def _parquet_file(self, index: int) -> fs.Location:
+        return self.folder / PREDICTIONS_PARQUET / f"{self._stem}-{index:05d}.parquet"
+
+    def _parquet_schema(self) -> pa.Schema:
+        return with_float64(self._schema, self._numbers)
+
+    def _with_numbers(self, predictions: pa.RecordBatch) -> pa.RecordBatch:
+        """The batch as the current Parquet file takes it: `numbers` as float64, checked first."""
+        if not self._numbers:
+            return predictions
+        cols = list(predictions.columns)
+        text = []
+        for name in sorted(self._numbers):
+            i = self._schema.get_field_index(name)
+            values = as_float64(cols[i])
+            if values is None:
+                text.append(name)
+            else:
+                cols[i] = values
+        if text:
+            log.info(
+                "column(s) %s hold a value that is not a plain number a float64 keeps "
+                "exactly (at or after row %s of %s): predictions.parquet keeps them as "
+                "text",
+                ", ".join(text),
+                _first(predictions, "source_row"),
+                _first(predictions, "source_file"),
+            )
+            self._numbers -= set(text)
+            self._next_parquet_file()
+        return pa.record_batch(cols, schema=self._parquet_schema())
+
+    def _next_parquet_file(self) -> None:
+        """Close the current Parquet file and go on in the next one, with the current types."""
+        at = self._writers.index(self._parquet)
+        writer, stream = self._writers[at : at + 2]  # see _open
+        del self._writers[at : at + 2]
+        with writing(self.folder):
+            writer.close()
+            stream.close()
+            if self._file_rows:  # an empty file is simply written again
+                self._file, self._file_rows = self._file + 1, 0
+            self.parquet_path = self._parquet_file(self._file)
+            self._parquet = self._open(pq.ParquetWriter, self.parquet_path, self._parquet_schema())
+
+    def write_csv(self, predictions: pa.RecordBatch, rejects: pa.RecordBatch) -> None:
+        """The CSV half of write(): predictions.csv and rejects.csv, made spreadsheet-safe."""
+        safe = csv_safe(predictions)
+        with writing(self.folder):
+            self._csv.write_batch(pa.record_batch(safe.columns, schema=self._csv_schema))
+            if rejects.num_rows:
+                self._rejects.write_batch(csv_safe(rejects))
+
+    def close(self) -> None:
+        """Close every writer; the first OS error (a full disk, say) is raised once all are shut."""
+        first: OSError | None = None
+        for w in self._writers:
+            try:
+                w.close()
+            except OSError as exc:
+                first = first or exc
+        self._writers = []
+        if first is not None:
+            raise location_error(self.folder, first)
+
+
+def _first(batch: pa.RecordBatch, name: str) -> object:
+    """The batch's first value in column `name` (for a log line), '?' when there is none."""
+    if name not in batch.schema.names or not batch.num_rows:
+        return "?"
+    return batch.column(name)[0].as_py()
