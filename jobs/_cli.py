@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 from batch.core.errors import BatchError
 from batch.settings import ENV_PREFIX, Settings, env_name, flag_name, load_settings, unknown_names
@@ -27,7 +27,7 @@ def quiet_tensorflow() -> None:
 
 
 def add_settings_flags(parser: argparse.ArgumentParser, fields: Iterable[str]) -> None:
-    """One flag per setting; defaults are suppressed so unset flags fall through to env/.env/defaults."""
+    """One flag per setting; an unset flag has no default, so env/.env/defaults decide."""
     group = parser.add_argument_group("settings (flag > environment > .env > default)")
     for name in fields:
         info = Settings.model_fields[name]
@@ -103,14 +103,18 @@ def settings_from_args(args: argparse.Namespace, fields: Iterable[str]) -> Setti
     return load_settings(overrides)
 
 
+class _JobsHandler(logging.StreamHandler[TextIO]):
+    """The jobs' stderr handler; its own class so that a second setup replaces only it."""
+
+
 def setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _JobsHandler(sys.stderr)
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
     )
-    handler._batch_jobs = True  # replace only our own handler when called again (tests)
     root = logging.getLogger()
-    root.handlers[:] = [h for h in root.handlers if not getattr(h, "_batch_jobs", False)]
+    # Called again (tests), replace only our own handler, never pytest's or a caller's.
+    root.handlers[:] = [h for h in root.handlers if not isinstance(h, _JobsHandler)]
     root.addHandler(handler)
     root.setLevel(level)
     for noisy in (
@@ -154,7 +158,7 @@ def run(
     job: Callable[[Settings], dict[str, Any]],
     summary_line: bool = True,
 ) -> int:
-    """Settings -> logging -> job -> exit code; prints the job's JSON summary as stdout's last line."""
+    """Settings -> logging -> job -> exit code; the job's JSON summary is stdout's last line."""
     code = 1
     try:
         code = _run(prog, fields, args, job, summary_line)
