@@ -6,6 +6,7 @@ Read with pydantic-settings; a bad value is a ConfigError naming its flag and va
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -339,6 +340,19 @@ def unknown_names(names: Iterable[str]) -> list[tuple[str, str | None]]:
         match = difflib.get_close_matches(upper, sorted(known | COMPOSE_ONLY), n=1, cutoff=0.6)
         found.append((name, match[0] if match else None))
     return found
+
+
+def unknown_settings(env_file: Path = Path(".env")) -> list[tuple[str, str | None]]:
+    """unknown_names() of the BATCH_* names in the environment and in the .env file."""
+    names = [k for k in os.environ if k.upper().startswith(ENV_PREFIX)]
+    if env_file.is_file():
+        try:
+            from dotenv import dotenv_values
+
+            names += [k for k in dotenv_values(env_file) if k.upper().startswith(ENV_PREFIX)]
+        except (OSError, UnicodeDecodeError, ValueError):
+            pass  # pydantic-settings reports an unreadable .env itself
+    return unknown_names(names)
 
 
 def flag_name(field: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from batch.core.errors import BatchError
-from batch.settings import ENV_PREFIX, Settings, env_name, flag_name, load_settings, unknown_names
+from batch.settings import Settings, env_name, flag_name, load_settings, unknown_settings
 
 log = logging.getLogger("jobs")
 
@@ -81,15 +81,7 @@ class JobParser(argparse.ArgumentParser):
 
 def warn_unknown_settings(prog: str, env_file: Path = Path(".env")) -> None:
     """A warning on stderr for each BATCH_* name (environment or .env) that is not a setting."""
-    names = [k for k in os.environ if k.upper().startswith(ENV_PREFIX)]
-    if env_file.is_file():
-        try:
-            from dotenv import dotenv_values
-
-            names += [k for k in dotenv_values(env_file) if k.upper().startswith(ENV_PREFIX)]
-        except (OSError, UnicodeDecodeError, ValueError):
-            pass  # pydantic-settings reports an unreadable .env itself
-    for name, meant in unknown_names(names):
+    for name, meant in unknown_settings(env_file):
         hint = f"; did you mean {meant}?" if meant else ""
         print(
             f"{prog}: warning: {name} is not a setting and is ignored{hint}",
