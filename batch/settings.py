@@ -1,8 +1,12 @@
-"""All settings in one place: flags > BATCH_* environment > .env file > defaults (pydantic-settings)."""
+"""All settings in one place: flags > BATCH_* environment > .env file > defaults.
+
+Read with pydantic-settings; a bad value is a ConfigError naming its flag and variable.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -15,7 +19,8 @@ from batch.core.errors import ConfigError
 from batch.storage import fs
 
 ENV_PREFIX = "BATCH_"
-# A folder setting: a local path (pathlib.Path) or an s3://bucket/prefix URL (batch.storage.fs.ObjectPath).
+# A folder setting: a local path (pathlib.Path) or an s3://bucket/prefix URL
+# (batch.storage.fs.ObjectPath).
 Location = Annotated[Any, PlainValidator(lambda v: None if v is None else fs.path(v))]
 
 
@@ -243,9 +248,10 @@ class Settings(BaseSettings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
+            # The message says all there is; zoneinfo's own error would only repeat the name.
             raise ValueError(
                 f"unknown time zone {value!r} (use an IANA name such as UTC or Europe/Berlin)"
-            )
+            ) from None
         return value
 
     @model_validator(mode="after")
@@ -259,7 +265,11 @@ class Settings(BaseSettings):
     @property
     def metrics_folder(self) -> fs.Location:
         """Where the textfile metrics go: --metrics-dir, else <output-dir>/metrics."""
-        return self.metrics_dir if self.metrics_dir is not None else self.output_dir / "metrics"
+        # The folder fields are Any to pydantic (see Location); this says what they hold.
+        folder: fs.Location = (
+            self.metrics_dir if self.metrics_dir is not None else self.output_dir / "metrics"
+        )
+        return folder
 
 
 # The settings of a scoring run, in the order its flags are listed (jobs.score, and what the
@@ -332,6 +342,19 @@ def unknown_names(names: Iterable[str]) -> list[tuple[str, str | None]]:
     return found
 
 
+def unknown_settings(env_file: Path = Path(".env")) -> list[tuple[str, str | None]]:
+    """unknown_names() of the BATCH_* names in the environment and in the .env file."""
+    names = [k for k in os.environ if k.upper().startswith(ENV_PREFIX)]
+    if env_file.is_file():
+        try:
+            from dotenv import dotenv_values
+
+            names += [k for k in dotenv_values(env_file) if k.upper().startswith(ENV_PREFIX)]
+        except (OSError, UnicodeDecodeError, ValueError):
+            pass  # pydantic-settings reports an unreadable .env itself
+    return unknown_names(names)
+
+
 def flag_name(field: str) -> str:
     return "--" + field.replace("_", "-")
 
@@ -340,8 +363,8 @@ def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
-def load_settings(overrides: dict | None = None, **kwargs: object) -> Settings:
-    """Build Settings from flags (overrides) over env/.env/defaults; a bad value raises ConfigError."""
+def load_settings(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Settings:
+    """Settings from flags (overrides) over env/.env/defaults; a bad value raises ConfigError."""
     try:
         return Settings(**(overrides or {}), **kwargs)
     except ValidationError as exc:
@@ -358,7 +381,8 @@ def describe_validation_error(exc: ValidationError) -> str:
         if field:
             value = err.get("input")
             parts.append(
-                f"invalid value {value!r} for {field} ({flag_name(field)} / {env_name(field)}): {message}"
+                f"invalid value {value!r} for {field} "
+                f"({flag_name(field)} / {env_name(field)}): {message}"
             )
         else:
             parts.append(f"invalid settings: {message}")

@@ -8,10 +8,10 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 from batch.core.errors import BatchError
-from batch.settings import ENV_PREFIX, Settings, env_name, flag_name, load_settings, unknown_names
+from batch.settings import Settings, env_name, flag_name, load_settings, unknown_settings
 
 log = logging.getLogger("jobs")
 
@@ -27,7 +27,7 @@ def quiet_tensorflow() -> None:
 
 
 def add_settings_flags(parser: argparse.ArgumentParser, fields: Iterable[str]) -> None:
-    """One flag per setting; defaults are suppressed so unset flags fall through to env/.env/defaults."""
+    """One flag per setting; an unset flag has no default, so env/.env/defaults decide."""
     group = parser.add_argument_group("settings (flag > environment > .env > default)")
     for name in fields:
         info = Settings.model_fields[name]
@@ -81,15 +81,7 @@ class JobParser(argparse.ArgumentParser):
 
 def warn_unknown_settings(prog: str, env_file: Path = Path(".env")) -> None:
     """A warning on stderr for each BATCH_* name (environment or .env) that is not a setting."""
-    names = [k for k in os.environ if k.upper().startswith(ENV_PREFIX)]
-    if env_file.is_file():
-        try:
-            from dotenv import dotenv_values
-
-            names += [k for k in dotenv_values(env_file) if k.upper().startswith(ENV_PREFIX)]
-        except (OSError, UnicodeDecodeError, ValueError):
-            pass  # pydantic-settings reports an unreadable .env itself
-    for name, meant in unknown_names(names):
+    for name, meant in unknown_settings(env_file):
         hint = f"; did you mean {meant}?" if meant else ""
         print(
             f"{prog}: warning: {name} is not a setting and is ignored{hint}",
@@ -103,14 +95,18 @@ def settings_from_args(args: argparse.Namespace, fields: Iterable[str]) -> Setti
     return load_settings(overrides)
 
 
+class _JobsHandler(logging.StreamHandler[TextIO]):
+    """The jobs' stderr handler; its own class so that a second setup replaces only it."""
+
+
 def setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _JobsHandler(sys.stderr)
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
     )
-    handler._batch_jobs = True  # replace only our own handler when called again (tests)
     root = logging.getLogger()
-    root.handlers[:] = [h for h in root.handlers if not getattr(h, "_batch_jobs", False)]
+    # Called again (tests), replace only our own handler, never pytest's or a caller's.
+    root.handlers[:] = [h for h in root.handlers if not isinstance(h, _JobsHandler)]
     root.addHandler(handler)
     root.setLevel(level)
     for noisy in (
@@ -154,7 +150,7 @@ def run(
     job: Callable[[Settings], dict[str, Any]],
     summary_line: bool = True,
 ) -> int:
-    """Settings -> logging -> job -> exit code; prints the job's JSON summary as stdout's last line."""
+    """Settings -> logging -> job -> exit code; the job's JSON summary is stdout's last line."""
     code = 1
     try:
         code = _run(prog, fields, args, job, summary_line)

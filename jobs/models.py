@@ -1,12 +1,17 @@
-"""python -m jobs.models: list, show, promote, roll back and audit versions of the model registry."""
+"""python -m jobs.models: list, show, promote, roll back and audit the model registry's versions."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING, Any
 
 from batch.core.errors import exit_codes_help
+from batch.settings import Settings
 from jobs import _cli
+
+if TYPE_CHECKING:  # the registry is imported when a command runs, not for --help
+    from batch.model.registry import Registry
 
 FIELDS = ["models_dir", "registry_lock_timeout", "log_level"]
 
@@ -53,7 +58,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     )
 
 
-def table(registry) -> tuple[str, list[str]]:
+def table(registry: Registry) -> tuple[str, list[str]]:
     """The versions with their metrics and aliases, oldest first, and what is damaged.
 
     A version whose metadata.json is damaged (or an alias file that is) is listed with what can
@@ -93,10 +98,10 @@ def table(registry) -> tuple[str, list[str]]:
     return _table(["version", "created", "test_mse", "weight", "bias", "aliases"], rows), notes
 
 
-def history_table(events: list[dict]) -> str:
+def history_table(events: list[dict[str, Any]]) -> str:
     """The alias moves as a table, oldest first."""
 
-    def mse(value) -> str:
+    def mse(value: float | None) -> str:
         return "-" if value is None else f"{value:.4f}"
 
     rows = [
@@ -115,7 +120,7 @@ def history_table(events: list[dict]) -> str:
     return _table(["time", "alias", "from", "to", "from_mse", "to_mse", "actor", "reason"], rows)
 
 
-def shown_metadata(meta: dict, full: bool) -> dict:
+def shown_metadata(meta: dict[str, Any], full: bool) -> dict[str, Any]:
     """metadata.json for `show`: the training sample only with --full (it runs to 2,000 points)."""
     sample = meta.get("training_sample")
     if not full and isinstance(sample, dict):
@@ -129,7 +134,7 @@ def shown_metadata(meta: dict, full: bool) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
 
-    def job(settings):
+    def job(settings: Settings) -> dict[str, Any]:
         from batch.core.jsontext import dumps
         from batch.model.registry import Registry
 

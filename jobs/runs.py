@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from batch.core.errors import exit_codes_help
+from batch.settings import Settings
 from jobs import _cli
 
 FIELDS = ["output_dir", "log_level"]
@@ -150,7 +151,7 @@ def summary_text(run: dict[str, Any], report: dict[str, Any] | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
 
-    def job(settings):
+    def job(settings: Settings) -> dict[str, Any]:
         from batch.storage.rundir import writing
 
         # An output folder that cannot be read or changed is exit 7 in one sentence.
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     return _cli.run("jobs.runs", FIELDS, args, job, summary_line=False)
 
 
-def _runs(args: argparse.Namespace, settings) -> dict:
+def _runs(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     """The sub-command itself: list, show or prune the runs of the output folder."""
     from batch.core.errors import ConfigError
     from batch.core.jsontext import dumps

@@ -1,12 +1,13 @@
-"""python -m jobs.schedule: run the scorer (--new-only) on a cron schedule, with a heartbeat file."""
+"""python -m jobs.schedule: run the scorer (--new-only) on a cron schedule, with a heartbeat."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
-from batch.core.errors import exit_codes_help
-from batch.settings import SCHEDULE_FIELDS
+from batch.core.errors import BatchError, exit_codes_help
+from batch.settings import SCHEDULE_FIELDS, Settings
 from jobs import _cli
 from jobs.score import FIELDS as SCORE_FIELDS
 
@@ -43,16 +44,16 @@ def main(argv: list[str] | None = None) -> int:
         _cli.warn_unknown_settings("jobs.schedule")
         try:
             settings = _cli.settings_from_args(args, FIELDS)
-        except _cli.BatchError as exc:
+        except BatchError as exc:
             _cli.error_sentence("jobs.schedule", str(exc))
             return exc.exit_code
-        from batch.schedule.scheduler import health
+        from batch.schedule.heartbeat import health
 
         ok, message = health(settings)
         print(message, file=sys.stdout if ok else sys.stderr)
         return 0 if ok else 1
 
-    def job(settings):
+    def job(settings: Settings) -> dict[str, Any]:
         from batch.schedule.scheduler import NightlyScorer
 
         return {"exit_code": NightlyScorer(settings).serve(run_now=args.run_now)}

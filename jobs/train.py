@@ -1,11 +1,16 @@
-"""python -m jobs.train: fit the single-neuron model, publish vN, promote it through the quality gate."""
+"""python -m jobs.train: fit the single-neuron model, publish it as vN, promote it if it passes.
+
+The quality gate (--promote-tolerance) decides; --promote / --no-promote override it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from batch.core.errors import exit_codes_help
+from batch.settings import Settings
 from jobs import _cli
 
 FIELDS = [
@@ -68,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     _cli.quiet_tensorflow()
     _cli.stop_on_sigterm()
 
-    def job(settings):
+    def job(settings: Settings) -> dict[str, Any]:
         from batch.model.training import train
 
         return train(settings, promote=args.promote, if_missing=args.if_missing)

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch.core.errors import EXIT_CODES, ConfigError
+from batch.schedule import cron, heartbeat, runner
 from batch.schedule import scheduler as scheduling
 from tests.helpers import REPO, one_error_sentence, run_cli
 
@@ -138,7 +139,7 @@ def test_a_failed_run_does_not_stop_the_scheduler(models, tmp_path, write_csv, s
     s = scheduler_factory(models, tmp_path / "out", tmp_path / "in")
     s.wait_for(lambda: "failed with exit 3 (input problem)" in s.log, what="a failed fire")
     assert "broken.parquet" in s.log and "the scheduler keeps going" in s.log
-    beat = scheduling.read_heartbeat(tmp_path / "out")
+    beat = heartbeat.read_heartbeat(tmp_path / "out")
     assert beat["last_run_status"] == "failed: input problem" and beat["last_run_exit_code"] == 3
     # Another run holds the output lock: the fire exits 6, the scheduler waits for the next one.
     holder = subprocess.Popen(
@@ -246,7 +247,7 @@ def test_no_catch_up_when_no_fire_was_missed(models, tmp_path, write_csv, schedu
     write_heartbeat(out, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
     s = scheduler_factory(models, out, tmp_path / "in", schedule="0 0 1 1 *")
     s.wait_for(lambda: "no missed run" in s.log, what="the start-up decision")
-    s.wait_for(lambda: scheduling.read_heartbeat(out).get("pid") == s.proc.pid, what="a heartbeat")
+    s.wait_for(lambda: heartbeat.read_heartbeat(out).get("pid") == s.proc.pid, what="a heartbeat")
     time.sleep(2)
     assert s.runs() == [] and "scheduled run starting" not in s.log
     assert s.stop() == 0
@@ -262,23 +263,19 @@ def test_run_now_runs_at_start(models, tmp_path, write_csv, scheduler_factory):
 
 
 def test_missed_fire_rule():
-    cron = scheduling.trigger("0 2 * * *", "UTC")
+    daily = cron.trigger("0 2 * * *", "UTC")
     at = lambda text: dt.datetime.fromisoformat(text)  # noqa: E731
-    assert scheduling.missed_fire(cron, None, at("2026-11-26T10:00:00+00:00")) is not None
+    assert cron.missed_fire(daily, None, at("2026-11-26T10:00:00+00:00")) is not None
     assert (
-        scheduling.missed_fire(
-            cron, at("2026-11-26T02:00:00+00:00"), at("2026-11-26T10:00:00+00:00")
-        )
+        cron.missed_fire(daily, at("2026-11-26T02:00:00+00:00"), at("2026-11-26T10:00:00+00:00"))
         is None
     )
-    assert scheduling.missed_fire(
-        cron, at("2026-11-25T02:00:00+00:00"), at("2026-11-26T10:00:00+00:00")
+    assert cron.missed_fire(
+        daily, at("2026-11-25T02:00:00+00:00"), at("2026-11-26T10:00:00+00:00")
     ) == at("2026-11-26T02:00:00+00:00")
-    berlin = scheduling.trigger("0 2 * * *", "Europe/Berlin")  # 01:00 UTC in winter
+    berlin = cron.trigger("0 2 * * *", "Europe/Berlin")  # 01:00 UTC in winter
     assert (
-        scheduling.missed_fire(
-            berlin, at("2026-11-25T01:30:00+00:00"), at("2026-11-26T01:10:00+00:00")
-        )
+        cron.missed_fire(berlin, at("2026-11-25T01:30:00+00:00"), at("2026-11-26T01:10:00+00:00"))
         is not None
     )
 
@@ -292,7 +289,7 @@ def test_job_settings_and_heartbeat(models, tmp_path, settings):
     default = scheduling.NightlyScorer(settings(models_dir=models))
     default.add_jobs()
     assert default.scheduler.get_job(scheduling.JOB_ID).misfire_grace_time == 3600
-    cmd = scheduling.scorer_command(s)
+    cmd = runner.scorer_command(s)
     assert cmd[1:4] == ["-m", "jobs.score", "--new-only"]
     assert "--models-dir" in cmd and str(models) in cmd
 
@@ -309,10 +306,10 @@ def test_health_check(tmp_path):
 
 
 def test_trigger_accepts_five_or_six_fields():
-    assert scheduling.trigger("0 2 * * *", "UTC")
-    assert scheduling.trigger("*/3 * * * * *", "UTC")
+    assert cron.trigger("0 2 * * *", "UTC")
+    assert cron.trigger("*/3 * * * * *", "UTC")
     with pytest.raises(ConfigError):
-        scheduling.trigger("* * *", "UTC")
+        cron.trigger("* * *", "UTC")
 
 
 def test_cron_weekdays_mean_what_they_mean_in_cron():
@@ -320,23 +317,23 @@ def test_cron_weekdays_mean_what_they_mean_in_cron():
     at = dt.datetime.fromisoformat
     fires = []
     t = at("2026-11-27T03:00:00+00:00")  # a Friday
-    weekdays = scheduling.trigger("0 2 * * 1-5", "UTC")
+    weekdays = cron.trigger("0 2 * * 1-5", "UTC")
     for _ in range(5):
         t = weekdays.get_next_fire_time(None, t + dt.timedelta(seconds=1))
         fires.append(t.strftime("%a"))
     assert fires == ["Mon", "Tue", "Wed", "Thu", "Fri"]
     friday = at("2026-11-27T03:00:00+00:00")
-    sunday = scheduling.trigger("0 2 * * 0", "UTC").get_next_fire_time(None, friday)
+    sunday = cron.trigger("0 2 * * 0", "UTC").get_next_fire_time(None, friday)
     assert sunday.strftime("%a") == "Sun"
-    assert scheduling.trigger("0 2 * * 7", "UTC").get_next_fire_time(None, friday) == sunday
-    assert scheduling.cron_weekdays("*/2") == "sun,tue,thu,sat"
-    assert scheduling.cron_weekdays("fri-sun") == "sun,fri,sat"
+    assert cron.trigger("0 2 * * 7", "UTC").get_next_fire_time(None, friday) == sunday
+    assert cron.cron_weekdays("*/2") == "sun,tue,thu,sat"
+    assert cron.cron_weekdays("fri-sun") == "sun,fri,sat"
 
 
 def test_cron_day_of_month_or_weekday_as_in_cron():
     """'0 2 1 * 1' fires on the 1st and on every Monday (cron's OR), not on Mondays the 1st."""
     t = dt.datetime.fromisoformat("2026-11-27T03:00:00+00:00")
-    either = scheduling.trigger("0 2 1 * 1", "UTC")
+    either = cron.trigger("0 2 1 * 1", "UTC")
     days = []
     for _ in range(3):
         t = either.get_next_fire_time(None, t + dt.timedelta(seconds=1))
@@ -387,7 +384,7 @@ def started_quietly(scheduler_factory, models, tmp_path):
     (tmp_path / "in").mkdir(exist_ok=True)
     s = scheduler_factory(models, out, tmp_path / "in", schedule="0 0 1 1 *")
     s.wait_for(
-        lambda: scheduling.read_heartbeat(out).get("pid") == s.proc.pid, what="the first heartbeat"
+        lambda: heartbeat.read_heartbeat(out).get("pid") == s.proc.pid, what="the first heartbeat"
     )
     return s, out
 
@@ -413,7 +410,7 @@ def test_a_second_scheduler_on_the_same_output_exits_6_naming_the_first(
     sentence = one_error_sentence(res.stderr)
     assert f"pid {first.proc.pid}" in sentence and str(out) in sentence
     assert first.proc.poll() is None  # the first one goes on
-    assert scheduling.read_heartbeat(out).get("pid") == first.proc.pid
+    assert heartbeat.read_heartbeat(out).get("pid") == first.proc.pid
     assert first.stop() == 0
     # Once the first has stopped, a new one starts.
     second, _ = started_quietly(scheduler_factory, models, tmp_path)
@@ -465,7 +462,7 @@ def test_a_damaged_heartbeat_is_ignored_and_rewritten_at_start(models, tmp_path,
     (tmp_path / "in").mkdir()
     s = scheduler_factory(models, out, tmp_path / "in", schedule="0 0 1 1 *")
     s.wait_for(
-        lambda: scheduling.read_heartbeat(out).get("pid") == s.proc.pid,
+        lambda: heartbeat.read_heartbeat(out).get("pid") == s.proc.pid,
         what="the rewritten heartbeat",
     )
     assert "is damaged" in s.log and "ignoring it" in s.log and "Traceback" not in s.log
@@ -476,12 +473,12 @@ def test_a_damaged_heartbeat_is_ignored_and_rewritten_at_start(models, tmp_path,
 def local_fire_days(expression: str, tz: str, start: dt.datetime, days: int) -> list[str]:
     """Every fire of the real trigger (APScheduler's CronTrigger inside) from `start` on,
     as local times, following the trigger the way APScheduler does (previous fire, now)."""
-    cron = scheduling.trigger(expression, tz, now=start)
+    trigger = cron.trigger(expression, tz, now=start)
     zone = ZoneInfo(tz)
     fires, prev, now = [], None, start
     end = start + dt.timedelta(days=days)
     while True:
-        fire = cron.get_next_fire_time(prev, now)
+        fire = trigger.get_next_fire_time(prev, now)
         if fire is None or fire >= end:
             return fires
         assert prev is None or fire > prev
