@@ -151,7 +151,9 @@ class Fold(Part):
 
 
 class ModelMetadata(Document):
-    """models/vN/metadata.json."""
+    """One published model version: its weight and bias, how it was trained and on what, its
+    test metrics, its price band and the fold check. Written once, last, by Registry.publish
+    (it marks the version complete); read by scoring, the quality gate and `jobs.models`."""
 
     kind: ClassVar[str] = "metadata.json"
     fix: ClassVar[str] = "re-train or restore it (or score with another version: --model-version)"
