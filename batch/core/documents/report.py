@@ -1,0 +1,248 @@
+"""output/runs/<id>/report.json and output/failed/<id>/report.json: one scoring run's report.
+
+Keys the first scorer already wrote are required; keys added later (first_rejects, target,
+interval, rejected_rooms, warnings, phases_seconds, failure, and some nested ones) are optional
+and None when absent, so reports of earlier runs still read. Unknown keys are carried at every
+level: other tools read these files, and later features add keys.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from batch.core.documents._base import (
+    Count,
+    FiniteFloat,
+    NonNegativeFloat,
+    OpenDocument,
+    OpenPart,
+    Share,
+    UtcTime,
+)
+from batch.core.documents.metadata import (
+    FeatureRange,
+    Hyperparameters,
+    OlsReference,
+    TrainingMetrics,
+)
+
+
+class ReportModel(OpenPart):
+    """The model card: metadata.json's values as the scorer read them (null when absent there)."""
+
+    version: str
+    created_at: UtcTime | None
+    weight: FiniteFloat | None
+    bias: FiniteFloat | None
+    metrics: TrainingMetrics | None
+    ols_reference: OlsReference | None
+    feature_range: FeatureRange | None
+    hyperparameters: Hyperparameters | None
+    training_data: str | None
+    model_sha256: str | None
+
+
+class ReportInput(OpenPart):
+    """One scored input file."""
+
+    path: str
+    sha256: str
+    format: str = Field(description="csv, parquet, ...")
+    rows_read: Count
+    rows_scored: Count
+    rows_rejected: Count
+    reject_fraction: Share | None = None
+    rooms_column: str | None = None
+    target_column: str | None = None
+    notes: list[str]
+
+
+class SkippedInput(OpenPart):
+    """An input left out by --new-only: an earlier run scored the same bytes."""
+
+    path: str
+    sha256: str
+
+
+class RejectedRow(OpenPart):
+    """One of the first rejected rows (all are in rejects.csv)."""
+
+    source_file: str
+    source_row: int
+    raw_value: str | None
+    reason: str
+
+
+class OutOfRange(OpenPart):
+    """Scored rows with rooms outside the training range (the model extrapolates there)."""
+
+    rows: Count
+    below: Count
+    above: Count
+    training_range: FeatureRange | None
+
+
+class PredictionSummary(OpenPart):
+    """The predicted prices ($K); p50 is estimated from a sample when `estimated` says so."""
+
+    count: Count
+    mean: FiniteFloat | None
+    min: FiniteFloat | None
+    p50: FiniteFloat | None
+    max: FiniteFloat | None
+    estimated: list[str]
+    sample_size: Count
+
+
+class RunMetrics(OpenPart):
+    """Errors against the true prices the input carried (absent: none did)."""
+
+    mse: NonNegativeFloat
+    mae: NonNegativeFloat
+    rmse: NonNegativeFloat
+    rows: Count
+    target_column: str | list[str] | None = Field(
+        None, description="the column used; a list when files used different ones"
+    )
+    comparable: bool | None = None
+    scale_ratio: FiniteFloat | None = None
+    interval_level: Share | None = None
+    interval_coverage: Share | None = None
+    interval_rows: Count | None = None
+
+
+class TargetCheck(OpenPart):
+    """Which true-price column was used and whether its unit matches the model's ($K)."""
+
+    column: str | list[str] | None = Field(description="a list when files used different ones")
+    requested: str | None
+    scale_ratio: FiniteFloat | None
+    comparable: bool | None
+    warnings: list[str]
+
+
+class ReportInterval(OpenPart):
+    """Whether the predictions carry a price band, and its promise."""
+
+    available: bool
+    level: Share | None
+    method: str | None = None
+    calibration_rows: Count | None = None
+    test_coverage: Share | None = None
+    note: str | None = Field(None, description="why there is no band")
+
+
+class RejectedRooms(OpenPart):
+    """Rejected rows whose rooms are still numbers (outside the plausible range)."""
+
+    count: Count
+    min: FiniteFloat | None
+    p50: FiniteFloat | None
+    max: FiniteFloat | None
+    estimated: list[str]
+
+
+class DriftInput(OpenPart):
+    """This input's rooms; only `count` when nothing was scored."""
+
+    count: Count
+    mean: FiniteFloat | None = None
+    std: NonNegativeFloat | None = None
+    min: FiniteFloat | None = None
+    max: FiniteFloat | None = None
+    share_outside_training_range: Share | None = None
+    share_whole_numbers: Share | None = None
+    mean_gap_in_training_sd: NonNegativeFloat | None = None
+    spread_ratio: NonNegativeFloat | None = None
+
+
+class DriftTraining(OpenPart):
+    """The training data's rooms (null where the model's metadata lacks them)."""
+
+    count: Count | None
+    mean: FiniteFloat | None
+    std: NonNegativeFloat | None
+    min: FiniteFloat | None
+    max: FiniteFloat | None
+    share_outside_training_range: Share
+
+
+class Drift(OpenPart):
+    """This input's rooms beside the training data's, with plain-words warnings."""
+
+    input: DriftInput
+    training: DriftTraining
+    differs_markedly: bool
+    verdict: str | None = Field(
+        None, description="differs_markedly, too_few_rows or no_marked_difference"
+    )
+    warnings: list[str]
+
+
+class Domain(OpenPart):
+    """The plausible range of rooms: min exclusive, max inclusive."""
+
+    min_exclusive: FiniteFloat
+    max_inclusive: FiniteFloat
+
+
+class ReportSettings(OpenPart):
+    """The settings that shaped the run."""
+
+    domain: Domain
+    feature_column: str | None
+    target_column: str | None = None
+    on_drift: str | None = None
+    engine: str
+    chunk_rows: int
+    new_only: bool
+    model_version_requested: str
+
+
+class Failure(OpenPart):
+    """Why a run failed after scoring (nothing was published), and the fix."""
+
+    cause: str = Field(description="reject_budget or drift")
+    reason: str
+    fix: str
+
+
+class RunReport(OpenDocument):
+    """report.json of a scoring run (runs/<id> when it succeeded, failed/<id> when refused)."""
+
+    kind: ClassVar[str] = "report.json"
+    fix: ClassVar[str] = (
+        "restore it from a backup, or remove the run with 'python -m jobs.runs prune'"
+    )
+    digits: ClassVar[int | None] = 7  # as batch.ops.report.write rounds it
+
+    run_id: str
+    status: str = Field(description="succeeded or failed")
+    started_at: UtcTime
+    finished_at: UtcTime
+    duration_seconds: NonNegativeFloat
+    model_version: str
+    model: ReportModel
+    inputs: list[ReportInput]
+    skipped_inputs: list[SkippedInput]
+    rows_read: Count
+    rows_scored: Count
+    rows_rejected: Count
+    reject_fraction: Share
+    max_reject_fraction: Share
+    rejects_by_reason: dict[str, Count]
+    first_rejects: list[RejectedRow] | None = None
+    out_of_range: OutOfRange
+    prediction_summary: PredictionSummary
+    metrics: RunMetrics | None
+    target: TargetCheck | None = None
+    interval: ReportInterval | None = None
+    rejected_rooms: RejectedRooms | None = None
+    drift: Drift
+    warnings: list[str] | None = None
+    settings: ReportSettings
+    prediction_path: str
+    phases_seconds: dict[str, NonNegativeFloat] | None = None
+    failure: Failure | None = Field(None, description="null when the run succeeded")

@@ -1,0 +1,79 @@
+"""One line of output/runs.jsonl (a scoring command's outcome), and the scheduler's heartbeat."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from batch.core.documents._base import (
+    Count,
+    FiniteFloat,
+    NonNegativeFloat,
+    OpenDocument,
+    Share,
+    UtcTime,
+)
+
+
+class RunLine(OpenDocument):
+    """One line of output/runs.jsonl (batch.ops.metrics.ScoreOutcome).
+
+    Every key has been written since the log began; a run that stopped early has 0 / null
+    where it never learnt the value. Unknown keys are carried.
+    """
+
+    kind: ClassVar[str] = "runs.jsonl line"
+    fix: ClassVar[str] = "restore the line from a backup or remove it; run folders are unaffected"
+    indent: ClassVar[int | None] = None
+    line: ClassVar[bool] = True
+
+    run_id: str | None = Field(description="null when the run stopped before it had one")
+    status: str = Field(
+        description="succeeded, nothing_new, reject_budget_exceeded, drift_detected, failed, "
+        "interrupted"
+    )
+    exit_code: int
+    error: str | None = Field(description="the one-sentence error of a failed run")
+    started_at: UtcTime
+    finished_at: UtcTime
+    duration_seconds: NonNegativeFloat
+    rows_read: Count
+    rows_scored: Count
+    rows_rejected: Count
+    rows_out_of_range: Count
+    reject_fraction: Share
+    drift: bool = Field(description="the report's drift section says the input differs markedly")
+    interval_coverage: Share | None
+    mse: NonNegativeFloat | None = Field(description="over rows with a true price")
+    mean_prediction: FiniteFloat | None = Field(description="$K")
+    model_version: str | None
+    run_dir: str | None = Field(description="runs/<id> or failed/<id>; null: no folder")
+
+
+class SchedulerHeartbeat(OpenDocument):
+    """output/heartbeat.json: the scheduler's liveness and its last run (read by --health, by
+    the catch-up at start and by a restarted scheduler, which keeps the last_* keys).
+
+    The last_* keys are absent until the first fire; stopped_at only after a clean stop.
+    Unknown keys are carried: a restarted scheduler copies every last_* key it finds.
+    """
+
+    kind: ClassVar[str] = "heartbeat.json"
+    fix: ClassVar[str] = "delete it; the scheduler rewrites it when it runs"
+
+    pid: int
+    updated_at: UtcTime
+    schedule: str = Field(description="the cron expression")
+    timezone: str = Field(description="the cron expression's time zone")
+    next_run_at: UtcTime | None = Field(description="null once stopped")
+    last_run_at: UtcTime | None = None
+    last_run_status: str | None = Field(
+        None, description="running, succeeded, or 'failed: <reason>'"
+    )
+    last_success_at: UtcTime | None = None
+    last_run_exit_code: int | None = None
+    last_run_summary: dict[str, Any] | None = Field(
+        None, description="the scorer's JSON summary line (empty when it printed none)"
+    )
+    stopped_at: UtcTime | None = None
