@@ -387,7 +387,7 @@ def markdown(report: dict[str, Any]) -> str:
         "- Every case reads its input once before it starts (warm page cache); outputs "
         "are deleted after each case. Logs: benchmarks/data/logs/."
     )
-    failed = [r for r in report["runs"] if not r["ok"] and not (r["case"] == "d")]
+    failed = [r for r in report["runs"] if not r["ok"] and r["case"] != "d"]
     for r in failed:
         out.append(f"- FAILED ({r['case']}) {r['format']} {r['rows']:,}: {r.get('error')}")
     checks = report.get("checks") or []

@@ -82,7 +82,7 @@ class LocalS3:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(
                         f"moto server did not start (exit {self.proc.poll()}); see {self._log.name}"
-                    )
+                    ) from None
                 time.sleep(0.1)
 
     def _client(self) -> Any:

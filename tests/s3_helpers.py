@@ -50,7 +50,7 @@ def moto_server(auth: bool = True) -> Iterator[dict[str, str]]:
                 break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("moto server did not start")
+                    raise RuntimeError("moto server did not start") from None
                 time.sleep(0.1)
         key, secret = "AKIDEXAMPLE0000000000", "test-secret"
         if auth:

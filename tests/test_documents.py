@@ -145,17 +145,22 @@ def test_a_real_scheduler_heartbeat_round_trips(settings, tmp_path):
     """The scheduler's own beat(), before a fire, after one and after a clean stop."""
     import datetime as dt
 
-    from batch.schedule.scheduler import HEARTBEAT, NightlyScorer
+    from batch.schedule.heartbeat import HEARTBEAT
+    from batch.schedule.scheduler import NightlyScorer
 
     scorer = NightlyScorer(settings(schedule="0 2 * * *"))
     path = tmp_path / "output" / HEARTBEAT
     scorer.beat()
     fresh = round_trip(SchedulerHeartbeat, path.read_text(), str(path))
     assert isinstance(fresh, SchedulerHeartbeat) and fresh.last_run_at is None
-    scorer._update(last_run_at="2026-01-01T02:00:00+00:00", last_run_status="running")
-    scorer._update(last_success_at="2026-01-01T02:00:00+00:00", last_run_status="succeeded")
-    scorer._update(last_run_exit_code=0, last_run_summary={"status": "succeeded", "rows": 3})
-    scorer.stopped_at = dt.datetime.now(dt.UTC)
+    scorer.heartbeat.update(last_run_at="2026-01-01T02:00:00+00:00", last_run_status="running")
+    scorer.heartbeat.update(
+        last_success_at="2026-01-01T02:00:00+00:00", last_run_status="succeeded"
+    )
+    scorer.heartbeat.update(
+        last_run_exit_code=0, last_run_summary={"status": "succeeded", "rows": 3}
+    )
+    scorer.heartbeat.stopped_at = dt.datetime.now(dt.UTC)
     scorer.beat()
     done = round_trip(SchedulerHeartbeat, path.read_text(), str(path))
     assert isinstance(done, SchedulerHeartbeat) and done.stopped_at and done.next_run_at is None

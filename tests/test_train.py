@@ -27,7 +27,7 @@ def test_boston_from_keras_has_the_tutorials_split():
 
 def test_boston_csv_file_gives_the_same_split_as_keras():
     keras_data = datasets.load_boston()
-    file_data = datasets.load("%s" % BOSTON_CSV)
+    file_data = datasets.load(f"{BOSTON_CSV}")
     np.testing.assert_array_equal(file_data.x_train, keras_data.x_train)
     np.testing.assert_array_equal(file_data.y_test, keras_data.y_test)
 

@@ -19,7 +19,7 @@ def is_read_error(exc: BaseException) -> bool:
 
 def read_error(name: str, exc: BaseException) -> InputError:
     """The InputError that names a corrupt or unreadable input file."""
-    stored = fs.classify(exc, name) if fs.is_url(name) else None
+    stored = fs.classify(exc, name)
     if stored is not None:  # the store refused or went away: not the file's fault
         return InputError(f"cannot read input {name!r}: {stored}")
     return InputError(

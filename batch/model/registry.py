@@ -311,9 +311,12 @@ class Registry:
                 self.clean_abandoned()
                 yield
 
-        with self.writing(), fs.private_folder(self.root, STAGING_PREFIX, guard) as path:
-            with self.writing():
-                yield path
+        with (
+            self.writing(),
+            fs.private_folder(self.root, STAGING_PREFIX, guard) as path,
+            self.writing(),
+        ):
+            yield path
 
     def clean_abandoned(self) -> None:
         """Remove what a trainer that died left: a half-copied version (no metadata.json, where

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from batch.storage import fs
+from batch.storage.location import Location
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +283,7 @@ def arrow_schema(schema: Any) -> list[tuple[str, str]]:
 def score_inputs(
     files: list[Any],
     schema: list[tuple[str, str]] | None,
-    model_dir: Path | None = None,
+    model_dir: Location | None = None,
     version: str | None = None,
 ) -> list[DatasetRef]:
     """A scoring run's input datasets: each input file (with the run's input schema) and the model.
@@ -299,7 +300,10 @@ def score_inputs(
 
 
 def score_outputs(
-    run_dir: Path, rows_scored: int, rows_rejected: int, schema: list[tuple[str, str]] | None = None
+    run_dir: Location,
+    rows_scored: int,
+    rows_rejected: int,
+    schema: list[tuple[str, str]] | None = None,
 ) -> list[DatasetRef]:
     """A scoring run's output datasets: predictions (Parquet) and rejects.csv, with row counts."""
     run_dir = fs.path(run_dir)

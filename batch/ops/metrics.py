@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from batch.storage import fs
+from batch.storage.location import Location
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ def score_families(outcome: ScoreOutcome, last_success: float | None) -> list[An
     ]
 
 
-def write_score_metrics(metrics_dir: Path, outcome: ScoreOutcome) -> Path:
+def write_score_metrics(metrics_dir: Location, outcome: ScoreOutcome) -> Location:
     """Write <metrics_dir>/batch_score.prom atomically; the last-success time survives failures.
 
     A success (exit 0) sets the last-success time to this run's finish; any other exit keeps
@@ -238,8 +239,8 @@ def write_score_metrics(metrics_dir: Path, outcome: ScoreOutcome) -> Path:
 
 
 def write_scheduler_metrics(
-    metrics_dir: Path, up: bool, heartbeat: dt.datetime, next_fire: dt.datetime | None
-) -> Path:
+    metrics_dir: Location, up: bool, heartbeat: dt.datetime, next_fire: dt.datetime | None
+) -> Location:
     """Write <metrics_dir>/batch_scheduler.prom atomically: up, heartbeat time, next fire time."""
     from prometheus_client.core import GaugeMetricFamily as G
 

@@ -17,6 +17,7 @@ from batch.core.jsontext import dumps
 from batch.core.stats import FileStats, RunStats
 from batch.ops import plots
 from batch.storage.atomic import write_atomic
+from batch.storage.location import Location
 
 log = logging.getLogger(__name__)
 
@@ -365,7 +366,7 @@ def drift(stats: RunStats, meta: dict, rejected: dict[str, Any] | None = None) -
 
 
 def render(
-    rep: dict, meta: dict, stats: RunStats, version_dir: Path, plots: bool = True
+    rep: dict, meta: dict, stats: RunStats, version_dir: Location, plots: bool = True
 ) -> dict[str, bytes]:
     """The plots (loss.png, fit.png) and report.html of a run; report.json is written by write()."""
     images: dict[str, bytes] = {}
@@ -377,7 +378,7 @@ def render(
     return {**images, "report.html": render_html(rep, images).encode()}
 
 
-def write(folder: Path, rep: dict, files: dict[str, bytes]) -> None:
+def write(folder: Location, rep: dict, files: dict[str, bytes]) -> None:
     """The rendered files, then report.json, into the run's (temporary) folder."""
     for name, data in files.items():
         write_atomic(folder / name, data)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from batch.core.errors import ConfigError
 from batch.ops import history
 from batch.storage import fs
+from batch.storage.location import Location
 from batch.storage.rundir import OutputDir
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def plan_prune(
 
 
 def prune(
-    output_dir: Path,
+    output_dir: Location,
     keep: int | None = None,
     older_than_days: float | None = None,
     dry_run: bool = False,

@@ -17,8 +17,10 @@ from typing import IO, TYPE_CHECKING, Any
 
 from batch.storage.errors import StorageError, storage
 from batch.storage.errors import classify as classify_any
+from batch.storage.local import LOCAL
 from batch.storage.location import Location, ObjectPath, is_url, parse
-from batch.storage.store import Lock, StagedWrite, store_for
+from batch.storage.objects import OBJECTS
+from batch.storage.store import Lock, StagedWrite, Store
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -29,6 +31,13 @@ __all__ = [
 ]  # fmt: skip
 
 path = parse  # the name every caller has used: fs.path(setting) -> a Location
+
+
+def store_for(location: Location | str) -> Store:
+    """The store that keeps `location`: the only place that asks which kind a location is."""
+    if isinstance(location, ObjectPath) or is_url(location):
+        return OBJECTS
+    return LOCAL
 
 
 def write_atomic(location: Location, data: bytes | str) -> None:

@@ -15,6 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 from batch.storage import conditional
 from batch.storage.errors import StorageError, classify, storage
 from batch.storage.lease import LeaseLock
+from batch.storage.local import LOCAL
 from batch.storage.location import Location, ObjectPath, parse, s3
 from batch.storage.store import Store
 
@@ -150,11 +151,10 @@ class ObjectStore(Store):
         `staged`; a copy killed half-way leaves a prefix without its marker (remove_unmarked)."""
         target = _obj(final)
         keep = include or (lambda name: True)
-        from batch.storage import fs
-
+        source_store = self if isinstance(staged, ObjectPath) else LOCAL
         sources = [
             f
-            for f in fs.files_under(staged)
+            for f in source_store.files_under(staged)
             if f.name != marker and keep(_relative(f, staged).split("/", 1)[0])
         ]
         targets = [target / _relative(f, staged) for f in sources]
@@ -165,7 +165,7 @@ class ObjectStore(Store):
             elif sources:
                 target.fs.put([str(s) for s in sources], [t.key for t in targets])
         (target / marker).write_bytes(marker_data)
-        fs.rmtree(staged, ignore_errors=True)
+        source_store.rmtree(staged, ignore_errors=True)
 
     def remove_unmarked(self, folder: Location, marker: str) -> bool:
         where = _obj(folder)

@@ -1,10 +1,11 @@
 """One store interface, two implementations: what the job does to a location, whatever its kind.
 
-`store_for(location)` is the one place that asks which kind a location is. Everything a local disk
-and an object store do differently — atomic writes, appends, read-modify-writes, locks, publishing
-a folder so that readers never see it half-made, clean-up after a kill, and what an error means —
-is a method here, implemented by `LocalStore` (`batch.storage.local`) and `ObjectStore`
-(`batch.storage.objects`). The rest of the code calls these through `batch.storage.fs`.
+`batch.storage.fs.store_for(location)` is the one place that asks which kind a location is.
+Everything a local disk and an object store do differently (atomic writes, appends,
+read-modify-writes, locks, publishing a folder so that readers never see it half-made, clean-up
+after a kill, what an error means) is a method here, implemented by `LocalStore`
+(`batch.storage.local`) and `ObjectStore` (`batch.storage.objects`). The rest of the code calls
+these through `batch.storage.fs`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from batch.storage.errors import StorageError
-from batch.storage.location import Location, ObjectPath
+from batch.storage.location import Location
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -163,16 +164,3 @@ class Store(ABC):
     @abstractmethod
     def read_range(self, path: Location, start: int, end: int) -> AbstractContextManager[pa.Buffer]:
         """Bytes [start, end) of a file."""
-
-
-def store_for(location: Location | str) -> Store:
-    """The store that keeps `location`: the only place that asks which kind a location is."""
-    from batch.storage.location import is_url
-
-    if isinstance(location, ObjectPath) or is_url(location):
-        from batch.storage.objects import OBJECTS
-
-        return OBJECTS
-    from batch.storage.local import LOCAL
-
-    return LOCAL
