@@ -6,28 +6,16 @@ import sys
 import time
 from pathlib import Path
 
+from batch.core.names import BOSTON_COLUMNS
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DATA = HERE / "data"  # gitignored: generated inputs, the benchmark model, run outputs, logs
 RESULTS = HERE / "results"
 
-BOSTON = [
-    "crim",
-    "zn",
-    "indus",
-    "chas",
-    "nox",
-    "rm",
-    "age",
-    "dis",
-    "rad",
-    "tax",
-    "ptratio",
-    "b",
-    "lstat",
-]
+BOSTON = BOSTON_COLUMNS  # the 13 features, as the scorer knows them
 SCORER_CHUNK = 262_144  # the scorer's default chunk_rows: the floor streams in the same batches
-CSV_BLOCK = 1 << 20  # the scorer's CSV block size (batch.storage.CSV_BLOCK_BYTES)
+CSV_BLOCK = 1 << 20  # the scorer's CSV block size (batch.io.csv_reader.CSV_BLOCK_BYTES)
 PREDICTION = "predicted_median_price_k"
 REJECT_COLUMNS = ["source_file", "source_row", "raw_value", "reason"]
 CASES = {"a": "scorer", "b": "naive", "c": "I/O floor", "d": "dask", "e": "s3", "s": "small run"}

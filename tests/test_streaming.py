@@ -12,23 +12,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from batch.core.names import BOSTON_COLUMNS
 from tests.helpers import REPO
 
-BOSTON = [
-    "crim",
-    "zn",
-    "indus",
-    "chas",
-    "nox",
-    "rm",
-    "age",
-    "dis",
-    "rad",
-    "tax",
-    "ptratio",
-    "b",
-    "lstat",
-]
+BOSTON = BOSTON_COLUMNS  # the 13 features, as the scorer knows them
 
 
 def boston_like(path: Path, rows: int) -> None:
