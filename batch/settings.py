@@ -12,16 +12,35 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, PlainValidator, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    PlainValidator,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from batch.core.errors import ConfigError
+from batch.core.redact import register_secrets
 from batch.storage import fs
 
 ENV_PREFIX = "BATCH_"
+
+
+def _location(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, str) and not value.strip():
+        # Path("") is the working directory: an empty setting must never mean "write here".
+        raise ValueError("an empty location is not allowed; leave the setting out for its default")
+    return fs.path(value)
+
+
 # A folder setting: a local path (pathlib.Path) or an s3://bucket/prefix URL
 # (batch.storage.fs.ObjectPath).
-Location = Annotated[Any, PlainValidator(lambda v: None if v is None else fs.path(v))]
+Location = Annotated[Any, PlainValidator(_location)]
 
 
 class Settings(BaseSettings):
@@ -42,6 +61,7 @@ class Settings(BaseSettings):
     registry_lock_timeout: float = Field(
         60.0,
         ge=0,
+        le=86_400,
         allow_inf_nan=False,
         description="seconds a command waits for another one holding the model registry's lock "
         "before it gives up (exit 6)",
@@ -63,11 +83,11 @@ class Settings(BaseSettings):
         description="true-price column (any case): in --data files, and in scored inputs "
         "for the report's MSE/MAE",
     )
-    epochs: int = Field(101, ge=1, description="training epochs")
+    epochs: int = Field(101, ge=1, le=100_000, description="training epochs")
     # Keras hands the batch size to TensorFlow as a 64-bit integer.
     batch_size: int = Field(16, ge=1, le=2**63 - 1, description="training mini-batch size")
     learning_rate: float = Field(
-        0.005, gt=0, allow_inf_nan=False, description="optimizer learning rate"
+        0.005, gt=0, le=10, allow_inf_nan=False, description="optimizer learning rate"
     )
     optimizer: Literal["rmsprop", "adam", "sgd"] = Field(
         "rmsprop", description="optimizer: rmsprop, adam or sgd"
@@ -85,6 +105,7 @@ class Settings(BaseSettings):
     promote_tolerance: float = Field(
         0.0,
         ge=0,
+        le=10,
         allow_inf_nan=False,
         description="quality gate: promote when test MSE <= production's x (1 + tolerance), "
         "both on the new version's test rows",
@@ -96,7 +117,10 @@ class Settings(BaseSettings):
         description="price band: share of true prices the calibrated band should contain",
     )
     log_every_epochs: int = Field(
-        10, ge=1, description="one progress log line per N epochs when not on a terminal"
+        10,
+        ge=1,
+        le=100_000,
+        description="one progress log line per N epochs when not on a terminal",
     )
 
     # -- scoring -----------------------------------------------------------------------------
@@ -127,17 +151,29 @@ class Settings(BaseSettings):
         "(publish with warnings) or fail (exit 8, nothing published)",
     )
     domain_min: float = Field(
-        0.0, allow_inf_nan=False, description="plausible rooms: value must be > this (finite)"
+        0.0,
+        ge=-1e6,
+        le=1e6,
+        allow_inf_nan=False,
+        description="plausible rooms: value must be > this",
     )
     domain_max: float = Field(
-        20.0, allow_inf_nan=False, description="plausible rooms: value must be <= this (finite)"
+        20.0,
+        ge=-1e6,
+        le=1e6,
+        allow_inf_nan=False,
+        description="plausible rooms: value must be <= this",
     )
     chunk_rows: int = Field(
-        262_144, ge=1, description="rows read, validated, scored and written per batch"
+        262_144,
+        ge=1,
+        le=10_000_000,
+        description="rows read, validated, scored and written per batch",
     )
     progress_seconds: float = Field(
         5.0,
-        gt=0,
+        ge=0.1,
+        le=86_400,
         allow_inf_nan=False,
         description="seconds between progress log lines when not on a terminal",
     )
@@ -149,7 +185,10 @@ class Settings(BaseSettings):
         description="Dask scheduler to connect to (e.g. tcp://scheduler:8786); none: local cluster",
     )
     dask_workers: int | None = Field(
-        None, ge=1, description="worker processes of the local Dask cluster; default: CPU cores"
+        None,
+        ge=1,
+        le=256,
+        description="worker processes of the local Dask cluster; default: CPU cores",
     )
     metrics_dir: Location = Field(
         None,
@@ -163,10 +202,33 @@ class Settings(BaseSettings):
         description="OpenLineage HTTP endpoint (e.g. http://marquez:5000) for run events; "
         "unset: no events",
     )
+    openlineage_api_key: SecretStr | None = Field(
+        None,
+        description="API key sent to the OpenLineage endpoint as a bearer token "
+        "(prefer the environment variable to the flag: flags show in the process list)",
+    )
     openlineage_file: Path | None = Field(
         None,
         description="file that OpenLineage run events are appended to, one JSON per line; "
         "unset: no file",
+    )
+
+    # -- deadlines on outside calls -----------------------------------------------------------
+    http_timeout_s: float = Field(
+        10.0,
+        ge=0.1,
+        le=3_600,
+        allow_inf_nan=False,
+        description="seconds an HTTP call (the OpenLineage endpoint) may take in all, "
+        "connecting included, before it is cut",
+    )
+    s3_timeout_s: float = Field(
+        30.0,
+        ge=0.1,
+        le=3_600,
+        allow_inf_nan=False,
+        description="seconds an object-store call may take to connect, and to answer each "
+        "read, before it is cut",
     )
 
     # -- scheduling --------------------------------------------------------------------------
@@ -175,23 +237,29 @@ class Settings(BaseSettings):
     )
     timezone: str = Field("UTC", description="time zone of the cron expression")
     misfire_grace_seconds: int = Field(
-        3600, ge=1, description="a fire late by up to this much still runs"
+        3600,
+        ge=1,
+        le=604_800,
+        description="a fire late by up to this many seconds still runs",
     )
     heartbeat_seconds: float = Field(
         60.0,
-        gt=0,
+        ge=1,
+        le=3_600,
         allow_inf_nan=False,
         description="how often the scheduler rewrites its heartbeat file",
     )
     retention: int | None = Field(
         None,
         ge=1,
+        le=1_000_000,
         description="after each scheduled run keep only the N newest runs "
         "(runs/ and failed/; never LATEST); unset: keep all",
     )
     retention_days: float | None = Field(
         None,
         gt=0,
+        le=36_500,
         allow_inf_nan=False,
         description="after each scheduled run remove runs older than this many "
         "days (never LATEST); unset: keep all",
@@ -217,8 +285,10 @@ class Settings(BaseSettings):
     @field_validator(
         "feature_column",
         "dask_address",
+        "dask_workers",
         "metrics_dir",
         "openlineage_url",
+        "openlineage_api_key",
         "openlineage_file",
         "retention",
         "retention_days",
@@ -272,6 +342,13 @@ class Settings(BaseSettings):
         return folder
 
 
+# Settings whose value is a credential: never shown, logged or written.
+SECRET_FIELDS = frozenset({"openlineage_api_key"})
+
+# Credentials the libraries underneath read from the environment (the object store's); their
+# values are masked wherever text is written, should one ever be quoted.
+SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
+
 # The settings of a scoring run, in the order its flags are listed (jobs.score, and what the
 # scheduler passes on to each run).
 SCORE_FIELDS = [
@@ -293,7 +370,10 @@ SCORE_FIELDS = [
     "dask_workers",
     "metrics_dir",
     "openlineage_url",
+    "openlineage_api_key",
     "openlineage_file",
+    "http_timeout_s",
+    "s3_timeout_s",
     "log_level",
 ]
 # What the scheduler adds: its own timing and the retention it applies after each run.
@@ -363,25 +443,92 @@ def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
+def check_env_file(env_file: Path) -> None:
+    """A .env that is not UTF-8 text, or has a line that is no `NAME=value`, is a ConfigError
+    naming the file and line (pydantic-settings would fail with a traceback, or skip the line)."""
+    try:
+        raw = env_file.read_bytes()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ConfigError(f"cannot read {env_file}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{env_file} line {line} is not UTF-8 text; save the file as UTF-8"
+        ) from None
+    import io
+
+    from dotenv.parser import parse_stream
+
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            line = binding.original.line
+            raise ConfigError(
+                f"{env_file} line {line} is not a NAME=value setting; fix or remove that line"
+            )
+
+
 def load_settings(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Settings:
     """Settings from flags (overrides) over env/.env/defaults; a bad value raises ConfigError."""
+    env_file = kwargs.get("_env_file", Settings.model_config.get("env_file"))
+    if isinstance(env_file, str | Path):
+        check_env_file(Path(env_file))
     try:
-        return Settings(**(overrides or {}), **kwargs)
+        settings = Settings(**(overrides or {}), **kwargs)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"invalid value for --input / {env_name('input')}: {exc}") from None
+    key = settings.openlineage_api_key
+    register_secrets(
+        [key.get_secret_value() if key else None]
+        + [os.environ.get(name) for name in SECRET_VARIABLES]
+    )
+    return settings
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def allowed_range(field: str) -> str | None:
+    """The documented range of a numeric setting ("1 to 10000000", "above 0 to 36500"), or None."""
+    info = Settings.model_fields.get(field)
+    if info is None:
+        return None
+    low = high = None
+    for rule in info.metadata:
+        for attr, words in (("ge", ""), ("gt", "above ")):
+            if getattr(rule, attr, None) is not None:
+                low = f"{words}{_number(getattr(rule, attr))}"
+        for attr, words in (("le", ""), ("lt", "below ")):
+            if getattr(rule, attr, None) is not None:
+                high = f"{words}{_number(getattr(rule, attr))}"
+    if low is None and high is None:
+        return None
+    return f"{low or 'any'} to {high or 'any'}"
 
 
 def describe_validation_error(exc: ValidationError) -> str:
+    from batch.core.redact import redact
+
     parts = []
     for err in exc.errors():
         field = str(err["loc"][0]) if err["loc"] else ""
         message = err["msg"].removeprefix("Value error, ")
         if field:
             value = err.get("input")
+            shown = "(hidden)" if field in SECRET_FIELDS else redact(repr(value))
+            if len(shown) > 80:
+                shown = shown[:77] + "..."
+            span = allowed_range(field)
+            if span and "allowed" not in message:
+                message += f" (allowed: {span})"
             parts.append(
-                f"invalid value {value!r} for {field} "
+                f"invalid value {shown} for {field} "
                 f"({flag_name(field)} / {env_name(field)}): {message}"
             )
         else:
