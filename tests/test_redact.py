@@ -55,3 +55,37 @@ def test_registered_values_are_masked_and_short_ones_ignored():
 def test_text_without_secrets_is_unchanged():
     text = "rooms 6.5, file /data/in.csv, s3://b/k.parquet, 12:30"
     assert redact(text) == text
+
+
+def test_documents_are_written_redacted():
+    """Every JSON document goes through dump(): a credential in any string never reaches a file."""
+    from batch.core.documents import RunLine, dump, parse_run_line
+
+    register_secrets(["AKIAEXAMPLESECRET99"])
+    line = RunLine(
+        run_id=None,
+        status="failed",
+        exit_code=7,
+        error="cannot reach http://ops:hunter22@minio:9000/b?X-Amz-Signature=abc "
+        "with AKIAEXAMPLESECRET99",
+        started_at="2026-12-05T00:00:00Z",
+        finished_at="2026-12-05T00:00:01Z",
+        duration_seconds=1.0,
+        rows_read=0,
+        rows_scored=0,
+        rows_rejected=0,
+        rows_out_of_range=0,
+        reject_fraction=0.0,
+        drift=False,
+        interval_coverage=None,
+        mse=None,
+        mean_prediction=None,
+        model_version=None,
+        run_dir=None,
+    )
+    text = dump(line)
+    for secret in ("hunter22", "abc", "AKIAEXAMPLESECRET99"):
+        assert secret not in text
+    assert parse_run_line(text, "runs.jsonl line 1").error.startswith(
+        "cannot reach http://***@minio"
+    )

@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_core import ErrorDetails
 
 from batch.core.jsontext import dumps
+from batch.core.redact import redact
 
 SCHEMA_VERSION = 1  # the version of every document this product writes and reads
 
@@ -234,9 +235,21 @@ def dump(document: Document) -> str:
     that were absent when parsed (or never set) stay absent; schema_version is always first.
     """
     data = document.model_dump(mode="python", by_alias=True, exclude_unset=True)
-    data = {"schema_version": document.schema_version, **data}
+    data = {"schema_version": document.schema_version, **_redacted(data)}
     kind = type(document)
     if kind.line:
         return dumps(data, kind.digits)
     text = dumps(data, kind.digits, indent=kind.indent, sort_keys=kind.sort_keys)
     return text + "\n"
+
+
+def _redacted(value: Any) -> Any:
+    """Every string in a document passes the one redaction rule: no credential is ever written
+    (a location or endpoint with user-info or a token in its query, a registered secret)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact(k) if isinstance(k, str) else k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v) for v in value]
+    return value
