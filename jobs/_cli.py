@@ -96,7 +96,17 @@ def settings_from_args(args: argparse.Namespace, fields: Iterable[str]) -> Setti
 
 
 class _JobsHandler(logging.StreamHandler[TextIO]):
-    """The jobs' stderr handler; its own class so that a second setup replaces only it."""
+    """The jobs' stderr handler; its own class so that a second setup replaces only it.
+
+    Every line it writes, ours or a library's (tracebacks included), passes the one redaction
+    rule: a URL's user-info and credential query values, and registered secrets, are masked;
+    control characters are escaped so an input value cannot drive the terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from batch.core.quoting import escape
+        from batch.core.redact import redact
+
+        return escape(redact(super().format(record)), keep_newlines=True)
 
 
 def setup_logging(level: str) -> None:
@@ -140,7 +150,10 @@ def stop_on_sigterm() -> None:
 
 
 def error_sentence(prog: str, message: str) -> None:
-    print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+    from batch.core.quoting import safe_sentence
+    from batch.core.redact import redact
+
+    print(f"{prog}: error: {safe_sentence(redact(message))}", file=sys.stderr, flush=True)
 
 
 def run(
@@ -198,6 +211,8 @@ def _run(
 
 def print_summary(summary: dict[str, Any]) -> None:
     from batch.core.jsontext import dumps
+    from batch.core.redact import redact
 
-    sys.stdout.write(dumps(summary) + "\n")
+    # The JSON text is redacted whole: a URL inside it ends at the quote that closes its string.
+    sys.stdout.write(redact(dumps(summary)) + "\n")
     sys.stdout.flush()

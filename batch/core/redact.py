@@ -21,7 +21,7 @@ _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]{0,30}://[^\s'\"<>`]+")
 # scheme://userinfo@ -- the user-info is everything before the last @ of the authority.
 _USERINFO = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/?#]*)@")
 # name=value pairs of a query string (or of a fragment written like one).
-_PARAM = re.compile(r"(?P<sep>[?&;#])(?P<name>[^=&;#?]+)=(?P<value>[^&;#]*)")
+_PARAM = re.compile(r"(?P<sep>[?&;#])(?P<name>[^=&;#?]+)=(?P<value>[^&;#\\]*)")
 _SECRET_NAMES = re.compile(
     r"token|key|secret|passw|pwd|signature|sig$|credential|auth|session|^x-amz-",
     re.IGNORECASE,
