@@ -141,6 +141,13 @@ def setup_logging(level: str) -> None:
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
+def tighten_umask() -> None:
+    """Files and folders follow the process umask, but are never group- or world-writable:
+    under umask 000 a world-writable .staging would let any local user plant links in it."""
+    current = os.umask(0o022)
+    os.umask(current | 0o022)
+
+
 def stop_on_sigterm() -> None:
     """SIGTERM and SIGINT unwind like Ctrl-C (a run in progress removes its temporary output),
     except while a run or model is being published (see batch.core.interrupts)."""
@@ -165,6 +172,7 @@ def run(
 ) -> int:
     """Settings -> logging -> job -> exit code; the job's JSON summary is stdout's last line."""
     code = 1
+    tighten_umask()
     try:
         code = _run(prog, fields, args, job, summary_line)
         return code
