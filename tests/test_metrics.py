@@ -264,3 +264,25 @@ def test_every_metric_the_rules_use_is_written():
         "batch_scheduler_next_fire_timestamp_seconds",
     }
     assert used and used <= SCORE_NAMES | scheduler, used - SCORE_NAMES - scheduler
+
+
+def test_the_outcome_reads_an_older_report_and_refuses_a_damaged_one(tmp_path, caplog):
+    """After a run, its report.json is read as a RunReport: an older one (no schema_version) is
+    migrated; a damaged one gives no report data and one warning, never a made-up value."""
+    from batch.core.documents import dump
+    from batch.ops.monitoring import _report_of
+
+    folder = tmp_path / "runs" / "20260301T020000Z-abc123"
+    folder.mkdir(parents=True)
+    older = json.loads(dump(report()))
+    older.pop("schema_version")
+    (folder / "report.json").write_text(json.dumps(older))
+    read = _report_of(tmp_path, {"run_dir": str(folder)})
+    assert read is not None and read.rows_read == 1000 and read.schema_version == 1
+
+    older["out_of_range"] = {"rows": -7}
+    (folder / "report.json").write_text(json.dumps(older))
+    assert _report_of(tmp_path, {"run_dir": str(folder)}) is None
+    damaged = [r.getMessage() for r in caplog.records if "is damaged" in r.getMessage()]
+    assert len(damaged) == 1 and "out_of_range" in damaged[0]
+    assert _report_of(tmp_path, {"status": "failed"}) is None  # no folder: no report
