@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 from batch import engines
 from batch.core import interrupts
+from batch.core.documents import RunReport
 from batch.core.errors import BatchError, DriftDetected, RejectBudgetExceeded
 from batch.core.ids import new_run_id
 from batch.core.stats import FileStats
@@ -106,12 +107,12 @@ class _Run:
 class _Verdict:
     """The report of a run and whether it is refused (over its reject budget, or drifted)."""
 
-    rep: dict[str, Any]
+    rep: RunReport
     over_budget: bool
 
     @property
     def refused(self) -> bool:
-        return self.rep["failure"] is not None
+        return self.rep.failure is not None
 
 
 def _score(settings: Settings, started: dt.datetime) -> dict[str, Any]:
@@ -274,21 +275,21 @@ def _report(run: _Run, plan: Plan, result: EngineResult, meta: dict[str, Any]) -
         predictor=result.prediction_path,
         reject_fraction=fraction,
     )
-    drifted = run.settings.on_drift == "fail" and rep["drift"]["differs_markedly"]
+    drifted = run.settings.on_drift == "fail" and rep.drift.differs_markedly
     refused = over_budget or drifted
     if refused and not over_budget:
-        rep["status"] = "failed"
-    rep["failure"] = (
+        rep.status = "failed"
+    rep.failure = (
         None
         if not refused
         else (report.budget_failure(rep, over_files) if over_budget else report.drift_failure(rep))
     )
-    for warning in rep["warnings"]:
+    for warning in rep.warnings or []:
         log.warning("%s", warning)
     version_dir = run.registry.root / run.version
     rendered = report.render(rep, meta, result.stats, version_dir, plots=not refused)
     run.phases.end("report")
-    rep["phases_seconds"] = dict(run.phases.seconds)
+    rep.phases_seconds = dict(run.phases.seconds)
     with rundir.writing(run.staged):
         report.write(run.staged, rep, rendered)
     return _Verdict(rep, over_budget)
@@ -299,12 +300,12 @@ def _publish(run: _Run, plan: Plan, verdict: _Verdict, result: EngineResult) -> 
     assert run.staged is not None
     rep, stats = verdict.rep, result.stats
     summary = {
-        "status": rep["status"],
+        "status": rep.status,
         "run_id": run.run_id,
         "rows_scored": stats.scored,
         "rows_rejected": stats.rejected,
         "model_version": run.version,
-        "warnings": rep["warnings"],
+        "warnings": rep.warnings or [],
     }
     if verdict.refused:
         _refuse(run, verdict, summary)
@@ -342,9 +343,10 @@ def _refuse(run: _Run, verdict: _Verdict, summary: dict[str, Any]) -> NoReturn:
         status="reject_budget_exceeded" if verdict.over_budget else "drift_detected",
     )
     error = RejectBudgetExceeded if verdict.over_budget else DriftDetected
+    assert rep.failure is not None
     raise error(
-        f"{rep['failure']['reason']}; nothing was published — "
-        f"{rep['failure']['fix']} (see {final / 'rejects.csv'} and "
+        f"{rep.failure.reason}; nothing was published — "
+        f"{rep.failure.fix} (see {final / 'rejects.csv'} and "
         f"{final / 'report.html'})",
         summary,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,7 +11,14 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from batch.ops.metrics import outcome_from_run, write_scheduler_metrics, write_score_metrics
+from batch.core.documents import parse_report
+from batch.core.documents.report import RunReport
+from batch.ops.metrics import (
+    outcome_from_run,
+    report_coverage,
+    write_scheduler_metrics,
+    write_score_metrics,
+)
 from tests.helpers import REPO
 
 SCORE_NAMES = {
@@ -40,23 +48,60 @@ def value(families: dict, name: str, **labels) -> float:
     return samples[0].value
 
 
-def report(**changes) -> dict:
-    """A report.json as the scorer writes it (the fields the metrics read)."""
+def report(**changes) -> RunReport:
+    """A report.json as the scorer writes it (a whole RunReport; the metrics read a few fields)."""
     rep = {
         "run_id": "20260301T020000Z-abc123",
         "status": "succeeded",
+        "started_at": "2026-03-01T02:00:00+00:00",
+        "finished_at": "2026-03-01T02:00:42+00:00",
+        "duration_seconds": 42.0,
         "model_version": "v3",
+        "model": {
+            **dict.fromkeys(["created_at", "weight", "bias", "metrics", "ols_reference"]),
+            **dict.fromkeys(["feature_range", "hyperparameters", "training_data"]),
+            "version": "v3",
+            "model_sha256": None,
+        },
+        "inputs": [],
+        "skipped_inputs": [],
         "rows_read": 1000,
         "rows_scored": 990,
         "rows_rejected": 10,
         "reject_fraction": 0.01,
-        "out_of_range": {"rows": 7},
-        "drift": {"differs_markedly": False},
-        "prediction_summary": {"mean": 22.5},
+        "max_reject_fraction": 0.05,
+        "rejects_by_reason": {"missing": 10},
+        "out_of_range": {"rows": 7, "below": 3, "above": 4, "training_range": None},
+        "prediction_summary": {
+            **{"count": 990, "mean": 22.5, "min": 10.0, "p50": 22.0, "max": 40.0},
+            **{"estimated": [], "sample_size": 990},
+        },
         "metrics": {"mse": 40.0, "mae": 5.0, "rmse": 6.3, "rows": 990, "interval_coverage": 0.91},
+        "drift": {
+            "input": {"count": 990},
+            "training": {
+                **dict.fromkeys(["count", "mean", "std", "min", "max"]),
+                "share_outside_training_range": 0.0,
+            },
+            "differs_markedly": False,
+            "warnings": [],
+        },
+        "settings": {
+            "domain": {"min_exclusive": 0.0, "max_inclusive": 20.0},
+            **{"feature_column": None, "engine": "local", "chunk_rows": 1000},
+            **{"new_only": False, "model_version_requested": "production"},
+        },
+        "prediction_path": "fold",
     }
     rep.update(changes)
-    return rep
+    return parse_report(json.dumps(rep), "report.json")
+
+
+def test_report_coverage_reads_the_interval_coverage_the_scorer_writes():
+    assert report_coverage(report()) == pytest.approx(0.91)
+    assert report_coverage(report(metrics=None)) is None
+    no_band = report(metrics={"mse": 1.0, "mae": 1.0, "rmse": 1.0, "rows": 3})
+    assert report_coverage(no_band) is None
 
 
 def test_success_then_exit_5_keeps_the_last_success_and_carries_the_exit_code(tmp_path):
@@ -103,7 +148,7 @@ def test_success_then_exit_5_keeps_the_last_success_and_carries_the_exit_code(tm
             rows_scored=40,
             rows_rejected=60,
             reject_fraction=0.6,
-            drift={"differs_markedly": True},
+            drift={**report().drift.model_dump(), "differs_markedly": True},
             metrics=None,
         ),
         5,
@@ -132,7 +177,7 @@ def test_a_run_without_report_or_earlier_success(tmp_path):
         T0,
         T0 + dt.timedelta(seconds=1),
     )
-    assert early["run_id"] is None and early["model_version"] is None
+    assert early.run_id is None and early.model_version is None
     families = parse(write_score_metrics(tmp_path, early))
     assert set(families) == SCORE_NAMES
     assert value(families, "batch_score_last_success_timestamp_seconds") == 0  # never
@@ -219,3 +264,25 @@ def test_every_metric_the_rules_use_is_written():
         "batch_scheduler_next_fire_timestamp_seconds",
     }
     assert used and used <= SCORE_NAMES | scheduler, used - SCORE_NAMES - scheduler
+
+
+def test_the_outcome_reads_an_older_report_and_refuses_a_damaged_one(tmp_path, caplog):
+    """After a run, its report.json is read as a RunReport: an older one (no schema_version) is
+    migrated; a damaged one gives no report data and one warning, never a made-up value."""
+    from batch.core.documents import dump
+    from batch.ops.monitoring import _report_of
+
+    folder = tmp_path / "runs" / "20260301T020000Z-abc123"
+    folder.mkdir(parents=True)
+    older = json.loads(dump(report()))
+    older.pop("schema_version")
+    (folder / "report.json").write_text(json.dumps(older))
+    read = _report_of(tmp_path, {"run_dir": str(folder)})
+    assert read is not None and read.rows_read == 1000 and read.schema_version == 1
+
+    older["out_of_range"] = {"rows": -7}
+    (folder / "report.json").write_text(json.dumps(older))
+    assert _report_of(tmp_path, {"run_dir": str(folder)}) is None
+    damaged = [r.getMessage() for r in caplog.records if "is damaged" in r.getMessage()]
+    assert len(damaged) == 1 and "out_of_range" in damaged[0]
+    assert _report_of(tmp_path, {"status": "failed"}) is None  # no folder: no report

@@ -195,3 +195,43 @@ def test_runs_help_and_list_never_import_tensorflow():
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert probe.stdout.strip().splitlines()[-1] == "False", probe.stderr
+
+
+def test_a_damaged_line_or_report_is_listed_as_damaged_and_the_rest_still_shows(copy_output):
+    """runs.jsonl and report.json are read as typed documents: damage is shown, never fatal."""
+    lines = (copy_output / "runs.jsonl").read_text().splitlines()
+    older = json.loads(lines[0])
+    older.pop("schema_version")  # a line from before documents had a version still reads
+    lines[0] = json.dumps(older)
+    lines.insert(2, '{"run_id": "torn')  # a write torn by a crash
+    (copy_output / "runs.jsonl").write_text("\n".join(lines) + "\n")
+    damaged_id = sorted(p.name for p in (copy_output / "runs").iterdir())[0]
+    report = copy_output / "runs" / damaged_id / "report.json"
+    value = json.loads(report.read_text())
+    value["rows_scored"] = "many"
+    report.write_text(json.dumps(value))
+
+    res = runs_main("list", "--output-dir", copy_output)
+    assert res.code == 0, res.stderr
+    rows = res.stdout.strip().splitlines()[1:]
+    assert len(rows) == 5  # the four runs and the torn line
+    assert sum(" damaged " in row for row in rows) == 2
+    assert f"{damaged_id}" in next(row for row in rows if " damaged " in row and damaged_id in row)
+    warnings = [line for line in res.stderr.splitlines() if "is damaged" in line]
+    assert len(warnings) == 2, res.stderr
+    assert any("runs.jsonl line" in w and "line 3" in w for w in warnings)
+    assert any("report.json" in w and "field 'rows_scored'" in w for w in warnings)
+
+    listed = json.loads(runs_main("list", "--json", "--output-dir", copy_output).stdout)
+    damaged = [r for r in listed if r["status"] == "damaged"]
+    assert len(damaged) == 2 and all("is damaged" in r["error"] for r in damaged)
+    shown = runs_main("show", damaged_id, "--output-dir", copy_output)
+    assert shown.code == 0 and "damaged" in shown.stdout and "rows_scored" in shown.stdout
+
+    # The history page is rebuilt with them; a prune removes old folders and keeps the torn line.
+    res = runs_main("prune", "--keep", "0", "--output-dir", copy_output)
+    assert res.code == 0, res.stderr
+    assert f"removed runs/{damaged_id}" in res.stdout
+    assert '{"run_id": "torn' in (copy_output / "runs.jsonl").read_text()
+    page = (copy_output / "index.html").read_text()
+    assert "damaged" in page and damaged_id not in page

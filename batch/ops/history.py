@@ -1,299 +1,208 @@
-"""Run history: the outcome log (runs.jsonl), every run of an output folder, and index.html."""
+"""Run history: the outcome log (runs.jsonl) and every run of an output folder.
+
+runs.jsonl lines are RunLine documents, written with `dump` and read with `parse_run_line`;
+report.json files are read with `parse_report`. A damaged line or report never stops the
+history: it is logged once (one sentence naming the file and field) and shown as damaged.
+"""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import json
 import logging
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-from batch.core.jsontext import dumps, read_lines
-from batch.ops.metrics import ScoreOutcome, outcome_from_run
-from batch.ops.report import PAGE_CSS, escape
+from batch.core.documents import (
+    DocumentError,
+    RunLine,
+    RunReport,
+    dump,
+    parse_report,
+    parse_run_line,
+)
+from batch.ops.metrics import outcome_from_run
 from batch.storage import fs
-from batch.storage.atomic import write_atomic
+from batch.storage.location import Location
 
 log = logging.getLogger(__name__)
 
 RUNS_LOG = "runs.jsonl"
-INDEX = "index.html"
 REPORT = "report.json"
 FOLDERS = ("runs", "failed")
+DAMAGED = "damaged"  # the status shown for a run whose line or report cannot be read
+NEVER = dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
 # -- the outcome log ------------------------------------------------------------------------------
 
 
-def append_outcome(output_dir: Path, outcome: ScoreOutcome) -> None:
-    """Append one line to <output>/runs.jsonl (one write of one line: concurrent runs cannot mix)."""
-    path = fs.path(output_dir) / RUNS_LOG
-    fs.ensure_dir(path.parent)
-    fs.append_line(path, dumps(outcome))
+@dataclass(frozen=True)
+class LogEntry:
+    """One line of runs.jsonl: its text as written and, unless damaged, its RunLine."""
+
+    number: int  # 1-based
+    text: str
+    line: RunLine | None
+    problem: str | None = None  # why it could not be read
 
 
-def read_log(output_dir: Path) -> list[dict[str, Any]]:
-    """Every outcome in runs.jsonl, in the order written; a damaged line is skipped with a warning."""
-    return [e for e in read_lines(fs.path(output_dir) / RUNS_LOG) if e.get("started_at")]
+def append_outcome(output_dir: Location, outcome: RunLine) -> None:
+    """Append one line to <output>/runs.jsonl (one write of one line: concurrent runs cannot
+    mix)."""
+    fs.ensure_dir(output_dir)
+    fs.append_line(output_dir / RUNS_LOG, dump(outcome))
 
 
-def rewrite_log(output_dir: Path, entries: list[dict[str, Any]]) -> None:
-    """Replace runs.jsonl with `entries` atomically (prune drops the lines of removed runs)."""
-    text = "".join(dumps(e) + "\n" for e in entries)
-    write_atomic(fs.path(output_dir) / RUNS_LOG, text)
+def read_log(output_dir: Location) -> list[LogEntry]:
+    """Every line of runs.jsonl in the order written; a damaged one is kept (line None) and
+    logged once. A missing log is empty; any other read error is raised: an unreadable log
+    must never pass for an empty one (a prune would then rewrite it empty)."""
+    path = output_dir / RUNS_LOG
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    entries = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            entries.append(LogEntry(number, raw, parse_run_line(raw, str(path), number)))
+        except DocumentError as exc:
+            log.warning("%s", exc)
+            entries.append(LogEntry(number, raw, None, str(exc)))
+    return entries
 
 
-# -- every run --------------------------------------------------------------------------------------
+def rewrite_log(output_dir: Location, entries: list[LogEntry]) -> None:
+    """Replace runs.jsonl with `entries` atomically, each line as it was written (prune drops
+    the lines of removed runs; a damaged line stays as it is)."""
+    fs.write_atomic(output_dir / RUNS_LOG, "".join(e.text + "\n" for e in entries))
 
 
-def _parse(iso: str | None) -> dt.datetime:
+# -- every run ----------------------------------------------------------------------------------
+
+
+def parse_time(iso: str | None) -> dt.datetime:
+    """An ISO-8601 time as an aware datetime (NEVER when absent or not a time)."""
     try:
         t = dt.datetime.fromisoformat(str(iso))
     except ValueError:
-        return dt.datetime.min.replace(tzinfo=dt.UTC)
+        return NEVER
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
-def read_report(folder: Path) -> dict[str, Any] | None:
+def _run_id_time(run_id: str | None) -> dt.datetime:
     try:
-        value = json.loads((folder / REPORT).read_text())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
+        return dt.datetime.strptime(str(run_id)[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return NEVER
 
 
-def collect(output_dir: Path) -> list[dict[str, Any]]:
-    """Every run of the output folder, newest first, as outcome dicts (see ScoreOutcome).
+@dataclass(frozen=True)
+class RunEntry:
+    """One run of an output folder: a run folder (with its report) and/or its outcome line."""
+
+    run_id: str | None
+    run_dir: str | None  # runs/<id> or failed/<id>; None: no folder
+    outcome: RunLine | None  # None: its line (or its report, when it has no line) is damaged
+    report: RunReport | None = None
+    log_number: int | None = None  # its line in runs.jsonl, when it has one
+    problem: str | None = None  # one sentence: what is damaged
+
+    @property
+    def started(self) -> dt.datetime:
+        if self.outcome is not None:
+            return parse_time(self.outcome.started_at)
+        return _run_id_time(self.run_id)
+
+    def view(self) -> dict[str, Any]:
+        """The run as `jobs.runs list --json`, the table and the history page show it: the
+        fields of runs.jsonl, and max_reject_fraction for a run with a folder."""
+        fields: dict[str, Any] = dict.fromkeys(
+            f for f in RunLine.model_fields if f != "schema_version"
+        )
+        if self.outcome is not None:
+            fields.update(self.outcome.model_dump(mode="json", exclude={"schema_version"}))
+        fields.update(run_id=self.run_id, run_dir=self.run_dir)
+        if self.problem is not None:
+            fields.update(status=DAMAGED, error=self.problem)
+        if self.run_dir:
+            fields["max_reject_fraction"] = self.report.max_reject_fraction if self.report else None
+        return fields
+
+
+def collect(output_dir: Location) -> list[RunEntry]:
+    """Every run of the output folder, newest first.
 
     A run folder under runs/ or failed/ counts with its report.json; an outcome line of
     runs.jsonl adds its exit code, error and duration to the folder of the same run_id, and a
     line without a folder (a run that stopped before writing a report, or a --new-only run
     that found nothing new) is a run of its own. A line whose folder was removed is dropped.
+    A damaged line or report is a run of status "damaged".
     """
-    root = fs.path(output_dir)
-    logged: dict[str, dict[str, Any]] = {}
-    folderless: list[dict[str, Any]] = []
-    for entry in read_log(root):
-        if entry.get("run_dir"):
-            logged[str(entry.get("run_id"))] = entry
+    logged: dict[str, LogEntry] = {}
+    runs: list[RunEntry] = []
+    for entry in read_log(output_dir):
+        if entry.line is not None and entry.line.run_dir:
+            logged[str(entry.line.run_id)] = entry
         else:
-            folderless.append(entry)
-    runs: list[dict[str, Any]] = []
+            runs.append(_loose(entry))
     for kind in FOLDERS:
-        base = root / kind
+        base = output_dir / kind
         if not base.is_dir():
             continue
         for folder in base.iterdir():
-            report = read_report(folder) if folder.is_dir() else None
-            if report is None:
-                continue
-            entry = logged.get(folder.name)
-            if entry is not None:
-                record = dict(entry)
-                record["run_dir"] = f"{kind}/{folder.name}"
-            else:
-                # A run from before the outcome log, or one whose line was lost: its report
-                # says all but the exit code, which its folder implies.
-                summary = {
-                    "status": "succeeded" if kind == "runs" else "reject_budget_exceeded",
-                    "run_id": folder.name,
-                    "run_dir": str(folder),
-                }
-                record = dict(
-                    outcome_from_run(
-                        summary,
-                        report,
-                        0 if kind == "runs" else 5,
-                        _parse(report.get("started_at")),
-                        _parse(report.get("finished_at")),
-                    )
-                )
-            record["max_reject_fraction"] = report.get("max_reject_fraction")
-            runs.append(record)
-    runs.extend(folderless)
-    runs.sort(key=lambda r: (_parse(r.get("started_at")), str(r.get("run_id") or "")), reverse=True)
+            run = _folder_run(kind, folder, logged.get(folder.name)) if folder.is_dir() else None
+            if run is not None:
+                runs.append(run)
+    runs.sort(key=lambda r: (r.started, r.run_id or ""), reverse=True)
     return runs
 
 
-def latest_run(output_dir: Path) -> str | None:
-    """The run id in LATEST (None when there is none)."""
+def _loose(entry: LogEntry) -> RunEntry:
+    """A line without a folder (or a damaged line: nothing is known of its run)."""
+    line = entry.line
+    return RunEntry(
+        run_id=line.run_id if line else None,
+        run_dir=None,
+        outcome=line,
+        log_number=entry.number,
+        problem=entry.problem,
+    )
+
+
+def _folder_run(kind: str, folder: Location, logged: LogEntry | None) -> RunEntry | None:
+    """The run of one folder (None: it has no report.json, so it is no run)."""
+    path = folder / REPORT
     try:
-        return (fs.path(output_dir) / "LATEST").read_text().strip() or None
+        data = path.read_bytes()
     except OSError:
         return None
+    run_dir, number = f"{kind}/{folder.name}", (logged.number if logged else None)
+    line = logged.line if logged else None
+    try:
+        report = parse_report(data, str(path))
+    except DocumentError as exc:
+        log.warning("%s", exc)
+        return RunEntry(folder.name, run_dir, line, None, number, str(exc))
+    if line is None:
+        # A run from before the outcome log, or one whose line was lost: its report says all
+        # but the exit code, which its folder implies.
+        succeeded = kind == "runs"
+        summary = {
+            "status": "succeeded" if succeeded else "reject_budget_exceeded",
+            "run_id": folder.name,
+            "run_dir": str(folder),
+        }
+        started, finished = parse_time(report.started_at), parse_time(report.finished_at)
+        line = outcome_from_run(summary, report, 0 if succeeded else 5, started, finished)
+    return RunEntry(folder.name, run_dir, line, report, number)
 
 
-# -- index.html -------------------------------------------------------------------------------------
-
-_e = escape
-
-
-def _n(value: Any) -> str:
-    return "–" if value is None else f"{value:,}"
-
-
-def _trend_pngs(runs: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
-    """Trend plots over the runs that scored something (oldest to newest)."""
-    from batch.ops import plots
-
-    done = [r for r in reversed(runs) if r.get("run_dir")]
-    if not done:
-        return []
-    when = [_parse(r["started_at"]) for r in done]
-    failed = [r.get("exit_code") != 0 for r in done]
-    figures = [
-        (
-            "Rows scored per run",
-            plots.trend_png(
-                when, [r.get("rows_scored") for r in done], failed, "Rows scored per run", "rows"
-            ),
-        ),
-        (
-            "Reject share per run",
-            plots.trend_png(
-                when,
-                [r.get("reject_fraction") for r in done],
-                failed,
-                "Reject share per run",
-                "share of rows rejected",
-                budget=[r.get("max_reject_fraction") for r in done],
-            ),
-        ),
-        (
-            "Mean prediction per run",
-            plots.trend_png(
-                when,
-                [r.get("mean_prediction") for r in done],
-                failed,
-                "Mean predicted price per run",
-                "$K",
-            ),
-        ),
-    ]
-    mse = [r.get("mse") for r in done]
-    coverage = [r.get("interval_coverage") for r in done]
-    if any(v is not None for v in mse):
-        figures.append(
-            (
-                "MSE against true prices per run",
-                plots.trend_png(
-                    when, mse, failed, "MSE against true prices (runs whose input had them)", "MSE"
-                ),
-            )
-        )
-    if any(v is not None for v in coverage):
-        figures.append(
-            (
-                "Interval coverage per run",
-                plots.trend_png(
-                    when,
-                    coverage,
-                    failed,
-                    "Interval coverage (runs whose input had true prices)",
-                    "share inside the band",
-                ),
-            )
-        )
-    return figures
-
-
-CSS = (
-    PAGE_CSS
-    + """
-body{max-width:1200px}.warn{color:#a05a00}small{color:#666}
-"""
-)
-
-
-def render_index(
-    runs: list[dict[str, Any]],
-    latest: str | None,
-    now: dt.datetime,
-    images: list[tuple[str, bytes]],
-) -> str:
-    """The history page: one self-contained HTML document (plots embedded, relative links only)."""
-    ok = sum(1 for r in runs if r.get("exit_code") == 0)
-    parts = [
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width,initial-scale=1'>"
-        # An empty icon: the browser asks for no favicon.ico.
-        "<link rel='icon' href='data:,'>"
-        f"<title>Scoring run history</title><style>{CSS}</style></head><body>",
-        "<h1>House-price scoring: run history</h1>",
-        f"<p>{len(runs)} run(s): {ok} succeeded, {len(runs) - ok} failed. Newest successful "
-        f"run (LATEST): <b>{_e(latest or 'none')}</b>. Page written "
-        f"{_e(now.astimezone(dt.UTC).isoformat(timespec='seconds'))}.</p>",
-    ]
-    if images:
-        parts.append("<h2>Trends</h2><div class='plots'>")
-        for caption, png in images:
-            data = base64.b64encode(png).decode()
-            parts.append(
-                f"<figure><img alt='{_e(caption)}' src='data:image/png;base64,{data}'></figure>"
-            )
-        parts.append("</div>")
-    parts.append("<h2>Runs, newest first</h2>")
-    if not runs:
-        parts.append("<p>No run yet.</p>")
-    else:
-        head = [
-            "run",
-            "started (UTC)",
-            "status",
-            "exit",
-            "rows read",
-            "scored",
-            "rejected",
-            "reject share",
-            "drift",
-            "model",
-            "duration (s)",
-            "report",
-        ]
-        parts.append("<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>")
-        for r in runs:
-            code = r.get("exit_code")
-            cls = "ok" if code == 0 else "bad"
-            status = _e(r.get("status"))
-            if r.get("error"):
-                status += f"<br><small>{_e(r['error'])}</small>"
-            link = (
-                f"<a href='{_e(r['run_dir'])}/report.html'>report</a>" if r.get("run_dir") else "–"
-            )
-            run_id = _e(r.get("run_id") or "–")
-            if r.get("run_id") and r.get("run_id") == latest:
-                run_id += " <small>(LATEST)</small>"
-            share = r.get("reject_fraction")
-            drift = "<span class='warn'>yes</span>" if r.get("drift") else "no"
-            parts.append(
-                f"<tr id='run-{_e(r.get('run_id') or '')}'><td><code>{run_id}</code></td>"
-                f"<td>{_e(str(r.get('started_at', '')).replace('+00:00', 'Z'))}</td>"
-                f"<td class='{cls}'>{status}</td><td class='n'>{_e(code)}</td>"
-                f"<td class='n'>{_n(r.get('rows_read'))}</td>"
-                f"<td class='n'>{_n(r.get('rows_scored'))}</td>"
-                f"<td class='n'>{_n(r.get('rows_rejected'))}</td>"
-                f"<td class='n'>{'–' if share is None else f'{share:.2%}'}</td>"
-                f"<td>{drift if r.get('run_dir') else '–'}</td>"
-                f"<td>{_e(r.get('model_version') or '–')}</td>"
-                f"<td class='n'>{_n(r.get('duration_seconds'))}</td><td>{link}</td></tr>"
-            )
-        parts.append("</table>")
-    parts.append(
-        "<p><small>Runs that stopped before writing a report (bad settings, unreadable "
-        "input, no model, output locked) have no folder and no report; they come from "
-        f"<code>{RUNS_LOG}</code>. Run folders are listed and pruned with "
-        "<code>python -m jobs.runs</code>.</small></p>"
-    )
-    parts.append("</body></html>\n")
-    return "\n".join(parts)
-
-
-def write_index(output_dir: Path, now: dt.datetime | None = None) -> Path:
-    """Rebuild <output>/index.html from every run, atomically."""
-    root = fs.path(output_dir)
-    runs = collect(root)
-    page = render_index(runs, latest_run(root), now or dt.datetime.now(dt.UTC), _trend_pngs(runs))
-    root.mkdir(parents=True, exist_ok=True)
-    write_atomic(root / INDEX, page)
-    return root / INDEX
+def latest_run(output_dir: Location) -> str | None:
+    """The run id in LATEST (None when there is none)."""
+    try:
+        return (output_dir / "LATEST").read_text().strip() or None
+    except OSError:
+        return None

@@ -1,4 +1,5 @@
-"""OpenLineage run events (START, then COMPLETE or FAIL) for scoring and training runs; off unless set."""
+"""OpenLineage run events (START, then COMPLETE or FAIL) for scoring and training runs; off
+unless set."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batch.storage import fs
 from batch.storage.location import Location
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def run_uuid(job: str, run_id: str) -> str:
     return str(uuid.uuid5(RUN_UUID_NAMESPACE, f"{NAMESPACE}/{job}/{run_id}"))
 
 
-def file_dataset(path: str | Path) -> tuple[str, str]:
+def file_dataset(path: str | Location) -> tuple[str, str]:
     """(namespace, name) of a file or folder after OpenLineage's naming: file + absolute path,
     or s3://bucket + key."""
     text = str(path)
@@ -61,14 +61,14 @@ class DatasetRef:
     extra: dict[str, Any] = field(default_factory=dict)  # shown in a custom dataset facet
 
     @classmethod
-    def file(cls, path: str | Path, **kwargs: Any) -> DatasetRef:
+    def file(cls, path: str | Location, **kwargs: Any) -> DatasetRef:
         """A file (or folder) dataset named after OpenLineage's naming conventions."""
         namespace, name = file_dataset(path)
         return cls(namespace, name, **kwargs)
 
 
 @functools.cache
-def _facet_classes():
+def _facet_classes() -> tuple[Any, Any]:
     """Our custom facets; built on first use so that OpenLineage is imported only when enabled."""
     import attr
     from openlineage.client.generated.base import DatasetFacet, RunFacet
@@ -88,7 +88,7 @@ def _facet_classes():
     class BatchDatasetFacet(DatasetFacet):
         """What else we know of a dataset (e.g. the model version, the file's sha256)."""
 
-        properties: dict = attr.field(factory=dict)
+        properties: dict[str, Any] = attr.field(factory=dict)
 
         @staticmethod
         def _get_schema() -> str:
@@ -188,37 +188,26 @@ class Lineage:
             if self.url:
                 from openlineage.client.transport.http import HttpConfig, HttpTransport
 
-                transport = HttpTransport(
+                http = HttpTransport(
                     HttpConfig(url=self.url, timeout=HTTP_TIMEOUT_SECONDS, retry=dict(HTTP_RETRY))
                 )
-                clients.append((self.url, OpenLineageClient(transport=transport)))
+                clients.append((self.url, OpenLineageClient(transport=http)))
             if self.file:
                 from openlineage.client.transport.file import FileConfig, FileTransport
 
                 self.file.parent.mkdir(parents=True, exist_ok=True)
-                transport = FileTransport(FileConfig(log_file_path=str(self.file), append=True))
-                clients.append((str(self.file), OpenLineageClient(transport=transport)))
+                file = FileTransport(FileConfig(log_file_path=str(self.file), append=True))
+                clients.append((str(self.file), OpenLineageClient(transport=file)))
             self._clients = clients
         return self._clients
 
     def _event(
         self, kind: str, inputs: list[DatasetRef], outputs: list[DatasetRef], error: str | None
-    ):
-        from openlineage.client.event_v2 import (
-            InputDataset,
-            Job,
-            OutputDataset,
-            Run,
-            RunEvent,
-            RunState,
-        )
-        from openlineage.client.facet_v2 import (
-            error_message_run,
-            output_statistics_output_dataset,
-            schema_dataset,
-        )
+    ) -> Any:
+        from openlineage.client.event_v2 import InputDataset, Job, Run, RunEvent, RunState
+        from openlineage.client.facet_v2 import error_message_run
 
-        run_facet, dataset_facet = _facet_classes()
+        run_facet, _ = _facet_classes()
         run_facets: dict[str, Any] = {
             "houseprice_batch": run_facet(runId=self.run_id, job=self.job, producer=PRODUCER)
         }
@@ -226,23 +215,6 @@ class Lineage:
             run_facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
                 message=error, programmingLanguage="python", producer=PRODUCER
             )
-
-        def facets(ref: DatasetRef) -> dict[str, Any]:
-            out: dict[str, Any] = {}
-            if ref.schema:
-                out["schema"] = schema_dataset.SchemaDatasetFacet(
-                    fields=[
-                        schema_dataset.SchemaDatasetFacetFields(name=n, type=t)
-                        for n, t in ref.schema
-                    ],
-                    producer=PRODUCER,
-                )
-            if ref.extra:
-                out["houseprice_batch"] = dataset_facet(
-                    properties=dict(ref.extra), producer=PRODUCER
-                )
-            return out
-
         return RunEvent(
             eventType=getattr(RunState, kind),
             eventTime=dt.datetime.now(dt.UTC).isoformat(),
@@ -250,24 +222,45 @@ class Lineage:
             job=Job(namespace=NAMESPACE, name=self.job),
             producer=PRODUCER,
             inputs=[
-                InputDataset(namespace=r.namespace, name=r.name, facets=facets(r)) for r in inputs
+                InputDataset(namespace=r.namespace, name=r.name, facets=_dataset_facets(r))
+                for r in inputs
             ],
-            outputs=[
-                OutputDataset(
-                    namespace=r.namespace,
-                    name=r.name,
-                    facets=facets(r),
-                    outputFacets={
-                        "outputStatistics": output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
-                            rowCount=r.rows, size=r.size_bytes, producer=PRODUCER
-                        )
-                    }
-                    if r.rows is not None
-                    else {},
-                )
-                for r in outputs
-            ],
+            outputs=[_output_dataset(r) for r in outputs],
         )
+
+
+def _dataset_facets(ref: DatasetRef) -> dict[str, Any]:
+    """A dataset's schema facet and our own (what else we know of it)."""
+    from openlineage.client.facet_v2 import schema_dataset
+
+    out: dict[str, Any] = {}
+    if ref.schema:
+        out["schema"] = schema_dataset.SchemaDatasetFacet(
+            fields=[schema_dataset.SchemaDatasetFacetFields(name=n, type=t) for n, t in ref.schema],
+            producer=PRODUCER,
+        )
+    if ref.extra:
+        _, dataset_facet = _facet_classes()
+        out["houseprice_batch"] = dataset_facet(properties=dict(ref.extra), producer=PRODUCER)
+    return out
+
+
+def _output_dataset(ref: DatasetRef) -> Any:
+    """An output dataset, with its row count and size when known."""
+    from openlineage.client.event_v2 import OutputDataset
+    from openlineage.client.facet_v2 import output_statistics_output_dataset as statistics
+
+    output_facets: dict[str, Any] = {}
+    if ref.rows is not None:
+        output_facets["outputStatistics"] = statistics.OutputStatisticsOutputDatasetFacet(
+            rowCount=ref.rows, size=ref.size_bytes, producer=PRODUCER
+        )
+    return OutputDataset(
+        namespace=ref.namespace,
+        name=ref.name,
+        facets=_dataset_facets(ref),
+        outputFacets=output_facets,
+    )
 
 
 def _short(exc: BaseException) -> str:
@@ -295,7 +288,7 @@ def score_inputs(
         for f in files
     ]
     if model_dir is not None and version:
-        refs.append(DatasetRef.file(fs.path(model_dir) / version, extra={"model_version": version}))
+        refs.append(DatasetRef.file(model_dir / version, extra={"model_version": version}))
     return refs
 
 
@@ -306,7 +299,6 @@ def score_outputs(
     schema: list[tuple[str, str]] | None = None,
 ) -> list[DatasetRef]:
     """A scoring run's output datasets: predictions (Parquet) and rejects.csv, with row counts."""
-    run_dir = fs.path(run_dir)
     return [
         DatasetRef.file(run_dir / "predictions.parquet", schema=schema, rows=rows_scored),
         DatasetRef.file(

@@ -1,14 +1,14 @@
-"""Prometheus textfile metrics (node_exporter's textfile collector): the last scoring run, the scheduler."""
+"""Prometheus textfile metrics (node_exporter's textfile collector): the last scoring run and
+the scheduler."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
-from collections.abc import Iterable
-from pathlib import Path
-from typing import Any, TypedDict
+from collections.abc import Iterable, Iterator
+from typing import Any
 
+from batch.core.documents import RunLine, RunReport
 from batch.storage import fs
 from batch.storage.location import Location
 
@@ -20,89 +20,63 @@ LAST_SUCCESS = "batch_score_last_success_timestamp_seconds"
 ROW_OUTCOMES = ("read", "scored", "rejected", "out_of_range")
 
 
-class ScoreOutcome(TypedDict):
-    """What one scoring command ended with: one line of output/runs.jsonl and the metrics' source.
-
-    Fields that a run which stopped early never learnt (rows, model version) are 0 / None.
-    """
-
-    run_id: str | None  # None when the run stopped before it had one (bad settings)
-    status: str  # succeeded, nothing_new, reject_budget_exceeded, failed, interrupted
-    exit_code: int
-    error: str | None  # the one-sentence error of a failed run
-    started_at: str  # UTC ISO-8601
-    finished_at: str  # UTC ISO-8601
-    duration_seconds: float  # the whole command, from start to the summary line
-    rows_read: int
-    rows_scored: int
-    rows_rejected: int
-    rows_out_of_range: int
-    reject_fraction: float
-    drift: bool  # the report's drift section says the input differs markedly
-    interval_coverage: float | None  # share of rows with a true price inside their band
-    mse: float | None  # over rows with a true price; None when none had one
-    mean_prediction: float | None
-    model_version: str | None
-    run_dir: str | None  # "runs/<id>" or "failed/<id>" relative to the output dir; None: no folder
-
-
 def _iso(t: dt.datetime) -> str:
+    # Milliseconds: two runs started within the same second still sort in order.
     return t.astimezone(dt.UTC).isoformat(timespec="milliseconds")
 
 
-def _float(value: Any) -> float | None:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
-
-
-def report_coverage(report: dict[str, Any] | None) -> float | None:
+def report_coverage(report: RunReport | None) -> float | None:
     """The report's interval coverage (share of true prices inside their band), when it has one."""
-    metrics = (report or {}).get("metrics") or {}
-    for key in ("interval_coverage", "coverage"):
-        value = metrics.get(key)
-        if isinstance(value, dict):  # {"share": ..., "level": ...} or similar
-            value = value.get("share", value.get("coverage"))
-        if _float(value) is not None:
-            return _float(value)
+    if report is None or report.metrics is None:
+        return None
+    return report.metrics.interval_coverage
+
+
+def relative_run_dir(run_dir: object) -> str | None:
+    """`runs/<id>` or `failed/<id>`: a run folder named in full (a path or a URL, as in the
+    scorer's summary) relative to its output folder."""
+    parts = str(run_dir).rstrip("/").split("/")
+    return "/".join(parts[-2:]) if len(parts) >= 2 else None
+
+
+def _run_dir(summary: dict[str, Any], report: RunReport | None, run_id: str | None) -> str | None:
+    """The run's folder relative to the output folder (runs/<id> or failed/<id>), if any."""
+    if summary.get("run_dir") and run_id:
+        return relative_run_dir(summary["run_dir"])
+    if report is not None and run_id:
+        return f"{'runs' if report.status == 'succeeded' else 'failed'}/{run_id}"
     return None
 
 
 def outcome_from_run(
     summary: dict[str, Any],
-    report: dict[str, Any] | None,
+    report: RunReport | None,
     exit_code: int,
     started: dt.datetime,
     finished: dt.datetime,
-    output_dir: Path | None = None,
-) -> ScoreOutcome:
+    output_dir: Location | None = None,
+) -> RunLine:
     """Build the outcome from the scorer's JSON summary and its report.json (None: no report).
 
     `summary` holds at least `status`; a run that got that far adds `run_id`, `rows_scored`,
     `rows_rejected`, `model_version` and `run_dir`. The report, when the run wrote one, is the
     source of everything else (rows read, out of range, drift, coverage, MSE, mean prediction).
     """
-    rep = report or {}
-    run_id = rep.get("run_id") or summary.get("run_id")
-    scored = int(rep.get("rows_scored", summary.get("rows_scored", 0)) or 0)
-    rejected = int(rep.get("rows_rejected", summary.get("rows_rejected", 0)) or 0)
-    read = int(rep.get("rows_read", scored + rejected) or 0)
-    fraction = _float(rep.get("reject_fraction"))
-    if fraction is None:
+    run_id = (report.run_id if report else None) or summary.get("run_id")
+    if report is not None:
+        scored, rejected, read = report.rows_scored, report.rows_rejected, report.rows_read
+        fraction = report.reject_fraction
+    else:
+        scored = int(summary.get("rows_scored", 0) or 0)
+        rejected = int(summary.get("rows_rejected", 0) or 0)
+        read = scored + rejected
         fraction = rejected / read if read else 0.0
-    run_dir = None
-    if summary.get("run_dir") and run_id:
-        folder = fs.path(summary["run_dir"])
-        run_dir = f"{folder.parent.name}/{folder.name}"
-    elif report and run_id:
-        run_dir = f"{'runs' if rep.get('status') == 'succeeded' else 'failed'}/{run_id}"
-    if output_dir is not None and run_dir and not (fs.path(output_dir) / run_dir).is_dir():
+    run_dir = _run_dir(summary, report, run_id)
+    if output_dir is not None and run_dir and not (output_dir / run_dir).is_dir():
         run_dir = None
-    return ScoreOutcome(
+    return RunLine(
         run_id=run_id,
-        status=str(summary.get("status") or rep.get("status") or "failed"),
+        status=str(summary.get("status") or (report.status if report else None) or "failed"),
         exit_code=int(exit_code),
         error=summary.get("error"),
         started_at=_iso(started),
@@ -111,13 +85,13 @@ def outcome_from_run(
         rows_read=read,
         rows_scored=scored,
         rows_rejected=rejected,
-        rows_out_of_range=int((rep.get("out_of_range") or {}).get("rows", 0) or 0),
+        rows_out_of_range=report.out_of_range.rows if report else 0,
         reject_fraction=float(fraction),
-        drift=bool((rep.get("drift") or {}).get("differs_markedly", False)),
-        interval_coverage=report_coverage(rep),
-        mse=_float((rep.get("metrics") or {}).get("mse")),
-        mean_prediction=_float((rep.get("prediction_summary") or {}).get("mean")),
-        model_version=rep.get("model_version") or summary.get("model_version"),
+        drift=bool(report and report.drift.differs_markedly),
+        interval_coverage=report_coverage(report),
+        mse=report.metrics.mse if report and report.metrics else None,
+        mean_prediction=report.prediction_summary.mean if report else None,
+        model_version=(report.model_version if report else None) or summary.get("model_version"),
         run_dir=run_dir,
     )
 
@@ -126,12 +100,12 @@ def _timestamp(iso: str) -> float:
     return dt.datetime.fromisoformat(iso).timestamp()
 
 
-def previous_value(path: Path, name: str) -> float | None:
+def previous_value(path: Location, name: str) -> float | None:
     """A sample's value in an existing textfile (None when the file or the sample is missing)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     try:
-        text = fs.path(path).read_text()
+        text = path.read_text()
     except OSError:
         return None
     try:
@@ -145,16 +119,17 @@ def previous_value(path: Path, name: str) -> float | None:
 
 
 class _Families:
-    """A prometheus_client collector over ready-made gauge families (HELP/TYPE even without samples)."""
+    """A prometheus_client collector over ready-made gauge families (HELP/TYPE even without
+    samples)."""
 
     def __init__(self, families: Iterable[Any]) -> None:
         self.families = list(families)
 
-    def collect(self):
+    def collect(self) -> Iterator[Any]:
         return iter(self.families)
 
 
-def _write(path: Path, families: list[Any]) -> None:
+def _write(path: Location, families: list[Any]) -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
     registry = CollectorRegistry(auto_describe=False)
@@ -164,28 +139,28 @@ def _write(path: Path, families: list[Any]) -> None:
     fs.write_atomic(path, generate_latest(registry))
 
 
-def score_families(outcome: ScoreOutcome, last_success: float | None) -> list[Any]:
+def score_families(outcome: RunLine, last_success: float | None) -> list[Any]:
     """The gauge families of batch_score.prom for this outcome (no timestamps on samples)."""
     from prometheus_client.core import GaugeMetricFamily as G
 
-    finished = _timestamp(outcome["finished_at"])
+    finished = _timestamp(outcome.finished_at)
     rows = G("batch_score_rows", "Rows of the last scoring run, by outcome.", labels=["outcome"])
     for key in ROW_OUTCOMES:
-        rows.add_metric([key], float(outcome[f"rows_{key}"]))  # type: ignore[literal-required]
+        rows.add_metric([key], float(getattr(outcome, f"rows_{key}")))
     coverage = G(
         "batch_score_interval_coverage",
         "Share of rows with a true price inside their prediction band (last run; "
         "no sample when the input had no true prices).",
     )
-    if outcome["interval_coverage"] is not None:
-        coverage.add_metric([], float(outcome["interval_coverage"]))
+    if outcome.interval_coverage is not None:
+        coverage.add_metric([], float(outcome.interval_coverage))
     info = G(
         "batch_model_info",
         "The model version the last scoring run used (value 1).",
         labels=["version"],
     )
-    if outcome["model_version"]:
-        info.add_metric([str(outcome["model_version"])], 1.0)
+    if outcome.model_version:
+        info.add_metric([str(outcome.model_version)], 1.0)
     return [
         G(
             "batch_score_last_run_timestamp_seconds",
@@ -200,38 +175,38 @@ def score_families(outcome: ScoreOutcome, last_success: float | None) -> list[An
         G(
             "batch_score_last_exit_code",
             "Exit code of the last scoring run (0 success).",
-            value=float(outcome["exit_code"]),
+            value=float(outcome.exit_code),
         ),
         G(
             "batch_score_duration_seconds",
             "Duration of the last scoring run.",
-            value=float(outcome["duration_seconds"]),
+            value=float(outcome.duration_seconds),
         ),
         rows,
         G(
             "batch_score_reject_fraction",
             "Share of rows the last scoring run rejected.",
-            value=float(outcome["reject_fraction"]),
+            value=float(outcome.reject_fraction),
         ),
         G(
             "batch_score_drift",
             "1 when the last run's input differed markedly from the training data, else 0.",
-            value=1.0 if outcome["drift"] else 0.0,
+            value=1.0 if outcome.drift else 0.0,
         ),
         coverage,
         info,
     ]
 
 
-def write_score_metrics(metrics_dir: Location, outcome: ScoreOutcome) -> Location:
+def write_score_metrics(metrics_dir: Location, outcome: RunLine) -> Location:
     """Write <metrics_dir>/batch_score.prom atomically; the last-success time survives failures.
 
     A success (exit 0) sets the last-success time to this run's finish; any other exit keeps
     the value of the previous file (0 when there is none).
     """
-    path = fs.path(metrics_dir) / SCORE_FILE
-    if outcome["exit_code"] == 0:
-        last_success: float | None = _timestamp(outcome["finished_at"])
+    path = metrics_dir / SCORE_FILE
+    if outcome.exit_code == 0:
+        last_success: float | None = _timestamp(outcome.finished_at)
     else:
         last_success = previous_value(path, LAST_SUCCESS)
     _write(path, score_families(outcome, last_success))
@@ -263,6 +238,6 @@ def write_scheduler_metrics(
         ),
         nxt,
     ]
-    path = fs.path(metrics_dir) / SCHEDULER_FILE
+    path = metrics_dir / SCHEDULER_FILE
     _write(path, families)
     return path

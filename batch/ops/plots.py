@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import io
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 LINE_ROOMS = (3.0, 9.0)
 
 
-def _pyplot():
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -20,7 +21,7 @@ def _pyplot():
     return plt
 
 
-def _png(fig) -> bytes:
+def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     _pyplot().close(fig)
@@ -46,18 +47,18 @@ def loss_png(loss: Sequence[float], val_loss: Sequence[float] | None, title: str
 def fit_png(
     weight: float,
     bias: float,
-    train_x,
-    train_y,
+    train_x: Any,
+    train_y: Any,
     title: str,
-    test_x=None,
-    test_y=None,
-    scored_x=None,
-    scored_pred=None,
-    actual_x=None,
-    actual_y=None,
+    test_x: Any = None,
+    test_y: Any = None,
+    scored_x: Any = None,
+    scored_pred: Any = None,
+    actual_x: Any = None,
+    actual_y: Any = None,
     note: str | None = None,
-    interval: dict | None = None,
-    ols: dict | None = None,
+    interval: dict[str, Any] | None = None,
+    ols: dict[str, Any] | None = None,
     target: str | None = None,
 ) -> bytes:
     """Training data as ground truth, the model's line over 3-9 rooms, plus test or scored data.
@@ -70,70 +71,14 @@ def fit_png(
     ax.scatter(train_x, train_y, s=12, alpha=0.5, color="tab:blue", label="Training data (actual)")
     if test_x is not None and len(test_x):
         ax.scatter(test_x, test_y, s=14, alpha=0.7, color="tab:green", label="Test data (actual)")
-    if actual_x is not None and len(actual_x):
-        ax.scatter(
-            actual_x,
-            actual_y,
-            s=16,
-            alpha=0.8,
-            marker="^",
-            color="tab:green",
-            label=f"Scored records (actual {target or 'price'})",
-        )
-    if scored_x is not None and len(scored_x):
-        ax.scatter(
-            scored_x,
-            scored_pred,
-            s=16,
-            alpha=0.8,
-            marker="x",
-            color="tab:orange",
-            label="Scored records (predicted)",
-        )
-    xs = np.linspace(*LINE_ROOMS, 50)
-    if interval is not None:
-        from batch.core.intervals import band
-
-        low, high = band(xs, weight * xs + bias, interval)
-        ax.fill_between(
-            xs,
-            low,
-            high,
-            color="tab:red",
-            alpha=0.12,
-            linewidth=0,
-            label=f"{interval['level']:.0%} price band (calibrated)",
-        )
-    ax.plot(
-        xs,
-        weight * xs + bias,
-        color="tab:red",
-        linewidth=2,
-        label=f"Model: price = {weight:.3f} x rooms {bias:+.3f}",
-    )
-    if ols and ols.get("slope") is not None:
-        slope, intercept = float(ols["slope"]), float(ols["intercept"])
-        ax.plot(
-            xs,
-            slope * xs + intercept,
-            color="black",
-            linewidth=1.2,
-            linestyle="--",
-            label=f"Least squares: price = {slope:.3f} x rooms {intercept:+.3f}",
-        )
+    _scored_points(ax, scored_x, scored_pred, actual_x, actual_y, target)
+    _lines(ax, weight, bias, interval, ols)
     ax.set_xlabel("Average number of rooms (rm)")
     ax.set_ylabel("Median price ($K)")
     ax.set_title(title)
     if note:
-        ax.text(
-            0.02,
-            0.97,
-            note,
-            transform=ax.transAxes,
-            va="top",
-            fontsize=9,
-            bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8},
-        )
+        box = {"boxstyle": "round", "facecolor": "white", "alpha": 0.8}
+        ax.text(0.02, 0.97, note, transform=ax.transAxes, va="top", fontsize=9, bbox=box)
     ax.grid(alpha=0.3)
     # Below the axes, so the legend never hides a point.
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8, frameon=False)
@@ -141,8 +86,48 @@ def fit_png(
     return _png(fig)
 
 
+def _scored_points(
+    ax: Any, scored_x: Any, scored_pred: Any, actual_x: Any, actual_y: Any, target: str | None
+) -> None:
+    """A run's rows: their true prices (when the input had them) and their predictions."""
+    if actual_x is not None and len(actual_x):
+        label = f"Scored records (actual {target or 'price'})"
+        ax.scatter(actual_x, actual_y, s=16, alpha=0.8, marker="^", color="tab:green", label=label)
+    if scored_x is not None and len(scored_x):
+        label = "Scored records (predicted)"
+        ax.scatter(
+            scored_x, scored_pred, s=16, alpha=0.8, marker="x", color="tab:orange", label=label
+        )
+
+
+def _lines(
+    ax: Any,
+    weight: float,
+    bias: float,
+    interval: dict[str, Any] | None,
+    ols: dict[str, Any] | None,
+) -> None:
+    """The model's line (with its price band when calibrated) and the least-squares line."""
+    xs = np.linspace(*LINE_ROOMS, 50)
+    if interval is not None:
+        from batch.core.intervals import band
+
+        bounds = band(xs, weight * xs + bias, interval)
+        assert bounds is not None
+        label = f"{interval['level']:.0%} price band (calibrated)"
+        ax.fill_between(xs, *bounds, color="tab:red", alpha=0.12, linewidth=0, label=label)
+    label = f"Model: price = {weight:.3f} x rooms {bias:+.3f}"
+    ax.plot(xs, weight * xs + bias, color="tab:red", linewidth=2, label=label)
+    if ols and ols.get("slope") is not None:
+        slope, intercept = float(ols["slope"]), float(ols["intercept"])
+        label = f"Least squares: price = {slope:.3f} x rooms {intercept:+.3f}"
+        ax.plot(
+            xs, slope * xs + intercept, color="black", linewidth=1.2, linestyle="--", label=label
+        )
+
+
 def trend_png(
-    when: Sequence,
+    when: Sequence[dt.datetime],
     values: Sequence[float | None],
     failed: Sequence[bool],
     title: str,
@@ -185,8 +170,9 @@ def trend_png(
             linewidth=1,
             label="reject budget",
         )
-    import matplotlib.dates as mdates
+    import matplotlib.dates
 
+    mdates: Any = matplotlib.dates  # untyped
     locator = mdates.AutoDateLocator()
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))

@@ -1,14 +1,15 @@
-"""Retention: which runs to remove (--keep N, --older-than DAYS; never LATEST), and removing them."""
+"""Retention: which runs to remove (--keep N, --older-than DAYS; never LATEST), and removing
+them."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 from batch.core.errors import ConfigError
-from batch.ops import history
+from batch.ops import history, history_page
+from batch.ops.history import RunEntry
 from batch.storage import fs
 from batch.storage.location import Location
 from batch.storage.rundir import OutputDir
@@ -22,17 +23,13 @@ PRUNE_LOCK_ID = "prune"
 class PrunePlan:
     """What a prune removes: run folders (runs/<id>, failed/<id>) and folder-less log lines."""
 
-    folders: list[dict[str, Any]] = field(default_factory=list)
-    log_lines: list[dict[str, Any]] = field(default_factory=list)
-    kept: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _started(run: dict[str, Any]) -> dt.datetime:
-    return history._parse(run.get("started_at"))
+    folders: list[RunEntry] = field(default_factory=list)
+    log_lines: list[RunEntry] = field(default_factory=list)
+    kept: list[RunEntry] = field(default_factory=list)
 
 
 def plan_prune(
-    runs: list[dict[str, Any]],
+    runs: list[RunEntry],
     latest: str | None,
     keep: int | None,
     older_than_days: float | None,
@@ -43,7 +40,8 @@ def plan_prune(
     A run folder goes when it is not among the `keep` newest folders, or when it started more
     than `older_than_days` ago; the run in LATEST always stays. Lines of runs.jsonl without a
     folder (runs that stopped before a report) go when they are older than the cutoff: the
-    oldest folder that `keep` keeps, or now minus `older_than_days`, whichever is later.
+    oldest folder that `keep` keeps, or now minus `older_than_days`, whichever is later. A
+    damaged line (its time unknown) stays until it is repaired or removed by hand.
     """
     if keep is None and older_than_days is None:
         raise ConfigError("prune needs --keep N and/or --older-than DAYS; nothing was removed")
@@ -55,23 +53,23 @@ def plan_prune(
     cutoffs: list[dt.datetime] = []
     if older_than_days is not None:
         cutoffs.append(now - dt.timedelta(days=older_than_days))
-    folders = [r for r in runs if r.get("run_dir")]
+    folders = [r for r in runs if r.run_dir]
     if keep is not None and keep > 0 and len(folders) >= keep:
-        cutoffs.append(_started(folders[keep - 1]))
+        cutoffs.append(folders[keep - 1].started)
     elif keep == 0 and folders:
-        cutoffs.append(_started(folders[0]) + dt.timedelta(microseconds=1))
+        cutoffs.append(folders[0].started + dt.timedelta(microseconds=1))
     cutoff = max(cutoffs) if cutoffs else None
     position = 0
     for run in runs:
-        old = cutoff is not None and _started(run) < cutoff
-        if run.get("run_dir"):
+        old = cutoff is not None and run.started < cutoff
+        if run.run_dir:
             position += 1
             beyond_keep = keep is not None and position > keep
             too_old = older_than_days is not None and old
-            if (beyond_keep or too_old) and run.get("run_id") != latest:
+            if (beyond_keep or too_old) and run.run_id != latest:
                 plan.folders.append(run)
                 continue
-        elif old:
+        elif old and run.outcome is not None:
             plan.log_lines.append(run)
             continue
         plan.kept.append(run)
@@ -90,7 +88,7 @@ def prune(
     Returns what was removed (with dry_run: what would be). The outcome log keeps the lines of
     the runs that remain, and index.html is rebuilt.
     """
-    root = fs.path(output_dir)
+    root = output_dir
     now = now or dt.datetime.now(dt.UTC)
     out = OutputDir(root)
     if not root.is_dir():
@@ -105,27 +103,21 @@ def prune(
             return plan
         # The log is read before anything is removed: an unreadable log stops the prune with
         # nothing removed, and is never rewritten as if it were empty.
-        removed_ids = {r.get("run_id") for r in plan.folders}
+        removed_ids = {r.run_id for r in plan.folders}
+        removed_lines = {r.log_number for r in plan.log_lines}
         entries = [
             e
             for e in history.read_log(root)
-            if not (e.get("run_dir") and e.get("run_id") in removed_ids)
-            and not any(_same(e, r) for r in plan.log_lines)
+            if not (e.line is not None and e.line.run_dir and e.line.run_id in removed_ids)
+            and e.number not in removed_lines
         ]
         for run in plan.folders:
-            folder = root / run["run_dir"]
-            log.info("removing run %s (%s)", run.get("run_id"), folder)
+            assert run.run_dir is not None
+            folder = root / run.run_dir
+            log.info("removing run %s (%s)", run.run_id, folder)
             fs.rmtree(folder)
         history.rewrite_log(root, entries)
-        history.write_index(root, now)
+        history_page.write_index(root, now)
         return plan
     finally:
         out.unlock()
-
-
-def _same(entry: dict[str, Any], run: dict[str, Any]) -> bool:
-    return (
-        not entry.get("run_dir")
-        and entry.get("started_at") == run.get("started_at")
-        and entry.get("finished_at") == run.get("finished_at")
-    )

@@ -104,6 +104,6 @@ def apply_retention(settings: Settings) -> None:
         log.info(
             "retention removed %d run folder(s) (%s) and %d log line(s)",
             len(plan.folders),
-            ", ".join(r["run_dir"] for r in plan.folders),
+            ", ".join(str(r.run_dir) for r in plan.folders),
             len(plan.log_lines),
         )

@@ -99,7 +99,9 @@ class Document(Part):
     line: ClassVar[bool] = False  # one line of a JSON-lines file (no indent, no newline)
 
     schema_version: int = Field(
-        SCHEMA_VERSION, ge=1, description="layout version of this document (absent before 1)"
+        default=SCHEMA_VERSION,
+        ge=1,
+        description="layout version of this document (absent before 1)",
     )
 
 

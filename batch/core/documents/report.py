@@ -104,7 +104,7 @@ class RunMetrics(OpenPart):
     rmse: NonNegativeFloat
     rows: Count
     target_column: str | list[str] | None = Field(
-        None, description="the column used; a list when files used different ones"
+        default=None, description="the column used; a list when files used different ones"
     )
     comparable: bool | None = None
     scale_ratio: FiniteFloat | None = None
@@ -131,7 +131,7 @@ class ReportInterval(OpenPart):
     method: str | None = None
     calibration_rows: Count | None = None
     test_coverage: Share | None = None
-    note: str | None = Field(None, description="why there is no band")
+    note: str | None = Field(default=None, description="why there is no band")
 
 
 class RejectedRooms(OpenPart):
@@ -176,7 +176,7 @@ class Drift(OpenPart):
     training: DriftTraining
     differs_markedly: bool
     verdict: str | None = Field(
-        None, description="differs_markedly, too_few_rows or no_marked_difference"
+        default=None, description="differs_markedly, too_few_rows or no_marked_difference"
     )
     warnings: list[str]
 
@@ -245,4 +245,4 @@ class RunReport(OpenDocument):
     settings: ReportSettings
     prediction_path: str
     phases_seconds: dict[str, NonNegativeFloat] | None = None
-    failure: Failure | None = Field(None, description="null when the run succeeded")
+    failure: Failure | None = Field(default=None, description="null when the run succeeded")

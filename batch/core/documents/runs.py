@@ -17,7 +17,7 @@ from batch.core.documents._base import (
 
 
 class RunLine(OpenDocument):
-    """One line of output/runs.jsonl (batch.ops.metrics.ScoreOutcome).
+    """One line of output/runs.jsonl (built by batch.ops.metrics.outcome_from_run).
 
     Every key has been written since the log began; a run that stopped early has 0 / null
     where it never learnt the value. Unknown keys are carried.

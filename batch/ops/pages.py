@@ -1,0 +1,63 @@
+"""The HTML pages' Jinja2 environment: templates in batch/ops/templates, autoescaped.
+
+report.html and index.html both extend base.html (the shared head, stylesheet and heading) and
+use macros.html (tables, embedded plots). Every value is escaped by Jinja2's autoescape; the
+filters below only format. Pages are self-contained: plots are embedded as data: URIs.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+from typing import Any
+
+import jinja2
+
+
+def num(value: Any, digits: int = 3) -> str:
+    """A number for a table cell: thousands separated, floats to `digits` places, None as –."""
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def thousands(value: Any) -> str:
+    """A count or a duration as it is, thousands separated (None as –)."""
+    return "–" if value is None else f"{value:,}"
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    """A share as a percentage (None as –)."""
+    return "–" if value is None else f"{value:.{digits}%}"
+
+
+def text(value: Any) -> str:
+    """Any value as text for a cell (None as empty)."""
+    return "" if value is None else str(value)
+
+
+def data_uri(png: bytes) -> str:
+    """PNG bytes as a data: URI, so the page needs no other file."""
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    """The one environment of the pages (templates are loaded once, then cached)."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("batch.ops", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(num=num, thousands=thousands, pct=pct, text=text, data_uri=data_uri)
+    return env
+
+
+def render(template: str, **context: Any) -> str:
+    """The page `template` (a file in batch/ops/templates) filled with `context`."""
+    return environment().get_template(template).render(**context)
