@@ -228,7 +228,7 @@ def _run_engine(
     """Score every scorable file into the staging folder with the engine the settings name."""
     assert run.staged is not None
     job = Job(
-        str(run.staged),
+        run.staged,
         {
             i: plan.context(i, domain=run.domain, meta=meta, version=run.version, run_id=run.run_id)
             for i, fp in enumerate(plan.files)

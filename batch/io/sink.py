@@ -41,13 +41,13 @@ class PredictionSink:
 
     def __init__(
         self,
-        folder: fs.Location | str,
+        folder: fs.Location,
         schema: pa.Schema,
         rejects_schema: pa.Schema,
         part: str | None = None,
         numbers: frozenset[str] = frozenset(),
     ) -> None:
-        self.folder = folder = fs.path(folder)
+        self.folder = folder
         opts = pacsv.WriteOptions(quoting_style="needed", include_header=part is None)
         self._stem = part or STEM
         self._schema = schema

@@ -69,8 +69,8 @@ def writing(path: Location | str, outcome: str = "nothing was published") -> Ite
 class OutputDir:
     """BATCH_OUTPUT_DIR: runs/, failed/, LATEST, the run lock, the staging folders of live runs."""
 
-    def __init__(self, root: Location | str) -> None:
-        self.root = fs.path(root)
+    def __init__(self, root: Location) -> None:
+        self.root = root
         self.runs = self.root / "runs"
         self.failed = self.root / "failed"
         self._lock = fs.lock(self.root / ".lock")
