@@ -118,10 +118,10 @@ def _score(settings: Settings, started: dt.datetime) -> dict[str, Any]:
     phases = _Phases()
     registry, version = _fail_fast(settings)
     run_id = new_run_id(started)
-    out = rundir.OutputDir(settings.output_dir)
-    out.lock(run_id)
     lineage = Lineage.from_settings(settings, "score", run_id)
+    out = rundir.OutputDir(settings.output_dir)
     run = _Run(settings, started, run_id, registry, version, out, lineage, phases)
+    out.lock(run_id)  # nothing between here and the try: the finally below releases the lock
     try:
         return _score_locked(run)
     except BaseException as exc:
