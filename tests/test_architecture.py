@@ -138,7 +138,8 @@ def test_locations_are_parsed_only_at_the_edges():
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if any(call in line.split("#", 1)[0] for call in PARSES_LOCATIONS):
                 found.append(f"{where}:{number}: {line.strip()}")
-    assert not found, "a location parsed again past the edge (pass it through):\n" + "\n".join(found)
+    listing = "\n".join(found)
+    assert not found, f"a location parsed again past the edge (pass it through):\n{listing}"
 
 
 def test_the_lists_of_location_edges_name_real_callers():

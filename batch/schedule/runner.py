@@ -14,7 +14,6 @@ from typing import Any
 
 from batch.core.errors import EXIT_CODES, BatchError
 from batch.settings import SCORE_FIELDS, Settings, flag_name
-from batch.storage import fs
 
 log = logging.getLogger(__name__)
 
