@@ -119,10 +119,10 @@ def _score(settings: Settings, started: dt.datetime) -> dict[str, Any]:
     phases = _Phases()
     registry, version = _fail_fast(settings)
     run_id = new_run_id(started)
-    out = rundir.OutputDir(settings.output_dir)
-    out.lock(run_id)
     lineage = Lineage.from_settings(settings, "score", run_id)
+    out = rundir.OutputDir(settings.output_dir)
     run = _Run(settings, started, run_id, registry, version, out, lineage, phases)
+    out.lock(run_id)  # nothing between here and the try: the finally below releases the lock
     try:
         return _score_locked(run)
     except BaseException as exc:
@@ -229,7 +229,7 @@ def _run_engine(
     """Score every scorable file into the staging folder with the engine the settings name."""
     assert run.staged is not None
     job = Job(
-        str(run.staged),
+        run.staged,
         {
             i: plan.context(i, domain=run.domain, meta=meta, version=run.version, run_id=run.run_id)
             for i, fp in enumerate(plan.files)

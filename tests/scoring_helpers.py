@@ -58,5 +58,5 @@ def engine_run(entries: list[str], staged: Path, chunk_rows: int, engine=None):
         LinearFold(np.float32(9.1), np.float32(-34.6)),
         verified="a fold verified in the test",
     )
-    job = Job(str(staged), contexts, predictor, chunk_rows)
+    job = Job(staged, contexts, predictor, chunk_rows)
     return plan, (engine or LocalEngine(60.0)).run(plan, job, None)

@@ -107,3 +107,43 @@ def test_only_the_storage_package_asks_which_kind_a_location_is():
             if any(q in code for q in KIND_QUESTIONS):
                 found.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
     assert not found, "location kind asked outside batch/storage:\n" + "\n".join(found)
+
+
+# A location is parsed once, at the edge where a user's text comes in; everything past the edge
+# passes the typed location on. `fs.path(x)` on a location is a no-op that hides where it came from.
+PARSES_LOCATIONS = ("fs.path(", "fs.parse(")
+EDGE_MODULES = (
+    "batch/settings.py",  # every location setting (flag, BATCH_* environment, .env)
+    "batch/io/discovery.py",  # --input entries: folders, files, globs
+    "batch/model/datasets.py",  # --data, a user's string naming the training data
+)
+# Not yet passing typed locations through (issue 19's remaining work, with their split): remove
+# each file from here in the change that drops its re-wraps.
+STILL_REWRAPS = (
+    "batch/model/registry.py",
+    "batch/ops/history.py",
+    "batch/ops/lineage.py",
+    "batch/ops/metrics.py",
+    "batch/ops/monitoring.py",
+    "batch/ops/retention.py",
+)
+
+
+def test_locations_are_parsed_only_at_the_edges():
+    found = []
+    for path in _library_files():
+        where = str(path.relative_to(REPO))
+        if path.is_relative_to(REPO / "batch" / "storage") or where in EDGE_MODULES + STILL_REWRAPS:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if any(call in line.split("#", 1)[0] for call in PARSES_LOCATIONS):
+                found.append(f"{where}:{number}: {line.strip()}")
+    listing = "\n".join(found)
+    assert not found, f"a location parsed again past the edge (pass it through):\n{listing}"
+
+
+def test_the_lists_of_location_edges_name_real_callers():
+    """An allow-list entry that no longer parses a location is stale: remove it."""
+    for where in EDGE_MODULES + STILL_REWRAPS:
+        source = (REPO / where).read_text()
+        assert any(call in source for call in PARSES_LOCATIONS), f"{where} parses no location"

@@ -117,7 +117,7 @@ def test_a_sink_moves_to_a_new_file_and_restore_gives_back_the_csv_text(tmp_path
 
     assert text_restore.text_columns(tmp_path, {"x", "y"}) == {"x"}
     sources = text_restore.text_sources(tmp_path, {"x"})
-    assert [s.csv for s in sources] == [str(tmp_path / "predictions.csv")]
+    assert [s.csv for s in sources] == [tmp_path / "predictions.csv"]
     text_restore.restore_text(sources[0], ["x"])
     table = pq.read_table(tmp_path / "predictions.parquet")
     assert table.schema.field("x").type == pa.string()

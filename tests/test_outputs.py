@@ -56,17 +56,68 @@ def test_single_and_part_sinks_give_the_same_files(tmp_path):
     assert len(outputs.parquet_files(many)) == 2 and not (many / "parts").exists()
 
 
-def test_publish_makes_a_complete_run_and_latest(tmp_path):
+def real_report(scored_output) -> str:
+    """The report.json of the oldest real successful run (north.csv)."""
+    return sorted(scored_output["output"].glob("runs/*/report.json"))[0].read_text()
+
+
+def test_publish_makes_a_complete_run_and_latest(tmp_path, scored_output):
     out = rundir.OutputDir(tmp_path / "output")
+    report = real_report(scored_output)
     out.lock("r1")
     try:
         staged = out.staging("r1")
-        (staged / "report.json").write_text(json.dumps({"inputs": [{"sha256": "abc"}]}))
+        (staged / "report.json").write_text(report)
         final = out.publish(staged, "r1")
     finally:
         out.unlock()
     assert (final / rundir.SUCCESS).is_file() and out.latest() == "r1"
-    assert out.successful_runs() == [final] and out.scored_hashes() == {"abc"}
+    hashes = {i["sha256"] for i in json.loads(report)["inputs"]}
+    assert len(hashes) == 1 and out.successful_runs() == [final]
+    assert out.scored_hashes() == hashes
+
+
+def scored_by_run(output) -> dict[str, str]:
+    """{run folder name: the sha256 its report.json names} for every successful run."""
+    return {
+        run.name: json.loads((run / "report.json").read_text())["inputs"][0]["sha256"]
+        for run in rundir.OutputDir(output).successful_runs()
+    }
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda report: "{not json",
+        lambda report: json.dumps({**report, "inputs": [{"sha256": "abc"}]}),  # half a document
+        lambda report: json.dumps({**report, "schema_version": 99}),  # from a newer version
+    ],
+)
+def test_a_damaged_report_counts_its_inputs_as_not_scored_with_a_warning(
+    copy_output, caplog, damage
+):
+    """--new-only reads every report.json whole (parse_report): a damaged one is skipped, not
+    half-read, and the other runs still count."""
+    by_run = scored_by_run(copy_output)
+    assert len(by_run) == 2
+    damaged, kept = sorted(by_run)
+    path = copy_output / "runs" / damaged / "report.json"
+    path.write_text(damage(json.loads(path.read_text())))
+    with caplog.at_level("WARNING", logger="batch.storage.rundir"):
+        hashes = rundir.OutputDir(copy_output).scored_hashes()
+    assert hashes == {by_run[kept]}
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert f"report.json at {path}" in warning and "count as not scored" in warning
+
+
+def test_a_report_from_before_schema_versions_still_counts(copy_output):
+    by_run = scored_by_run(copy_output)
+    for run in by_run:
+        path = copy_output / "runs" / run / "report.json"
+        report = json.loads(path.read_text())
+        report.pop("schema_version", None)  # absent too while batch.ops writes none
+        path.write_text(json.dumps(report, indent=2))
+    assert rundir.OutputDir(copy_output).scored_hashes() == set(by_run.values())
 
 
 def test_publish_failed_keeps_only_the_diagnosis(tmp_path):

@@ -155,8 +155,8 @@ def test_prune_honours_the_output_lock_held_by_another_process(copy_output):
         [
             sys.executable,
             "-c",
-            "import sys, time; from batch.storage.rundir import OutputDir\n"
-            "OutputDir(sys.argv[1]).lock('holder'); print('locked', flush=True); time.sleep(60)",
+            "import sys, time; from pathlib import Path; from batch.storage.rundir import OutputDir\n"
+            "OutputDir(Path(sys.argv[1])).lock('holder'); print('locked', flush=True); time.sleep(60)",
             str(copy_output),
         ],
         cwd=REPO,

@@ -380,13 +380,14 @@ def test_sigkill_mid_run_leaves_no_visible_run_and_the_rerun_cleans_up(store, s3
 
 def test_a_publish_killed_half_way_is_invisible_and_removed(store, inputs, s3_models):
     """A copy into runs/<id>/ that died before _SUCCESS: readers skip it, the next run removes it."""
+    from batch.storage import fs
     from batch.storage.rundir import OutputDir
 
     s3 = client(store)
     for name in ("predictions.csv", "report.json"):
         s3.put_object(Bucket=BUCKET, Key=f"half/.staging/20000101T000000Z-dead00/{name}", Body=b"x")
         s3.put_object(Bucket=BUCKET, Key=f"half/runs/20000101T000000Z-dead00/{name}", Body=b"x")
-    assert OutputDir(f"s3://{BUCKET}/half").successful_runs() == []
+    assert OutputDir(fs.path(f"s3://{BUCKET}/half")).successful_runs() == []
     result = score(
         "--models-dir",
         s3_models,

@@ -1,113 +1,40 @@
-"""The scheduler for real: a seconds-resolution cron trigger, real scorer runs, real signals."""
+"""The scheduler for real: a seconds-resolution cron trigger, real scorer runs, real signals.
+
+What a cron line means and the heartbeat that --health reads are in test_schedule_health.py.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batch.core.errors import EXIT_CODES, ConfigError
-from batch.schedule import cron, heartbeat, runner
+from batch.core.errors import EXIT_CODES
+from batch.schedule import heartbeat, runner
 from batch.schedule import scheduler as scheduling
 from tests.helpers import REPO, one_error_sentence, run_cli
-
-FAST = "*/3 * * * * *"  # every 3 seconds (6 fields: seconds first)
-
-
-class Scheduler:
-    """`python -m jobs.schedule` as a subprocess, its stderr collected line by line."""
-
-    def __init__(self, models: Path, out: Path, inputs: Path, *extra, schedule: str = FAST):
-        env = dict(os.environ, PYTHONPATH=str(REPO))
-        self.out = out
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "jobs.schedule",
-                "--models-dir",
-                str(models),
-                "--output-dir",
-                str(out),
-                "--input",
-                str(inputs),
-                "--schedule",
-                schedule,
-                "--heartbeat-seconds",
-                "1",
-                *map(str, extra),
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stderr:
-            self.lines.append(line)
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for(self, predicate, timeout: float = 90, what: str = "") -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            assert self.proc.poll() is None, f"scheduler exited early:\n{self.log}"
-            time.sleep(0.2)
-        pytest.fail(f"timed out waiting for {what}:\n{self.log[-4000:]}")
-
-    def runs(self) -> list[Path]:
-        runs = self.out / "runs"
-        return sorted(runs.iterdir()) if runs.exists() else []
-
-    def fires_finished(self) -> int:
-        return self.log.count("scheduled run finished") + self.log.count("scheduled run failed")
-
-    def stop(self, timeout: float = 120) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=timeout)
-        self._reader.join(timeout=5)
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+from tests.scheduler_process import (
+    Scheduler,
+    beat_pid,
+    started_quietly,
+    started_schedulers,
+    write_heartbeat,
+)
 
 
 @pytest.fixture
 def scheduler_factory():
-    started: list[Scheduler] = []
-
-    def start(*args, **kwargs) -> Scheduler:
-        s = Scheduler(*args, **kwargs)
-        started.append(s)
-        return s
-
-    yield start
-    for s in started:
-        s.kill()
+    with started_schedulers() as start:
+        yield start
 
 
 def scored_hashes(run: Path) -> list[str]:
@@ -140,14 +67,15 @@ def test_a_failed_run_does_not_stop_the_scheduler(models, tmp_path, write_csv, s
     s.wait_for(lambda: "failed with exit 3 (input problem)" in s.log, what="a failed fire")
     assert "broken.parquet" in s.log and "the scheduler keeps going" in s.log
     beat = heartbeat.read_heartbeat(tmp_path / "out")
-    assert beat["last_run_status"] == "failed: input problem" and beat["last_run_exit_code"] == 3
+    assert beat is not None
+    assert beat.last_run_status == "failed: input problem" and beat.last_run_exit_code == 3
     # Another run holds the output lock: the fire exits 6, the scheduler waits for the next one.
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import time; from batch.storage.rundir import OutputDir; "
-            f"OutputDir({str(tmp_path / 'out')!r}).lock('adhoc'); print('locked', flush=True); "
+            "import time; from pathlib import Path; from batch.storage.rundir import OutputDir; "
+            f"OutputDir(Path({str(tmp_path / 'out')!r})).lock('adhoc'); print('locked', flush=True); "
             "time.sleep(120)",
         ],
         cwd=REPO,
@@ -221,15 +149,6 @@ def test_bad_cron_or_timezone_exits_2(tmp_path, flags, words):
     assert words in one_error_sentence(res.stderr)
 
 
-def write_heartbeat(out: Path, last_success: dt.datetime) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "heartbeat.json").write_text(
-        json.dumps(
-            {"last_success_at": last_success.isoformat(), "updated_at": last_success.isoformat()}
-        )
-    )
-
-
 def test_catch_up_at_start_when_a_fire_was_missed(models, tmp_path, write_csv, scheduler_factory):
     write_csv("a.csv", "rm\n6\n")
     out = tmp_path / "out"
@@ -247,7 +166,7 @@ def test_no_catch_up_when_no_fire_was_missed(models, tmp_path, write_csv, schedu
     write_heartbeat(out, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
     s = scheduler_factory(models, out, tmp_path / "in", schedule="0 0 1 1 *")
     s.wait_for(lambda: "no missed run" in s.log, what="the start-up decision")
-    s.wait_for(lambda: heartbeat.read_heartbeat(out).get("pid") == s.proc.pid, what="a heartbeat")
+    s.wait_for(lambda: beat_pid(out) == s.proc.pid, what="a heartbeat")
     time.sleep(2)
     assert s.runs() == [] and "scheduled run starting" not in s.log
     assert s.stop() == 0
@@ -262,24 +181,6 @@ def test_run_now_runs_at_start(models, tmp_path, write_csv, scheduler_factory):
     assert s.stop() == 0
 
 
-def test_missed_fire_rule():
-    daily = cron.trigger("0 2 * * *", "UTC")
-    at = lambda text: dt.datetime.fromisoformat(text)  # noqa: E731
-    assert cron.missed_fire(daily, None, at("2026-11-26T10:00:00+00:00")) is not None
-    assert (
-        cron.missed_fire(daily, at("2026-11-26T02:00:00+00:00"), at("2026-11-26T10:00:00+00:00"))
-        is None
-    )
-    assert cron.missed_fire(
-        daily, at("2026-11-25T02:00:00+00:00"), at("2026-11-26T10:00:00+00:00")
-    ) == at("2026-11-26T02:00:00+00:00")
-    berlin = cron.trigger("0 2 * * *", "Europe/Berlin")  # 01:00 UTC in winter
-    assert (
-        cron.missed_fire(berlin, at("2026-11-25T01:30:00+00:00"), at("2026-11-26T01:10:00+00:00"))
-        is not None
-    )
-
-
 def test_job_settings_and_heartbeat(models, tmp_path, settings):
     s = settings(models_dir=models, schedule="*/5 * * * *", misfire_grace_seconds=1800)
     nightly = scheduling.NightlyScorer(s)
@@ -292,53 +193,6 @@ def test_job_settings_and_heartbeat(models, tmp_path, settings):
     cmd = runner.scorer_command(s)
     assert cmd[1:4] == ["-m", "jobs.score", "--new-only"]
     assert "--models-dir" in cmd and str(models) in cmd
-
-
-def test_health_check(tmp_path):
-    out = tmp_path / "out"
-    res = run_cli("jobs.schedule", "--health", "--output-dir", out)
-    assert res.code == 1 and "no heartbeat" in res.stderr
-    write_heartbeat(out, dt.datetime.now(dt.UTC))
-    res = run_cli("jobs.schedule", "--health", "--output-dir", out)
-    assert res.code == 0 and "healthy" in res.stdout
-    write_heartbeat(out, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10))
-    assert run_cli("jobs.schedule", "--health", "--output-dir", out).code == 1
-
-
-def test_trigger_accepts_five_or_six_fields():
-    assert cron.trigger("0 2 * * *", "UTC")
-    assert cron.trigger("*/3 * * * * *", "UTC")
-    with pytest.raises(ConfigError):
-        cron.trigger("* * *", "UTC")
-
-
-def test_cron_weekdays_mean_what_they_mean_in_cron():
-    """APScheduler counts weekdays from Monday = 0; the scheduler speaks standard cron."""
-    at = dt.datetime.fromisoformat
-    fires = []
-    t = at("2026-11-27T03:00:00+00:00")  # a Friday
-    weekdays = cron.trigger("0 2 * * 1-5", "UTC")
-    for _ in range(5):
-        t = weekdays.get_next_fire_time(None, t + dt.timedelta(seconds=1))
-        fires.append(t.strftime("%a"))
-    assert fires == ["Mon", "Tue", "Wed", "Thu", "Fri"]
-    friday = at("2026-11-27T03:00:00+00:00")
-    sunday = cron.trigger("0 2 * * 0", "UTC").get_next_fire_time(None, friday)
-    assert sunday.strftime("%a") == "Sun"
-    assert cron.trigger("0 2 * * 7", "UTC").get_next_fire_time(None, friday) == sunday
-    assert cron.cron_weekdays("*/2") == "sun,tue,thu,sat"
-    assert cron.cron_weekdays("fri-sun") == "sun,fri,sat"
-
-
-def test_cron_day_of_month_or_weekday_as_in_cron():
-    """'0 2 1 * 1' fires on the 1st and on every Monday (cron's OR), not on Mondays the 1st."""
-    t = dt.datetime.fromisoformat("2026-11-27T03:00:00+00:00")
-    either = cron.trigger("0 2 1 * 1", "UTC")
-    days = []
-    for _ in range(3):
-        t = either.get_next_fire_time(None, t + dt.timedelta(seconds=1))
-        days.append(t.strftime("%a %d"))
-    assert days == ["Mon 30", "Tue 01", "Mon 07"]
 
 
 def test_scheduler_metrics_and_retention(models, tmp_path, write_csv, scheduler_factory):
@@ -377,18 +231,6 @@ def test_scheduler_metrics_and_retention(models, tmp_path, write_csv, scheduler_
     assert "batch_scheduler_next_fire_timestamp_seconds" not in down
 
 
-def started_quietly(scheduler_factory, models, tmp_path):
-    """A scheduler with nothing to do for a year (a recent success: no catch-up run)."""
-    out = tmp_path / "out"
-    write_heartbeat(out, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
-    (tmp_path / "in").mkdir(exist_ok=True)
-    s = scheduler_factory(models, out, tmp_path / "in", schedule="0 0 1 1 *")
-    s.wait_for(
-        lambda: heartbeat.read_heartbeat(out).get("pid") == s.proc.pid, what="the first heartbeat"
-    )
-    return s, out
-
-
 def test_a_second_scheduler_on_the_same_output_exits_6_naming_the_first(
     models, tmp_path, scheduler_factory
 ):
@@ -410,101 +252,8 @@ def test_a_second_scheduler_on_the_same_output_exits_6_naming_the_first(
     sentence = one_error_sentence(res.stderr)
     assert f"pid {first.proc.pid}" in sentence and str(out) in sentence
     assert first.proc.poll() is None  # the first one goes on
-    assert heartbeat.read_heartbeat(out).get("pid") == first.proc.pid
+    assert beat_pid(out) == first.proc.pid
     assert first.stop() == 0
     # Once the first has stopped, a new one starts.
     second, _ = started_quietly(scheduler_factory, models, tmp_path)
     assert second.stop() == 0
-
-
-def test_a_stopped_scheduler_is_unhealthy_at_once(models, tmp_path, scheduler_factory):
-    s, out = started_quietly(scheduler_factory, models, tmp_path)
-    assert run_cli("jobs.schedule", "--health", "--output-dir", out).code == 0
-    assert s.stop() == 0
-    beat = json.loads((out / "heartbeat.json").read_text())
-    assert beat["stopped_at"] and beat["next_run_at"] is None
-    res = run_cli("jobs.schedule", "--health", "--output-dir", out)
-    assert res.code == 1 and f"the scheduler (pid {s.proc.pid}) stopped at" in res.stderr
-    # A new start is healthy again.
-    s2, _ = started_quietly(scheduler_factory, models, tmp_path)
-    assert "stopped_at" not in json.loads((out / "heartbeat.json").read_text())
-    assert run_cli("jobs.schedule", "--health", "--output-dir", out).code == 0
-    assert s2.stop() == 0
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "{not json",
-        "[1, 2]",
-        '"ok"',
-        '{"updated_at": "yesterday"}',
-        '{"updated_at": 5}',
-        '{"updated_at": "2026-01-01T00:00:00"}',
-        '{"last_success_at": "soon", "updated_at": null}',
-    ],
-)
-def test_a_damaged_heartbeat_is_unhealthy_in_one_sentence(tmp_path, text):
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "heartbeat.json").write_text(text)
-    res = run_cli("jobs.schedule", "--health", "--output-dir", out)
-    assert res.code == 1
-    assert "Traceback" not in res.stderr
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("unhealthy:"), res.stderr
-
-
-def test_a_damaged_heartbeat_is_ignored_and_rewritten_at_start(models, tmp_path, scheduler_factory):
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "heartbeat.json").write_text('{"last_success_at": "not a time"')
-    (tmp_path / "in").mkdir()
-    s = scheduler_factory(models, out, tmp_path / "in", schedule="0 0 1 1 *")
-    s.wait_for(
-        lambda: heartbeat.read_heartbeat(out).get("pid") == s.proc.pid,
-        what="the rewritten heartbeat",
-    )
-    assert "is damaged" in s.log and "ignoring it" in s.log and "Traceback" not in s.log
-    assert run_cli("jobs.schedule", "--health", "--output-dir", out).code == 0
-    assert s.stop() == 0
-
-
-def local_fire_days(expression: str, tz: str, start: dt.datetime, days: int) -> list[str]:
-    """Every fire of the real trigger (APScheduler's CronTrigger inside) from `start` on,
-    as local times, following the trigger the way APScheduler does (previous fire, now)."""
-    trigger = cron.trigger(expression, tz, now=start)
-    zone = ZoneInfo(tz)
-    fires, prev, now = [], None, start
-    end = start + dt.timedelta(days=days)
-    while True:
-        fire = trigger.get_next_fire_time(prev, now)
-        if fire is None or fire >= end:
-            return fires
-        assert prev is None or fire > prev
-        fires.append(fire.astimezone(zone).isoformat())
-        prev, now = fire, fire + dt.timedelta(seconds=1)
-
-
-@pytest.mark.parametrize(
-    "expression", ["30 2 * * *", "0 2 * * *", "59 2 * * *", "0 3 * * *", "30 1 * * *"]
-)
-@pytest.mark.parametrize("change", ["2024-10-27", "2024-03-31", "2026-10-25", "2026-03-29"])
-def test_a_daily_schedule_fires_once_every_local_day_across_dst(expression, change):
-    """Europe/Berlin: clocks go back 03:00 -> 02:00 in October, forward 02:00 -> 03:00 in March."""
-    tz = ZoneInfo("Europe/Berlin")
-    day = dt.date.fromisoformat(change)
-    start = dt.datetime.combine(day - dt.timedelta(days=3), dt.time(12), tzinfo=tz)
-    fires = local_fire_days(expression, "Europe/Berlin", start, days=7)
-    dates = [f[:10] for f in fires]
-    expected = [(day + dt.timedelta(days=d)).isoformat() for d in range(-2, 5)]
-    assert dates == expected, fires  # one fire per local day, none skipped, none doubled
-    on_the_day = fires[2]
-    hour, minute = map(int, expression.split()[1::-1])
-    if hour != 2:  # outside the hour the change repeats or skips: the time as written
-        assert dt.datetime.fromisoformat(on_the_day).astimezone(tz).hour == hour, fires
-    elif change.endswith(("-27", "-25")):  # autumn: the first 02:xx (summer time) fires, once
-        assert on_the_day == f"{change}T{hour:02d}:{minute:02d}:00+02:00", fires
-    else:  # spring: 02:xx does not exist that day; it fires an hour later by the clock
-        instant = dt.datetime.fromisoformat(on_the_day).astimezone(tz)
-        assert (instant.hour, instant.minute) == (3, minute), fires

@@ -214,8 +214,8 @@ def test_second_run_exits_6_at_once_naming_the_holder(models, tmp_path, write_cs
         [
             sys.executable,
             "-c",
-            "import sys, time; from batch.storage.rundir import OutputDir; "
-            f"OutputDir({str(out)!r}).lock('holder-run'); print('locked', flush=True); "
+            "import sys, time; from pathlib import Path; from batch.storage.rundir import OutputDir; "
+            f"OutputDir(Path({str(out)!r})).lock('holder-run'); print('locked', flush=True); "
             "time.sleep(120)",
         ],
         cwd=REPO,

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 class Job:
     """Everything a part task needs, picklable (the Dask engine ships it to each worker once)."""
 
-    staged: str  # the run's staging folder
+    staged: fs.Location  # the run's staging folder
     contexts: dict[int, BatchContext]  # by file index (scorable files only)
     predictor: Predictor
     chunk_rows: int
@@ -167,7 +167,7 @@ class Engine(ABC):
             files[r.file_index].add(r.rows_read, r.stats)
         for fp in plan.files:
             inputs.check_unchanged(fp.src)
-        staged = fs.path(job.staged)
+        staged = job.staged
         self._settle_numbers(plan, staged)
         if (staged / outputs.PARTS).is_dir():
             outputs.join_parts(staged, plan.schema, REJECT_SCHEMA)

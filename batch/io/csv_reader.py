@@ -6,6 +6,7 @@ import csv
 import gzip
 import logging
 import re
+import zlib
 from collections.abc import Iterator
 from contextlib import ExitStack
 
@@ -81,7 +82,7 @@ def _head_text(path: fs.Location) -> str:
             gz = path.name.lower().endswith(".gz")
             with gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw as fh:
                 head = fh.read(SNIFF_BYTES)
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # zlib.error: a damaged gzip member
         raise InputError(f"cannot read input {str(path)!r} ({exc})") from None
     try:
         return head.decode("utf-8-sig")

@@ -2,13 +2,12 @@
 
 A file is streamed whole by the local engine, or in parts (Parquet row groups, CSV byte ranges
 cut at line ends) by the Dask engine; both read a part with the same `iter_batches`, and every
-read error goes through one classifier (`read_errors.read_error`).
+read error (`read_errors.READ_ERRORS`) goes through one classifier (`read_errors.read_error`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import zlib
 from collections.abc import Generator
 from dataclasses import replace
 
@@ -18,7 +17,7 @@ from batch.core.errors import InputError
 from batch.io.csv_reader import csv_batches, inspect_csv, line_ranges
 from batch.io.discovery import file_format
 from batch.io.parquet_reader import inspect_parquet, parquet_batches, row_group_parts
-from batch.io.read_errors import read_error
+from batch.io.read_errors import READ_ERRORS, read_error
 from batch.io.source import InputFile, Part
 from batch.storage import fs
 
@@ -91,7 +90,7 @@ def split(src: InputFile, file_index: int, part_bytes: int) -> list[Part]:
             # end could fall inside it.
             return [whole(src, file_index)]
         ranges = line_ranges(src.path, src.size, part_bytes)
-    except (pa.ArrowException, OSError, EOFError, ValueError) as exc:
+    except READ_ERRORS as exc:
         raise read_error(src.name, exc) from None
     return [
         Part(file_index, i, src, 1 if i == 0 else None, byte_range=r) for i, r in enumerate(ranges)
@@ -122,5 +121,5 @@ def iter_batches(part: Part, chunk_rows: int) -> Generator[pa.RecordBatch, None,
             yield from parquet_batches(part, chunk_rows)
         else:
             yield from csv_batches(part, chunk_rows)
-    except (pa.ArrowException, OSError, EOFError, ValueError, zlib.error) as exc:
+    except READ_ERRORS as exc:
         raise read_error(src.name, exc) from None

@@ -23,32 +23,32 @@ STEM = "part"  # Parquet files of the run's single writer: part-00000.parquet, p
 SINGLE_PART = f"{STEM}-00000"  # its first (usually only) Parquet file
 
 
-def start_parts(folder: fs.Location | str) -> None:
+def start_parts(folder: fs.Location) -> None:
     """Prepare `folder` for part files (an empty predictions.parquet folder even with no parts)."""
-    (fs.path(folder) / PREDICTIONS_PARQUET).mkdir(exist_ok=True)
-    (fs.path(folder) / PARTS).mkdir(exist_ok=True)
+    (folder / PREDICTIONS_PARQUET).mkdir(exist_ok=True)
+    (folder / PARTS).mkdir(exist_ok=True)
 
 
-def parquet_files(folder: fs.Location | str) -> list[fs.Location]:
+def parquet_files(folder: fs.Location) -> list[fs.Location]:
     """The part files of predictions.parquet, in order."""
-    files: list[fs.Location] = list((fs.path(folder) / PREDICTIONS_PARQUET).glob("*.parquet"))
+    files: list[fs.Location] = list((folder / PREDICTIONS_PARQUET).glob("*.parquet"))
     return sorted(files)
 
 
-def ensure_parquet(folder: fs.Location | str, schema: pa.Schema) -> None:
+def ensure_parquet(folder: fs.Location, schema: pa.Schema) -> None:
     """At least one (empty) part in predictions.parquet, so readers always find the schema."""
     if not parquet_files(folder):
         with (
             writing(folder),
-            fs.open_output(fs.path(folder) / PREDICTIONS_PARQUET / f"{SINGLE_PART}.parquet") as out,
+            fs.open_output(folder / PREDICTIONS_PARQUET / f"{SINGLE_PART}.parquet") as out,
         ):
             pq.write_table(schema.empty_table(), out)
 
 
-def join_parts(folder: fs.Location | str, schema: pa.Schema, rejects_schema: pa.Schema) -> None:
+def join_parts(folder: fs.Location, schema: pa.Schema, rejects_schema: pa.Schema) -> None:
     """One predictions.csv and one rejects.csv (with headers) from the part files, in part order."""
     with writing(folder):
-        _join_parts(fs.path(folder), schema, rejects_schema)
+        _join_parts(folder, schema, rejects_schema)
 
 
 def _join_parts(folder: fs.Location, schema: pa.Schema, rejects_schema: pa.Schema) -> None:

@@ -127,7 +127,7 @@ class PipelinedSink(PredictionSink):
 
     def __init__(
         self,
-        folder: fs.Location | str,
+        folder: fs.Location,
         schema: pa.Schema,
         rejects_schema: pa.Schema,
         depth: int = DEPTH,

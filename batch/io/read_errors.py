@@ -9,12 +9,18 @@ import pyarrow as pa
 from batch.core.errors import InputError
 from batch.storage import fs
 
-
-def is_read_error(exc: BaseException) -> bool:
-    """True for errors that mean a file's content or its reading failed (not a bug in our code)."""
-    return isinstance(
-        exc, (pa.ArrowException, OSError, EOFError, ValueError, zlib.error, UnicodeDecodeError)
-    )
+# What reading a file's content can raise when the content (or its reading) is at fault, not our
+# code: Arrow's parse errors, I/O errors, a truncated stream, a bad value, and a damaged gzip
+# member (zlib.error, which is none of the others). UnicodeDecodeError is a ValueError. Cutting
+# and streaming a file (batch.io.inputs) catch exactly these, so no damaged file escapes as a
+# traceback.
+READ_ERRORS: tuple[type[BaseException], ...] = (
+    pa.ArrowException,
+    OSError,
+    EOFError,
+    ValueError,
+    zlib.error,
+)
 
 
 def read_error(name: str, exc: BaseException) -> InputError:

@@ -41,13 +41,13 @@ class PredictionSink:
 
     def __init__(
         self,
-        folder: fs.Location | str,
+        folder: fs.Location,
         schema: pa.Schema,
         rejects_schema: pa.Schema,
         part: str | None = None,
         numbers: frozenset[str] = frozenset(),
     ) -> None:
-        self.folder = folder = fs.path(folder)
+        self.folder = folder
         opts = pacsv.WriteOptions(quoting_style="needed", include_header=part is None)
         self._stem = part or STEM
         self._schema = schema
@@ -64,18 +64,33 @@ class PredictionSink:
             csv.parent.mkdir(exist_ok=True)
         self.parquet_path = parquet  # the Parquet file being written
         self._writers: list[Any] = []  # writers and their streams, closed in this order
-        with writing(folder):
-            self._parquet = self._open(pq.ParquetWriter, parquet, self._parquet_schema())
-            self._csv_schema = csv_header_schema(schema)
-            self._csv = self._open(pacsv.CSVWriter, csv, self._csv_schema, write_options=opts)
-            self._rejects = self._open(pacsv.CSVWriter, rejects, rejects_schema, write_options=opts)
+        try:
+            with writing(folder):
+                self._parquet = self._open(pq.ParquetWriter, parquet, self._parquet_schema())
+                self._csv_schema = csv_header_schema(schema)
+                self._csv = self._open(pacsv.CSVWriter, csv, self._csv_schema, write_options=opts)
+                self._rejects = self._open(
+                    pacsv.CSVWriter, rejects, rejects_schema, write_options=opts
+                )
+        except BaseException:
+            self._abandon()  # no caller gets a sink to close: shut what was opened
+            raise
+
+    def _abandon(self) -> None:
+        """Close every writer opened so far, quietly: an error is already on its way out."""
+        for w in self._writers:
+            try:
+                w.close()
+            except Exception:  # the error on its way out is the one to report
+                pass
+        self._writers = []
 
     def _open(
         self, writer_class: Callable[..., W], where: fs.Location, *args: Any, **kwargs: Any
     ) -> W:
         """A writer on a stream of the filesystem layer; the stream is closed after the writer."""
         stream = fs.open_output(where)
-        self._writers.append(stream)
+        self._writers.append(stream)  # closed by close() or _abandon() even if the writer fails
         writer = writer_class(stream, *args, **kwargs)
         self._writers.insert(len(self._writers) - 1, writer)
         return writer

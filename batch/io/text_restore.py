@@ -21,7 +21,7 @@ from batch.storage import fs
 from batch.storage.rundir import writing
 
 
-def text_columns(folder: fs.Location | str, numbers: frozenset[str] | set[str]) -> set[str]:
+def text_columns(folder: fs.Location, numbers: frozenset[str] | set[str]) -> set[str]:
     """Of the columns decided to be numbers, those some Parquet file of the run holds as text."""
     found: set[str] = set()
     for path in parquet_files(folder):
@@ -38,13 +38,13 @@ def text_columns(folder: fs.Location | str, numbers: frozenset[str] | set[str]) 
 class TextSource:
     """One CSV file of a run and the Parquet files written from the same rows, in order."""
 
-    csv: str
+    csv: fs.Location
     header: bool
-    parquet: tuple[str, ...]
+    parquet: tuple[fs.Location, ...]
 
     @property
     def label(self) -> str:
-        return fs.path(self.csv).name
+        return self.csv.name
 
 
 def _read_schema(path: fs.Location) -> pa.Schema:
@@ -52,13 +52,12 @@ def _read_schema(path: fs.Location) -> pa.Schema:
         return pq.read_schema(source)
 
 
-def text_sources(folder: fs.Location | str, columns: set[str]) -> list[TextSource]:
+def text_sources(folder: fs.Location, columns: set[str]) -> list[TextSource]:
     """The CSV files (with their Parquet files) that hold `columns` as float64 somewhere.
 
     A writer's Parquet files are <stem>-NNNNN.parquet: the run's single writer (stem `part`)
     wrote predictions.csv, a part's writer parts/<stem>.predictions.csv, row for row.
     """
-    folder = fs.path(folder)
     groups: dict[str, list[fs.Location]] = {}
     for path in parquet_files(folder):
         groups.setdefault(path.name.removesuffix(".parquet").rsplit("-", 1)[0], []).append(path)
@@ -76,7 +75,7 @@ def text_sources(folder: fs.Location | str, columns: set[str]) -> list[TextSourc
             if stem == STEM
             else (folder / PARTS / f"{stem}.predictions.csv", False)
         )
-        sources.append(TextSource(str(csv), header, tuple(str(p) for p in paths)))
+        sources.append(TextSource(csv, header, tuple(paths)))
     return sources
 
 
@@ -88,15 +87,15 @@ def restore_text(source: TextSource, columns: list[str]) -> None:
     value is checked to read back as the same float64 before a file is replaced. Streams with
     flat memory.
     """
-    with writing(fs.path(source.csv).parent):
+    with writing(source.csv.parent):
         _restore_text(source, columns)
 
 
 def _restore_text(source: TextSource, columns: list[str]) -> None:
-    names = _read_schema(fs.path(source.parquet[0])).names
+    names = _read_schema(source.parquet[0]).names
     wanted = {names.index(c): c for c in columns}
-    text = _CsvText(fs.path(source.csv), source.header, sorted(wanted))
-    for path in map(fs.path, source.parquet):
+    text = _CsvText(source.csv, source.header, sorted(wanted))
+    for path in source.parquet:
         with fs.open_input_file(path) as stored:
             pf = pq.ParquetFile(stored, pre_buffer=False, buffer_size=1 << 20)
             redo = [i for i in wanted if pa.types.is_float64(pf.schema_arrow.field(i).type)]

@@ -1,27 +1,26 @@
 """The scheduler's heartbeat: heartbeat.json and batch_scheduler.prom, written and read back.
 
 The running scheduler rewrites both on a timer and around each fire; --health, the catch-up at
-start and a restarted scheduler read heartbeat.json back.
+start and a restarted scheduler read heartbeat.json back. The file is written and read only as a
+`SchedulerHeartbeat` (batch.core.documents): a damaged one is refused whole, never half-read.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 import threading
 from typing import Any, overload
 
-from batch.core.jsontext import dumps
+from batch.core.documents import DocumentError, SchedulerHeartbeat, dump, parse_heartbeat
 from batch.settings import Settings
 from batch.storage import fs
-from batch.storage.atomic import write_atomic
+from batch.storage.location import Location
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT = "heartbeat.json"
-TIME_KEYS = ("updated_at", "last_success_at", "last_run_at", "stopped_at")
 
 
 def utc_now() -> dt.datetime:
@@ -37,45 +36,36 @@ def iso(t: dt.datetime | None) -> str | None:
     return t.astimezone(dt.UTC).isoformat(timespec="seconds") if t else None
 
 
-def read_heartbeat(output_dir: fs.Location) -> dict[str, Any]:
-    """The heartbeat file's content; {} when it is missing or damaged (see load_heartbeat)."""
-    data, _ = load_heartbeat(output_dir)
-    return data
+def read_heartbeat(output_dir: Location) -> SchedulerHeartbeat | None:
+    """The heartbeat; None when it is missing or damaged (see load_heartbeat)."""
+    beat, _ = load_heartbeat(output_dir)
+    return beat
 
 
-def load_heartbeat(output_dir: fs.Location) -> tuple[dict[str, Any], str | None]:
-    """The heartbeat's content and why it cannot be used: ({}, reason) when it is missing or
-    damaged, (content, None) otherwise."""
-    path = fs.path(output_dir) / HEARTBEAT
+def load_heartbeat(output_dir: Location) -> tuple[SchedulerHeartbeat | None, str | None]:
+    """The heartbeat and why it cannot be used: (None, reason) when it is missing, unreadable
+    or damaged, (heartbeat, None) otherwise. The reason is a sentence that ends with the fix."""
+    path = output_dir / HEARTBEAT
     try:
-        data = json.loads(path.read_text())
+        text = path.read_bytes()
     except FileNotFoundError:
-        return {}, f"no heartbeat in {path}"
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "strerror", None) or " ".join(str(exc).split())
-        return {}, f"the heartbeat {path} is damaged ({reason})"
-    if not isinstance(data, dict):
-        return {}, f"the heartbeat {path} is damaged (not a JSON object)"
-    for key in TIME_KEYS:
-        value = data.get(key)
-        if value is None:
-            continue
-        try:
-            parsed = dt.datetime.fromisoformat(value) if isinstance(value, str) else None
-        except ValueError:
-            parsed = None
-        if parsed is None or parsed.tzinfo is None:
-            return {}, f"the heartbeat {path} is damaged ({key} is not a time: {value!r:.40})"
-    return data, None
+        return None, f"no heartbeat in {path}; the scheduler writes it when it runs"
+    except OSError as exc:
+        reason = exc.strerror or " ".join(str(exc).split())
+        return None, f"the heartbeat {path} cannot be read ({reason})"
+    try:
+        return parse_heartbeat(text, str(path)), None
+    except DocumentError as exc:
+        return None, str(exc)
 
 
-def last_success(output_dir: fs.Location) -> dt.datetime | None:
+def last_success(output_dir: Location) -> dt.datetime | None:
     """When the last successful scheduled run started (heartbeat), or the newest run in runs/."""
     times = []
-    beat = read_heartbeat(output_dir).get("last_success_at")
-    if beat:
-        times.append(dt.datetime.fromisoformat(beat))
-    runs = fs.path(output_dir) / "runs"
+    beat = read_heartbeat(output_dir)
+    if beat is not None and beat.last_success_at:
+        times.append(dt.datetime.fromisoformat(beat.last_success_at))
+    runs = output_dir / "runs"
     if runs.is_dir():
         for run in runs.iterdir():
             if (run / "_SUCCESS").is_file():
@@ -91,16 +81,14 @@ def last_success(output_dir: fs.Location) -> dt.datetime | None:
 def health(settings: Settings) -> tuple[bool, str]:
     """Whether the scheduler runs and its heartbeat is fresh (for container health checks)."""
     beat, problem = load_heartbeat(settings.output_dir)
-    if problem:
-        return False, f"unhealthy: {problem}; the scheduler rewrites it when it runs"
-    if beat.get("stopped_at"):
+    if beat is None:
+        return False, f"unhealthy: {problem}"
+    if beat.stopped_at:
         return False, (
-            f"unhealthy: the scheduler (pid {beat.get('pid', '?')}) stopped at "
-            f"{beat['stopped_at']}; start it again"
+            f"unhealthy: the scheduler (pid {beat.pid}) stopped at {beat.stopped_at}; "
+            "start it again"
         )
-    if not beat.get("updated_at"):
-        return False, f"unhealthy: no heartbeat time in {fs.path(settings.output_dir) / HEARTBEAT}"
-    age = (utc_now() - dt.datetime.fromisoformat(beat["updated_at"])).total_seconds()
+    age = (utc_now() - dt.datetime.fromisoformat(beat.updated_at)).total_seconds()
     limit = max(3 * settings.heartbeat_seconds, 10.0)
     if age > limit:
         return False, (
@@ -108,8 +96,8 @@ def health(settings: Settings) -> tuple[bool, str]:
             "the scheduler is stuck or gone"
         )
     return True, (
-        f"healthy: heartbeat {age:.0f} s old, last run {beat.get('last_run_at')} "
-        f"({beat.get('last_run_status')}), next run {beat.get('next_run_at')}"
+        f"healthy: heartbeat {age:.0f} s old, last run {beat.last_run_at} "
+        f"({beat.last_run_status}), next run {beat.next_run_at}"
     )
 
 
@@ -119,12 +107,14 @@ class Heartbeat:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.output_dir = fs.path(settings.output_dir)
+        self.output_dir: Location = settings.output_dir
         beat, problem = load_heartbeat(self.output_dir)
-        if problem and (self.output_dir / HEARTBEAT).exists():
-            log.warning("%s; ignoring it (it is rewritten now)", problem)
-        # The last run's outcome survives a restart; the rest is rewritten.
-        self.state: dict[str, Any] = {k: v for k, v in beat.items() if k.startswith("last_")}
+        if beat is None and (self.output_dir / HEARTBEAT).exists():
+            log.warning("%s — ignoring it: this scheduler rewrites it now", problem)
+        # The last run's outcome survives a restart (every last_* key, known or not); the rest is
+        # rewritten.
+        kept = beat.model_dump(exclude_unset=True) if beat is not None else {}
+        self.state: dict[str, Any] = {k: v for k, v in kept.items() if k.startswith("last_")}
         self.state_lock = threading.Lock()  # the fire and the heartbeat run on different threads
         self.stopped_at: dt.datetime | None = None
         self.metrics_lock = threading.Lock()
@@ -138,7 +128,7 @@ class Heartbeat:
         """Rewrite the heartbeat file (last and next run), atomically, and the metrics."""
         with self.state_lock:
             state = dict(self.state)
-        data = {
+        data: dict[str, Any] = {
             "pid": os.getpid(),
             "updated_at": iso(utc_now()),
             "schedule": self.settings.schedule,
@@ -148,9 +138,10 @@ class Heartbeat:
         }
         if self.stopped_at is not None:  # --health says unhealthy from the stop on
             data.update(stopped_at=iso(self.stopped_at), next_run_at=None)
+        text = dump(SchedulerHeartbeat.model_validate(data))
         try:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.output_dir / HEARTBEAT, dumps(data, indent=2) + "\n")
+            fs.write_atomic(self.output_dir / HEARTBEAT, text)
         except OSError as exc:
             log.warning("cannot write the heartbeat: %s", exc)
         self.write_metrics(up=self.stopped_at is None, next_fire=next_fire)

@@ -14,7 +14,6 @@ from typing import Any
 
 from batch.core.errors import EXIT_CODES, BatchError
 from batch.settings import SCORE_FIELDS, Settings, flag_name
-from batch.storage import fs
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +92,7 @@ def apply_retention(settings: Settings) -> None:
     from batch.ops.retention import prune
 
     try:
-        plan = prune(fs.path(settings.output_dir), keep=keep, older_than_days=days)
+        plan = prune(settings.output_dir, keep=keep, older_than_days=days)
     except BatchError as exc:  # e.g. an ad hoc run holds the output lock: next night then
         log.warning("retention skipped this time: %s", exc)
         return

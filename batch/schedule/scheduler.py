@@ -38,7 +38,7 @@ class NightlyScorer:
         self.settings = settings
         self.cron = trigger(settings.schedule, settings.timezone)
         self.scheduler = BlockingScheduler(timezone=settings.timezone)
-        self.output_dir = fs.path(settings.output_dir)
+        self.output_dir: fs.Location = settings.output_dir
         self.heartbeat = Heartbeat(settings)
         self.lock = fs.lock(self.output_dir / SCHEDULER_LOCK)
         self.running = threading.Lock()

@@ -1,4 +1,8 @@
-"""Atomic file writes (temp name, fsync, rename; one PUT in a bucket), by the location's store."""
+"""Atomic file writes (temp name, fsync, rename; one PUT in a bucket), by the location's store.
+
+Deprecated: call `fs.write_atomic` / `fs.fsync_dir` directly. Kept only while batch.model.registry,
+batch.ops.report and batch.ops.history still import it; delete it with their last import.
+"""
 
 from __future__ import annotations
 

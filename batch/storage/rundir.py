@@ -16,6 +16,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from batch.core.documents import DocumentError, parse_report
 from batch.core.errors import EnvironmentFault, LockHeld, location_fault
 from batch.storage import fs
 from batch.storage.location import Location
@@ -68,8 +69,8 @@ def writing(path: Location | str, outcome: str = "nothing was published") -> Ite
 class OutputDir:
     """BATCH_OUTPUT_DIR: runs/, failed/, LATEST, the run lock, the staging folders of live runs."""
 
-    def __init__(self, root: Location | str) -> None:
-        self.root = fs.path(root)
+    def __init__(self, root: Location) -> None:
+        self.root = root
         self.runs = self.root / "runs"
         self.failed = self.root / "failed"
         self._lock = fs.lock(self.root / ".lock")
@@ -105,7 +106,7 @@ class OutputDir:
                 log.info("removing %s left by a run that did not finish", tmp)
                 # Killed while copying into runs/ or failed/? (only where publishing copies)
                 fs.remove_unmarked(self.runs / tmp.name, SUCCESS)
-                fs.remove_unmarked(self.failed / tmp.name, "report.json")
+                fs.remove_unmarked(self.failed / tmp.name, REPORT_JSON)
                 if tmp.is_dir():
                     fs.rmtree(tmp, ignore_errors=True)
                 else:
@@ -149,9 +150,9 @@ class OutputDir:
         written last: the folder's marker)."""
         final = self.failed / run_id
         with writing(self.root):
-            report = (staged / "report.json").read_bytes()
+            report = (staged / REPORT_JSON).read_bytes()
             fs.publish_folder(
-                staged, final, "report.json", report, include=lambda name: name in DIAGNOSIS_FILES
+                staged, final, REPORT_JSON, report, include=lambda name: name in DIAGNOSIS_FILES
             )
         return final
 
@@ -164,12 +165,18 @@ class OutputDir:
         """sha256 of every input file a successful run has scored (for --new-only)."""
         hashes: set[str] = set()
         for run in self.successful_runs():
+            path = run / REPORT_JSON
             try:
-                report = json.loads((run / "report.json").read_text())
-            except (OSError, ValueError):
-                log.warning("cannot read %s/report.json; its inputs count as not scored", run)
+                report = parse_report(path.read_bytes(), str(path))
+            except OSError as exc:
+                log.warning(
+                    "cannot read %s (%s); its inputs count as not scored", path, exc.strerror or exc
+                )
                 continue
-            hashes.update(i["sha256"] for i in report.get("inputs", []) if i.get("sha256"))
+            except DocumentError as exc:
+                log.warning("%s; its inputs count as not scored", exc)
+                continue
+            hashes.update(i.sha256 for i in report.inputs if i.sha256)
         return hashes
 
     def latest(self) -> str | None:
