@@ -68,7 +68,7 @@ MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 # Packages not yet split into small parts (issue 19's remaining work); every other one is held to
 # the bounds. Remove a package from here in the change that splits it.
-NOT_YET_SPLIT = ("batch/model/", "batch/ops/")
+NOT_YET_SPLIT = ("batch/ops/",)
 
 
 def _library_files() -> list:
