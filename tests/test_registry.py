@@ -389,3 +389,60 @@ def test_show_leaves_out_the_training_sample_unless_full(models):
     assert len(res.stdout.splitlines()) < 150
     full = json.loads(run_cli("jobs.models", "show", "v1", "--full", "--models-dir", models).stdout)
     assert len(full["training_sample"]["rm"]) == 404
+
+
+# -- the registry's documents, read through their typed models ------------------------------------
+
+
+def test_alias_file_carries_its_schema_version_which_is_no_alias(tmp_path):
+    registry = Registry(tmp_path / "m")
+    publish(registry, 50.0)
+    path = tmp_path / "m" / "aliases.json"
+    assert json.loads(path.read_text()) == {"production": "v1", "schema_version": 1}
+    assert registry.aliases() == {"production": "v1"} and registry.aliases_of("v1") == [
+        "production"
+    ]
+    path.write_text('{"production": "v1"}\n')  # written before documents had a version
+    assert registry.aliases() == {"production": "v1"}
+    path.write_text('{"production": "v1", "schema_version": 2}\n')
+    with pytest.raises(ModelError, match="newer") as refused:
+        registry.aliases()
+    assert str(path) in str(refused.value) and "\n" not in str(refused.value)
+    path.write_text('{"production": "v1", "Production": "v1"}\n')  # a typo is no second alias
+    with pytest.raises(ModelError, match="'Production' is not a field"):
+        registry.resolve("production")
+
+
+def test_metadata_from_an_older_or_newer_product_is_migrated_or_refused(tmp_path):
+    registry = Registry(tmp_path / "m")
+    publish(registry, 50.0)
+    path = tmp_path / "m" / "v1" / "metadata.json"
+    written = json.loads(path.read_text())
+    assert written["schema_version"] == 1 and written["version"] == "v1"
+    older = {k: v for k, v in written.items() if k not in ("schema_version", "interval", "fold")}
+    path.write_text(json.dumps(older))
+    meta = registry.metadata("v1")
+    assert meta.version == "v1" and meta.interval is None and meta.fold is None
+    path.write_text(json.dumps({**written, "schema_version": 2}))
+    with pytest.raises(ModelError, match="schema_version 2, newer") as refused:
+        registry.metadata("v1")
+    assert str(path) in str(refused.value)
+    path.write_text(json.dumps({**written, "model_sha256": "not a hash"}))
+    with pytest.raises(ModelError, match="field 'model_sha256' must be a sha256"):
+        registry.load_fold("v1")
+
+
+def test_a_history_line_that_is_json_but_no_move_is_refused(tmp_path):
+    registry = Registry(tmp_path / "m")
+    publish(registry, 50.0)
+    path = tmp_path / "m" / "history.jsonl"
+    (line,) = path.read_text().splitlines()
+    older = {k: v for k, v in json.loads(line).items() if k != "schema_version"}
+    path.write_text(json.dumps(older) + "\n")  # written before documents had a version
+    assert [m.to for m in registry.history()] == ["v1"]
+    with open(path, "a") as fh:
+        fh.write(json.dumps({**older, "to": "newest"}) + "\n")
+    with pytest.raises(ModelError, match="line 2 is damaged: field 'to'"):
+        registry.history()
+    with pytest.raises(ModelError, match="line 2"):
+        registry.rollback()
