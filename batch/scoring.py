@@ -14,15 +14,16 @@ from typing import Any, NoReturn
 
 from batch import engines
 from batch.core import interrupts
-from batch.core.documents import RunReport
+from batch.core.documents import ModelMetadata, RunReport
 from batch.core.errors import BatchError, DriftDetected, RejectBudgetExceeded
 from batch.core.ids import new_run_id
 from batch.core.stats import FileStats
 from batch.engines.base import EngineResult, Job
 from batch.io.plan import Plan, plan_inputs
 from batch.model import linear
+from batch.model.layout import MODEL_FILE
 from batch.model.network import Predictor, predictor_for
-from batch.model.registry import MODEL_FILE, Registry
+from batch.model.registry import Registry
 from batch.ops import report
 from batch.ops.lineage import Lineage, arrow_schema, score_inputs, score_outputs
 from batch.settings import Settings
@@ -166,20 +167,20 @@ def _score_locked(run: _Run) -> dict[str, Any]:
     return _publish(run, plan, verdict, result)
 
 
-def _load_model(registry: Registry, version: str) -> tuple[Any, dict[str, Any], Predictor]:
+def _load_model(registry: Registry, version: str) -> tuple[Any, ModelMetadata, Predictor]:
     """(the Keras model or None, its metadata, the Predictor), verified before any input is read.
 
     A Dense(1) whose fold was verified at publish is scored without TensorFlow; any other
     version (or a fold that no longer matches its record) loads Keras.
     """
     fold, meta = registry.load_fold(version)
-    if fold is not None:
-        verified = linear.describe(meta[linear.FOLD_KEY])
-        return None, meta, Predictor(meta["model_sha256"], fold, verified=verified)
+    if fold is not None and meta.fold is not None:
+        verified = linear.describe(meta.fold)
+        return None, meta, Predictor(meta.model_sha256, fold, verified=verified)
     model, meta = registry.load(version)
     predictor = predictor_for(
         model,
-        meta.get("model_sha256", ""),
+        meta.model_sha256,
         lambda: (registry.root / version / MODEL_FILE).read_bytes(),
     )
     return model, meta, predictor
@@ -224,7 +225,7 @@ def _nothing_new(run: _Run, plan: Plan) -> dict[str, Any]:
 
 
 def _run_engine(
-    run: _Run, plan: Plan, model: Any, meta: dict[str, Any], predictor: Predictor
+    run: _Run, plan: Plan, model: Any, meta: ModelMetadata, predictor: Predictor
 ) -> EngineResult:
     """Score every scorable file into the staging folder with the engine the settings name."""
     assert run.staged is not None
@@ -257,9 +258,10 @@ def _budget(settings: Settings, result: EngineResult) -> tuple[float, list[FileS
     return fraction, over_files, fraction > budget or bool(over_files)
 
 
-def _report(run: _Run, plan: Plan, result: EngineResult, meta: dict[str, Any]) -> _Verdict:
+def _report(run: _Run, plan: Plan, result: EngineResult, metadata: ModelMetadata) -> _Verdict:
     """Build, judge (reject budget, drift), render and write the run's report into staging."""
     assert run.staged is not None
+    meta = metadata
     fraction, over_files, over_budget = _budget(run.settings, result)
     rep = report.build(
         run_id=run.run_id,

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from tests.helpers import run_cli, run_main
+from tests.model_helpers import fake_metadata
 
 
 def score(models: Path, out: Path, *inputs, extra=(), subprocess: bool = False):
@@ -47,7 +48,7 @@ def engine_run(entries: list[str], staged: Path, chunk_rows: int, engine=None):
     staged.mkdir()
     domain = (0.0, 20.0)
     plan = plan_inputs(entries, None, "medv", None, domain)
-    meta = {"feature_range": {"min": 3.5, "max": 8.8}}
+    meta = fake_metadata(feature_range={"min": 3.5, "max": 8.8})
     contexts = {
         i: plan.context(i, domain=domain, meta=meta, version="v1", run_id="r")
         for i, fp in enumerate(plan.files)

@@ -66,11 +66,10 @@ def test_engines_share_the_per_part_task_and_only_io_modules_write_files():
 
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
+
+
 # Packages not yet split into small parts (issue 19's remaining work); every other one is held to
 # the bounds. Remove a package from here in the change that splits it.
-NOT_YET_SPLIT = ("batch/model/",)
-
-
 def _library_files() -> list:
     return sorted((REPO / "batch").rglob("*.py")) + sorted((REPO / "jobs").rglob("*.py"))
 
@@ -80,8 +79,6 @@ def test_no_module_over_400_lines_and_no_function_over_60():
     for path in _library_files():
         source = path.read_text()
         where = path.relative_to(REPO)
-        if str(where).startswith(NOT_YET_SPLIT):
-            continue
         if source.count("\n") > MAX_MODULE_LINES:
             big_modules.append(f"{where} ({source.count(chr(10))} lines)")
         for node in ast.walk(ast.parse(source)):
@@ -117,23 +114,13 @@ EDGE_MODULES = (
     "batch/io/discovery.py",  # --input entries: folders, files, globs
     "batch/model/datasets.py",  # --data, a user's string naming the training data
 )
-# Not yet passing typed locations through (issue 19's remaining work, with their split): remove
-# each file from here in the change that drops its re-wraps.
-STILL_REWRAPS = (
-    "batch/model/registry.py",
-    "batch/ops/history.py",
-    "batch/ops/lineage.py",
-    "batch/ops/metrics.py",
-    "batch/ops/monitoring.py",
-    "batch/ops/retention.py",
-)
 
 
 def test_locations_are_parsed_only_at_the_edges():
     found = []
     for path in _library_files():
         where = str(path.relative_to(REPO))
-        if path.is_relative_to(REPO / "batch" / "storage") or where in EDGE_MODULES + STILL_REWRAPS:
+        if path.is_relative_to(REPO / "batch" / "storage") or where in EDGE_MODULES:
             continue
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if any(call in line.split("#", 1)[0] for call in PARSES_LOCATIONS):
@@ -144,6 +131,6 @@ def test_locations_are_parsed_only_at_the_edges():
 
 def test_the_lists_of_location_edges_name_real_callers():
     """An allow-list entry that no longer parses a location is stale: remove it."""
-    for where in EDGE_MODULES + STILL_REWRAPS:
+    for where in EDGE_MODULES:
         source = (REPO / where).read_text()
         assert any(call in source for call in PARSES_LOCATIONS), f"{where} parses no location"

@@ -147,7 +147,10 @@ def test_models_list_with_a_damaged_alias_file_still_lists_the_versions(models):
     assert any(
         line.startswith("v1") and line.rstrip().endswith("?") for line in res.stdout.splitlines()
     ), res.stdout
-    assert f"damaged: the registry's alias file {models / 'aliases.json'}" in res.stdout
+    assert (
+        f"damaged: the registry's alias file cannot be used: aliases.json at {models / 'aliases.json'}"
+        in res.stdout
+    )
 
 
 def test_models_show_and_promote_a_damaged_version_exit_4(models):
@@ -194,8 +197,8 @@ def hold_registry_lock(root: Path, seconds: float) -> subprocess.Popen:
         [
             sys.executable,
             "-c",
-            "import sys, time; from batch.model.registry import Registry\n"
-            f"with Registry({str(root)!r})._lock():\n"
+            "import sys, time; from pathlib import Path; from batch.model.registry import Registry\n"
+            f"with Registry(Path({str(root)!r}))._lock():\n"
             "    print('held', flush=True)\n"
             f"    time.sleep({seconds})\n",
         ],

@@ -19,7 +19,7 @@ def expected_price(models, rooms):
     from batch.model.registry import Registry
 
     meta = Registry(models).metadata("production")
-    return np.float32(rooms) * np.float32(meta["weight"]) + np.float32(meta["bias"])
+    return np.float32(rooms) * np.float32(meta.weight) + np.float32(meta.bias)
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from batch.core.columns import unify
 from batch.core.errors import InputError
 from batch.core.rules import ADDED_COLUMNS
 from batch.io.plan import plan_inputs
+from tests.model_helpers import fake_metadata
 
 
 def test_schema_unifies_columns_across_csv_and_parquet(tmp_path):
@@ -28,9 +29,8 @@ def test_schema_unifies_columns_across_csv_and_parquet(tmp_path):
     assert plan.schema.field("n").type == pa.int32()
     # CSV text may become numbers; Parquet text stays text
     assert plan.retype_candidates == {"Suburb", "RM", "medv"}
-    ctx = plan.context(
-        0, domain=(0, 20), meta={"feature_range": {"min": 3, "max": 9}}, version="v1", run_id="r"
-    )
+    meta = fake_metadata(feature_range={"min": 3.0, "max": 9.0})
+    ctx = plan.context(0, domain=(0, 20), meta=meta, version="v1", run_id="r")
     assert ctx.feature_range == (3.0, 9.0) and ctx.schema == plan.schema
 
 

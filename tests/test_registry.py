@@ -10,24 +10,18 @@ import time
 
 import pytest
 
+from batch.core.documents import AliasMove, dump
 from batch.core.errors import ModelError
-from batch.model.registry import Registry, rollback_target
+from batch.model.moves import rollback_target
+from batch.model.registry import Registry
 from tests.helpers import FAST_FIT, REPO, one_error_sentence, run_cli
-
-
-def fake_metadata(test_mse: float) -> dict:
-    return {
-        "metrics": {"test_mse": test_mse, "loss": 1.0, "val_loss": 1.0, "test_mae": 1.0},
-        "created_at": "2026-01-01T00:00:00+00:00",
-        "weight": 1.0,
-        "bias": 0.0,
-    }
+from tests.model_helpers import fake_metadata
 
 
 def recorded_mse(registry: Registry):
     """Stands in for the trainer's evaluation of production on the candidate's rows: these fake
     versions all share one test split, so their recorded test MSE is that evaluation."""
-    return lambda version: registry.metadata(version)["metrics"]["test_mse"]
+    return lambda version: registry.metadata(version).metrics.test_mse
 
 
 def publish(
@@ -37,7 +31,7 @@ def publish(
         (staged / "model.keras").write_bytes(b"not a real model, the registry does not care")
         return registry.publish(
             staged,
-            {**fake_metadata(test_mse), **extra},
+            fake_metadata(test_mse, **extra),
             promote,
             tolerance=tolerance,
             evaluate=recorded_mse(registry),
@@ -174,7 +168,7 @@ def test_load_uses_safe_mode_and_gives_the_trained_weights(models, trained):
     model, meta = Registry(models).load("production")
     from batch.model.network import weight_and_bias
 
-    assert weight_and_bias(model) == pytest.approx((meta["weight"], meta["bias"]))
+    assert weight_and_bias(model) == pytest.approx((meta.weight, meta.bias))
 
 
 def test_models_list_show_promote(models, tmp_path):
@@ -262,6 +256,7 @@ def test_every_alias_move_is_one_history_line_with_its_fields(tmp_path):
     ]
     for e in events:
         assert set(e) == {
+            "schema_version",
             "time",
             "alias",
             "from",
@@ -282,18 +277,31 @@ def test_every_alias_move_is_one_history_line_with_its_fields(tmp_path):
     )
     assert (events[3]["to_mse"], events[3]["from_mse"]) == (1.0, 60.0)
     assert "own test split" in events[3]["mse_on"]
-    assert registry.history() == events
+    assert [dump(move) for move in registry.history()] == lines
 
 
 def test_rollback_walks_back_the_promotions_one_by_one():
-    def move(frm, to, command="models promote"):
-        return {"alias": "production", "from": frm, "to": to, "command": command}
+    def move(frm, to, command="models promote", alias="production"):
+        return AliasMove.model_validate(
+            {
+                "time": "2026-01-01T00:00:00+00:00",
+                "alias": alias,
+                "from": frm,
+                "to": to,
+                "reason": "a test",
+                "command": command,
+                "actor": "me@here",
+                "to_mse": None,
+                "from_mse": None,
+                "mse_on": None,
+            }
+        )
 
     events = [
         move(None, "v1", "train (quality gate)"),
         move("v1", "v2"),
         move("v2", "v3"),
-        {"alias": "staging", "from": None, "to": "v9", "command": "models promote"},
+        move(None, "v9", alias="staging"),
     ]
     assert rollback_target(events, "production", "v3") == "v2"
     events.append(move("v3", "v2", "models rollback"))
@@ -315,7 +323,7 @@ def test_a_torn_history_line_is_skipped_and_does_not_swallow_the_next(tmp_path, 
         fh.write('{"time": "2026-01-01T00:00:00+00:00", "alias": "prod')  # a crash mid-write
     publish(registry, 40.0)
     events = registry.history()
-    assert [e["to"] for e in events] == ["v1", "v2"]
+    assert [e.to for e in events] == ["v1", "v2"]
     assert "not JSON" in caplog.text
 
 
@@ -340,7 +348,7 @@ def test_models_promote_rollback_history_through_the_commands(models):
     for e in events:
         assert {"time", "alias", "from", "to", "reason", "actor", "to_mse", "from_mse"} <= set(e)
     assert events[1]["to_mse"] == 70.0
-    assert events[1]["from_mse"] == pytest.approx(registry.metadata("v1")["metrics"]["test_mse"])
+    assert events[1]["from_mse"] == pytest.approx(registry.metadata("v1").metrics.test_mse)
     res = run_cli("jobs.models", "history", "--models-dir", models)
     lines = res.stdout.strip().splitlines()
     assert lines[0].split()[:6] == ["time", "alias", "from", "to", "from_mse", "to_mse"]
@@ -362,7 +370,7 @@ def test_promoting_a_version_that_fails_the_sanity_check_needs_force(models):
     res = run_cli("jobs.models", "promote", "v2", "--force", "--models-dir", models)
     assert res.code == 0, res.stderr
     event = registry.history()[-1]
-    assert event["command"] == "models promote --force" and "sanity check" in event["reason"]
+    assert event.command == "models promote --force" and "sanity check" in event.reason
     assert registry.resolve("production") == "v2"
     # Rolling back onto a failing version needs --force too.
     publish(registry, 10.0, promote="never", baseline_mse=90.0)  # v3
@@ -381,3 +389,60 @@ def test_show_leaves_out_the_training_sample_unless_full(models):
     assert len(res.stdout.splitlines()) < 150
     full = json.loads(run_cli("jobs.models", "show", "v1", "--full", "--models-dir", models).stdout)
     assert len(full["training_sample"]["rm"]) == 404
+
+
+# -- the registry's documents, read through their typed models ------------------------------------
+
+
+def test_alias_file_carries_its_schema_version_which_is_no_alias(tmp_path):
+    registry = Registry(tmp_path / "m")
+    publish(registry, 50.0)
+    path = tmp_path / "m" / "aliases.json"
+    assert json.loads(path.read_text()) == {"production": "v1", "schema_version": 1}
+    assert registry.aliases() == {"production": "v1"} and registry.aliases_of("v1") == [
+        "production"
+    ]
+    path.write_text('{"production": "v1"}\n')  # written before documents had a version
+    assert registry.aliases() == {"production": "v1"}
+    path.write_text('{"production": "v1", "schema_version": 2}\n')
+    with pytest.raises(ModelError, match="newer") as refused:
+        registry.aliases()
+    assert str(path) in str(refused.value) and "\n" not in str(refused.value)
+    path.write_text('{"production": "v1", "Production": "v1"}\n')  # a typo is no second alias
+    with pytest.raises(ModelError, match="'Production' is not a field"):
+        registry.resolve("production")
+
+
+def test_metadata_from_an_older_or_newer_product_is_migrated_or_refused(tmp_path):
+    registry = Registry(tmp_path / "m")
+    publish(registry, 50.0)
+    path = tmp_path / "m" / "v1" / "metadata.json"
+    written = json.loads(path.read_text())
+    assert written["schema_version"] == 1 and written["version"] == "v1"
+    older = {k: v for k, v in written.items() if k not in ("schema_version", "interval", "fold")}
+    path.write_text(json.dumps(older))
+    meta = registry.metadata("v1")
+    assert meta.version == "v1" and meta.interval is None and meta.fold is None
+    path.write_text(json.dumps({**written, "schema_version": 2}))
+    with pytest.raises(ModelError, match="schema_version 2, newer") as refused:
+        registry.metadata("v1")
+    assert str(path) in str(refused.value)
+    path.write_text(json.dumps({**written, "model_sha256": "not a hash"}))
+    with pytest.raises(ModelError, match="field 'model_sha256' must be a sha256"):
+        registry.load_fold("v1")
+
+
+def test_a_history_line_that_is_json_but_no_move_is_refused(tmp_path):
+    registry = Registry(tmp_path / "m")
+    publish(registry, 50.0)
+    path = tmp_path / "m" / "history.jsonl"
+    (line,) = path.read_text().splitlines()
+    older = {k: v for k, v in json.loads(line).items() if k != "schema_version"}
+    path.write_text(json.dumps(older) + "\n")  # written before documents had a version
+    assert [m.to for m in registry.history()] == ["v1"]
+    with open(path, "a") as fh:
+        fh.write(json.dumps({**older, "to": "newest"}) + "\n")
+    with pytest.raises(ModelError, match="line 2 is damaged: field 'to'"):
+        registry.history()
+    with pytest.raises(ModelError, match="line 2"):
+        registry.rollback()

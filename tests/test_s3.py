@@ -409,8 +409,9 @@ def test_registry_on_s3_versions_honour_the_marker_and_aliases_update_conditiona
 ):
     from batch.model.registry import Registry
     from batch.storage import conditional as objectstore
+    from batch.storage import fs
 
-    registry = Registry(s3_models)
+    registry = Registry(fs.path(s3_models))
     assert registry.versions() == ["v1"]
     client(store).put_object(Bucket=BUCKET, Key="models/v2/model.keras", Body=b"partial")
     assert registry.versions() == ["v1"]  # no metadata.json yet: not a version

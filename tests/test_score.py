@@ -119,7 +119,7 @@ def test_a_non_linear_model_takes_the_keras_path(models, tmp_path, write_csv):
     meta = registry.metadata("v1")
     with registry.staging() as staged:
         net.save(staged / "model.keras")
-        registry.publish(staged, {k_: v for k_, v in meta.items() if k_ != "version"}, "never")
+        registry.publish(staged, meta, "never")
     path = write_csv("x.csv", "rm\n5\n6\n7\n")
     res = score(models, tmp_path / "out", path, extra=["--model-version", "v2"])
     folder = run_dir(res)
@@ -435,8 +435,7 @@ def test_model_version_selection(models, tmp_path, write_csv):
     with registry.staging() as staged:
         for f in ("model.keras", "history.csv", "loss.png", "fit.png"):
             shutil.copy(tmp_path / "copy" / f, staged / f)
-        meta = json.loads((tmp_path / "copy" / "metadata.json").read_text())
-        registry.publish(staged, meta, "never")  # v2, not production
+        registry.publish(staged, registry.metadata("v1"), "never")  # v2, not production
     path = write_csv("a.csv", "rm\n6\n")
     assert predictions(run_dir(score(models, tmp_path / "o1", path)))["model_version"][0] == "v1"
     got = predictions(
@@ -480,7 +479,7 @@ def test_exit_codes_as_subprocess(models, tmp_path, write_csv, case, code):
 
 def test_a_row_at_exactly_the_training_minimum_is_in_range(models, tmp_path, write_csv):
     meta = Registry(models).metadata("production")
-    low, high = meta["feature_range"]["min"], meta["feature_range"]["max"]
+    low, high = meta.feature_range.min, meta.feature_range.max
     assert (low, high) == (3.561, 8.725)  # decimals, not float32 noise
     folder = run_dir(score(models, tmp_path / "out", write_csv("edge.csv", f"rm\n{low}\n{high}\n")))
     assert predictions(folder)["out_of_range"].tolist() == [False, False]

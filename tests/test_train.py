@@ -67,9 +67,9 @@ def test_fidelity_with_the_tutorial(trained):
     preds = predict(model, list(TUTORIAL))
     for (rooms, expected), got in zip(TUTORIAL.items(), preds):
         assert abs(got - expected) <= 0.5, (rooms, got)
-    assert meta["metrics"]["loss"] == pytest.approx(54.56, rel=0.03)
-    assert meta["metrics"]["val_loss"] == pytest.approx(75.02, rel=0.03)
-    assert meta["hyperparameters"] == {
+    assert meta.metrics.loss == pytest.approx(54.56, rel=0.03)
+    assert meta.metrics.val_loss == pytest.approx(75.02, rel=0.03)
+    assert meta.hyperparameters.model_dump() == {
         "optimizer": "rmsprop",
         "learning_rate": 0.005,
         "epochs": 101,
@@ -126,10 +126,10 @@ def test_ols_reference_is_the_least_squares_line(trained):
     meta = Registry(trained["models"]).metadata("v1")
     data = datasets.load_boston()
     slope, intercept = np.polyfit(data.x_train.astype("float64"), data.y_train.astype("float64"), 1)
-    assert meta["ols_reference"]["slope"] == pytest.approx(slope)
-    assert meta["ols_reference"]["intercept"] == pytest.approx(intercept)
+    assert meta.ols_reference.slope == pytest.approx(slope)
+    assert meta.ols_reference.intercept == pytest.approx(intercept)
     # Gradient descent after 101 epochs is not at the optimum; the reference shows by how much.
-    assert meta["ols_reference"]["test_mse"] < meta["metrics"]["test_mse"]
+    assert meta.ols_reference.test_mse < meta.metrics.test_mse
 
 
 def test_training_summary_is_the_last_stdout_line(trained):
@@ -178,7 +178,7 @@ def test_train_on_a_file(tmp_path):
     res = run_cli("jobs.train", "--models-dir", tmp_path / "m", *FAST_FIT, "--data", BOSTON_CSV)
     assert res.code == 0, res.stderr
     meta = Registry(tmp_path / "m").metadata("v1")
-    assert meta["data"]["source"] == str(BOSTON_CSV)
+    assert meta.data.source == str(BOSTON_CSV)
 
 
 def test_train_exit_3_for_missing_data_file(tmp_path):
@@ -277,18 +277,19 @@ def test_too_few_epochs_names_epochs(tmp_path):
 def test_the_sessions_model_records_baseline_band_and_first_move(trained):
     registry = Registry(trained["models"])
     meta = registry.metadata("v1")
-    assert meta["baseline_mse"] == pytest.approx(83.71, rel=1e-3)
-    assert meta["metrics"]["test_mse"] < 0.9 * meta["baseline_mse"]
-    band = meta["interval"]
+    assert meta.baseline_mse == pytest.approx(83.71, rel=1e-3)
+    assert meta.metrics.test_mse < 0.9 * meta.baseline_mse
+    assert meta.interval is not None
+    band = meta.interval.model_dump()
     assert (band["method"], band["level"]) == ("split-conformal, locally scaled", 0.9)
     assert (band["calibration_source"], band["calibration_rows"]) == ("validation", 122)
     assert band["scale_rows"] == "separate" and band["guaranteed"] is True
     assert band["test_rows"] == 102 and 0.8 <= band["test_coverage"] <= 0.98
     summary = trained["summary"]
     assert summary["interval"] == {"level": 0.9, "test_coverage": band["test_coverage"]}
-    assert summary["evaluated_on"]["sha256"] == meta["data"]["sha256"]
+    assert summary["evaluated_on"]["sha256"] == meta.data.sha256
     (event,) = registry.history()
-    assert (event["from"], event["to"], event["command"]) == (None, "v1", "train (quality gate)")
+    assert (event.from_, event.to, event.command) == (None, "v1", "train (quality gate)")
 
 
 def test_the_band_contains_every_prediction_and_its_share_of_test_prices(trained):
@@ -298,11 +299,10 @@ def test_the_band_contains_every_prediction_and_its_share_of_test_prices(trained
     model, meta = Registry(trained["models"]).load("v1")
     data = datasets.load_boston()
     pred = predict(model, data.x_test)
-    low, high = intervals.band(data.x_test, pred, meta["interval"])
+    assert meta.interval is not None
+    low, high = intervals.band(data.x_test, pred, meta.interval.model_dump())
     assert np.all(low <= pred) and np.all(pred <= high)
-    assert intervals.coverage(data.y_test, low, high) == pytest.approx(
-        meta["interval"]["test_coverage"]
-    )
+    assert intervals.coverage(data.y_test, low, high) == pytest.approx(meta.interval.test_coverage)
 
 
 def test_interval_level_setting_reaches_the_metadata(tmp_path):
@@ -311,7 +311,8 @@ def test_interval_level_setting_reaches_the_metadata(tmp_path):
     res = run_main(main, ["--models-dir", tmp_path / "m", *FAST_FIT, "--interval-level", 0.5])
     assert res.code == 0, res.stderr
     meta = Registry(tmp_path / "m").metadata("v1")
-    assert meta["interval"]["level"] == 0.5 and meta["interval"]["quantile_rank"] == 62
+    assert meta.interval is not None
+    assert meta.interval.level == 0.5 and meta.interval.quantile_rank == 62
     res = run_cli("jobs.train", "--models-dir", tmp_path / "m", "--interval-level", 1.5)
     assert res.code == 2 and "--interval-level" in one_error_sentence(res.stderr)
 
@@ -339,7 +340,7 @@ def test_a_worse_retrain_is_published_but_not_promoted(models):
     registry = Registry(models)
     v1 = registry.metadata("v1")
     # Same data, so production's MSE on the candidate's rows is its own recorded test MSE.
-    assert summary["production_test_mse"] == pytest.approx(v1["metrics"]["test_mse"], rel=1e-6)
+    assert summary["production_test_mse"] == pytest.approx(v1.metrics.test_mse, rel=1e-6)
     assert summary["production_test_mse"] < summary["test_mse"] < 0.9 * summary["baseline_mse"]
     assert "worse than production v1" in summary["reason"]
     assert registry.versions() == ["v1", "v2"] and registry.resolve("production") == "v1"
@@ -369,16 +370,16 @@ def test_a_candidate_on_other_data_is_compared_on_its_own_rows(models, tmp_path)
     other = datasets.load(str(path))
     expected = np.mean(
         (
-            np.float32(v1["weight"]) * other.x_test
-            + np.float32(v1["bias"])
+            np.float32(v1.weight) * other.x_test
+            + np.float32(v1.bias)
             - other.y_test.astype("float64")
         )
         ** 2
     )
     assert summary["production_test_mse"] == pytest.approx(expected, rel=1e-5)
-    assert summary["production_test_mse"] != pytest.approx(v1["metrics"]["test_mse"], rel=0.05)
+    assert summary["production_test_mse"] != pytest.approx(v1.metrics.test_mse, rel=0.05)
     assert "training data differs from production v1's" in res.stderr
     assert summary["promoted"] is (summary["test_mse"] <= summary["production_test_mse"])
     event = Registry(models).history()[-1]
     if summary["promoted"]:
-        assert event["to_mse"] == summary["test_mse"] and str(path) in event["mse_on"]
+        assert event.to_mse == summary["test_mse"] and str(path) in (event.mse_on or "")

@@ -7,7 +7,6 @@ code that fills them, so an output column changes in this one file.
 
 from __future__ import annotations
 
-import math
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import pyarrow as pa
 
 from batch.core import features, intervals
 from batch.core.columns import conform
+from batch.core.documents import ModelMetadata
 from batch.core.stats import FIRST_REJECTS, RunStats
 
 PREDICTION = "predicted_median_price_k"
@@ -69,10 +69,9 @@ class BatchContext:
     )
 
 
-def feature_range(meta: dict[str, Any]) -> tuple[float, float]:
-    """The model's training range of rooms from its metadata (unbounded when unknown)."""
-    fr = meta.get("feature_range") or {}
-    return float(fr.get("min", -math.inf)), float(fr.get("max", math.inf))
+def feature_range(meta: ModelMetadata) -> tuple[float, float]:
+    """The model's training range of rooms from its metadata."""
+    return meta.feature_range.min, meta.feature_range.max
 
 
 def score_batch(

@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import pyarrow as pa
 
 from batch.core import features
 from batch.core.columns import can_hold_rooms, conform, is_number_type, unify, with_float64
+from batch.core.documents import ModelMetadata
 from batch.core.errors import InputError
 from batch.core.names import ROOMS_NAMES
 from batch.core.rules import ADDED_COLUMNS, ADDED_FIELDS, BatchContext, feature_range
@@ -69,7 +69,7 @@ class Plan:
         index: int,
         *,
         domain: tuple[float, float],
-        meta: dict[str, Any],
+        meta: ModelMetadata,
         version: str,
         run_id: str,
     ) -> BatchContext:
@@ -89,7 +89,7 @@ class Plan:
             schema=self.schema,
             retype_candidates=self.retype_candidates,
             numbers=self.numbers,
-            interval=meta.get("interval"),
+            interval=None if meta.interval is None else meta.interval.model_dump(mode="json"),
         )
 
 

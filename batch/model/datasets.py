@@ -1,4 +1,5 @@
-"""Training data: Boston Housing through Keras's own loader, or a CSV/Parquet file with rooms and price."""
+"""Training data: Boston Housing through Keras's own loader, or a CSV/Parquet file of rooms and
+price."""
 
 from __future__ import annotations
 
@@ -7,12 +8,17 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from batch.core.errors import InputError
 from batch.core.names import BOSTON_COLUMNS, ROOMS_NAMES, find_column
 from batch.storage import fs
+from batch.storage.location import Location
+
+if TYPE_CHECKING:  # pandas is imported when a file is read, not for Boston
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +40,9 @@ class TrainingData:
     rows_dropped: int = 0
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+def sha256_file(location: Location, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
-    with fs.open_binary(fs.path(path)) as fh:
+    with fs.open_binary(location) as fh:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
@@ -59,7 +65,8 @@ def load(data: str, feature_column: str | None = None, target_column: str = "med
 
 
 def load_boston() -> TrainingData:
-    """Keras's Boston Housing with its standard 80/20 split (seed 113); downloads only when not cached."""
+    """Keras's Boston Housing with its standard 80/20 split (seed 113); downloads only when not
+    cached."""
     from keras.datasets import boston_housing
 
     cached = keras_cache_file()
@@ -84,7 +91,8 @@ def load_boston() -> TrainingData:
 
 
 def split_like_keras(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Shuffle with RandomState(113) and cut at 80%, exactly as keras.datasets.boston_housing does."""
+    """Shuffle with RandomState(113) and cut at 80%, exactly as keras.datasets.boston_housing
+    does."""
     rng = np.random.RandomState(SPLIT_SEED)
     indices = np.arange(len(x))
     rng.shuffle(indices)
@@ -93,8 +101,35 @@ def split_like_keras(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
     return x[:cut], y[:cut], x[cut:], y[cut:]
 
 
-def load_file(path: Path, feature_column: str | None, target_column: str) -> TrainingData:
-    """A CSV or Parquet training file with rooms and price columns; bad rows are dropped and counted."""
+def load_file(path: Location, feature_column: str | None, target_column: str) -> TrainingData:
+    """A CSV or Parquet training file with rooms and price columns; bad rows are dropped and
+    counted."""
+    frame = _read_frame(path)
+    columns = [str(c) for c in frame.columns]
+    frame.columns = columns
+    x_col = find_column(columns, feature_column, ROOMS_NAMES)
+    y_col = find_column(columns, target_column, ())
+    if x_col is None or y_col is None:
+        missing = "rooms" if x_col is None else f"price ({target_column})"
+        raise InputError(
+            f"no {missing} column in training data {str(path)!r} (columns: "
+            f"{', '.join(repr(c) for c in columns)}); set --feature-column / --target-column"
+        )
+    x, y, dropped = _usable_rows(frame, x_col, y_col, path)
+    x_train, y_train, x_test, y_test = split_like_keras(x, y)
+    return TrainingData(
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        source=str(path),
+        sha256=sha256_file(path),
+        rows_dropped=dropped,
+    )
+
+
+def _read_frame(path: Location) -> pd.DataFrame:
+    """The file as a DataFrame; InputError when it is missing, a folder or unreadable."""
     import pandas as pd
 
     try:
@@ -113,21 +148,18 @@ def load_file(path: Path, feature_column: str | None, target_column: str) -> Tra
     try:
         with fs.storage(path), fs.open_binary(path) as fh:
             if path.name.lower().endswith((".parquet", ".pq")):
-                frame = pd.read_parquet(fh)
-            else:
-                frame = pd.read_csv(fh, sep=None, engine="python", encoding="utf-8-sig")
+                return pd.read_parquet(fh)
+            return pd.read_csv(fh, sep=None, engine="python", encoding="utf-8-sig")
     except Exception as exc:
         raise InputError(f"cannot read training data {str(path)!r}: {exc}") from None
-    columns = [str(c) for c in frame.columns]
-    frame.columns = columns
-    x_col = find_column(columns, feature_column, ROOMS_NAMES)
-    y_col = find_column(columns, target_column, ())
-    if x_col is None or y_col is None:
-        missing = "rooms" if x_col is None else f"price ({target_column})"
-        raise InputError(
-            f"no {missing} column in training data {str(path)!r} (columns: "
-            f"{', '.join(repr(c) for c in columns)}); set --feature-column / --target-column"
-        )
+
+
+def _usable_rows(
+    frame: pd.DataFrame, x_col: str, y_col: str, path: Location
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """(rooms, prices, rows dropped): rows where both are finite numbers, as float32."""
+    import pandas as pd
+
     x = pd.to_numeric(frame[x_col], errors="coerce").to_numpy(dtype="float64")
     y = pd.to_numeric(frame[y_col], errors="coerce").to_numpy(dtype="float64")
     good = np.isfinite(x) & np.isfinite(y)
@@ -146,13 +178,4 @@ def load_file(path: Path, feature_column: str | None, target_column: str) -> Tra
         raise InputError(
             f"training data {str(path)!r} has only {len(x)} usable rows; at least 10 are needed"
         )
-    x_train, y_train, x_test, y_test = split_like_keras(x, y)
-    return TrainingData(
-        x_train,
-        y_train,
-        x_test,
-        y_test,
-        source=str(path),
-        sha256=sha256_file(path),
-        rows_dropped=dropped,
-    )
+    return x, y, dropped

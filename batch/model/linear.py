@@ -1,4 +1,5 @@
-"""The folded Dense(1) without TensorFlow: read it from a .keras archive, verify it once, trust it later.
+"""The folded Dense(1) without TensorFlow: read it from a .keras archive, verify it once, trust it
+later.
 
 A `.keras` file is a zip of `config.json` (the architecture) and `model.weights.h5` (the
 variables). For a model that is exactly one linear Dense(1) on one input, the prediction is
@@ -21,11 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from batch.core.documents import ModelMetadata
+from batch.core.documents.metadata import Fold
 from batch.model.network import PARITY_LIMIT, LinearFold, float32_gap, predict
 
 log = logging.getLogger(__name__)
 
-FOLD_KEY = "fold"  # metadata.json's record of the verification
 FOLD_FORMAT = 1  # bump when the reader or the probe set changes: older records are not trusted
 GRID_ROWS = 1001  # evenly spaced probe rows across the training range, and again across the domain
 
@@ -158,9 +160,7 @@ def _read_weights(data: bytes) -> LinearFold:
     return LinearFold(w, b)
 
 
-def verify(
-    path: Path, model_sha256: str, feature_range: tuple[float, float]
-) -> dict[str, Any] | None:
+def verify(path: Path, model_sha256: str, feature_range: tuple[float, float]) -> Fold | None:
     """Publish time: the `fold` record for metadata.json, or None when the model does not fold.
 
     Loads the archive at `path` with Keras (safe mode), as the Keras path of the scorer would,
@@ -180,16 +180,16 @@ def verify(
     theirs = predict(model, x)
     gap = float32_gap(fold(x), theirs)
     verified = gap <= PARITY_LIMIT
-    record = {
-        "format": FOLD_FORMAT,
-        "weight": float(fold.weight),
-        "bias": float(fold.bias),
-        "verified": bool(verified),
-        "probe_rows": int(len(x)),
-        "max_gap_float32_eps": gap if np.isfinite(gap) else None,
-        "bit_identical": bool(np.array_equal(fold(x), theirs)),
-        "model_sha256": model_sha256,
-    }
+    record = Fold(
+        format=FOLD_FORMAT,
+        weight=float(fold.weight),
+        bias=float(fold.bias),
+        verified=bool(verified),
+        probe_rows=int(len(x)),
+        max_gap_float32_eps=gap if np.isfinite(gap) else None,
+        bit_identical=bool(np.array_equal(fold(x), theirs)),
+        model_sha256=model_sha256,
+    )
     if verified:
         log.info(
             "linear fold verified against Keras on %d probe rows (largest gap %.2f float32 "
@@ -207,7 +207,7 @@ def verify(
 
 
 def trusted_fold(
-    data: bytes, meta: dict[str, Any], actual_sha256: str, where: str
+    data: bytes, meta: ModelMetadata, actual_sha256: str, where: str
 ) -> LinearFold | None:
     """Scoring time: the archive's fold when metadata records it as verified for this very file.
 
@@ -216,25 +216,10 @@ def trusted_fold(
     None (the Keras path) for a model without a record, an old or failed verification, or
     weights in the archive that differ from the recorded ones.
     """
-    record = meta.get(FOLD_KEY)
-    if not isinstance(record, dict):
-        log.info("no linear-fold verification in metadata.json: scoring through Keras")
+    record = meta.fold
+    if not _trusted_record(record, actual_sha256):
         return None
-    if record.get("format") != FOLD_FORMAT or record.get("verified") is not True:
-        log.info(
-            "the linear fold is not verified (format %s, verified %s): scoring through Keras",
-            record.get("format"),
-            record.get("verified"),
-        )
-        return None
-    if record.get("model_sha256") != actual_sha256:
-        log.warning(
-            "the linear-fold verification names another model file (sha256 %s, the file "
-            "is %s): scoring through Keras",
-            str(record.get("model_sha256"))[:12],
-            actual_sha256[:12],
-        )
-        return None
+    assert record is not None
     try:
         fold = read_fold(data)
     except NotLinear as exc:
@@ -242,10 +227,7 @@ def trusted_fold(
             "%s cannot be read as a linear Dense(1) (%s): scoring through Keras", where, exc
         )
         return None
-    try:
-        recorded = LinearFold(np.float32(record["weight"]), np.float32(record["bias"]))
-    except (KeyError, TypeError, ValueError):
-        return None
+    recorded = LinearFold(np.float32(record.weight), np.float32(record.bias))
     same = (
         fold.weight.tobytes() == recorded.weight.tobytes()
         and fold.bias.tobytes() == recorded.bias.tobytes()
@@ -263,11 +245,34 @@ def trusted_fold(
     return fold
 
 
-def describe(record: dict[str, Any]) -> str:
+def _trusted_record(record: Fold | None, actual_sha256: str) -> bool:
+    """Whether metadata's fold record vouches for the archive whose sha256 is `actual_sha256`."""
+    if record is None:
+        log.info("no linear-fold verification in metadata.json: scoring through Keras")
+        return False
+    if record.format != FOLD_FORMAT or not record.verified:
+        log.info(
+            "the linear fold is not verified (format %s, verified %s): scoring through Keras",
+            record.format,
+            record.verified,
+        )
+        return False
+    if record.model_sha256 != actual_sha256:
+        log.warning(
+            "the linear-fold verification names another model file (sha256 %s, the file "
+            "is %s): scoring through Keras",
+            record.model_sha256[:12],
+            actual_sha256[:12],
+        )
+        return False
+    return True
+
+
+def describe(record: Fold) -> str:
     """The report's prediction path for a verified fold."""
-    gap = record.get("max_gap_float32_eps")
+    gap = record.max_gap_float32_eps
     return (
         f"folded Dense(1), no TensorFlow; parity with Keras verified at publish on "
-        f"{record.get('probe_rows')} probe rows (largest gap "
+        f"{record.probe_rows} probe rows (largest gap "
         f"{0.0 if gap is None else gap:g} float32 epsilons)"
     )

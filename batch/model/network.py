@@ -1,8 +1,9 @@
-"""The single-neuron model: seeding, building, predicting in large batches, and the scorer's Predictor.
+"""The single-neuron model: seeding, building, predicting in large batches, and the scorer's
+Predictor.
 
 The Predictor is what both scoring engines use: the folded Dense(1) (weight and bias) when the
-model is exactly that (read without TensorFlow when verified at publish, see batch.model.linear), else
-the Keras model itself; it travels to Dask workers as a small
+model is exactly that (read without TensorFlow when verified at publish, see
+batch.model.linear), else the Keras model itself; it travels to Dask workers as a small
 picklable object and is loaded once per process. `check_parity` compares its predictions with
 the Keras model's own on a run's sample. No file is written here.
 """
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -31,7 +32,7 @@ PARITY_ROWS = 10_000  # sampled rows of a run checked against the Keras model
 PARITY_LIMIT = 2.0  # allowed gap, in float32 epsilons of the prediction
 
 
-def keras():
+def keras() -> Any:
     """Import Keras lazily (TensorFlow takes seconds and ~0.7 GB), with its loggers quieted."""
     import keras as _keras
 
@@ -45,7 +46,8 @@ def keras():
 
 
 def set_determinism(seed: int) -> None:
-    """Same data + same seed gives bit-identical weights (np/tf seeds alone do not, with Keras 3)."""
+    """Same data + same seed gives bit-identical weights (np/tf seeds alone do not, with
+    Keras 3)."""
     k = keras()
     import tensorflow as tf
 
@@ -53,7 +55,7 @@ def set_determinism(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def build(learning_rate: float, optimizer: str = "rmsprop"):
+def build(learning_rate: float, optimizer: str = "rmsprop") -> Any:
     """Dense(1) on one input, MSE loss: the tutorial's model."""
     k = keras()
     optimizers = {
@@ -71,7 +73,7 @@ def as_column(x: Any) -> np.ndarray:
     return np.asarray(x, dtype="float32").reshape(-1, 1)
 
 
-def predict(model, x: Any, batch_size: int = PREDICT_BATCH) -> np.ndarray:
+def predict(model: Any, x: Any, batch_size: int = PREDICT_BATCH) -> np.ndarray:
     """The Keras model's own output, called on large slices, as a flat float32 array."""
     col = as_column(x)
     if len(col) == 0:
@@ -83,13 +85,14 @@ def predict(model, x: Any, batch_size: int = PREDICT_BATCH) -> np.ndarray:
     return np.concatenate(parts).astype("float32", copy=False)
 
 
-def weight_and_bias(model) -> tuple[float, float]:
+def weight_and_bias(model: Any) -> tuple[float, float]:
     kernel, bias = model.layers[-1].get_weights()
     return float(np.asarray(kernel).reshape(-1)[0]), float(np.asarray(bias).reshape(-1)[0])
 
 
 def ols(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Closed-form least-squares slope and intercept (float64), the optimum gradient descent aims at."""
+    """Closed-form least-squares slope and intercept (float64), the optimum gradient descent
+    aims at."""
     slope, intercept = np.polyfit(np.asarray(x, "float64"), np.asarray(y, "float64"), 1)
     return float(slope), float(intercept)
 
@@ -108,8 +111,9 @@ class LinearFold:
         return out
 
 
-def fold_linear(model) -> LinearFold | None:
-    """The fold when the model is exactly one linear Dense(1) on one input; else None (Keras path)."""
+def fold_linear(model: Any) -> LinearFold | None:
+    """The fold when the model is exactly one linear Dense(1) on one input; else None (the
+    Keras path)."""
     k = keras()
     layers = [layer for layer in model.layers if not isinstance(layer, k.layers.InputLayer)]
     if len(layers) != 1 or not isinstance(layers[0], k.layers.Dense):
@@ -172,14 +176,15 @@ class Predictor:
 _LOADED: dict[str, Any] = {}  # per process: model sha256 -> Keras model
 
 
-def predictor_for(model, sha256: str, keras_bytes: Callable[[], bytes]) -> Predictor:
-    """The Predictor of a loaded, verified model (its .keras bytes are read only when not foldable)."""
+def predictor_for(model: Any, sha256: str, keras_bytes: Callable[[], bytes]) -> Predictor:
+    """The Predictor of a loaded, verified model (its .keras bytes are read only when not
+    foldable)."""
     fold = fold_linear(model)
     _LOADED[sha256] = model  # this process already has it
     return Predictor(sha256, fold, None if fold is not None else keras_bytes())
 
 
-def check_parity(model, rooms: np.ndarray, preds: np.ndarray, where: str) -> float:
+def check_parity(model: Any, rooms: np.ndarray, preds: np.ndarray, where: str) -> float:
     """The largest gap between `preds` and the Keras model's output on `rooms` (float32 epsilons).
 
     Raises ModelError beyond PARITY_LIMIT: predictions that disagree with the model are never
@@ -203,17 +208,17 @@ def check_parity(model, rooms: np.ndarray, preds: np.ndarray, where: str) -> flo
     return gap
 
 
-def progress_callback(epochs: int, every: int, stream=None):
+def progress_callback(epochs: int, every: int, stream: TextIO | None = None) -> Any:
     """Per-epoch progress on a terminal (stderr), else one log line per `every` epochs."""
     k = keras()
-    stream = stream or sys.stderr
-    tty = hasattr(stream, "isatty") and stream.isatty()
+    out = stream or sys.stderr
+    tty = hasattr(out, "isatty") and out.isatty()
 
-    class Progress(k.callbacks.Callback):
-        def on_train_begin(self, logs=None):
+    class Progress(k.callbacks.Callback):  # type: ignore[name-defined,misc]
+        def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
             self.started = time.monotonic()
 
-        def on_epoch_end(self, epoch, logs=None):
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
             logs = logs or {}
             n = epoch + 1
             text = f"epoch {n}/{epochs} loss {logs.get('loss', math.nan):.4f}"
@@ -221,8 +226,8 @@ def progress_callback(epochs: int, every: int, stream=None):
                 text += f" val_loss {logs['val_loss']:.4f}"
             if tty:
                 end = "\n" if n == epochs else ""
-                stream.write(f"\r{text} ({time.monotonic() - self.started:.1f}s)  {end}")
-                stream.flush()
+                out.write(f"\r{text} ({time.monotonic() - self.started:.1f}s)  {end}")
+                out.flush()
             elif n % every == 0 or n == epochs or n == 1:
                 log.info("%s", text)
 

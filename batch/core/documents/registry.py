@@ -21,7 +21,7 @@ class Aliases(Document):
         "restore it, or delete it and run 'python -m jobs.models promote vN' to point "
         "production at a version again"
     )
-    sort_keys: ClassVar[bool] = True  # as Registry._set_alias writes it
+    sort_keys: ClassVar[bool] = True  # as the store's update_json writes it (Registry._move)
 
     production: VersionName = Field(description="the version scoring uses by default")
 

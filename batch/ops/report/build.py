@@ -31,13 +31,6 @@ from batch.core.stats import FileStats, RunStats
 from batch.ops.report.checks import drift, rejected_rooms, target_check
 
 
-def _as_metadata(meta: ModelMetadata | dict[str, Any]) -> ModelMetadata:
-    # TEMP until model branch merges: the registry still hands out metadata as a dict.
-    if isinstance(meta, ModelMetadata):
-        return meta
-    return ModelMetadata.model_validate(meta)
-
-
 def _num(x: float | None) -> float | None:
     if x is None or not math.isfinite(x):
         return None
@@ -51,7 +44,7 @@ def build(
     started: dt.datetime,
     finished: dt.datetime,
     version: str,
-    meta: ModelMetadata | dict[str, Any],
+    meta: ModelMetadata,
     stats: RunStats,
     files: list[FileStats],
     skipped: list[dict[str, str]],
@@ -61,7 +54,7 @@ def build(
     phases: dict[str, float] | None = None,
 ) -> RunReport:
     """The report.json of a run (its `failure` is set by the scorer once it has judged it)."""
-    model = _as_metadata(meta)
+    model = meta
     target = target_check(stats, files, settings)
     rejected = rejected_rooms(stats)
     drift_ = drift(stats, model, rejected)

@@ -17,7 +17,6 @@ from batch.core.documents.metadata import OlsReference, TrainingMetrics
 from batch.core.features import MEANINGS
 from batch.core.stats import RunStats
 from batch.ops import pages, plots
-from batch.ops.report.build import _as_metadata
 from batch.storage import fs
 from batch.storage.location import Location
 
@@ -31,13 +30,13 @@ CAPTIONS = {
 
 def render(
     rep: RunReport,
-    meta: ModelMetadata | dict[str, Any],
+    meta: ModelMetadata,
     stats: RunStats,
     version_dir: Location,
     plots: bool = True,
 ) -> dict[str, bytes]:
     """The plots (loss.png, fit.png) and report.html of a run; report.json is written by write()."""
-    model = _as_metadata(meta)
+    model = meta
     images: dict[str, bytes] = {}
     if plots:
         loss = _loss_png(version_dir, rep.model_version)
