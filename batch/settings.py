@@ -482,6 +482,7 @@ def load_settings(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Set
         raise ConfigError(describe_validation_error(exc)) from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"invalid value for --input / {env_name('input')}: {exc}") from None
+    fs.set_deadline(settings.s3_timeout_s)
     key = settings.openlineage_api_key
     register_secrets(
         [key.get_secret_value() if key else None]

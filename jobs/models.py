@@ -10,7 +10,7 @@ from batch.core.errors import exit_codes_help
 from batch.settings import Settings
 from jobs import _cli
 
-FIELDS = ["models_dir", "registry_lock_timeout", "log_level"]
+FIELDS = ["models_dir", "registry_lock_timeout", "s3_timeout_s", "log_level"]
 
 
 def parser() -> argparse.ArgumentParser:

@@ -29,7 +29,10 @@ FIELDS = [
     "interval_level",
     "log_every_epochs",
     "openlineage_url",
+    "openlineage_api_key",
     "openlineage_file",
+    "http_timeout_s",
+    "s3_timeout_s",
     "log_level",
 ]
 

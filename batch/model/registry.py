@@ -33,7 +33,6 @@ from batch.model.lock import registry_lock, writing
 from batch.model.moves import new_move, rollback_target
 from batch.model.reading import RegistryReader
 from batch.storage import fs
-from batch.storage.atomic import fsync_dir, write_atomic
 from batch.storage.location import Location
 
 log = logging.getLogger(__name__)
@@ -161,13 +160,13 @@ class Registry(RegistryReader):
                 update={"version": version, "model_sha256": sha256_file(staged / MODEL_FILE)}
             )
             text = dump(metadata)
-            write_atomic(staged / META_FILE, text)
-            fsync_dir(staged)
+            fs.write_atomic(staged / META_FILE, text)
+            fs.fsync_dir(staged)
             interrupts.hold()
             # One rename on disk; in a bucket a copy with metadata.json (the marker) last.
             fs.publish_folder(staged, self.root / version, META_FILE, text.encode())
         try:
-            fsync_dir(self.root)
+            fs.fsync_dir(self.root)
         except OSError as exc:  # published already; durability is the file system's now
             log.warning("could not fsync %s after publishing %s: %s", self.root, version, exc)
         return metadata

@@ -6,11 +6,14 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from batch.core.redact import redact
 from batch.storage.location import Location
 
 log = logging.getLogger(__name__)
@@ -21,13 +24,16 @@ PRODUCER = "urn:house-price-batch"
 FACET_SCHEMA = "urn:house-price-batch:facets"
 # Fixed, so the same run id of ours always maps to the same OpenLineage run UUID.
 RUN_UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, PRODUCER)
-HTTP_TIMEOUT_SECONDS = 5.0
-# A down endpoint must cost a run seconds, not minutes: two retries, short back-off.
+HTTP_TIMEOUT_SECONDS = 10.0  # the default of --http-timeout-s
+# A run sends at most three events; together they may take this many call deadlines.
+RUN_BUDGET_CALLS = 3
+# A down endpoint must cost a run seconds, not minutes: two retries, short, jittered back-off.
 HTTP_RETRY = {
     "total": 2,
     "read": 2,
     "connect": 2,
     "backoff_factor": 0.3,
+    "backoff_jitter": 0.3,
     "status_forcelist": [500, 502, 503, 504],
     "allowed_methods": ["POST"],
 }
@@ -41,7 +47,7 @@ def run_uuid(job: str, run_id: str) -> str:
 def file_dataset(path: str | Location) -> tuple[str, str]:
     """(namespace, name) of a file or folder after OpenLineage's naming: file + absolute path,
     or s3://bucket + key."""
-    text = str(path)
+    text = redact(str(path))
     if "://" in text:
         scheme, rest = text.split("://", 1)
         bucket, _, key = rest.partition("/")
@@ -105,20 +111,38 @@ class Lineage:
     """
 
     def __init__(
-        self, job: str, run_id: str, url: str | None = None, file: Path | None = None
+        self,
+        job: str,
+        run_id: str,
+        url: str | None = None,
+        file: Path | None = None,
+        api_key: str | None = None,
+        timeout: float = HTTP_TIMEOUT_SECONDS,
     ) -> None:
         self.job = job
         self.run_id = run_id
         self.uuid = run_uuid(job, run_id)
         self.url = url
         self.file = Path(file) if file else None
+        self.api_key = api_key
+        # Per call, retries included; the run's events together get RUN_BUDGET_CALLS of these.
+        self.timeout = timeout
+        self._budget = timeout * RUN_BUDGET_CALLS
         self.inputs: list[DatasetRef] = []
         self._clients: list[tuple[str, Any]] | None = None
 
     @classmethod
     def from_settings(cls, settings: Any, job: str, run_id: str) -> Lineage:
         """Lineage for a run, enabled by the openlineage_url / openlineage_file settings."""
-        return cls(job, run_id, url=settings.openlineage_url, file=settings.openlineage_file)
+        key = getattr(settings, "openlineage_api_key", None)
+        return cls(
+            job,
+            run_id,
+            url=settings.openlineage_url,
+            file=settings.openlineage_file,
+            api_key=key.get_secret_value() if key is not None else None,
+            timeout=getattr(settings, "http_timeout_s", HTTP_TIMEOUT_SECONDS),
+        )
 
     @property
     def enabled(self) -> bool:
@@ -162,7 +186,10 @@ class Lineage:
             return
         for target, client in clients:
             try:
-                client.emit(event)
+                if target == self.url:
+                    self._emit_within_deadline(client, event)
+                else:
+                    client.emit(event)
                 log.debug(
                     "OpenLineage %s event for %s run %s sent to %s",
                     kind,
@@ -180,16 +207,55 @@ class Lineage:
                     _short(exc),
                 )
 
+    def _emit_within_deadline(self, client: Any, event: Any) -> None:
+        """POST the event in a helper thread and wait at most the call's deadline (and what is
+        left of the run's budget): a slow-drip answer is cut at the deadline, not reset by each
+        byte, and never keeps the run (or its output lock) waiting. A thread left behind is a
+        daemon; it ends with its socket's read timeout or the process."""
+        wait = min(self.timeout, self._budget)
+        if wait <= 0:
+            raise TimeoutError("the run's lineage time budget is spent; event not sent")
+        outcome: list[BaseException | None] = []
+
+        def post() -> None:
+            try:
+                client.emit(event)
+                outcome.append(None)
+            except BaseException as exc:  # handed to the waiting thread
+                outcome.append(exc)
+
+        started = time.monotonic()
+        worker = threading.Thread(target=post, name="openlineage-emit", daemon=True)
+        worker.start()
+        worker.join(wait)
+        self._budget -= time.monotonic() - started
+        if not outcome:
+            raise TimeoutError(f"no answer within {wait:g} s (--http-timeout-s)")
+        if outcome[0] is not None:
+            raise outcome[0]
+
     def _connect(self) -> list[tuple[str, Any]]:
         if self._clients is None:
             from openlineage.client import OpenLineageClient
 
             clients = []
             if self.url:
-                from openlineage.client.transport.http import HttpConfig, HttpTransport
+                from openlineage.client.transport.http import (
+                    ApiKeyTokenProvider,
+                    HttpConfig,
+                    HttpTransport,
+                    TokenProvider,
+                )
 
+                auth = (
+                    ApiKeyTokenProvider({"api_key": self.api_key})
+                    if self.api_key
+                    else TokenProvider({})
+                )
                 http = HttpTransport(
-                    HttpConfig(url=self.url, timeout=HTTP_TIMEOUT_SECONDS, retry=dict(HTTP_RETRY))
+                    HttpConfig(
+                        url=self.url, timeout=self.timeout, retry=dict(HTTP_RETRY), auth=auth
+                    )
                 )
                 clients.append((self.url, OpenLineageClient(transport=http)))
             if self.file:

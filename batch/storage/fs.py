@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING, Any
 from batch.storage.errors import StorageError, storage
 from batch.storage.errors import classify as classify_any
 from batch.storage.local import LOCAL
-from batch.storage.location import Location, ObjectPath, is_url, parse
+from batch.storage.location import Location, ObjectPath, is_url, parse, set_deadline
 from batch.storage.objects import OBJECTS
 from batch.storage.store import Lock, StagedWrite, Store
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
 __all__ = [
-    "Location", "ObjectPath", "StorageError", "is_url", "parse", "path", "storage",
+    "Location", "ObjectPath", "StorageError", "is_url", "parse", "path", "set_deadline", "storage",
 ]  # fmt: skip
 
 path = parse  # the name every caller has used: fs.path(setting) -> a Location

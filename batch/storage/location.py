@@ -29,9 +29,9 @@ URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 BLOCK_BYTES = 8 << 20
 # Bounded waits: a wrong endpoint fails in seconds rather than after botocore's minute-long
 # default connect timeout; throttling and 5xx are retried a few times ("standard" mode).
-CLIENT_CONFIG = {
-    "connect_timeout": 5,
-    "read_timeout": 60,
+CLIENT_CONFIG: dict[str, Any] = {
+    "connect_timeout": 30,
+    "read_timeout": 30,
     "retries": {"max_attempts": 3, "mode": "standard"},
 }
 
@@ -61,6 +61,14 @@ def parse(value: str | os.PathLike[str] | ObjectPath) -> Location:
 
 
 _FILESYSTEMS: dict[int, Any] = {}
+
+
+def set_deadline(seconds: float) -> None:
+    """Every object-store call from now on connects, and gets each answer, within `seconds`
+    (--s3-timeout-s); the process's client is rebuilt with it."""
+    CLIENT_CONFIG["connect_timeout"] = seconds
+    CLIENT_CONFIG["read_timeout"] = seconds
+    _FILESYSTEMS.clear()
 
 
 def s3() -> Any:
