@@ -63,15 +63,15 @@ class Unit:
             return None
         assert self.ratio is not None
         if self.name == "unknown":
-            what = "in a unit the detector does not know"
+            what = "a unit the detector does not know"
             todo = "find the column's unit and convert it to thousands of dollars ($K)"
         else:
-            what = f"in {self.name} rather than thousands of dollars ($K)"
+            what = f"{self.name} rather than $K (thousands of dollars)"
             todo = self.convert
         return (
             f"The true prices in {column!r} are about {self.ratio:.3g} times the predictions: "
-            f"they look {what}. MSE and MAE compare different units and are not comparable; "
-            f"{todo}."
+            f"they look like {what}. MSE and MAE compare different units and are not "
+            f"comparable; {todo}."
         )
 
 

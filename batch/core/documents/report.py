@@ -120,6 +120,11 @@ class TargetCheck(OpenPart):
     requested: str | None
     scale_ratio: FiniteFloat | None
     comparable: bool | None
+    unit: str | None = Field(
+        default=None,
+        description="the true prices' most likely unit: $K, dollars, $100K, log dollars, "
+        "log $K or unknown; null: too few rows with a true price to say",
+    )
     warnings: list[str]
 
 
@@ -169,6 +174,19 @@ class DriftTraining(OpenPart):
     share_outside_training_range: Share
 
 
+class DriftCheck(OpenPart):
+    """One drift test: it fails when its p-value is below alpha and its effect past the floor."""
+
+    name: str = Field(description="mean, spread, outside_training_range or whole_numbers")
+    statistic: float | None = Field(
+        description="z (mean, spread), rows outside, or the share; null when infinite"
+    )
+    p_value: Share | None = Field(description="null for a rule without a test")
+    effect: NonNegativeFloat
+    floor: str = Field(description="the effect-size floor, in words")
+    fails: bool
+
+
 class Drift(OpenPart):
     """This input's rooms beside the training data's, with plain-words warnings."""
 
@@ -177,6 +195,10 @@ class Drift(OpenPart):
     differs_markedly: bool
     verdict: str | None = Field(
         default=None, description="differs_markedly, too_few_rows or no_marked_difference"
+    )
+    alpha: Share | None = Field(default=None, description="the tests' significance level")
+    checks: list[DriftCheck] | None = Field(
+        default=None, description="each test with its statistic, p-value and effect"
     )
     warnings: list[str]
 

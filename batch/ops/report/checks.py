@@ -7,14 +7,18 @@ its warnings in plain words.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
 import numpy as np
 
+from batch.core import drift as rules
+from batch.core import units
 from batch.core.documents import ModelMetadata
 from batch.core.documents.report import (
     Drift,
+    DriftCheck,
     DriftInput,
     DriftTraining,
     RejectedRooms,
@@ -22,13 +26,7 @@ from batch.core.documents.report import (
 )
 from batch.core.stats import FileStats, RunStats
 
-DRIFT_MEAN_SD = 0.5  # |input mean - training mean| in training standard deviations
-DRIFT_SPREAD = (0.5, 2.0)  # input std / training std outside this is marked
-DRIFT_OUTSIDE = 0.05  # share of rows outside the training range
-DRIFT_MIN_ROWS = 30  # fewer scored rows than this: too few to say there is no drift
-WHOLE_SHARE = 0.9  # this share of whole-number rooms: a feed of rooms per house, not averages
 REJECTED_NUMBERS_SHARE = 0.05  # rows rejected while still numbers: a unit problem, not typos
-UNIT_RATIO = 5.0  # true prices this many times off the predictions (either way): another unit
 
 
 # -- the unit of the true prices --------------------------------------------------------------
@@ -51,38 +49,18 @@ def target_check(stats: RunStats, files: list[FileStats], settings: Any) -> Targ
         )
     sample = stats.sample.cols
     actual, pred = sample.get("actual", np.empty(0)), sample.get("pred", np.empty(0))
-    ok = np.isfinite(actual) & np.isfinite(pred) & (pred > 0) if len(actual) else np.zeros(0, bool)
-    ratio, comparable = None, None
-    if ok.sum() >= 5:
-        ratio = float(np.median(actual[ok] / pred[ok]))
-        comparable = 1 / UNIT_RATIO <= ratio <= UNIT_RATIO
-        if comparable and ok.sum() >= 20:
-            spread = float(np.std(actual[ok]) / max(np.std(pred[ok]), 1e-9))
-            comparable = spread >= 1 / UNIT_RATIO  # log prices: right size, almost no spread
-        if not comparable:
-            warnings.append(
-                f"The true prices in {', '.join(repr(u) for u in used)} are about {ratio:.3g} "
-                f"times the predictions, which are in thousands of dollars ($K): they look like "
-                f"{_likely_unit(ratio, actual[ok])}. MSE and MAE compare different units and are "
-                "not comparable; convert the column to $K."
-            )
+    unit = units.detect(actual, pred)
+    warning = unit.warning(used[0] if len(used) == 1 else ", ".join(used))
+    if warning:
+        warnings.append(warning)
     return TargetCheck(
         column=used[0] if len(used) == 1 else (used or None),
         requested=requested,
-        scale_ratio=ratio,
-        comparable=comparable,
+        scale_ratio=unit.ratio,
+        comparable=unit.is_training_unit,
+        unit=unit.name if unit.decided else None,
         warnings=warnings,
     )
-
-
-def _likely_unit(ratio: float, actual: np.ndarray) -> str:
-    if 300 <= ratio <= 3000:
-        return "dollars rather than $K"
-    if 0.003 <= ratio <= 0.03:
-        return "hundreds of thousands of dollars ($100K) rather than $K"
-    if float(np.median(actual)) < 20 and float(np.std(actual)) < 2:
-        return "logarithms of prices"
-    return "another unit or scale"
 
 
 # -- rejected rooms that are numbers ----------------------------------------------------------
@@ -108,15 +86,17 @@ def rejected_rooms(stats: RunStats) -> RejectedRooms:
 def drift(stats: RunStats, meta: ModelMetadata, rejected: RejectedRooms | None = None) -> Drift:
     """The input's rooms beside the training data's, with plain-words warnings when they differ.
 
-    It looks at the whole feed: the scored rows, and the rejected rows that are still numbers.
+    Each check is a test that knows its sample size (batch.core.drift); it looks at the whole
+    feed: the scored rows, and the rejected rows that are still numbers.
     """
     n = stats.scored
     current = DriftInput(count=n)
     warnings: list[str] = []
+    found: list[rules.Check] = []
     if n:
         current = _input_rooms(stats)
-        warnings += _against_training(current, meta)
-        warnings += _feed_shape(stats, meta)
+        found = _checks(stats, current, meta)
+        warnings += _sentences(found, current, meta)
     warnings += _rejected_numbers(stats, rejected)
     if warnings:
         warnings.append(
@@ -126,7 +106,7 @@ def drift(stats: RunStats, meta: ModelMetadata, rejected: RejectedRooms | None =
     verdict = (
         "differs_markedly"
         if warnings
-        else ("too_few_rows" if n < DRIFT_MIN_ROWS else "no_marked_difference")
+        else ("too_few_rows" if n < rules.MIN_ROWS else "no_marked_difference")
     )
     train, fr = meta.feature_stats, meta.feature_range
     training = DriftTraining(
@@ -142,8 +122,17 @@ def drift(stats: RunStats, meta: ModelMetadata, rejected: RejectedRooms | None =
         training=training,
         differs_markedly=bool(warnings),
         verdict=verdict,
+        alpha=rules.ALPHA,
+        checks=[_document(c) for c in found],
         warnings=warnings,
     )
+
+
+def _document(check: rules.Check) -> DriftCheck:
+    fields = dataclasses.asdict(check)
+    if not math.isfinite(check.statistic):
+        fields["statistic"] = None  # a feed of one repeated value: z is -infinity
+    return DriftCheck(**fields)
 
 
 def _input_rooms(stats: RunStats) -> DriftInput:
@@ -161,47 +150,52 @@ def _input_rooms(stats: RunStats) -> DriftInput:
     )
 
 
-def _against_training(current: DriftInput, meta: ModelMetadata) -> list[str]:
-    """The input's mean and spread against the training data's (sets the gap and ratio)."""
-    warnings: list[str] = []
-    mean, std, n = current.mean, current.std, current.count
-    t_mean, t_std = meta.feature_stats.mean, meta.feature_stats.std
-    if mean is None or std is None or not t_std:
-        return warnings
-    gap = abs(mean - t_mean) / t_std
-    current.mean_gap_in_training_sd = gap
-    if gap > DRIFT_MEAN_SD:
-        warnings.append(
-            f"The average number of rooms in this input ({mean:.2f}) is {gap:.1f} training "
-            f"standard deviations away from the training data's ({t_mean:.2f})."
-        )
-    if n >= DRIFT_MIN_ROWS and t_std > 0:
-        ratio = std / t_std
-        current.spread_ratio = ratio
-        if not DRIFT_SPREAD[0] <= ratio <= DRIFT_SPREAD[1]:
-            warnings.append(
-                f"The spread of rooms in this input (sd {std:.2f}) is "
-                f"{ratio:.1f} times the training data's (sd {t_std:.2f})."
-            )
-    return warnings
+def _checks(stats: RunStats, current: DriftInput, meta: ModelMetadata) -> list[rules.Check]:
+    """The sample-size-aware tests; sets the input's gap and spread ratio as they say."""
+    sample = rules.Sample(
+        n=stats.scored,
+        mean=current.mean or 0.0,
+        std=current.std or 0.0,
+        outside=stats.out_of_range,
+        whole=stats.rooms_whole,
+    )
+    t = meta.feature_stats
+    found = rules.checks(sample, rules.Training(n=t.count, mean=t.mean, std=t.std))
+    for check in found:
+        if check.name == "mean":
+            current.mean_gap_in_training_sd = check.effect
+        elif check.name == "spread":
+            current.spread_ratio = check.effect
+    return found
 
 
-def _feed_shape(stats: RunStats, meta: ModelMetadata) -> list[str]:
-    """Rows outside the training range, and whole-number rooms (rooms per house)."""
+def _sentences(found: list[rules.Check], current: DriftInput, meta: ModelMetadata) -> list[str]:
+    """A plain-words warning for each failing check."""
+    failing = {c.name: c for c in found if c.fails}
+    t, fr = meta.feature_stats, meta.feature_range
     warnings: list[str] = []
-    n, fr = stats.scored, meta.feature_range
-    share = stats.out_of_range / n
-    if share > DRIFT_OUTSIDE:
+    if "mean" in failing:
         warnings.append(
-            f"{share:.0%} of the scored rows have rooms outside the training range "
-            f"{fr.min:.2f}-{fr.max:.2f}; there the model extrapolates a straight line and "
-            "its prices deserve less trust."
+            f"The average number of rooms in this input ({current.mean:.2f}) is "
+            f"{failing['mean'].effect:.1f} training standard deviations away from the "
+            f"training data's ({t.mean:.2f})."
         )
-    if n >= DRIFT_MIN_ROWS and stats.rooms_whole / n >= WHOLE_SHARE:
+    if "spread" in failing:
         warnings.append(
-            f"{stats.rooms_whole / n:.0%} of the rooms values are whole numbers; a suburb's "
-            "average number of rooms almost never is: the feed may hold rooms per house "
-            "rather than suburb averages."
+            f"The spread of rooms in this input (sd {current.std:.2f}) is "
+            f"{failing['spread'].effect:.1f} times the training data's (sd {t.std:.2f})."
+        )
+    if "outside_training_range" in failing:
+        warnings.append(
+            f"{failing['outside_training_range'].effect:.0%} of the scored rows have rooms "
+            f"outside the training range {fr.min:.2f}-{fr.max:.2f}; there the model "
+            "extrapolates a straight line and its prices deserve less trust."
+        )
+    if "whole_numbers" in failing:
+        warnings.append(
+            f"{failing['whole_numbers'].effect:.0%} of the rooms values are whole numbers; a "
+            "suburb's average number of rooms almost never is: the feed may hold rooms per "
+            "house rather than suburb averages."
         )
     return warnings
 
