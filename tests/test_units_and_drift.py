@@ -163,3 +163,47 @@ def test_binomial_tail_is_exact_for_small_counts():
     q = 1 - p
     expected = 1 - q**34 - 34 * p * q**33
     assert math.isclose(drift._binomial_upper_tail(2, 34, p), expected, rel_tol=1e-9)
+
+
+# -- through the CLI -----------------------------------------------------------------------------
+
+
+def test_the_bundled_north_sample_passes_on_drift_fail(models, tmp_path):
+    from tests.helpers import REPO, run_cli
+
+    res = run_cli(
+        "jobs.score",
+        "--models-dir",
+        models,
+        "--output-dir",
+        tmp_path / "out",
+        "--input",
+        REPO / "sample_inputs" / "suburbs_north.csv",
+        "--on-drift",
+        "fail",
+    )
+    assert res.code == 0, res.stderr[-2000:]
+
+
+def test_a_34_row_feed_shifted_by_one_and_a_half_rooms_exits_8(models, tmp_path):
+    import pandas as pd
+
+    from tests.helpers import REPO, run_cli
+
+    north = pd.read_csv(REPO / "sample_inputs" / "suburbs_north.csv")
+    north["rm"] = pd.to_numeric(north["rm"], errors="coerce") + 1.5
+    shifted = tmp_path / "shifted.csv"
+    north.dropna(subset=["rm"]).head(34).to_csv(shifted, index=False)
+    res = run_cli(
+        "jobs.score",
+        "--models-dir",
+        models,
+        "--output-dir",
+        tmp_path / "out",
+        "--input",
+        shifted,
+        "--on-drift",
+        "fail",
+    )
+    assert res.code == 8, res.stderr[-2000:]
+    assert res.json["status"] == "drift_detected"
