@@ -13,6 +13,12 @@ from typing import Any
 
 import jinja2
 
+from batch.core.quoting import excerpt
+from batch.core.redact import redact
+
+# The longest text a page cell shows whole (a path, an error sentence); longer is cut.
+CELL_CHARS = 500
+
 
 def num(value: Any, digits: int = 3) -> str:
     """A number for a table cell: thousands separated, floats to `digits` places, None as –."""
@@ -36,13 +42,24 @@ def pct(value: float | None, digits: int = 1) -> str:
 
 
 def text(value: Any) -> str:
-    """Any value as text for a cell (None as empty)."""
-    return "" if value is None else str(value)
+    """Any value as text for a cell (None as empty): control characters escaped, a huge value
+    cut to an excerpt with its length."""
+    return "" if value is None else excerpt(value, limit=CELL_CHARS)
 
 
 def data_uri(png: bytes) -> str:
     """PNG bytes as a data: URI, so the page needs no other file."""
     return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def _redacted(value: object) -> object:
+    """Every value a page shows passes the one redaction rule (markup built by our own filters
+    is left as it is: it holds numbers and data URIs, never a location)."""
+    import markupsafe
+
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
+        return redact(value)
+    return value
 
 
 @functools.cache
@@ -53,6 +70,7 @@ def environment() -> jinja2.Environment:
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
+        finalize=_redacted,
     )
     env.filters.update(num=num, thousands=thousands, pct=pct, text=text, data_uri=data_uri)
     return env
