@@ -110,7 +110,7 @@ def test_only_the_storage_package_asks_which_kind_a_location_is():
 # passes the typed location on. `fs.path(x)` on a location is a no-op that hides where it came from.
 PARSES_LOCATIONS = ("fs.path(", "fs.parse(")
 EDGE_MODULES = (
-    "batch/settings.py",  # every location setting (flag, BATCH_* environment, .env)
+    "batch/settings/model.py",  # every location setting (flag, BATCH_* environment, .env)
     "batch/io/discovery.py",  # --input entries: folders, files, globs
     "batch/model/datasets.py",  # --data, a user's string naming the training data
 )

@@ -1,13 +1,8 @@
-"""All settings in one place: flags > BATCH_* environment > .env file > defaults.
-
-Read with pydantic-settings; a bad value is a ConfigError naming its flag and variable.
-"""
+"""The Settings model: every setting with its type, default, range and description."""
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -16,14 +11,11 @@ from pydantic import (
     Field,
     PlainValidator,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from batch.core.errors import ConfigError
-from batch.core.redact import register_secrets
 from batch.storage import fs
 
 ENV_PREFIX = "BATCH_"
@@ -87,7 +79,7 @@ class Settings(BaseSettings):
     # Keras hands the batch size to TensorFlow as a 64-bit integer.
     batch_size: int = Field(16, ge=1, le=2**63 - 1, description="training mini-batch size")
     learning_rate: float = Field(
-        0.005, gt=0, le=10, allow_inf_nan=False, description="optimizer learning rate"
+        0.005, gt=0, le=10_000, allow_inf_nan=False, description="optimizer learning rate"
     )
     optimizer: Literal["rmsprop", "adam", "sgd"] = Field(
         "rmsprop", description="optimizer: rmsprop, adam or sgd"
@@ -152,15 +144,15 @@ class Settings(BaseSettings):
     )
     domain_min: float = Field(
         0.0,
-        ge=-1e6,
-        le=1e6,
+        ge=-1e308,
+        le=1e308,
         allow_inf_nan=False,
         description="plausible rooms: value must be > this",
     )
     domain_max: float = Field(
         20.0,
-        ge=-1e6,
-        le=1e6,
+        ge=-1e308,
+        le=1e308,
         allow_inf_nan=False,
         description="plausible rooms: value must be <= this",
     )
@@ -342,196 +334,9 @@ class Settings(BaseSettings):
         return folder
 
 
-# Settings whose value is a credential: never shown, logged or written.
-SECRET_FIELDS = frozenset({"openlineage_api_key"})
-
-# Credentials the libraries underneath read from the environment (the object store's); their
-# values are masked wherever text is written, should one ever be quoted.
-SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
-
-# The settings of a scoring run, in the order its flags are listed (jobs.score, and what the
-# scheduler passes on to each run).
-SCORE_FIELDS = [
-    "models_dir",
-    "output_dir",
-    "input",
-    "model_version",
-    "feature_column",
-    "target_column",
-    "max_reject_fraction",
-    "on_drift",
-    "new_only",
-    "domain_min",
-    "domain_max",
-    "chunk_rows",
-    "progress_seconds",
-    "engine",
-    "dask_address",
-    "dask_workers",
-    "metrics_dir",
-    "openlineage_url",
-    "openlineage_api_key",
-    "openlineage_file",
-    "http_timeout_s",
-    "s3_timeout_s",
-    "log_level",
-]
-# What the scheduler adds: its own timing and the retention it applies after each run.
-SCHEDULE_FIELDS = [
-    "schedule",
-    "timezone",
-    "misfire_grace_seconds",
-    "heartbeat_seconds",
-    "retention",
-    "retention_days",
-]
-
-
-# BATCH_* names that docker compose reads (docker-compose.yml, .env.example) and the jobs do not:
-# they are not settings, and not typos either.
-COMPOSE_ONLY = frozenset(
-    {
-        "BATCH_UID",
-        "BATCH_GID",
-        "BATCH_HOST_MODELS_DIR",
-        "BATCH_HOST_OUTPUT_DIR",
-        "BATCH_HOST_INPUT_DIR",
-        "BATCH_KERAS_CACHE",
-        "BATCH_IMAGE",
-        "BATCH_HEALTHCHECK_INTERVAL",
-        "BATCH_S3_PORT",
-    }
-)
-
-
-def unknown_names(names: Iterable[str]) -> list[tuple[str, str | None]]:
-    """(name, the setting it most likely meant or None) for each BATCH_* name that is no setting.
-
-    Names are compared case-insensitively, as pydantic-settings reads them.
-    """
-    import difflib
-
-    known = {env_name(field) for field in Settings.model_fields}
-    found = []
-    for name in sorted(set(names)):
-        upper = name.upper()
-        if not upper.startswith(ENV_PREFIX) or upper in known or upper in COMPOSE_ONLY:
-            continue
-        match = difflib.get_close_matches(upper, sorted(known | COMPOSE_ONLY), n=1, cutoff=0.6)
-        found.append((name, match[0] if match else None))
-    return found
-
-
-def unknown_settings(env_file: Path = Path(".env")) -> list[tuple[str, str | None]]:
-    """unknown_names() of the BATCH_* names in the environment and in the .env file."""
-    names = [k for k in os.environ if k.upper().startswith(ENV_PREFIX)]
-    if env_file.is_file():
-        try:
-            from dotenv import dotenv_values
-
-            names += [k for k in dotenv_values(env_file) if k.upper().startswith(ENV_PREFIX)]
-        except (OSError, UnicodeDecodeError, ValueError):
-            pass  # pydantic-settings reports an unreadable .env itself
-    return unknown_names(names)
-
-
 def flag_name(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
 def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
-
-
-def check_env_file(env_file: Path) -> None:
-    """A .env that is not UTF-8 text, or has a line that is no `NAME=value`, is a ConfigError
-    naming the file and line (pydantic-settings would fail with a traceback, or skip the line)."""
-    try:
-        raw = env_file.read_bytes()
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise ConfigError(f"cannot read {env_file}: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise ConfigError(
-            f"{env_file} line {line} is not UTF-8 text; save the file as UTF-8"
-        ) from None
-    import io
-
-    from dotenv.parser import parse_stream
-
-    for binding in parse_stream(io.StringIO(text)):
-        if binding.error:
-            line = binding.original.line
-            raise ConfigError(
-                f"{env_file} line {line} is not a NAME=value setting; fix or remove that line"
-            )
-
-
-def load_settings(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Settings:
-    """Settings from flags (overrides) over env/.env/defaults; a bad value raises ConfigError."""
-    env_file = kwargs.get("_env_file", Settings.model_config.get("env_file"))
-    if isinstance(env_file, str | Path):
-        check_env_file(Path(env_file))
-    try:
-        settings = Settings(**(overrides or {}), **kwargs)
-    except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc)) from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"invalid value for --input / {env_name('input')}: {exc}") from None
-    fs.set_deadline(settings.s3_timeout_s)
-    key = settings.openlineage_api_key
-    register_secrets(
-        [key.get_secret_value() if key else None]
-        + [os.environ.get(name) for name in SECRET_VARIABLES]
-    )
-    return settings
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-def allowed_range(field: str) -> str | None:
-    """The documented range of a numeric setting ("1 to 10000000", "above 0 to 36500"), or None."""
-    info = Settings.model_fields.get(field)
-    if info is None:
-        return None
-    low = high = None
-    for rule in info.metadata:
-        for attr, words in (("ge", ""), ("gt", "above ")):
-            if getattr(rule, attr, None) is not None:
-                low = f"{words}{_number(getattr(rule, attr))}"
-        for attr, words in (("le", ""), ("lt", "below ")):
-            if getattr(rule, attr, None) is not None:
-                high = f"{words}{_number(getattr(rule, attr))}"
-    if low is None and high is None:
-        return None
-    return f"{low or 'any'} to {high or 'any'}"
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    from batch.core.redact import redact
-
-    parts = []
-    for err in exc.errors():
-        field = str(err["loc"][0]) if err["loc"] else ""
-        message = err["msg"].removeprefix("Value error, ")
-        if field:
-            value = err.get("input")
-            shown = "(hidden)" if field in SECRET_FIELDS else redact(repr(value))
-            if len(shown) > 80:
-                shown = shown[:77] + "..."
-            span = allowed_range(field)
-            if span and "allowed" not in message:
-                message += f" (allowed: {span})"
-            parts.append(
-                f"invalid value {shown} for {field} "
-                f"({flag_name(field)} / {env_name(field)}): {message}"
-            )
-        else:
-            parts.append(f"invalid settings: {message}")
-    return "; ".join(parts) + "."
