@@ -27,6 +27,7 @@ from batch.core.documents.report import (
     SkippedInput,
     TargetCheck,
 )
+from batch.core.quoting import excerpt
 from batch.core.stats import FileStats, RunStats
 from batch.ops.report.checks import drift, rejected_rooms, target_check
 
@@ -74,7 +75,7 @@ def build(
         reject_fraction=reject_fraction,
         max_reject_fraction=settings.max_reject_fraction,
         rejects_by_reason=dict(stats.rejects),
-        first_rejects=[RejectedRow.model_validate(r) for r in stats.first_rejects],
+        first_rejects=[_first_reject(r) for r in stats.first_rejects],
         out_of_range=OutOfRange(
             rows=stats.out_of_range,
             below=stats.below_range,
@@ -148,6 +149,13 @@ def interval(version: str, meta: ModelMetadata) -> ReportInterval:
         calibration_rows=band.calibration_rows,
         test_coverage=band.test_coverage,
     )
+
+
+def _first_reject(row: dict[str, Any]) -> RejectedRow:
+    """A rejected row as the report quotes it: its raw value as a short, escaped excerpt (the
+    whole value is in rejects.csv)."""
+    raw = row.get("raw_value")
+    return RejectedRow.model_validate({**row, "raw_value": None if raw is None else excerpt(raw)})
 
 
 def model_card(version: str, meta: ModelMetadata) -> ReportModel:
