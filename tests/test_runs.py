@@ -235,3 +235,37 @@ def test_a_damaged_line_or_report_is_listed_as_damaged_and_the_rest_still_shows(
     assert '{"run_id": "torn' in (copy_output / "runs.jsonl").read_text()
     page = (copy_output / "index.html").read_text()
     assert "damaged" in page and damaged_id not in page
+
+
+def test_a_line_of_bytes_that_are_not_utf8_is_damaged_not_a_crash(copy_output):
+    """Garbage bytes (a torn write, a disk error) damage their own line only, and a prune
+    keeps them byte for byte."""
+    log = copy_output / "runs.jsonl"
+    garbage = b'{"broken\n\x00\xff\xfe garbage\n'
+    log.write_bytes(log.read_bytes() + garbage)
+    res = runs_main("list", "--output-dir", copy_output)
+    assert res.code == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    assert sum(" damaged " in row for row in res.stdout.splitlines()) == 2
+    res = runs_main("prune", "--keep", "0", "--output-dir", copy_output)
+    assert res.code == 0, res.stderr
+    assert log.read_bytes().endswith(garbage)
+
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("--older-than", "nan"),
+        ("--older-than", "inf"),
+        ("--older-than", "1e12"),
+        ("--older-than", "-5"),
+        ("--keep", "-1"),
+        ("--keep", "10000000000"),
+    ],
+)
+def test_prune_refuses_values_past_any_sane_bound_with_exit_2(copy_output, flag, value):
+    before = sorted(p.name for p in (copy_output / "runs").iterdir())
+    res = runs_main("prune", flag, value, "--output-dir", copy_output)
+    assert res.code == 2, res.stderr
+    assert "allowed:" in res.stderr and "Traceback" not in res.stderr
+    assert sorted(p.name for p in (copy_output / "runs").iterdir()) == before

@@ -59,7 +59,9 @@ def read_log(output_dir: Location) -> list[LogEntry]:
     must never pass for an empty one (a prune would then rewrite it empty)."""
     path = output_dir / RUNS_LOG
     try:
-        text = path.read_text()
+        # Bytes that are not UTF-8 (a torn write, garbage) damage their own line only; they
+        # are kept as they were (surrogateescape) so that a rewrite never changes them.
+        text = path.read_bytes().decode("utf-8", "surrogateescape")
     except FileNotFoundError:
         return []
     entries = []
@@ -77,7 +79,8 @@ def read_log(output_dir: Location) -> list[LogEntry]:
 def rewrite_log(output_dir: Location, entries: list[LogEntry]) -> None:
     """Replace runs.jsonl with `entries` atomically, each line as it was written (prune drops
     the lines of removed runs; a damaged line stays as it is)."""
-    fs.write_atomic(output_dir / RUNS_LOG, "".join(e.text + "\n" for e in entries))
+    text = "".join(e.text + "\n" for e in entries)
+    fs.write_atomic(output_dir / RUNS_LOG, text.encode("utf-8", "surrogateescape"))
 
 
 # -- every run ----------------------------------------------------------------------------------

@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 
 PRUNE_LOCK_ID = "prune"
 
+# The same bounds as the retention settings (BATCH_RETENTION, BATCH_RETENTION_DAYS).
+MAX_KEEP = 1_000_000
+MAX_DAYS = 36_500
+
 
 @dataclass
 class PrunePlan:
@@ -45,10 +49,13 @@ def plan_prune(
     """
     if keep is None and older_than_days is None:
         raise ConfigError("prune needs --keep N and/or --older-than DAYS; nothing was removed")
-    if keep is not None and keep < 0:
-        raise ConfigError(f"invalid value {keep} for --keep: must be 0 or more")
-    if older_than_days is not None and older_than_days < 0:
-        raise ConfigError(f"invalid value {older_than_days} for --older-than: must be 0 or more")
+    if keep is not None and not 0 <= keep <= MAX_KEEP:
+        raise ConfigError(f"invalid value {keep} for --keep: allowed: 0 to {MAX_KEEP}")
+    # `not 0 <= x <= max` also refuses nan (every comparison with nan is false) and inf.
+    if older_than_days is not None and not 0 <= older_than_days <= MAX_DAYS:
+        raise ConfigError(
+            f"invalid value {older_than_days} for --older-than: allowed: 0 to {MAX_DAYS} days"
+        )
     plan = PrunePlan()
     cutoffs: list[dt.datetime] = []
     if older_than_days is not None:
