@@ -134,14 +134,14 @@ class Lineage:
     @classmethod
     def from_settings(cls, settings: Any, job: str, run_id: str) -> Lineage:
         """Lineage for a run, enabled by the openlineage_url / openlineage_file settings."""
-        key = getattr(settings, "openlineage_api_key", None)
+        key = settings.openlineage_api_key
         return cls(
             job,
             run_id,
             url=settings.openlineage_url,
             file=settings.openlineage_file,
             api_key=key.get_secret_value() if key is not None else None,
-            timeout=getattr(settings, "http_timeout_s", HTTP_TIMEOUT_SECONDS),
+            timeout=settings.http_timeout_s,
         )
 
     @property
