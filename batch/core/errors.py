@@ -95,6 +95,11 @@ class LockHeld(BatchError):
     exit_code = 6
 
 
+class LeaseLost(LockHeld):
+    """The object-store lock's lease lapsed, or another process took the lock over: a run that
+    no longer holds the lock never publishes (exit 6, like any lock another process holds)."""
+
+
 class EnvironmentFault(BatchError):
     """The machine failed us: an unusable output or registry location, a lost Dask cluster."""
 

@@ -31,6 +31,7 @@ from batch.settings.problems import (
     unknown_settings,
 )
 from batch.storage import fs
+from batch.storage.lease import set_lease_seconds
 
 __all__ = [
     "COMPOSE_ONLY",
@@ -64,6 +65,7 @@ def load_settings(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Set
     except json.JSONDecodeError as exc:
         raise ConfigError(f"invalid value for --input / {env_name('input')}: {exc}") from None
     fs.set_deadline(settings.s3_timeout_s)
+    set_lease_seconds(settings.s3_lease_seconds)
     key = settings.openlineage_api_key
     register_secrets(
         [key.get_secret_value() if key else None]

@@ -34,6 +34,7 @@ SCORE_FIELDS = [
     "openlineage_file",
     "http_timeout_s",
     "s3_timeout_s",
+    "s3_lease_seconds",
     "log_level",
 ]
 # What the scheduler adds: its own timing and the retention it applies after each run.

@@ -222,6 +222,15 @@ class Settings(BaseSettings):
         description="seconds an object-store call may take to connect, and to answer each "
         "read, before it is cut",
     )
+    s3_lease_seconds: float = Field(
+        60.0,
+        ge=1,
+        le=3_600,
+        allow_inf_nan=False,
+        description="seconds the output lock's lease lasts on object storage: renewed every "
+        "quarter of it; a run that could not renew it for that long stops with exit 6 and "
+        "publishes nothing, and a killed run's lock is free after it",
+    )
 
     # -- scheduling --------------------------------------------------------------------------
     schedule: str = Field(

@@ -41,6 +41,11 @@ def is_conflict(exc: BaseException) -> bool:
     )
 
 
+def is_gone(exc: BaseException) -> bool:
+    """A conditional write found no object to match: it was deleted (or never existed)."""
+    return isinstance(exc, FileNotFoundError) or _code(exc) in ("NoSuchKey", "404")
+
+
 def read(path: ObjectPath) -> tuple[bytes, str] | None:
     """(content, etag) read in one GET, or None when the object does not exist."""
     s3 = path.fs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -12,6 +13,25 @@ _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 class StorageError(OSError):
     """An object store refused or could not be reached; its message is one readable sentence."""
+
+
+# The object store found unreachable, and until when later calls fail at once instead of each
+# waiting out its own deadline (the clean-up after a failed call must not multiply it).
+_UNREACHABLE: dict[str, tuple[StorageError, float]] = {}
+UNREACHABLE_SECONDS = 60.0
+
+
+def reset_unreachable() -> None:
+    """Forget that the object store was unreachable (new settings, new clients)."""
+    _UNREACHABLE.clear()
+
+
+def _still_unreachable() -> StorageError | None:
+    found = _UNREACHABLE.get("store")
+    if found is None or found[1] < time.monotonic():
+        _UNREACHABLE.clear()
+        return None
+    return found[0]
 
 
 def _in_object_store(location: object) -> bool:
@@ -25,6 +45,10 @@ def storage(location: object) -> Iterator[None]:
     Only for an object-store location: a local file's OS error passes through unchanged (its
     own words say what is wrong; AWS credentials have nothing to do with it).
     """
+    if location is not None and _in_object_store(location):
+        down = _still_unreachable()
+        if down is not None:
+            raise StorageError(down.errno, down.strerror)
     try:
         yield
     except StorageError:
@@ -69,11 +93,13 @@ def classify(exc: BaseException, location: object = None) -> StorageError | None
         "ClientConnectorError",
         "ServerDisconnectedError",
     ) or isinstance(exc, (ConnectionError, TimeoutError)):
-        return StorageError(
+        down = StorageError(
             errno.EHOSTUNREACH,
             f"the object store{where} cannot be reached "
             f"({kind}); check AWS_ENDPOINT_URL and the network",
         )
+        _UNREACHABLE["store"] = (down, time.monotonic() + UNREACHABLE_SECONDS)
+        return down
     if code in (
         "InvalidAccessKeyId",
         "SignatureDoesNotMatch",

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from batch.storage.errors import storage
+from batch.core import interrupts
+from batch.storage.errors import reset_unreachable, storage
 
 SCHEMES = ("s3",)
 URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -28,12 +29,19 @@ URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 # (three writers) holds at most 3 x 8 MB; 8 MB x 10,000 parts allows objects up to 80 GB.
 BLOCK_BYTES = 8 << 20
 # Bounded waits: a wrong endpoint fails in seconds rather than after botocore's minute-long
-# default connect timeout; throttling and 5xx are retried a few times ("standard" mode).
+# default connect timeout. botocore makes at most ATTEMPTS tries of a call ("standard" mode:
+# throttling, 5xx and connection errors), each with the deadline to connect and to read; s3fs's
+# own retry loop is off (S3FS_RETRIES), or the two would multiply into minutes per call.
+ATTEMPTS = 3
+S3FS_RETRIES = 1
 CLIENT_CONFIG: dict[str, Any] = {
     "connect_timeout": 30,
     "read_timeout": 30,
-    "retries": {"max_attempts": 3, "mode": "standard"},
+    "retries": {"max_attempts": ATTEMPTS, "mode": "standard"},
 }
+# After a stop signal the clean-up (removing the staged run, releasing the lock, the outcome
+# log) gets this deadline per call and one attempt: a stop must end a run within 10 s.
+STOPPING_DEADLINE = 1.0
 
 
 def is_url(text: object) -> bool:
@@ -63,12 +71,32 @@ def parse(value: str | os.PathLike[str] | ObjectPath) -> Location:
 _FILESYSTEMS: dict[int, Any] = {}
 
 
-def set_deadline(seconds: float) -> None:
+def set_deadline(seconds: float, attempts: int = ATTEMPTS) -> None:
     """Every object-store call from now on connects, and gets each answer, within `seconds`
-    (--s3-timeout-s); the process's client is rebuilt with it."""
+    (--s3-timeout-s), in at most `attempts` tries; the process's client is rebuilt with it."""
     CLIENT_CONFIG["connect_timeout"] = seconds
     CLIENT_CONFIG["read_timeout"] = seconds
+    CLIENT_CONFIG["retries"] = {"max_attempts": attempts, "mode": "standard"}
+    reset_unreachable()
     _FILESYSTEMS.clear()
+
+
+def call_deadline() -> float:
+    """The longest one object-store call can take: every attempt at its deadline, plus back-off."""
+    attempts = int(CLIENT_CONFIG["retries"]["max_attempts"])
+    return attempts * float(CLIENT_CONFIG["read_timeout"]) + attempts
+
+
+def stopping() -> None:
+    """A stop signal arrived: the clean-up that follows gets short deadlines and one attempt."""
+    seconds = min(float(CLIENT_CONFIG["read_timeout"]), STOPPING_DEADLINE)
+    CLIENT_CONFIG["connect_timeout"] = seconds
+    CLIENT_CONFIG["read_timeout"] = seconds
+    CLIENT_CONFIG["retries"] = {"max_attempts": 1, "mode": "standard"}
+    _FILESYSTEMS.clear()
+
+
+interrupts.on_stop(stopping)
 
 
 def s3() -> Any:
@@ -87,6 +115,7 @@ def s3() -> Any:
             default_block_size=BLOCK_BYTES,
             config_kwargs=CLIENT_CONFIG,
         )
+        fs.retries = S3FS_RETRIES  # a class attribute, not an argument
         _FILESYSTEMS.clear()
         _FILESYSTEMS[pid] = fs
     return fs

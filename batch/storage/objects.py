@@ -1,5 +1,11 @@
 """Object storage (S3 and compatible): one PUT per write, conditional updates, lease locks, and
-publishing by copy with the marker object last (there is no rename)."""
+publishing by copy with the marker object last (there is no rename).
+
+Publishing is fenced by the lease lock held on the folder above (`_fence_for`): the lease is
+renewed with a conditional write before the copy and again just before the marker object, the
+marker is written create-only, and a lease that ran out during that PUT has the marker and the
+copies removed again; a lapsed holder's LATEST is never written (see `batch.storage.lease`).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from batch.core.errors import LeaseLost
 from batch.storage import conditional
 from batch.storage.errors import StorageError, classify, storage
 from batch.storage.lease import LeaseLock
@@ -26,6 +33,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _ARROW: dict[int, pafs.FileSystem] = {}
+_FENCES: dict[str, LeaseLock] = {}  # the lease lock of each folder, by the folder's URL
+
+
+def _fence_for(target: ObjectPath) -> LeaseLock | None:
+    """The lease lock this process holds (or held and lost) on a folder above `target`."""
+    for root, lease in _FENCES.items():
+        if str(target).startswith(root + "/") and (lease.held or lease.lost):
+            return lease
+    return None
 
 
 def _obj(path: Location | str) -> ObjectPath:
@@ -46,6 +62,12 @@ class _StagedPut:
         self.target, self.data = target, data
 
     def commit(self) -> None:
+        fence = _fence_for(self.target)
+        if fence is not None:
+            try:
+                fence.verify()
+            except LeaseLost as exc:  # a lapsed holder never moves LATEST (and the like)
+                raise StorageError(errno.ESTALE, str(exc)) from None
         self.target.write_bytes(self.data)
 
     def discard(self) -> None:
@@ -148,24 +170,44 @@ class ObjectStore(Store):
         include: Callable[[str], bool] | None = None,
     ) -> None:
         """Copy (server-side, or upload from local disk), the marker object last, then remove
-        `staged`; a copy killed half-way leaves a prefix without its marker (remove_unmarked)."""
+        `staged`; a copy killed half-way leaves a prefix without its marker (remove_unmarked).
+        Fenced by the lease held above `final` (LeaseLost: nothing stays published)."""
         target = _obj(final)
         keep = include or (lambda name: True)
         source_store = self if isinstance(staged, ObjectPath) else LOCAL
+        fence = _fence_for(target)
+        if fence is not None:
+            fence.verify()
+        staged_files = source_store.files_under(staged)
         sources = [
             f
-            for f in source_store.files_under(staged)
+            for f in staged_files
             if f.name != marker and keep(_relative(f, staged).split("/", 1)[0])
         ]
+        if not staged_files:  # the staging folder was removed under it: never publish it empty
+            raise StorageError(
+                errno.ENOENT, f"nothing is staged in {staged} to publish as {target}"
+            )
+        try:
+            self._copy_all(source_store, staged, target, sources)
+            _write_marker(target / marker, marker_data, fence)
+        except LeaseLost:
+            self.rmtree(target, ignore_errors=True)  # only ever this run's own folder
+            raise
+        source_store.rmtree(staged, ignore_errors=True)
+
+    def _copy_all(
+        self, source_store: Store, staged: Location, target: ObjectPath, sources: list[Location]
+    ) -> None:
         targets = [target / _relative(f, staged) for f in sources]
+        if not sources:
+            return
         with storage(target):
-            if sources and isinstance(staged, ObjectPath):
+            if isinstance(staged, ObjectPath):
                 keys = [_obj(s).key for s in sources]
                 target.fs.copy(keys, [t.key for t in targets])
-            elif sources:
+            else:
                 target.fs.put([str(s) for s in sources], [t.key for t in targets])
-        (target / marker).write_bytes(marker_data)
-        source_store.rmtree(staged, ignore_errors=True)
 
     def remove_unmarked(self, folder: Location, marker: str) -> bool:
         where = _obj(folder)
@@ -184,7 +226,9 @@ class ObjectStore(Store):
         return _temporary_folder(prefix)
 
     def lock(self, path: Location) -> LeaseLock:
-        return LeaseLock(_obj(path))
+        where = _obj(path)
+        lease = _FENCES[str(where.parent)] = LeaseLock(where)
+        return lease
 
     def classify(self, exc: BaseException, path: Location) -> StorageError | None:
         return classify(exc, path)
@@ -218,6 +262,25 @@ class ObjectStore(Store):
         with storage(where):
             data = where.fs.cat_file(where.key, start=start, end=end)
         yield pa.py_buffer(data)
+
+
+def _write_marker(where: ObjectPath, data: bytes, fence: LeaseLock | None) -> None:
+    """The write that makes a folder visible: under a freshly renewed lease, create-only, and
+    taken back when the lease ran out while it was sent."""
+    if fence is not None:
+        fence.verify()
+    try:
+        conditional.put(where, data, None)
+    except OSError as exc:
+        if not conditional.is_conflict(exc):
+            raise
+        raise StorageError(errno.EEXIST, f"{where} exists already; it was left alone") from None
+    if fence is not None:
+        try:
+            fence.still_held()
+        except LeaseLost:
+            where.unlink(missing_ok=True)
+            raise
 
 
 @contextmanager
