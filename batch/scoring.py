@@ -31,6 +31,8 @@ from batch.storage import fs, rundir
 
 log = logging.getLogger(__name__)
 
+STOP_LINEAGE_SECONDS = 1.0  # the FAIL event of a run stopped by a signal waits at most this long
+
 
 def score(settings: Settings) -> dict[str, Any]:
     """Run one scoring run end to end; returns the JSON summary (raises BatchError on failure).
@@ -127,6 +129,8 @@ def _score(settings: Settings, started: dt.datetime) -> dict[str, Any]:
     try:
         return _score_locked(run)
     except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):  # a stop ends the run within seconds
+            lineage.timeout = min(lineage.timeout, STOP_LINEAGE_SECONDS)
         if not run.lineage_started:
             lineage.start()
         lineage.fail(str(exc) or type(exc).__name__)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -108,3 +109,38 @@ def keys(env: dict[str, str], bucket: str, prefix: str = "") -> list[str]:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         found.extend(o["Key"] for o in page.get("Contents", []))
     return sorted(found)
+
+
+@contextmanager
+def moto_process(port: int | None = None) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
+    """A moto server without auth (any key works) as (its process, the AWS_* environment), for
+    tests that stop, pause (SIGSTOP) or restart the store; always resumed and ended on the way out.
+    """
+    port = port or free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("moto server did not start") from None
+                time.sleep(0.1)
+        yield proc, {
+            "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE0000000000",
+            "AWS_SECRET_ACCESS_KEY": "test-secret",
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        }
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+        proc.wait()

@@ -139,8 +139,8 @@ class LeaseLock:
                     return
                 try:
                     self._renew_once()
-                except LeaseLost as exc:
-                    log.error("%s", exc)
+                except LeaseLost:
+                    log.warning("the lease is lost (%s); this run will not publish", self.lost)
                     return
                 except OSError as exc:
                     log.warning("could not renew the lease of %s (%s); retrying", self.path, exc)
@@ -203,6 +203,8 @@ class LeaseLock:
             try:
                 delete(self.path, etag)  # only if it is still our version
             except OSError as exc:  # the lease runs out anyway
+                if is_conflict(exc) or is_gone(exc):
+                    return  # no longer ours: nothing of ours to remove
                 log.warning(
                     "could not remove the lock %s (%s); it expires within %.0f s",
                     self.path,
