@@ -112,7 +112,9 @@ def keys(env: dict[str, str], bucket: str, prefix: str = "") -> list[str]:
 
 
 @contextmanager
-def moto_process(port: int | None = None) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
+def moto_process(
+    port: int | None = None,
+) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
     """A moto server without auth (any key works) as (its process, the AWS_* environment), for
     tests that stop, pause (SIGSTOP) or restart the store; always resumed and ended on the way out.
     """
@@ -132,13 +134,16 @@ def moto_process(port: int | None = None) -> Iterator[tuple[subprocess.Popen[byt
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError("moto server did not start") from None
                 time.sleep(0.1)
-        yield proc, {
-            "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE0000000000",
-            "AWS_SECRET_ACCESS_KEY": "test-secret",
-            "AWS_REGION": REGION,
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        }
+        yield (
+            proc,
+            {
+                "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE0000000000",
+                "AWS_SECRET_ACCESS_KEY": "test-secret",
+                "AWS_REGION": REGION,
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            },
+        )
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGCONT)

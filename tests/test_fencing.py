@@ -122,4 +122,6 @@ def test_a_lock_taken_over_within_the_lease_is_lost_too(store, models, tmp_path)
     _assert_lease_lost(res, "another process took over")
     assert published(env, "taken") == (set(), None)
     # The other holder's lock object is left alone.
-    assert s3.get_object(Bucket=BUCKET, Key="taken/.lock")["Body"].read().startswith(b'{"pid": 4242')
+    assert (
+        s3.get_object(Bucket=BUCKET, Key="taken/.lock")["Body"].read().startswith(b'{"pid": 4242')
+    )

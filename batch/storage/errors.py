@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -26,12 +27,25 @@ def reset_unreachable() -> None:
     _UNREACHABLE.clear()
 
 
-def _still_unreachable() -> StorageError | None:
+def unreachable() -> StorageError | None:
+    """The error of the object store found unreachable within the last UNREACHABLE_SECONDS."""
     found = _UNREACHABLE.get("store")
     if found is None or found[1] < time.monotonic():
         _UNREACHABLE.clear()
         return None
-    return found[0]
+    return StorageError(found[0].errno, found[0].strerror)
+
+
+def mark_unreachable(kind: str, where: str = "") -> StorageError:
+    """Remember (and return) that the object store cannot be reached: calls fail at once now."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    down = StorageError(
+        errno.EHOSTUNREACH,
+        f"the object store{where}{f' (endpoint {endpoint})' if endpoint else ''} cannot be "
+        f"reached ({kind}); check AWS_ENDPOINT_URL and the network",
+    )
+    _UNREACHABLE["store"] = (down, time.monotonic() + UNREACHABLE_SECONDS)
+    return down
 
 
 def _in_object_store(location: object) -> bool:
@@ -46,9 +60,9 @@ def storage(location: object) -> Iterator[None]:
     own words say what is wrong; AWS credentials have nothing to do with it).
     """
     if location is not None and _in_object_store(location):
-        down = _still_unreachable()
+        down = unreachable()
         if down is not None:
-            raise StorageError(down.errno, down.strerror)
+            raise down
     try:
         yield
     except StorageError:
@@ -93,13 +107,7 @@ def classify(exc: BaseException, location: object = None) -> StorageError | None
         "ClientConnectorError",
         "ServerDisconnectedError",
     ) or isinstance(exc, (ConnectionError, TimeoutError)):
-        down = StorageError(
-            errno.EHOSTUNREACH,
-            f"the object store{where} cannot be reached "
-            f"({kind}); check AWS_ENDPOINT_URL and the network",
-        )
-        _UNREACHABLE["store"] = (down, time.monotonic() + UNREACHABLE_SECONDS)
-        return down
+        return mark_unreachable(kind, where)
     if code in (
         "InvalidAccessKeyId",
         "SignatureDoesNotMatch",

@@ -13,15 +13,16 @@ AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_S3) for S3-compatible stores. Nothing here
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from batch.core import interrupts
-from batch.storage.errors import reset_unreachable, storage
+from batch.storage.errors import classify, mark_unreachable, reset_unreachable, storage, unreachable
 
 SCHEMES = ("s3",)
 URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -34,11 +35,19 @@ BLOCK_BYTES = 8 << 20
 # own retry loop is off (S3FS_RETRIES), or the two would multiply into minutes per call.
 ATTEMPTS = 3
 S3FS_RETRIES = 1
-CLIENT_CONFIG: dict[str, Any] = {
-    "connect_timeout": 30,
-    "read_timeout": 30,
-    "retries": {"max_attempts": ATTEMPTS, "mode": "standard"},
-}
+_DEADLINE: dict[str, float] = {"seconds": 30.0, "attempts": ATTEMPTS}
+
+
+def _client_config() -> dict[str, Any]:
+    """botocore's Config for a new client (a fresh dict: botocore rewrites what it is given)."""
+    seconds = _DEADLINE["seconds"]
+    return {
+        "connect_timeout": seconds,
+        "read_timeout": seconds,
+        "retries": {"max_attempts": int(_DEADLINE["attempts"]), "mode": "standard"},
+    }
+
+
 # After a stop signal the clean-up (removing the staged run, releasing the lock, the outcome
 # log) gets this deadline per call and one attempt: a stop must end a run within 10 s.
 STOPPING_DEADLINE = 1.0
@@ -74,26 +83,59 @@ _FILESYSTEMS: dict[int, Any] = {}
 def set_deadline(seconds: float, attempts: int = ATTEMPTS) -> None:
     """Every object-store call from now on connects, and gets each answer, within `seconds`
     (--s3-timeout-s), in at most `attempts` tries; the process's client is rebuilt with it."""
-    CLIENT_CONFIG["connect_timeout"] = seconds
-    CLIENT_CONFIG["read_timeout"] = seconds
-    CLIENT_CONFIG["retries"] = {"max_attempts": attempts, "mode": "standard"}
+    _DEADLINE.update(seconds=seconds, attempts=attempts)
     reset_unreachable()
     _FILESYSTEMS.clear()
 
 
 def call_deadline() -> float:
-    """The longest one object-store call can take: every attempt at its deadline, plus back-off."""
-    attempts = int(CLIENT_CONFIG["retries"]["max_attempts"])
-    return attempts * float(CLIENT_CONFIG["read_timeout"]) + attempts
+    """The longest one object-store call may take in all: every attempt at its deadline, plus
+    a second of back-off each; past it the call is cut (a store that drips its answer too)."""
+    return _DEADLINE["attempts"] * (_DEADLINE["seconds"] + 1)
 
 
 def stopping() -> None:
-    """A stop signal arrived: the clean-up that follows gets short deadlines and one attempt."""
-    seconds = min(float(CLIENT_CONFIG["read_timeout"]), STOPPING_DEADLINE)
-    CLIENT_CONFIG["connect_timeout"] = seconds
-    CLIENT_CONFIG["read_timeout"] = seconds
-    CLIENT_CONFIG["retries"] = {"max_attempts": 1, "mode": "standard"}
+    """A stop signal arrived: the clean-up that follows gets short deadlines and one attempt,
+    calls in flight included (their clients read call_deadline() per call)."""
+    _DEADLINE.update(seconds=min(_DEADLINE["seconds"], STOPPING_DEADLINE), attempts=1)
     _FILESYSTEMS.clear()
+
+
+async def _bounded(call: Coroutine[Any, Any, Any]) -> Any:
+    """One object-store call, cut at call_deadline(); none at all while the store is known to
+    be unreachable (errors.unreachable), so a clean-up never waits out a dead store again."""
+    down = unreachable()
+    if down is not None:
+        call.close()
+        raise down
+    limit = call_deadline()
+    try:
+        return await asyncio.wait_for(call, limit)
+    except TimeoutError:
+        raise mark_unreachable(f"no answer within {limit:g} s") from None
+    except Exception as exc:
+        classify(exc)  # an unreachable store is remembered
+        raise
+
+
+_BOUNDED: list[type] = []
+
+
+def _filesystem_class() -> type:
+    """s3fs's S3FileSystem with every call bounded (files, pyarrow's view and listings too:
+    they all go through `_call_s3`)."""
+    if not _BOUNDED:
+        import s3fs
+        from fsspec.asyn import sync_wrapper
+
+        class BoundedS3FileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
+            async def _call_s3(self, method: Any, *akwarglist: Any, **kwargs: Any) -> Any:
+                return await _bounded(super()._call_s3(method, *akwarglist, **kwargs))
+
+            call_s3 = sync_wrapper(_call_s3)  # the base class's binds the unbounded one
+
+        _BOUNDED.append(BoundedS3FileSystem)
+    return _BOUNDED[0]
 
 
 interrupts.on_stop(stopping)
@@ -107,13 +149,11 @@ def s3() -> Any:
     pid = os.getpid()
     fs = _FILESYSTEMS.get(pid)
     if fs is None:
-        import s3fs
-
-        fs = s3fs.S3FileSystem(
+        fs = _filesystem_class()(
             use_listings_cache=False,
             skip_instance_cache=True,
             default_block_size=BLOCK_BYTES,
-            config_kwargs=CLIENT_CONFIG,
+            config_kwargs=_client_config(),
         )
         fs.retries = S3FS_RETRIES  # a class attribute, not an argument
         _FILESYSTEMS.clear()
