@@ -150,3 +150,35 @@ def test_a_stop_signal_while_waiting_on_the_store_ends_the_run_within_10_s(
     time.sleep(LEASE)  # the store could not be told: the lock frees itself with its lease
     run_id = _next_run_publishes(env, models, data, out, tmp_path)
     assert published(env, "stop") == ({run_id}, run_id)
+
+
+def test_a_stop_signal_while_dask_workers_write_to_the_store_ends_the_run_within_10_s(
+    store, models, tmp_path
+):
+    """The scorer waits on its Dask workers (writing parts into the bucket): SIGTERM ends the
+    run within 10 s, exit 130; the store answers, so the lock is removed at once."""
+    pytest.importorskip("distributed")
+    _, env = store
+    data = big_csv(tmp_path, rows=1_500_000)
+    out = f"s3://{BUCKET}/dask"
+    args = [*_args(models, data, out, tmp_path / "m"), "--engine", "dask", "--dask-workers", 1]
+    scorer = Scorer(tmp_path, "dask", env, *args)
+    s3 = client(env)
+    deadline = time.monotonic() + 120
+    while not (  # the worker has begun writing its part into the bucket
+        s3.list_multipart_uploads(Bucket=BUCKET, Prefix="dask/.staging/").get("Uploads")
+        or keys(env, BUCKET, "dask/.staging/")
+    ):
+        assert scorer.proc.poll() is None, scorer.err.read_text()[-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    began = time.monotonic()
+    scorer.proc.send_signal(signal.SIGTERM)
+    res = scorer.wait(timeout=60)
+    took = time.monotonic() - began
+    assert res.code == 130, (res.code, res.stderr[-3000:])
+    assert took < 10, took
+    assert "Traceback" not in res.stderr
+    assert published(env, "dask") == (set(), None)
+    assert not keys(env, BUCKET, "dask/.lock")  # released, not left to expire
+    metrics_show_no_success(tmp_path / "m", 130)

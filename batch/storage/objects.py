@@ -227,7 +227,10 @@ class ObjectStore(Store):
 
     def lock(self, path: Location) -> LeaseLock:
         where = _obj(path)
-        lease = _FENCES[str(where.parent)] = LeaseLock(where)
+        lease = LeaseLock(where)
+        current = _FENCES.get(str(where.parent))
+        if current is None or not (current.held or current.lost):  # never hide a held one
+            _FENCES[str(where.parent)] = lease
         return lease
 
     def classify(self, exc: BaseException, path: Location) -> StorageError | None:
