@@ -60,6 +60,7 @@ def other_sha(v: Path) -> None:
 
 def both_weights(v: Path) -> None:
     """metadata.json's weight and its fold agree with each other, not with model.keras."""
+
     def change(m):
         m["weight"] += 1e-3
         m["fold"]["weight"] = m["weight"]
@@ -90,7 +91,9 @@ def test_promote_refuses_a_damaged_version_naming_what_is_wrong(models, damage):
     assert (models / "aliases.json").read_bytes() == before
 
 
-@pytest.mark.parametrize("damage", ["model file missing", "metadata missing", "fold weight differs"])
+@pytest.mark.parametrize(
+    "damage", ["model file missing", "metadata missing", "fold weight differs"]
+)
 def test_rollback_refuses_a_damaged_target(models, damage):
     second_version(models)
     assert run_cli("jobs.models", "promote", "v2", "--models-dir", models).code == 0

@@ -255,9 +255,7 @@ def check_fold(data: bytes, meta: ModelMetadata, where: str) -> None:
         except NotLinear as exc:
             problem = f"its fold is recorded as verified but {where} does not fold ({exc})"
         else:
-            if (fold.weight.tobytes(), fold.bias.tobytes()) != tuple(
-                v.tobytes() for v in recorded
-            ):
+            if (fold.weight.tobytes(), fold.bias.tobytes()) != tuple(v.tobytes() for v in recorded):
                 problem = (
                     f"its fold holds weight {record.weight!r} bias {record.bias!r}, but "
                     f"{where} holds {float(fold.weight)!r} {float(fold.bias)!r}"
