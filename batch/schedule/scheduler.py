@@ -81,6 +81,8 @@ class NightlyScorer:
     def failed_start(self, event: object = None) -> None:
         """Count one more fire in a row that did not get a run going (--health turns unhealthy
         after a few); called after a refused run, and by APScheduler for a missed fire."""
+        if event is not None and getattr(event, "job_id", JOB_ID) != JOB_ID:
+            return  # a late heartbeat is not a fire
         if event is not None:
             log.error(
                 "the scheduled run due at %s did not start (missed: later than "
