@@ -201,6 +201,10 @@ def _run(
             failed.update(getattr(exc, "summary", {}) or {})
             print_summary(failed)
         return exc.exit_code
+    except BrokenPipeError:
+        # Our reader went away (`| head`): what the job did stands; say nothing more on stdout.
+        silence_stdout()
+        return 0
     except KeyboardInterrupt:
         error_sentence(prog, "interrupted by a signal; an unfinished run was not published")
         if summary_line:
@@ -218,9 +222,31 @@ def _run(
 
 
 def print_summary(summary: dict[str, Any]) -> None:
+    """The JSON summary line on stdout; a closed stdout (`| head`) is ignored, never an error:
+    the run's exit code stays the run's own."""
     from batch.core.jsontext import dumps
     from batch.core.redact import redact
 
     # The JSON text is redacted whole: a URL inside it ends at the quote that closes its string.
-    sys.stdout.write(redact(dumps(summary)) + "\n")
+    try:
+        sys.stdout.write(redact(dumps(summary)) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        silence_stdout()
+
+
+def print_text(text: str) -> None:
+    """Print a job's output (a table, a document); BrokenPipeError when the reader has gone."""
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null once its reader has gone, so that nothing later (the
+    interpreter's own flush at exit included) fails writing to the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no stdout descriptor at all: nothing left to silence
+        pass

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             text = listing.move(registry, args.command, getattr(args, "version", None), args.force)
         if text:
-            print(text)
+            _cli.print_text(text)
         return {}
 
     return _cli.run("jobs.models", FIELDS, args, job, summary_line=False)

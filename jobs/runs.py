@@ -64,23 +64,24 @@ def main(argv: list[str] | None = None) -> int:
         # An output folder that cannot be read or changed is exit 7 in one sentence.
         outcome = "nothing was removed" if args.command == "prune" else "nothing was changed"
         with writing(settings.output_dir, outcome):
-            return _runs(args, settings)
+            text = _runs(args, settings)
+        # Printed outside `writing`: a closed stdout is not a fault of the output location.
+        _cli.print_text(text)
+        return {}
 
     return _cli.run("jobs.runs", FIELDS, args, job, summary_line=False)
 
 
-def _runs(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    """The sub-command itself: list, show or prune the runs of the output folder."""
+def _runs(args: argparse.Namespace, settings: Settings) -> str:
+    """The sub-command itself: the text of list, show or prune for the output folder."""
     from batch.ops import runs_view
 
     root = settings.output_dir
     if args.command == "list":
-        print(runs_view.list_runs(root, args.json))
-    elif args.command == "show":
-        print(runs_view.show_run(root, args.run_id, args.json))
-    else:
-        print(runs_view.prune_runs(root, args.keep, args.older_than, args.dry_run, settings))
-    return {}
+        return runs_view.list_runs(root, args.json)
+    if args.command == "show":
+        return runs_view.show_run(root, args.run_id, args.json)
+    return runs_view.prune_runs(root, args.keep, args.older_than, args.dry_run, settings)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ def parser() -> argparse.ArgumentParser:
         "was missed (or none ever ran). SIGTERM/SIGINT: no new runs, the current one "
         "finishes, exit 0. Writes <output-dir>/heartbeat.json for health checks; a second "
         "scheduler on the same output directory exits 6 (output/.scheduler.lock). "
-        "--health exits 0 healthy, 1 unhealthy (stale, missing, damaged or stopped).",
+        "--health exits 0 healthy, 1 unhealthy (stale, missing, damaged or stopped, or its "
+        "last three fires did not start).",
         epilog=exit_codes_help((0, 1, 2, 6, 7)) + " Each scoring run's own exit code is logged "
         "with its meaning.",
     )

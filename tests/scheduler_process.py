@@ -47,6 +47,9 @@ class Scheduler:
                 schedule,
                 "--heartbeat-seconds",
                 "1",
+                # The tests' schedules fire every few seconds, below the production minimum.
+                "--min-schedule-interval-s",
+                "1",
                 *map(str, extra),
             ],
             cwd=REPO,

@@ -24,6 +24,7 @@ import numpy as np
 
 from batch.core.documents import ModelMetadata
 from batch.core.documents.metadata import Fold
+from batch.core.errors import ModelError
 from batch.model.network import PARITY_LIMIT, LinearFold, float32_gap, predict
 
 log = logging.getLogger(__name__)
@@ -216,33 +217,55 @@ def trusted_fold(
     None (the Keras path) for a model without a record, an old or failed verification, or
     weights in the archive that differ from the recorded ones.
     """
+    check_fold(data, meta, where)
     record = meta.fold
     if not _trusted_record(record, actual_sha256):
         return None
     assert record is not None
     try:
-        fold = read_fold(data)
+        return read_fold(data)
     except NotLinear as exc:
         log.warning(
             "%s cannot be read as a linear Dense(1) (%s): scoring through Keras", where, exc
         )
         return None
-    recorded = LinearFold(np.float32(record.weight), np.float32(record.bias))
-    same = (
-        fold.weight.tobytes() == recorded.weight.tobytes()
-        and fold.bias.tobytes() == recorded.bias.tobytes()
-    )
-    if not same:
-        log.warning(
-            "%s holds weight %r bias %r, not the verified %r %r: scoring through Keras",
-            where,
-            float(fold.weight),
-            float(fold.bias),
-            float(recorded.weight),
-            float(recorded.bias),
+
+
+def check_fold(data: bytes, meta: ModelMetadata, where: str) -> None:
+    """ModelError (exit 4) when a current, verified fold record disagrees with metadata.json or
+    with the (sha256-checked) archive `data`: it names another model file, or holds another
+    weight or bias than metadata.json and the archive. Such a version is damaged (edited by
+    hand, or mixed with another version's files), never scored. A record without verification
+    or of an older format vouches for nothing and is not checked (the scorer uses Keras)."""
+    record = meta.fold
+    if record is None or record.format != FOLD_FORMAT or not record.verified:
+        return
+    recorded = (np.float32(record.weight), np.float32(record.bias))
+    problem = None
+    if record.model_sha256 != meta.model_sha256:
+        problem = f"its fold names model sha256 {record.model_sha256[:12]}…, not the version's"
+    elif recorded != (np.float32(meta.weight), np.float32(meta.bias)):
+        problem = (
+            f"its fold holds weight {record.weight!r} bias {record.bias!r}, but metadata.json "
+            f"says {meta.weight!r} {meta.bias!r}"
         )
-        return None
-    return fold
+    else:
+        try:
+            fold = read_fold(data)
+        except NotLinear as exc:
+            problem = f"its fold is recorded as verified but {where} does not fold ({exc})"
+        else:
+            if (fold.weight.tobytes(), fold.bias.tobytes()) != tuple(v.tobytes() for v in recorded):
+                problem = (
+                    f"its fold holds weight {record.weight!r} bias {record.bias!r}, but "
+                    f"{where} holds {float(fold.weight)!r} {float(fold.bias)!r}"
+                )
+    if problem:
+        raise ModelError(
+            f"{meta.version} is damaged: {problem} (metadata.json disagrees with itself or "
+            "with model.keras); restore the version from a backup or use another one "
+            "(--model-version, 'python -m jobs.models promote vN')"
+        )
 
 
 def _trusted_record(record: Fold | None, actual_sha256: str) -> bool:

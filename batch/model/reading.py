@@ -13,7 +13,7 @@ from batch.core.documents import AliasMove, ModelMetadata
 from batch.core.errors import ModelError
 from batch.model import layout
 from batch.model.layout import META_FILE, MODEL_FILE, PRODUCTION
-from batch.model.linear import trusted_fold
+from batch.model.linear import check_fold, trusted_fold
 from batch.model.lock import DEFAULT_LOCK_TIMEOUT
 from batch.model.network import LinearFold
 from batch.storage import fs
@@ -77,6 +77,7 @@ class RegistryReader:
         name = f"v{ref}" if ref.isdigit() else ref
         if name in versions:
             return name
+        self._refuse_unfinished(name)
         if ref == PRODUCTION:
             raise ModelError(
                 f"no production model in {str(self.root)!r} (versions: "
@@ -87,6 +88,17 @@ class RegistryReader:
             f"no model version or alias {ref!r} in {str(self.root)!r} (versions: "
             f"{', '.join(versions)}; aliases: {', '.join(aliases) or 'none'})"
         )
+
+    def _refuse_unfinished(self, name: str) -> None:
+        """ModelError naming what is missing when `name` is a version folder without its
+        metadata.json (damaged, or a copy that never finished)."""
+        if layout.VERSION_RE.match(name) and (self.root / name).is_dir():
+            missing = [f for f in (META_FILE, MODEL_FILE) if not (self.root / name / f).is_file()]
+            raise ModelError(
+                f"{name} in {str(self.root)!r} is damaged or unfinished: "
+                f"{' and '.join(missing)} missing; restore it from a backup or use another "
+                "version ('python -m jobs.models list')"
+            )
 
     def _refuse_empty(self) -> None:
         if fs.is_file_not_folder(self.root):
@@ -118,7 +130,8 @@ class RegistryReader:
         """Load vN's Keras model after checking its sha256 against metadata, with safe_mode on."""
         name = self.resolve(version)
         meta = self.metadata(name)
-        model_path, _ = self._checked_model(name, meta)
+        model_path, data = self._checked_model(name, meta)
+        check_fold(data, meta, str(model_path))
         from batch.model.network import keras
 
         try:
@@ -142,6 +155,15 @@ class RegistryReader:
         # The bytes just hashed are the bytes parsed: the file cannot change in between.
         actual = hashlib.sha256(data).hexdigest()
         return trusted_fold(data, meta, actual, str(model_path)), meta
+
+    def check_files(self, name: str) -> ModelMetadata:
+        """Every file of the published version `name`, checked as scoring would use them:
+        metadata.json parses, model.keras is there with the sha256 metadata records, and a
+        verified fold agrees with both. ModelError (exit 4) naming what is missing or damaged."""
+        meta = self.read_metadata(name)
+        model_path, data = self._checked_model(name, meta)
+        check_fold(data, meta, str(model_path))
+        return meta
 
     def _checked_model(self, name: str, meta: ModelMetadata) -> tuple[Location, bytes]:
         """vN's model file and its bytes, whose sha256 must be the one its metadata records."""

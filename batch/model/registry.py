@@ -273,6 +273,7 @@ class Registry(RegistryReader):
             current = self.aliases().get(PRODUCTION)
             target = rollback_target(self.history(), PRODUCTION, current)
             if target not in self.versions():
+                self._refuse_unfinished(target)
                 raise ModelError(
                     f"cannot roll {PRODUCTION} back to {target}: that version is no longer "
                     f"in {str(self.root)!r}; promote another one with "
@@ -281,7 +282,7 @@ class Registry(RegistryReader):
             return self._checked_move(PRODUCTION, target, force, "models rollback")
 
     def _checked_move(self, alias: str, name: str, force: bool, command: str) -> dict[str, Any]:
-        meta = self.metadata(name)
+        meta = self.check_files(name)  # damaged files are refused even with --force
         problem = gate.sanity_problem(meta)
         if problem and not force:
             raise ModelError(

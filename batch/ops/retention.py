@@ -4,6 +4,7 @@ them."""
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import logging
 from dataclasses import dataclass, field
 
@@ -83,6 +84,38 @@ def plan_prune(
     return plan
 
 
+def _is_link(location: Location) -> bool:
+    """Whether `location` is a symbolic link (an object store has none)."""
+    is_symlink = getattr(location, "is_symlink", None)
+    return bool(is_symlink()) if is_symlink is not None else False
+
+
+def _inside(root: Location, location: Location) -> bool:
+    """Whether `location`'s folder is inside `root` once every link is resolved."""
+    base, parent = str(root.resolve()).rstrip("/"), str(location.parent.resolve())
+    return parent == base or parent.startswith(base + "/")
+
+
+def remove_run_folder(root: Location, folder: Location, run_id: str | None) -> None:
+    """Remove one run folder of `root`: a link goes as a link, never what it points to, and
+    nothing whose folder resolves outside `root` (runs/ made a link elsewhere) is touched."""
+    if not _inside(root, folder):
+        log.warning(
+            "not removing run %s: %s lies outside the output folder %s once its links are "
+            "resolved; remove the link by hand",
+            run_id,
+            folder,
+            root,
+        )
+        return
+    if _is_link(folder):
+        log.info("removing run %s: %s is a link, removed without what it points to", run_id, folder)
+        folder.unlink()
+        return
+    log.info("removing run %s (%s)", run_id, folder)
+    fs.rmtree(folder)
+
+
 def prune(
     output_dir: Location,
     keep: int | None = None,
@@ -98,6 +131,8 @@ def prune(
     root = output_dir
     now = now or dt.datetime.now(dt.UTC)
     out = OutputDir(root)
+    if fs.is_file_not_folder(root):  # the caller's `writing` makes it exit 7, one sentence
+        raise NotADirectoryError(errno.ENOTDIR, "it is a file, not a folder", str(root))
     if not root.is_dir():
         return PrunePlan()
     out.lock(PRUNE_LOCK_ID)
@@ -120,9 +155,7 @@ def prune(
         ]
         for run in plan.folders:
             assert run.run_dir is not None
-            folder = root / run.run_dir
-            log.info("removing run %s (%s)", run.run_id, folder)
-            fs.rmtree(folder)
+            remove_run_folder(root, root / run.run_dir, run.run_id)
         history.rewrite_log(root, entries)
         history_page.write_index(root, now)
         return plan

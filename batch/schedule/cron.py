@@ -162,3 +162,43 @@ def missed_fire(
         return now  # never ran: run now
     nxt = cron.get_next_fire_time(None, since + dt.timedelta(seconds=1))
     return nxt if nxt is not None and nxt <= now else None
+
+
+# Where the shortest gap between fires is looked for: from now and from the first day of each of
+# the next 48 months (a leap day included), SAMPLED_FIRES consecutive fires each.
+SAMPLED_MONTHS = 48
+SAMPLED_FIRES = 20
+
+
+def shortest_gap(cron: OncePerWallClock, now: dt.datetime) -> dt.timedelta | None:
+    """The shortest time between two consecutive fires found (None: it fires at most once)."""
+    starts = [now]
+    year, month = now.year, now.month
+    for _ in range(SAMPLED_MONTHS):
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+        starts.append(dt.datetime(year, month, 1, tzinfo=dt.UTC))
+    best: dt.timedelta | None = None
+    for start in starts:
+        fire = cron.get_next_fire_time(None, start)
+        for _ in range(SAMPLED_FIRES):
+            if fire is None:
+                break
+            nxt = cron.get_next_fire_time(fire, fire + dt.timedelta(seconds=1))
+            if nxt is not None and (best is None or nxt - fire < best):
+                best = nxt - fire
+            fire = nxt
+    return best
+
+
+def check_interval(
+    expression: str, cron: OncePerWallClock, min_seconds: float, now: dt.datetime | None = None
+) -> None:
+    """ConfigError (exit 2) when the schedule fires more often than every `min_seconds`."""
+    gap = shortest_gap(cron, now or dt.datetime.now(dt.UTC))
+    if gap is not None and gap.total_seconds() < min_seconds:
+        raise ConfigError(
+            f"the cron expression {expression!r} (--schedule / BATCH_SCHEDULE) fires every "
+            f"{gap.total_seconds():g} s, more often than the minimum of {min_seconds:g} s "
+            "(--min-schedule-interval-s / BATCH_MIN_SCHEDULE_INTERVAL_S); choose a slower "
+            "schedule or lower the minimum"
+        )

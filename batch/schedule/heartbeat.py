@@ -21,6 +21,9 @@ from batch.storage.location import Location
 log = logging.getLogger(__name__)
 
 HEARTBEAT = "heartbeat.json"
+# --health is unhealthy once this many fires in a row did not get a run going.
+FAILED_STARTS_UNHEALTHY = 3
+DEAD_RUN_CODE = 130  # the run was stopped by a signal (the scheduler's death) and published nothing
 
 
 def utc_now() -> dt.datetime:
@@ -87,6 +90,13 @@ def health(settings: Settings) -> tuple[bool, str]:
         return False, (
             f"unhealthy: the scheduler (pid {beat.pid}) stopped at {beat.stopped_at}; "
             "start it again"
+        )
+    if (beat.last_failed_starts or 0) >= FAILED_STARTS_UNHEALTHY:
+        return False, (
+            f"unhealthy: the last {beat.last_failed_starts} scheduled runs did not start "
+            f"(last: {beat.last_run_status or 'missed'}); read the scheduler's log and fix "
+            "the cause (settings, model, a lock held, the output location, a misfire grace "
+            "too short)"
         )
     age = (utc_now() - dt.datetime.fromisoformat(beat.updated_at)).total_seconds()
     limit = max(3 * settings.heartbeat_seconds, 10.0)
@@ -159,3 +169,28 @@ class Heartbeat:
                 write_scheduler_metrics(self.settings.metrics_folder, up, utc_now(), next_fire)
             except OSError as exc:
                 log.warning("cannot write the scheduler metrics: %s", exc)
+
+
+def record_dead_run(settings: Settings, beat: Heartbeat) -> None:
+    """A run the heartbeat still calls running died with the scheduler that started it (killed;
+    its scorer dies with it, see batch.schedule.runner): mark it failed in the heartbeat, and in
+    runs.jsonl, the score metrics and index.html as the scorer would have. Call with the
+    scheduler lock held (no other scheduler can be running it)."""
+    if beat.state.get("last_run_status") != "running":
+        return
+    from batch.ops.monitoring import after_score
+
+    at = beat.state.get("last_run_at")
+    started = dt.datetime.fromisoformat(at) if at else utc_now()
+    error = (
+        f"the scheduler was stopped during the run started at {iso(started)} (killed?) and the "
+        "run with it; the next scheduled run scores whatever it did not publish"
+    )
+    summary = {"status": "failed", "exit_code": DEAD_RUN_CODE, "error": error}
+    log.error("%s", error)
+    beat.update(
+        last_run_status="failed: the scheduler died during the run",
+        last_run_exit_code=DEAD_RUN_CODE,
+        last_run_summary=summary,
+    )
+    after_score(settings, summary, DEAD_RUN_CODE, started)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from batch.core.errors import EXIT_CODES, BatchError
@@ -51,7 +53,11 @@ class ScorerProcess:
         try:
             # Its own session: a Ctrl-C at the scheduler's terminal does not reach the run.
             self.child = subprocess.Popen(
-                cmd, stdout=subprocess.PIPE, text=True, start_new_session=True
+                cmd,
+                stdout=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+                preexec_fn=dies_with_parent(),
             )
             out, _ = self.child.communicate()
             code = self.child.returncode
@@ -70,6 +76,30 @@ class ScorerProcess:
                 "aborting the run in progress (pid %s); it leaves no partial output", child.pid
             )
             child.terminate()
+
+
+def dies_with_parent() -> Callable[[], None] | None:
+    """What the scorer's child process runs before exec so that it dies with the scheduler
+    (Linux's PR_SET_PDEATHSIG): a scheduler killed mid-run never leaves an orphaned scorer that
+    publishes behind the restarted one's back. None where the call does not exist.
+
+    libc is loaded here, in the parent: the child only makes the one system call.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    set_death_signal = 1  # PR_SET_PDEATHSIG
+
+    def child() -> None:
+        prctl(set_death_signal, int(signal.SIGKILL))
+
+    return child
 
 
 def last_json(out: str | None) -> dict[str, Any]:

@@ -16,8 +16,8 @@ import threading
 from types import FrameType
 
 from batch.core.errors import LockHeld
-from batch.schedule.cron import missed_fire, trigger
-from batch.schedule.heartbeat import Heartbeat, iso, last_success, utc_now
+from batch.schedule.cron import check_interval, missed_fire, trigger
+from batch.schedule.heartbeat import Heartbeat, iso, last_success, record_dead_run, utc_now
 from batch.schedule.runner import ScorerProcess, apply_retention, exit_reason
 from batch.settings import Settings
 from batch.storage import fs
@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 JOB_ID = "nightly-score"
 SCHEDULER_LOCK = ".scheduler.lock"  # beside the run lock (.lock): one scheduler per output folder
+# A scorer that exits with one of these refused to start (configuration, model, lock, location):
+# a fire that did not get a run going, like a missed one.
+NOT_STARTED = frozenset({1, 2, 4, 6, 7})
 
 
 class NightlyScorer:
@@ -37,6 +40,7 @@ class NightlyScorer:
 
         self.settings = settings
         self.cron = trigger(settings.schedule, settings.timezone)
+        check_interval(settings.schedule, self.cron, settings.min_schedule_interval_s)
         self.scheduler = BlockingScheduler(timezone=settings.timezone)
         self.output_dir: fs.Location = settings.output_dir
         self.heartbeat = Heartbeat(settings)
@@ -67,8 +71,27 @@ class NightlyScorer:
                     summary.get("error", "see the log above"),
                 )
             self.heartbeat.update(last_run_exit_code=code, last_run_summary=summary)
+            if code in NOT_STARTED:
+                self.failed_start()
+            else:
+                self.heartbeat.update(last_failed_starts=0)
             apply_retention(self.settings)
             self.beat()
+
+    def failed_start(self, event: object = None) -> None:
+        """Count one more fire in a row that did not get a run going (--health turns unhealthy
+        after a few); called after a refused run, and by APScheduler for a missed fire."""
+        if event is not None and getattr(event, "job_id", JOB_ID) != JOB_ID:
+            return  # a late heartbeat is not a fire
+        if event is not None:
+            log.error(
+                "the scheduled run due at %s did not start (missed: later than "
+                "--misfire-grace-seconds, or the previous run was still going)",
+                iso(getattr(event, "scheduled_run_time", None)),
+            )
+        with self.heartbeat.state_lock:
+            count = int(self.heartbeat.state.get("last_failed_starts") or 0) + 1
+            self.heartbeat.state["last_failed_starts"] = count
 
     def beat(self) -> None:
         """Rewrite the heartbeat with the job's next fire (none once stopped)."""
@@ -79,6 +102,9 @@ class NightlyScorer:
     # -- the process ------------------------------------------------------------------------------
     def add_jobs(self, run_now: bool = False) -> None:
         """The scoring job (first fire now when asked or when a fire was missed); the heartbeat."""
+        from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
+
+        self.scheduler.add_listener(self.failed_start, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
         now = utc_now()
         first = now if self._run_at_start(run_now, now) else None
         self.scheduler.add_job(
@@ -140,6 +166,9 @@ class NightlyScorer:
         """Run until SIGTERM/SIGINT; a run in progress is let finish. Returns the exit code (0)."""
         self.take_lock()
         try:
+            # Under the lock: a run still marked running was this scheduler's predecessor's,
+            # which died with it (killed): record it as failed before anything else.
+            record_dead_run(self.settings, self.heartbeat)
             return self._serve(run_now)
         finally:
             self.lock.release()

@@ -42,6 +42,7 @@ SCHEDULE_FIELDS = [
     "schedule",
     "timezone",
     "misfire_grace_seconds",
+    "min_schedule_interval_s",
     "heartbeat_seconds",
     "retention",
     "retention_days",

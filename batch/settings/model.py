@@ -243,6 +243,13 @@ class Settings(BaseSettings):
         le=604_800,
         description="a fire late by up to this many seconds still runs",
     )
+    min_schedule_interval_s: int = Field(
+        60,
+        ge=1,
+        le=86_400,
+        description="the least time between two fires of the schedule; a schedule firing "
+        "more often is refused",
+    )
     heartbeat_seconds: float = Field(
         60.0,
         ge=1,

@@ -77,3 +77,8 @@ class SchedulerHeartbeat(OpenDocument):
         None, description="the scorer's JSON summary line (empty when it printed none)"
     )
     stopped_at: UtcTime | None = None
+    last_failed_starts: Count | None = Field(
+        None,
+        description="fires in a row that did not get a run going (missed, or the scorer "
+        "refused to start: exit 2, 4, 6 or 7, or could not be launched); 0 after a run",
+    )
