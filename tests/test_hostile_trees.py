@@ -223,9 +223,13 @@ def test_a_full_disk_while_scoring_leaves_no_temporary_file(registry, tmp_path, 
     models, out = tmp_path / "models", tmp_path / "output"
     shutil.copytree(registry, models)
     big = tmp_path / "big.csv"
-    big.write_text("suburb,rm\n" + "".join(f"s{i},{4 + (i % 500) / 100:.2f}\n" for i in range(40_000)))
+    big.write_text(
+        "suburb,rm\n" + "".join(f"s{i},{4 + (i % 500) / 100:.2f}\n" for i in range(40_000))
+    )
 
-    res = run_limited(limit, "jobs.score", "--models-dir", models, "--output-dir", out, "--input", big)
+    res = run_limited(
+        limit, "jobs.score", "--models-dir", models, "--output-dir", out, "--input", big
+    )
 
     assert res.code == 7, (res.code, res.stderr[-3000:])
     sentence = one_error_sentence(res.stderr)

@@ -47,6 +47,14 @@ class _StagedFile:
         self.tmp.unlink(missing_ok=True)
 
 
+def _remove(entry: Path) -> None:
+    """Remove a file or folder the job made; a link is removed itself, never followed."""
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry)
+    else:
+        entry.unlink()
+
+
 class LocalStore(Store):
     """Files on a local (or mounted) file system."""
 
@@ -176,7 +184,7 @@ class LocalStore(Store):
         if include is not None:
             for child in folder.iterdir():
                 if not include(child.name):  # a link is removed itself, never followed
-                    shutil.rmtree(child) if child.is_dir(follow_symlinks=False) else child.unlink()
+                    _remove(child)
         self.write_atomic(folder / marker, marker_data)
         self.fsync_dir(folder)
         links.make_dirs(target.parent)

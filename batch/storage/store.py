@@ -115,6 +115,7 @@ class Store(ABC):
     # -- links (a bucket has none: these are for the local disk) --
     def refuse_link(self, path: Location) -> None:
         """PlantedLink when `path`, or a name on the way to it below its root, is a link."""
+        return None
 
     def is_link(self, path: Location) -> bool:
         """True when `path` itself is a symbolic link."""
@@ -126,6 +127,7 @@ class Store(ABC):
 
     def make_dir(self, path: Location) -> None:
         """Create one new folder (FileExistsError when it exists); a bucket needs none."""
+        return None
 
     # -- publishing folders --
     @abstractmethod
