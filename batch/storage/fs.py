@@ -133,7 +133,7 @@ def is_inside(location: Location, root: Location) -> bool:
 
 
 def make_dir(location: Location) -> None:
-    """Create one new folder, mode 0755 (FileExistsError when it is there already)."""
+    """Create one new folder (and missing parents), mode 0755; FileExistsError when it is there."""
     store_for(location).make_dir(location)
 
 

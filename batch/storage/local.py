@@ -154,7 +154,7 @@ class LocalStore(Store):
 
     def make_dir(self, path: Location) -> None:
         folder = _local(path)
-        links.check(folder.parent)
+        links.make_dirs(folder.parent)
         os.mkdir(folder, links.DIR_MODE)
 
     def check(self, path: Location) -> None:

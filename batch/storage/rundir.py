@@ -126,7 +126,6 @@ class OutputDir:
         """A new, empty folder to build run `run_id` in."""
         path = self.root / STAGING / run_id
         with writing(self.root):
-            fs.ensure_dir(path.parent)
             fs.make_dir(path)
         return path
 

@@ -126,7 +126,8 @@ class Store(ABC):
         return str(path) == str(root) or str(path).startswith(str(root).rstrip("/") + "/")
 
     def make_dir(self, path: Location) -> None:
-        """Create one new folder (FileExistsError when it exists); a bucket needs none."""
+        """Create one new folder and its missing parents (FileExistsError when it exists); a
+        bucket needs none."""
         return None
 
     # -- publishing folders --
