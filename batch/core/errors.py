@@ -124,11 +124,15 @@ def location_fault(
     )
     hint = {
         errno.ENOSPC: f"free some space there, or set {flag} to another directory",
+        errno.EFBIG: f"raise the file size limit (ulimit -f) or free space, or set {flag} "
+        "to another directory",
         errno.EROFS: f"mount it writable, or set {flag} to a writable directory",
         errno.EACCES: f"give this user write permission there, or set {flag} elsewhere",
         errno.EPERM: f"give this user write permission there, or set {flag} elsewhere",
         errno.ENOTDIR: f"point {flag} at a directory",
         errno.EEXIST: f"point {flag} at a directory",
+        errno.ELOOP: f"remove that link (the jobs never write through a link they did not "
+        f"make), or set {flag} to another directory",
     }.get(code or 0, f"check the location, or set {flag} to a writable directory")
     where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
     return EnvironmentFault(

@@ -66,6 +66,8 @@ def load_settings(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Set
         raise ConfigError(f"invalid value for --input / {env_name('input')}: {exc}") from None
     fs.set_deadline(settings.s3_timeout_s)
     set_lease_seconds(settings.s3_lease_seconds)
+    # Below these no link is followed; an unset metrics_dir is <output>/metrics, checked too.
+    fs.set_roots([settings.output_dir, settings.models_dir, settings.metrics_dir])
     key = settings.openlineage_api_key
     register_secrets(
         [key.get_secret_value() if key else None]

@@ -116,6 +116,34 @@ def check(location: Location) -> None:
     store_for(location).check(location)
 
 
+def refuse_link(location: Location) -> None:
+    """PlantedLink (an OSError naming it) when `location`, or a name on the way to it below
+    its root, is a symbolic link the jobs did not make (see batch.storage.links)."""
+    store_for(location).refuse_link(location)
+
+
+def is_link(location: Location) -> bool:
+    """True when `location` itself is a symbolic link (never in a bucket)."""
+    return store_for(location).is_link(location)
+
+
+def is_inside(location: Location, root: Location) -> bool:
+    """True when `location` really is `root` or below it (real paths compared)."""
+    return store_for(location).is_inside(location, root)
+
+
+def make_dir(location: Location) -> None:
+    """Create one new folder (and missing parents), mode 0755; FileExistsError when it is there."""
+    store_for(location).make_dir(location)
+
+
+def set_roots(roots: list[object]) -> None:
+    """The folders the user named (output, registry, metrics): below them no link is followed."""
+    from batch.storage import links
+
+    links.set_roots(roots)
+
+
 def is_file_not_folder(location: Location) -> bool:
     """True when `location`, wanted as a folder, is a file."""
     return store_for(location).is_file_not_folder(location)

@@ -1,4 +1,8 @@
-"""The local disk: temp-then-rename writes, O_APPEND lines, flock locks, one rename to publish."""
+"""The local disk: temp-then-rename writes, O_APPEND lines, flock locks, one rename to publish.
+
+Nothing here writes, truncates or deletes through a symbolic link the jobs did not make
+(`batch.storage.links`): such a link is refused as a PlantedLink, an OSError naming it.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from batch.storage import links
 from batch.storage.errors import StorageError
 from batch.storage.location import Location
 from batch.storage.locks import FileLock
@@ -42,6 +47,14 @@ class _StagedFile:
         self.tmp.unlink(missing_ok=True)
 
 
+def _remove(entry: Path) -> None:
+    """Remove a file or folder the job made; a link is removed itself, never followed."""
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry)
+    else:
+        entry.unlink()
+
+
 class LocalStore(Store):
     """Files on a local (or mounted) file system."""
 
@@ -50,21 +63,23 @@ class LocalStore(Store):
 
     def staged_write(self, path: Location, data: bytes) -> _StagedFile:
         target = _local(path)
+        links.check(target)  # a link at the target is refused, not replaced
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+        fd = links.open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         try:
-            with open(tmp, "wb") as fh:
+            with open(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-        except BaseException:
+        except BaseException:  # a full disk, a signal: the temporary file goes too
             tmp.unlink(missing_ok=True)
             raise
         return _StagedFile(tmp, target)
 
     def append_line(self, path: Location, line: str) -> None:
         target = _local(path)
-        created = not target.exists()
-        fd = os.open(target, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        created = not os.path.lexists(target)
+        fd = links.open_file(target, os.O_RDWR | os.O_APPEND | os.O_CREAT)
         try:
             data = line.rstrip("\n") + "\n"
             size = os.fstat(fd).st_size
@@ -80,6 +95,7 @@ class LocalStore(Store):
     def update_json(self, path: Location, change: Callable[[Any], Any], default: Any) -> Any:
         """Read, change, write atomically: the caller holds the lock that serialises writers."""
         target = _local(path)
+        links.check(target)
         try:
             current = json.loads(target.read_text())
         except FileNotFoundError:
@@ -96,12 +112,23 @@ class LocalStore(Store):
             os.close(fd)
 
     def rmtree(self, path: Location, ignore_errors: bool = False) -> None:
-        shutil.rmtree(_local(path), ignore_errors=ignore_errors)
+        folder = _local(path)
+        try:
+            links.check(folder)  # rmtree itself never follows a link below the folder
+        except links.PlantedLink as exc:
+            if not ignore_errors:
+                raise
+            log.warning("left alone: %s", exc.strerror)
+            return
+        shutil.rmtree(folder, ignore_errors=ignore_errors)
 
     def replace(self, src: Location, dst: Location) -> None:
+        links.check(_local(src))
+        links.check(_local(dst), final=False)  # a link at dst is replaced, never followed
         os.replace(_local(src), _local(dst))
 
     def copy_file(self, src: Location, dst: Location) -> None:
+        links.check(_local(dst))
         shutil.copyfile(_local(src), _local(dst))
 
     def files_under(self, path: Location) -> list[Location]:
@@ -114,12 +141,21 @@ class LocalStore(Store):
         return False  # a local folder may really be named like a glob: the name is tried first
 
     def ensure_dir(self, path: Location) -> None:
-        import errno
+        links.make_dirs(_local(path))
 
+    def refuse_link(self, path: Location) -> None:
+        links.check(_local(path))
+
+    def is_link(self, path: Location) -> bool:
+        return _local(path).is_symlink()
+
+    def is_inside(self, path: Location, root: Location) -> bool:
+        return links.inside(_local(path), _local(root))
+
+    def make_dir(self, path: Location) -> None:
         folder = _local(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        if not folder.is_dir():
-            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder))
+        links.make_dirs(folder.parent)
+        os.mkdir(folder, links.DIR_MODE)
 
     def check(self, path: Location) -> None:
         return None  # a local path's problems surface, in the OS's words, when it is used
@@ -144,13 +180,15 @@ class LocalStore(Store):
     ) -> None:
         """Drop what `include` refuses, write the marker, fsync, then one rename."""
         folder, target = _local(staged), _local(final)
+        links.check(folder)
         if include is not None:
             for child in folder.iterdir():
-                if not include(child.name):
-                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+                if not include(child.name):  # a link is removed itself, never followed
+                    _remove(child)
         self.write_atomic(folder / marker, marker_data)
         self.fsync_dir(folder)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        links.make_dirs(target.parent)
+        links.check(target)
         os.rename(folder, target)
 
     def remove_unmarked(self, folder: Location, marker: str) -> bool:
@@ -166,15 +204,16 @@ class LocalStore(Store):
         self, root: Path, prefix: str, guard: Callable[[], AbstractContextManager[Any]]
     ) -> Iterator[Path]:
         path = root / f"{prefix}{uuid.uuid4().hex[:12]}"
-        owner = FileLock(path.with_name(path.name + ".lock"))
+        owner = FileLock(path.with_name(path.name + ".lock"), guards_folder=True)
         try:
             with guard():
                 owner.acquire()
-                path.mkdir()
+                links.check(path.parent)
+                os.mkdir(path, links.DIR_MODE)
             yield path
         finally:
-            if path.exists():
-                shutil.rmtree(path, ignore_errors=True)
+            if os.path.lexists(path):
+                self.rmtree(path, ignore_errors=True)
             owner.release()
             try:
                 owner.path.unlink(missing_ok=True)
@@ -182,7 +221,7 @@ class LocalStore(Store):
                 pass
 
     def lock(self, path: Location) -> FileLock:
-        return FileLock(_local(path))
+        return FileLock(_local(path), guards_folder=True)
 
     def classify(self, exc: BaseException, path: Location) -> StorageError | None:
         return None  # a local file's OS error says what is wrong in its own words

@@ -9,17 +9,27 @@ import time
 from pathlib import Path
 from typing import Any
 
+from batch.storage import links
+
 
 class FileLock:
-    """An exclusive flock on `path`; the holder writes who it is into the file for whoever loses."""
+    """An exclusive flock on `path`; the holder writes who it is into the file for whoever loses.
 
-    def __init__(self, path: Path) -> None:
+    The lock file is never opened through a link; with `guards_folder` the lock also guards its
+    folder, which then may hold no symbolic link at all (the output folder, the registry): one
+    planted there is refused (`links.PlantedLink`) before anything is locked or written.
+    """
+
+    def __init__(self, path: Path, guards_folder: bool = False) -> None:
         self.path = Path(path)
+        self.guards_folder = guards_folder
         self._fd: int | None = None
 
     def acquire(self, blocking: bool = True, holder: dict[str, Any] | None = None) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        links.make_dirs(self.path.parent)
+        if self.guards_folder:
+            links.refuse_links_in(self.path.parent)
+        fd = links.open_file(self.path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -50,7 +60,7 @@ class FileLock:
         """What the current holder wrote (may be empty for a moment right after it locked)."""
         for _ in range(20):
             try:
-                text = self.path.read_text()
+                text = _read(self.path)
             except OSError:
                 return {}
             if text.strip():
@@ -68,6 +78,15 @@ class FileLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _read(path: Path) -> str:
+    """The lock file's text, read without following a link."""
+    fd = links.open_file(path, os.O_RDONLY)
+    try:
+        return os.read(fd, 65536).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
 
 
 def is_abandoned(lock_path: Path) -> bool:

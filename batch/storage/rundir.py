@@ -99,10 +99,20 @@ class OutputDir:
         self._lock.release()
 
     def clean_leftovers(self) -> None:
-        """Remove the folders of runs that were killed (safe: we hold the lock)."""
+        """Remove the folders of runs that were killed (safe: we hold the lock).
+
+        Only what a run made is removed: never through a link (a link at .staging is refused,
+        one inside it is left alone), never outside .staging (real paths compared).
+        """
         staging = self.root / STAGING
-        if staging.is_dir():
+        with writing(self.root):
+            fs.refuse_link(staging)
+            if not staging.is_dir():
+                return
             for tmp in staging.iterdir():
+                if fs.is_link(tmp) or not fs.is_inside(tmp, staging):
+                    log.warning("left alone: %s is a link the scorer did not make", tmp)
+                    continue
                 log.info("removing %s left by a run that did not finish", tmp)
                 # Killed while copying into runs/ or failed/? (only where publishing copies)
                 fs.remove_unmarked(self.runs / tmp.name, SUCCESS)
@@ -116,7 +126,7 @@ class OutputDir:
         """A new, empty folder to build run `run_id` in."""
         path = self.root / STAGING / run_id
         with writing(self.root):
-            path.mkdir(parents=True)
+            fs.make_dir(path)
         return path
 
     def publish(self, staged: Location, run_id: str) -> Location:

@@ -112,6 +112,24 @@ class Store(ABC):
     def identity(self, path: Location) -> str:
         """A key that is equal for two names of one file."""
 
+    # -- links (a bucket has none: these are for the local disk) --
+    def refuse_link(self, path: Location) -> None:
+        """PlantedLink when `path`, or a name on the way to it below its root, is a link."""
+        return None
+
+    def is_link(self, path: Location) -> bool:
+        """True when `path` itself is a symbolic link."""
+        return False
+
+    def is_inside(self, path: Location, root: Location) -> bool:
+        """True when `path` really is `root` or below it (links resolved)."""
+        return str(path) == str(root) or str(path).startswith(str(root).rstrip("/") + "/")
+
+    def make_dir(self, path: Location) -> None:
+        """Create one new folder and its missing parents (FileExistsError when it exists); a
+        bucket needs none."""
+        return None
+
     # -- publishing folders --
     @abstractmethod
     def publish_folder(
