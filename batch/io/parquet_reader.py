@@ -161,34 +161,38 @@ def _rows_per_batch(meta: pq.FileMetaData, groups: list[int], chunk_rows: int, c
 
 def _decoded(batch: pa.RecordBatch, src: InputFile, first_row: int) -> Iterator[pa.RecordBatch]:
     """`batch` with its dictionary columns decoded, in slices of about the file's batch_bytes."""
-    coded = [i for i, t in enumerate(batch.schema.types) if pa.types.is_dictionary(t)]
+    coded = {i for i, t in enumerate(batch.schema.types) if pa.types.is_dictionary(t)}
     if not coded:
         yield batch
         return
-    sizes = np.zeros(batch.num_rows, dtype="int64")
-    for i in coded:
-        col = batch.column(i)
-        lengths = pc.take(pc.binary_length(col.dictionary), col.indices)
-        sizes += np.asarray(pc.fill_null(lengths, 0), dtype="int64")
-    plain = [i for i in range(batch.num_columns) if i not in set(coded)]
-    if plain:
-        sizes += batch.select(plain).nbytes // max(batch.num_rows, 1)
-    if len(sizes) and sizes.max() > src.batch_bytes:
+    plain = [i for i in range(batch.num_columns) if i not in coded]
+    per_row = batch.select(plain).nbytes // max(batch.num_rows, 1) if plain else 0
+    longest = [(i, pc.max(pc.binary_length(batch.column(i).dictionary)).as_py() or 0) for i in coded]
+    if (per_row + sum(n for _, n in longest)) * batch.num_rows <= src.batch_bytes:
+        yield _decode(batch)  # fits whatever the values: no need to size each row
+        return
+    sizes = np.full(batch.num_rows, per_row, dtype="int64")
+    for i, n in longest:
+        if n:
+            col = batch.column(i)
+            lengths = pc.take(pc.binary_length(col.dictionary), col.indices)
+            sizes += np.asarray(pc.fill_null(lengths, 0), dtype="int64")
+    if sizes.max() > src.batch_bytes:
         row = first_row + int(np.argmax(sizes > src.batch_bytes))
         raise InputError(
             f"input {src.name!r} has a row of {int(sizes.max()):,} bytes (data row {row}), "
             f"more than a batch may hold ({src.batch_bytes >> 20} MB, the max_batch_bytes "
             "setting); split the row's values or raise --max-batch-bytes"
         )
-    start = 0
     ends = np.cumsum(sizes)
+    start = 0
     while start < batch.num_rows:
         base = ends[start - 1] if start else 0
-        stop = int(np.searchsorted(ends, base + src.batch_bytes, side="right"))
-        stop = max(stop, start + 1)
-        piece = batch.slice(start, stop - start)
-        arrays = [
-            c.dictionary_decode() if pa.types.is_dictionary(c.type) else c for c in piece.columns
-        ]
-        yield pa.record_batch(arrays, names=piece.schema.names)
+        stop = max(int(np.searchsorted(ends, base + src.batch_bytes, side="right")), start + 1)
+        yield _decode(batch.slice(start, stop - start))
         start = stop
+
+
+def _decode(batch: pa.RecordBatch) -> pa.RecordBatch:
+    arrays = [c.dictionary_decode() if pa.types.is_dictionary(c.type) else c for c in batch.columns]
+    return pa.record_batch(arrays, names=batch.schema.names)
