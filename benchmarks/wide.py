@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import DATA, say  # noqa: E402
+from benchmarks.common import DATA, say
 
 ROWS_PER_GROUP = 16
 
@@ -100,7 +100,9 @@ def main() -> int:
         seconds, _ = time_plan(path, columns)
         scored = f"{time_score(path, columns):.2f}" if args.score else "-"
         mb = path.stat().st_size / 1e6
-        print(f"| {columns:,} | {args.row_groups} | {mb:.1f} | {seconds:.2f} | {scored} |", flush=True)
+        print(
+            f"| {columns:,} | {args.row_groups} | {mb:.1f} | {seconds:.2f} | {scored} |", flush=True
+        )
     return 0
 
 

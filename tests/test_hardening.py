@@ -297,7 +297,9 @@ def test_fields_up_to_the_limit_are_read_and_longer_ones_exit_3(models, tmp_path
     bad = tmp_path / "in2" / "too_big.csv"
     bad.parent.mkdir()
     bad.write_bytes(b'note,rm\nfirst,6\n"' + b"z" * (BATCH_BYTES + (1 << 20)) + b'",6\n')
-    assert_failed(score(models, tmp_path / "o2", bad), 3, f"{BATCH_BYTES >> 20} MB", "--max-batch-bytes")
+    assert_failed(
+        score(models, tmp_path / "o2", bad), 3, f"{BATCH_BYTES >> 20} MB", "--max-batch-bytes"
+    )
     no_run_published(tmp_path / "o2")
 
 

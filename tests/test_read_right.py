@@ -65,7 +65,9 @@ def test_parquet_named_csv_and_csv_named_parquet_exit_3_naming_the_real_format(m
 
 def lying_footer(path: Path) -> None:
     """1,000 rows in two row groups of 500, with a footer that says 1,500 rows."""
-    pq.write_table(pa.table({"rm": [6.0 + i / 1000 for i in range(1000)]}), path, row_group_size=500)
+    pq.write_table(
+        pa.table({"rm": [6.0 + i / 1000 for i in range(1000)]}), path, row_group_size=500
+    )
     data = bytearray(path.read_bytes())
     size = struct.unpack("<I", data[-8:-4])[0]
     start = len(data) - 8 - size
@@ -89,7 +91,9 @@ def test_a_parquet_footer_that_lies_about_its_rows_exits_3(models, tmp_path):
 def test_files_wider_than_max_columns_exit_3(models, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
-    (folder / "w.csv").write_text(",".join(f"c{i}" for i in range(300)) + ",rm\n" + "1," * 300 + "6\n")
+    (folder / "w.csv").write_text(
+        ",".join(f"c{i}" for i in range(300)) + ",rm\n" + "1," * 300 + "6\n"
+    )
     assert_failed(
         cli(models, tmp_path / "o1", folder, extra=("--max-columns", 200)),
         3,
@@ -154,7 +158,11 @@ def test_both_engines_number_source_row_the_same_way(tmp_path):
     a = predictions(tmp_path / "local")[key].astype(str).sort_values(key[:2]).reset_index(drop=True)
     b = predictions(tmp_path / "dask")[key].astype(str).sort_values(key[:2]).reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
-    for name, n in [("a_blank_lines.csv", 3_000), ("C_UPPER.CSV.GZ", 700), ("e_groups.parquet", 2_000)]:
+    for name, n in [
+        ("a_blank_lines.csv", 3_000),
+        ("C_UPPER.CSV.GZ", 700),
+        ("e_groups.parquet", 2_000),
+    ]:
         rows = a[a["source_file"].str.endswith(name)]["source_row"].astype(int)
         assert sorted(rows) == list(range(1, n + 1)), name
     assert local.stats.scored == dask.stats.scored
@@ -168,7 +176,12 @@ def test_both_engines_number_source_row_the_same_way_through_the_cli(models, tmp
     local = predictions(run_dir(cli(models, tmp_path / "l", tmp_path / "in", extra=extra)))
     dask = predictions(
         run_dir(
-            cli(models, tmp_path / "d", tmp_path / "in", extra=(*extra, "--engine", "dask", "--dask-workers", 2))
+            cli(
+                models,
+                tmp_path / "d",
+                tmp_path / "in",
+                extra=(*extra, "--engine", "dask", "--dask-workers", 2),
+            )
         )
     )
     a = local[[*key, "rm"]].astype(str).sort_values(key).reset_index(drop=True)

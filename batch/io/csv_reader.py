@@ -15,7 +15,7 @@ import pyarrow.csv as pacsv
 
 from batch.core.errors import InputError
 from batch.core.names import BOSTON_COLUMNS
-from batch.io.source import InputFile, Limits, Part, refuse_duplicates, refuse_wide
+from batch.io.source import DEFAULT_LIMITS, InputFile, Limits, Part, refuse_duplicates, refuse_wide
 from batch.storage import fs
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ LINE_END = re.compile(r"\r\n|\n|\r")
 
 
 def inspect_csv(
-    path: fs.Location, digest: str, limits: Limits = Limits(), gz: bool = False
+    path: fs.Location, digest: str, limits: Limits = DEFAULT_LIMITS, gz: bool = False
 ) -> InputFile:
     """The columns (all text), delimiter and header of a CSV file, from its first line.
 
@@ -92,13 +92,16 @@ def _head_text(path: fs.Location, gz: bool, limit: int) -> str:
     bytes (InputError beyond: a header longer than a batch may be)."""
     head = b""
     try:
-        with fs.storage(path), fs.open_binary(path) as raw:
-            with gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw as fh:
-                while len(head) <= limit:
-                    block = fh.read(SNIFF_BYTES)
-                    head += block
-                    if not block or _has_first_line(head):
-                        break
+        with (
+            fs.storage(path),
+            fs.open_binary(path) as raw,
+            gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw as fh,
+        ):
+            while len(head) <= limit:
+                block = fh.read(SNIFF_BYTES)
+                head += block
+                if not block or _has_first_line(head):
+                    break
     except (OSError, EOFError, zlib.error) as exc:  # zlib.error: a damaged gzip member
         raise InputError(f"cannot read input {str(path)!r} ({exc})") from None
     if len(head) > limit and not _has_first_line(head[:limit]):

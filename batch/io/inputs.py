@@ -18,7 +18,7 @@ from batch.io.csv_reader import csv_batches, inspect_csv, line_ranges
 from batch.io.discovery import file_format
 from batch.io.parquet_reader import inspect_parquet, parquet_batches, row_group_parts
 from batch.io.read_errors import READ_ERRORS, read_error
-from batch.io.source import InputFile, Limits, Part
+from batch.io.source import DEFAULT_LIMITS, InputFile, Limits, Part
 from batch.storage import fs
 
 HASH_BLOCK = 1 << 20
@@ -26,7 +26,7 @@ PARQUET_MAGIC = b"PAR1"
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-def inspect(path: fs.Location, limits: Limits = Limits()) -> InputFile:
+def inspect(path: fs.Location, limits: Limits = DEFAULT_LIMITS) -> InputFile:
     """Columns, types, sha256 and (CSV) delimiter and header of `path`; InputError if bad.
 
     What a file holds is told from its first bytes, not its name: gzip (1f 8b) is read through

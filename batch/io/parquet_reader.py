@@ -18,11 +18,11 @@ import pyarrow.parquet as pq
 from batch.core.columns import FLOAT64_EXACT_INT
 from batch.core.errors import InputError
 from batch.io.read_errors import short_error
-from batch.io.source import InputFile, Limits, Part, refuse_duplicates, refuse_wide
+from batch.io.source import DEFAULT_LIMITS, InputFile, Limits, Part, refuse_duplicates, refuse_wide
 from batch.storage import fs
 
 
-def inspect_parquet(path: fs.Location, digest: str, limits: Limits = Limits()) -> InputFile:
+def inspect_parquet(path: fs.Location, digest: str, limits: Limits = DEFAULT_LIMITS) -> InputFile:
     """The columns and types of a Parquet file, from its footer; InputError if it is not one."""
     try:
         with fs.storage(path), fs.open_input_file(path) as fh:
@@ -152,8 +152,11 @@ def _dictionary_columns(meta: pq.FileMetaData, groups: list[int]) -> list[str]:
 def _rows_per_batch(meta: pq.FileMetaData, groups: list[int], chunk_rows: int, cap: int) -> int:
     """Rows per read: chunk_rows, fewer when the row groups' bytes per row would pass `cap`."""
     per_row = max(
-        (meta.row_group(g).total_byte_size / meta.row_group(g).num_rows for g in groups
-         if meta.row_group(g).num_rows),
+        (
+            meta.row_group(g).total_byte_size / meta.row_group(g).num_rows
+            for g in groups
+            if meta.row_group(g).num_rows
+        ),
         default=0.0,
     )
     return max(1, min(chunk_rows, int(cap // per_row) if per_row else chunk_rows))
@@ -167,7 +170,9 @@ def _decoded(batch: pa.RecordBatch, src: InputFile, first_row: int) -> Iterator[
         return
     plain = [i for i in range(batch.num_columns) if i not in coded]
     per_row = batch.select(plain).nbytes // max(batch.num_rows, 1) if plain else 0
-    longest = [(i, pc.max(pc.binary_length(batch.column(i).dictionary)).as_py() or 0) for i in coded]
+    longest = [
+        (i, pc.max(pc.binary_length(batch.column(i).dictionary)).as_py() or 0) for i in coded
+    ]
     if (per_row + sum(n for _, n in longest)) * batch.num_rows <= src.batch_bytes:
         yield _decode(batch)  # fits whatever the values: no need to size each row
         return

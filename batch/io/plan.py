@@ -23,7 +23,7 @@ from batch.core.rules import ADDED_COLUMNS, ADDED_FIELDS, BatchContext, feature_
 from batch.core.stats import NumericColumns
 from batch.io import inputs
 from batch.io.discovery import resolve_inputs
-from batch.io.source import InputFile, Limits, quote_names
+from batch.io.source import DEFAULT_LIMITS, InputFile, Limits, quote_names
 from batch.storage import fs
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def plan_inputs(
     target_column: str | None,
     scored_hashes: set[str] | None,
     domain: tuple[float, float] = (-math.inf, math.inf),
-    limits: Limits = Limits(),
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Plan:
     """Find and inspect every input before anything is written; InputError names the bad file.
 

@@ -25,6 +25,9 @@ class Limits:
     max_columns: int = MAX_COLUMNS
 
 
+DEFAULT_LIMITS = Limits()
+
+
 @dataclass(frozen=True)
 class InputFile:
     """One input file, opened far enough to know its columns (nothing is read twice)."""

@@ -167,7 +167,7 @@ class Settings(BaseSettings):
         ge=1 << 20,
         le=1 << 30,
         description="bytes a batch may hold (a batch ends at chunk_rows or at this size, "
-        "whichever comes first); a row longer than this is refused (exit 3)",
+        "whichever comes first); a CSV row longer than a quarter of this is refused (exit 3)",
     )
     max_columns: int = Field(
         10_000,
