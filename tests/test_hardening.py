@@ -289,16 +289,16 @@ def test_fields_up_to_the_limit_are_read_and_longer_ones_exit_3(models, tmp_path
 
     ok = tmp_path / "in" / "big_field.csv"
     ok.parent.mkdir()
-    ok.write_bytes(b'note,rm\n"' + b"z" * (60 << 20) + b'",6\nnext,7\n')
+    ok.write_bytes(b'note,rm\n"' + b"z" * (7 << 20) + b'",6\nnext,7\n')
     got = pd.read_parquet(
         run_dir(score(models, tmp_path / "o1", ok)) / "predictions.parquet", columns=["source_row"]
     )
     assert got["source_row"].tolist() == [1, 2]
     bad = tmp_path / "in2" / "too_big.csv"
     bad.parent.mkdir()
-    bad.write_bytes(b'note,rm\nfirst,6\n"' + b"z" * (BATCH_BYTES + (1 << 20)) + b'",6\n')
+    bad.write_bytes(b'note,rm\nfirst,6\n"' + b"z" * (BATCH_BYTES // 4 + (1 << 20)) + b'",6\n')
     assert_failed(
-        score(models, tmp_path / "o2", bad), 3, f"{BATCH_BYTES >> 20} MB", "--max-batch-bytes"
+        score(models, tmp_path / "o2", bad), 3, f"{BATCH_BYTES >> 22} MB", "--max-batch-bytes"
     )
     no_run_published(tmp_path / "o2")
 

@@ -92,7 +92,7 @@ def test_hostile_files_end_in_their_exit_codes_under_1_gb(models, tmp_path):
 
     rooms = huge_rooms_gz(tmp_path / "rooms.csv.gz")
     res = score_limited(models, tmp_path / "o3", rooms)
-    sentence = assert_failed(res, 3, "rooms.csv.gz", "16 MB", "--max-batch-bytes")
+    sentence = assert_failed(res, 3, "rooms.csv.gz", "8 MB", "--max-batch-bytes")
     assert len(sentence) < 600
 
 
@@ -109,11 +109,12 @@ def test_long_rejected_cells_are_kept_as_a_prefix_and_their_length(models, tmp_p
     bad = rejects(folder)
     assert bad["source_row"].tolist() == [10]
     raw = bad["raw_value"][0]
-    assert raw.startswith("\x1b[31myyy") and raw.endswith(f"... ({(2 << 20) + 5} characters)")
+    assert raw.startswith("\x1b[31myyy") and raw.endswith(f"... ({(2 << 20) + 5:,} characters)")
     assert len(raw) < 1_100
     report = json.loads((folder / "report.json").read_text())
     quoted = json.dumps(report["first_rejects"])
     assert len(quoted) < 1_000 and "\x1b" not in quoted
+    assert report["first_rejects"][0]["raw_value"].endswith(f"({(2 << 20) + 5:,} characters)")
 
 
 def test_a_batch_holds_at_most_max_batch_bytes(tmp_path):
@@ -162,4 +163,4 @@ def test_rejects_stay_readable_by_pandas(models, tmp_path):
     path.write_text('rm,medv\n"' + 'a,""b' * 400 + '",1\n' + "6.5,20\n" * 30)
     folder = run_dir(score_limited(models, tmp_path / "out", path))
     got = pd.read_csv(folder / "rejects.csv", dtype=str, keep_default_na=False)
-    assert len(got) == 1 and got["raw_value"][0].endswith('a,"b... (1600 characters)')
+    assert len(got) == 1 and got["raw_value"][0].endswith('a,"b... (1,600 characters)')

@@ -148,11 +148,6 @@ def raw_text(raw: pa.Array) -> pa.Array:
     long = pc.greater(lengths, RAW_VALUE_CHARS)
     if not pc.any(long).as_py():
         return raw
-    told = pc.binary_join_element_wise(
-        pc.utf8_slice_codeunits(raw, 0, RAW_VALUE_CHARS),
-        "... (",
-        pc.cast(lengths, pa.string()),
-        " characters)",
-        "",
-    )
-    return pc.if_else(long, told, raw)
+    heads = pc.utf8_slice_codeunits(raw.filter(long), 0, RAW_VALUE_CHARS).to_pylist()
+    told = [f"{h}... ({n:,} characters)" for h, n in zip(heads, lengths.filter(long).to_pylist())]
+    return pc.replace_with_mask(raw, long, pa.array(told, pa.string()))

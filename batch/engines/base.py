@@ -150,6 +150,13 @@ class Engine(ABC):
             len(sources),
         )
 
+    def _stream(self, plan: Plan, job: Job) -> list[PartResult]:
+        """_run_parts, then the batches' memory handed back to the system before the report
+        (its plots load matplotlib): under an address-space limit, memory kept is memory lost."""
+        results = self._run_parts(plan, job)
+        pa.default_memory_pool().release_unused()
+        return results
+
     def run(self, plan: Plan, job: Job, model: Any) -> EngineResult:
         """Score the plan into job.staged; `model` is the Keras model the parity check uses.
 
@@ -157,10 +164,7 @@ class Engine(ABC):
         says so): that verification stands in for the run-end check, so no TensorFlow loads.
         """
         t0 = time.monotonic()
-        results = self._run_parts(plan, job)
-        # Hand the batches' memory back to the system before the report (its plots load
-        # matplotlib): under an address-space limit, memory the allocator keeps is memory lost.
-        pa.default_memory_pool().release_unused()
+        results = self._stream(plan, job)
         t1 = time.monotonic()
         stats = RunStats()
         files = [

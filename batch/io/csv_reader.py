@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from batch.core.errors import InputError
@@ -26,7 +27,7 @@ SNIFF_BYTES = 1 << 16  # read at a time while looking for the end of the header 
 # and reads as fast. Small blocks are joined up to chunk_rows by csv_batches.
 CSV_BLOCK_BYTES = 1 << 20
 # A CSV row longer than a block is read again with blocks of a quarter of the file's batch_bytes
-# (the max_batch_bytes setting; 16 MB by default), at most MAX_ROW_BYTES; longer rows are
+# (the max_batch_bytes setting; 8 MB by default), at most MAX_ROW_BYTES; longer rows are
 # refused. A quarter, as Arrow's CSV parser holds 10 to 20 times a block's size while it parses
 # one made of a few long fields (measured: 340 MB for 15 MB fields in 16 MB blocks).
 ROW_SHARE = 4
@@ -176,6 +177,8 @@ def csv_batches(part: Part, chunk_rows: int) -> Iterator[pa.RecordBatch]:
     while True:
         try:
             for batch in _csv_stream(part, chunk_rows, block, skip=done):
+                if block > CSV_BLOCK_BYTES and _longest_field(batch) > longest:
+                    raise _too_long(part, longest, done)  # Arrow read it across two blocks
                 done += batch.num_rows
                 yield batch
             return
@@ -183,12 +186,7 @@ def csv_batches(part: Part, chunk_rows: int) -> Iterator[pa.RecordBatch]:
             if "straddling" not in str(exc):
                 raise
             if block >= longest:
-                raise InputError(
-                    f"input {part.src.name!r} has a row longer than {block >> 20} MB (at or "
-                    f"after data row {(part.first_row or 1) + done}), the longest row a "
-                    f"batch of {part.src.batch_bytes >> 20} MB reads (a quarter of the "
-                    "max_batch_bytes setting); split the row's fields or raise --max-batch-bytes"
-                ) from None
+                raise _too_long(part, longest, done) from None
             log.info(
                 "%s: a row is longer than %d MB; reading it with %d MB blocks",
                 part.src.name,
@@ -196,6 +194,20 @@ def csv_batches(part: Part, chunk_rows: int) -> Iterator[pa.RecordBatch]:
                 longest >> 20,
             )
             block = longest
+
+
+def _longest_field(batch: pa.RecordBatch) -> int:
+    """The longest field of a batch, in bytes (checked only once a long row was met)."""
+    return max((pc.max(pc.binary_length(c)).as_py() or 0 for c in batch.columns), default=0)
+
+
+def _too_long(part: Part, longest: int, done: int) -> InputError:
+    return InputError(
+        f"input {part.src.name!r} has a row longer than {longest >> 20} MB (at or after data "
+        f"row {(part.first_row or 1) + done}), the longest row a batch of "
+        f"{part.src.batch_bytes >> 20} MB reads (a quarter of the max_batch_bytes setting); "
+        "split the row's fields or raise --max-batch-bytes"
+    )
 
 
 def _skip_blank_rows(row: pacsv.InvalidRow) -> str:

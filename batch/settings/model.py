@@ -163,7 +163,7 @@ class Settings(BaseSettings):
         description="rows read, validated, scored and written per batch",
     )
     max_batch_bytes: int = Field(
-        64 << 20,
+        32 << 20,
         ge=1 << 20,
         le=1 << 30,
         description="bytes a batch may hold (a batch ends at chunk_rows or at this size, "
