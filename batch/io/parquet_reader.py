@@ -1,16 +1,15 @@
 """The one Parquet reader: a file's schema and exact-integer columns, its row groups, its rows.
 
 Batches are bounded by bytes as well as rows: the rows per read come from the row groups'
-uncompressed sizes, and dictionary-encoded text columns are read as dictionaries and decoded a
-slice at a time, so one short dictionary value repeated over many rows never becomes one huge
-array (it could exceed what an Arrow array can hold, or the memory there is).
+uncompressed sizes plus the longest values of their dictionary pages, so one short dictionary
+value repeated over many rows is decoded a few rows at a time and never becomes one huge array
+(it could exceed what an Arrow array can hold, or the memory there is).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -115,20 +114,19 @@ def parquet_batches(part: Part, chunk_rows: int) -> Iterator[pa.RecordBatch]:
         meta = pq.ParquetFile(fh).metadata
         groups = list(part.row_groups) if part.row_groups is not None else None
         chosen = groups if groups is not None else list(range(meta.num_row_groups))
-        dictionary = _dictionary_columns(meta, chosen)
-        rows = _rows_per_batch(meta, chosen, chunk_rows, src.batch_bytes)
-        pf = pq.ParquetFile(
-            fh,
-            metadata=meta,
-            pre_buffer=False,
-            buffer_size=1 << 20,
-            read_dictionary=dictionary or None,
-        )
+        widest = _dictionary_widths(fh, meta, chosen)
+        if widest > src.batch_bytes:
+            raise InputError(
+                f"input {src.name!r} has a dictionary value of {widest:,} bytes, more than a "
+                f"batch may hold ({src.batch_bytes >> 20} MB, the max_batch_bytes setting); "
+                "split the values or raise --max-batch-bytes"
+            )
+        rows = _rows_per_batch(meta, chosen, chunk_rows, src.batch_bytes, widest)
+        pf = pq.ParquetFile(fh, metadata=meta, pre_buffer=False, buffer_size=1 << 20)
         read = 0
         for batch in pf.iter_batches(batch_size=rows, row_groups=groups):
             read += batch.num_rows
-            for piece in _decoded(batch, src, read - batch.num_rows + (part.first_row or 1)):
-                yield piece.rename_columns(src.columns) if src.renamed else piece
+            yield batch.rename_columns(src.columns) if src.renamed else batch
     expected = sum(meta.row_group(g).num_rows for g in chosen)
     if read != expected:
         raise InputError(
@@ -137,20 +135,45 @@ def parquet_batches(part: Part, chunk_rows: int) -> Iterator[pa.RecordBatch]:
         )
 
 
-def _dictionary_columns(meta: pq.FileMetaData, groups: list[int]) -> list[str]:
-    """Top-level columns stored with a dictionary page in any of `groups` (read as such)."""
-    names = set()
+def _dictionary_widths(fh: pa.NativeFile, meta: pq.FileMetaData, groups: list[int]) -> int:
+    """The most bytes one row's dictionary-encoded text can decode to: for each row group, the
+    longest value of each column's dictionary page, summed over the columns; the largest sum.
+
+    Row groups' sizes count a dictionary value once, however many rows repeat it; this is what
+    a row may cost once decoded (one short file repeating a 1 MB value on 3,000 rows holds 3 GB).
+    Read from each row group's first row, with those columns as dictionaries (their pages only).
+    """
+    widest = 0
     for g in groups:
         group = meta.row_group(g)
-        for j in range(group.num_columns):
-            column = group.column(j)
-            if column.has_dictionary_page and "." not in column.path_in_schema:
-                names.add(column.path_in_schema)
-    return sorted(names)
+        names = sorted(
+            {
+                group.column(j).path_in_schema
+                for j in range(group.num_columns)
+                if group.column(j).has_dictionary_page and "." not in group.column(j).path_in_schema
+            }
+        )
+        if not names or not group.num_rows:
+            continue
+        pf = pq.ParquetFile(fh, metadata=meta, pre_buffer=False, read_dictionary=names)
+        probe = pf.iter_batches(batch_size=1, row_groups=[g], columns=names)
+        first = next(probe, None)
+        probe.close()
+        if first is None:
+            continue
+        width = 0
+        for col in first.columns:
+            if pa.types.is_dictionary(col.type) and len(col.dictionary):
+                width += pc.max(pc.binary_length(col.dictionary)).as_py() or 0
+        widest = max(widest, width)
+    return widest
 
 
-def _rows_per_batch(meta: pq.FileMetaData, groups: list[int], chunk_rows: int, cap: int) -> int:
-    """Rows per read: chunk_rows, fewer when the row groups' bytes per row would pass `cap`."""
+def _rows_per_batch(
+    meta: pq.FileMetaData, groups: list[int], chunk_rows: int, cap: int, widest: int
+) -> int:
+    """Rows per read: chunk_rows, fewer when the row groups' bytes per row (plus the widest
+    dictionary values a row can decode to) would pass `cap`."""
     per_row = max(
         (
             meta.row_group(g).total_byte_size / meta.row_group(g).num_rows
@@ -159,45 +182,5 @@ def _rows_per_batch(meta: pq.FileMetaData, groups: list[int], chunk_rows: int, c
         ),
         default=0.0,
     )
+    per_row += widest
     return max(1, min(chunk_rows, int(cap // per_row) if per_row else chunk_rows))
-
-
-def _decoded(batch: pa.RecordBatch, src: InputFile, first_row: int) -> Iterator[pa.RecordBatch]:
-    """`batch` with its dictionary columns decoded, in slices of about the file's batch_bytes."""
-    coded = {i for i, t in enumerate(batch.schema.types) if pa.types.is_dictionary(t)}
-    if not coded:
-        yield batch
-        return
-    plain = [i for i in range(batch.num_columns) if i not in coded]
-    per_row = batch.select(plain).nbytes // max(batch.num_rows, 1) if plain else 0
-    longest = [
-        (i, pc.max(pc.binary_length(batch.column(i).dictionary)).as_py() or 0) for i in coded
-    ]
-    if (per_row + sum(n for _, n in longest)) * batch.num_rows <= src.batch_bytes:
-        yield _decode(batch)  # fits whatever the values: no need to size each row
-        return
-    sizes = np.full(batch.num_rows, per_row, dtype="int64")
-    for i, n in longest:
-        if n:
-            col = batch.column(i)
-            lengths = pc.take(pc.binary_length(col.dictionary), col.indices)
-            sizes += np.asarray(pc.fill_null(lengths, 0), dtype="int64")
-    if sizes.max() > src.batch_bytes:
-        row = first_row + int(np.argmax(sizes > src.batch_bytes))
-        raise InputError(
-            f"input {src.name!r} has a row of {int(sizes.max()):,} bytes (data row {row}), "
-            f"more than a batch may hold ({src.batch_bytes >> 20} MB, the max_batch_bytes "
-            "setting); split the row's values or raise --max-batch-bytes"
-        )
-    ends = np.cumsum(sizes)
-    start = 0
-    while start < batch.num_rows:
-        base = ends[start - 1] if start else 0
-        stop = max(int(np.searchsorted(ends, base + src.batch_bytes, side="right")), start + 1)
-        yield _decode(batch.slice(start, stop - start))
-        start = stop
-
-
-def _decode(batch: pa.RecordBatch) -> pa.RecordBatch:
-    arrays = [c.dictionary_decode() if pa.types.is_dictionary(c.type) else c for c in batch.columns]
-    return pa.record_batch(arrays, names=batch.schema.names)
