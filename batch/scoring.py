@@ -19,7 +19,9 @@ from batch.core.errors import BatchError, DriftDetected, RejectBudgetExceeded
 from batch.core.ids import new_run_id
 from batch.core.stats import FileStats
 from batch.engines.base import EngineResult, Job
+from batch.io import memory
 from batch.io.plan import Plan, plan_inputs
+from batch.io.source import Limits
 from batch.model import linear
 from batch.model.layout import MODEL_FILE
 from batch.model.network import Predictor, predictor_for
@@ -42,6 +44,7 @@ def score(settings: Settings) -> dict[str, Any]:
     """
     from batch.ops.monitoring import after_score
 
+    memory.fit_address_space()
     started = dt.datetime.now(dt.UTC)
     try:
         summary = _score(settings, started)
@@ -199,6 +202,7 @@ def _plan(run: _Run) -> Plan:
         settings.target_column,
         run.out.scored_hashes() if settings.new_only else None,
         run.domain,
+        Limits(settings.max_batch_bytes, settings.max_columns),
     )
     run.phases.end("plan")
     run.lineage.start(

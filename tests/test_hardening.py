@@ -285,19 +285,21 @@ def test_csv_structure_real_files_have(models, tmp_path, write_csv):
 
 @pytest.mark.slow
 def test_fields_up_to_the_limit_are_read_and_longer_ones_exit_3(models, tmp_path):
-    from batch.io.csv_reader import MAX_ROW_BYTES
+    from batch.io.source import BATCH_BYTES
 
     ok = tmp_path / "in" / "big_field.csv"
     ok.parent.mkdir()
-    ok.write_bytes(b'note,rm\n"' + b"z" * (70 << 20) + b'",6\nnext,7\n')
+    ok.write_bytes(b'note,rm\n"' + b"z" * (7 << 20) + b'",6\nnext,7\n')
     got = pd.read_parquet(
         run_dir(score(models, tmp_path / "o1", ok)) / "predictions.parquet", columns=["source_row"]
     )
     assert got["source_row"].tolist() == [1, 2]
     bad = tmp_path / "in2" / "too_big.csv"
     bad.parent.mkdir()
-    bad.write_bytes(b'note,rm\nfirst,6\n"' + b"z" * (MAX_ROW_BYTES + (1 << 20)) + b'",6\n')
-    assert_failed(score(models, tmp_path / "o2", bad), 3, f"{MAX_ROW_BYTES >> 20} MB")
+    bad.write_bytes(b'note,rm\nfirst,6\n"' + b"z" * (BATCH_BYTES // 4 + (1 << 20)) + b'",6\n')
+    assert_failed(
+        score(models, tmp_path / "o2", bad), 3, f"{BATCH_BYTES >> 22} MB", "--max-batch-bytes"
+    )
     no_run_published(tmp_path / "o2")
 
 

@@ -23,6 +23,8 @@ MEANINGS = {
 }
 REASONS = tuple(MEANINGS)
 MISSING, NOT_A_NUMBER, NON_FINITE, OUT_OF_DOMAIN = range(1, 5)  # 0 = valid
+# A rejected cell longer than this is kept in rejects.csv as its first characters and its length.
+RAW_VALUE_CHARS = 1_000
 # Rooms beyond float32 (the model's precision) cannot be scored whatever the domain says.
 FLOAT32_MAX = float(np.finfo("float32").max)
 
@@ -135,9 +137,17 @@ def validate(
 
 
 def raw_text(raw: pa.Array) -> pa.Array:
-    """The raw cell as text for rejects.csv ('' for a null)."""
+    """The raw cell as text for rejects.csv ('' for a null); a cell longer than RAW_VALUE_CHARS
+    keeps its first RAW_VALUE_CHARS characters and says its length ("... (N characters)")."""
     if pa.types.is_dictionary(raw.type):
         raw = raw.dictionary_decode()
     if not pa.types.is_string(raw.type):
         raw = to_text(raw)
-    return pc.fill_null(raw, "")
+    raw = pc.fill_null(raw, "")
+    lengths = pc.utf8_length(raw)
+    long = pc.greater(lengths, RAW_VALUE_CHARS)
+    if not pc.any(long).as_py():
+        return raw
+    heads = pc.utf8_slice_codeunits(raw.filter(long), 0, RAW_VALUE_CHARS).to_pylist()
+    told = [f"{h}... ({n:,} characters)" for h, n in zip(heads, lengths.filter(long).to_pylist())]
+    return pc.replace_with_mask(raw, long, pa.array(told, pa.string()))

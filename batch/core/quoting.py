@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 
 EXCERPT_CHARS = 60
+# The tail of a value cut before (features.raw_text): "... (52,428,800 characters)".
+_CUT = re.compile(r"\.\.\. \((\d{1,3}(?:,\d{3})*) characters\)\Z")
 SENTENCE_CHARS = 2_000
 
 # C0 and C1 controls, DEL, and the characters that reorder or hide text on a terminal or page
@@ -40,7 +42,9 @@ def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
         text = str(value)
     if len(text) <= limit:
         return escape(text)
-    return f"{escape(text[:limit])}... ({len(text):,} characters)"
+    cut = _CUT.search(text)  # a value already cut (rejects.csv's raw_value) keeps its length
+    told = cut.group(1) if cut else f"{len(text):,}"
+    return f"{escape(text[:limit])}... ({told} characters)"
 
 
 def safe_sentence(text: str, limit: int = SENTENCE_CHARS) -> str:

@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from batch.core.rules import REJECT_SCHEMA, BatchContext, Predict, score_batch
 from batch.core.stats import FileStats, RunStats
 from batch.io import inputs, outputs, text_restore
 from batch.io.pipeline import ReadAhead
 from batch.io.plan import Plan
+from batch.io.read_errors import READ_ERRORS, is_memory_error, memory_error
 from batch.io.sink import PredictionSink
 from batch.io.source import Part
 from batch.model.network import Predictor, check_parity
@@ -83,9 +85,16 @@ def score_part(
         ReadAhead(batches, read_ahead) if read_ahead > 0 else contextlib.nullcontext(batches)
     ) as stream:
         for batch in stream:
-            out, rejects, bstats = score_batch(batch, first, ctx, predict)
+            try:
+                out, rejects, bstats = score_batch(batch, first, ctx, predict)
+                sink.write(out, rejects)
+            except READ_ERRORS as exc:
+                # Memory (or an Arrow array's size) ran out on this file's batch: the file's
+                # fault, and the sentence names the limit; anything else is a bug.
+                if not is_memory_error(exc):
+                    raise
+                raise memory_error(part.src.name, exc, part.src.batch_bytes) from None
             first += batch.num_rows
-            sink.write(out, rejects)
             stats.merge(bstats)
             if on_batch is not None:
                 on_batch(batch.num_rows, part)
@@ -141,6 +150,13 @@ class Engine(ABC):
             len(sources),
         )
 
+    def _stream(self, plan: Plan, job: Job) -> list[PartResult]:
+        """_run_parts, then the batches' memory handed back to the system before the report
+        (its plots load matplotlib): under an address-space limit, memory kept is memory lost."""
+        results = self._run_parts(plan, job)
+        pa.default_memory_pool().release_unused()
+        return results
+
     def run(self, plan: Plan, job: Job, model: Any) -> EngineResult:
         """Score the plan into job.staged; `model` is the Keras model the parity check uses.
 
@@ -148,7 +164,7 @@ class Engine(ABC):
         says so): that verification stands in for the run-end check, so no TensorFlow loads.
         """
         t0 = time.monotonic()
-        results = self._run_parts(plan, job)
+        results = self._stream(plan, job)
         t1 = time.monotonic()
         stats = RunStats()
         files = [

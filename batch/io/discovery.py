@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
 from batch.core.errors import InputError
+from batch.core.quoting import excerpt
 from batch.storage import fs
 
 log = logging.getLogger(__name__)
@@ -42,7 +45,27 @@ def resolve_inputs(entries: list[str]) -> list[fs.Location]:
         if key not in seen:
             seen.add(key)
             unique.append(p)
+            note_link(p)
     return unique
+
+
+def note_link(path: fs.Location) -> None:
+    """Log an input reached through a link whose target is outside the folder that holds it,
+    with the real path it resolves to (the operator sees what is really read)."""
+    if not isinstance(path, Path):
+        return  # an object store has no links
+    try:
+        real = Path(os.path.realpath(path))
+        root = Path(os.path.realpath(path.parent))
+    except (OSError, ValueError):
+        return
+    if real.parent != root and not real.is_relative_to(root):
+        log.warning(
+            "input %s is a link to %s, outside its folder %s; that file is what is read",
+            excerpt(str(path), 300),
+            excerpt(str(real), 300),
+            excerpt(str(root), 300),
+        )
 
 
 def _resolve(entry: str) -> list[fs.Location]:

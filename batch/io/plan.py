@@ -23,12 +23,14 @@ from batch.core.rules import ADDED_COLUMNS, ADDED_FIELDS, BatchContext, feature_
 from batch.core.stats import NumericColumns
 from batch.io import inputs
 from batch.io.discovery import resolve_inputs
-from batch.io.source import InputFile
+from batch.io.source import DEFAULT_LIMITS, InputFile, Limits, quote_names
 from batch.storage import fs
 
 log = logging.getLogger(__name__)
 
-FIRST_BLOCK_ROWS = 1 << 16  # rows of each file observed to decide which text columns are numbers
+# Rows of each file observed to decide which text columns are numbers: the first batch, of at
+# most this many rows and the file's batch_bytes (the max_batch_bytes setting).
+FIRST_BLOCK_ROWS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -99,11 +101,13 @@ def plan_inputs(
     target_column: str | None,
     scored_hashes: set[str] | None,
     domain: tuple[float, float] = (-math.inf, math.inf),
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Plan:
     """Find and inspect every input before anything is written; InputError names the bad file.
 
     domain is the rooms domain of the run: rows it would reject do not count when deciding which
-    text columns are numbers, as they are not written to predictions.parquet.
+    text columns are numbers, as they are not written to predictions.parquet. limits bound what
+    one file may cost (bytes per batch, columns); every step is linear in the column count.
     """
     paths = resolve_inputs(entries)
     if not paths:
@@ -111,7 +115,7 @@ def plan_inputs(
             f"no input files found in {', '.join(entries)} (looked for .csv, "
             ".csv.gz, .parquet, .pq); check --input / BATCH_INPUT"
         )
-    found, skipped = _inspect_new(paths, scored_hashes)
+    found, skipped = _inspect_new(paths, scored_hashes, limits)
     files = [_file_plan(src, feature_column, target_column) for src in found]
     fields, parquet_text = _unify_columns([fp.src for fp in files if not fp.src.empty])
     schema = pa.schema([pa.field(n, t) for n, t in fields.items()] + list(ADDED_FIELDS))
@@ -123,12 +127,12 @@ def plan_inputs(
 
 
 def _inspect_new(
-    paths: list[fs.Location], scored_hashes: set[str] | None
+    paths: list[fs.Location], scored_hashes: set[str] | None, limits: Limits
 ) -> tuple[list[InputFile], list[dict[str, str]]]:
     """(the inspected inputs to score, the ones --new-only skips as scored by an earlier run)."""
     found, skipped = [], []
     for path in paths:
-        src = inputs.inspect(path)
+        src = inputs.inspect(path, limits)
         if scored_hashes is not None and src.sha256 in scored_hashes:
             log.info(
                 "skipping %s: its content (sha256 %s) was scored by an earlier run",
@@ -150,7 +154,7 @@ def _file_plan(src: InputFile, feature_column: str | None, target_column: str | 
         wanted = repr(feature_column) if feature_column else "rm, rooms or avg_rooms"
         raise InputError(
             f"no column for rooms ({wanted}) in {src.name!r} (columns: "
-            f"{', '.join(repr(c) for c in src.columns) or 'none'}); set --feature-column"
+            f"{quote_names(src.columns) or 'none'}); set --feature-column"
         )
     if not can_hold_rooms(src.types[rooms]):
         raise InputError(
@@ -161,7 +165,7 @@ def _file_plan(src: InputFile, feature_column: str | None, target_column: str | 
     clash = [c for c in src.columns if c in ADDED_COLUMNS]
     if clash:
         raise InputError(
-            f"input {src.name!r} has column(s) {', '.join(map(repr, clash))}, "
+            f"input {src.name!r} has column(s) {quote_names(clash)}, "
             "which the scorer adds to its output; rename them in the input"
         )
     target = (
@@ -260,6 +264,6 @@ def pick_column(
         return exact[0]
     raise InputError(
         f"input {src.name!r} has {len(matches)} columns that could be the {what} "
-        f"column ({', '.join(repr(c) for c in matches)}); it is ambiguous — set "
+        f"column ({quote_names(matches)}); it is ambiguous — set "
         f"{flag} to one of them, spelt exactly, or rename the other"
     )

@@ -24,6 +24,8 @@ SCORE_FIELDS = [
     "domain_min",
     "domain_max",
     "chunk_rows",
+    "max_batch_bytes",
+    "max_columns",
     "progress_seconds",
     "engine",
     "dask_address",

@@ -162,6 +162,19 @@ class Settings(BaseSettings):
         le=10_000_000,
         description="rows read, validated, scored and written per batch",
     )
+    max_batch_bytes: int = Field(
+        32 << 20,
+        ge=1 << 20,
+        le=1 << 30,
+        description="bytes a batch may hold (a batch ends at chunk_rows or at this size, "
+        "whichever comes first); a CSV row longer than a quarter of this is refused (exit 3)",
+    )
+    max_columns: int = Field(
+        10_000,
+        ge=1,
+        le=1_000_000,
+        description="columns an input file may have; a wider file is refused (exit 3)",
+    )
     progress_seconds: float = Field(
         5.0,
         ge=0.1,
