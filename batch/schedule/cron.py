@@ -162,3 +162,23 @@ def missed_fire(
         return now  # never ran: run now
     nxt = cron.get_next_fire_time(None, since + dt.timedelta(seconds=1))
     return nxt if nxt is not None and nxt <= now else None
+
+
+def latest_fire(
+    cron: OncePerWallClock, now: dt.datetime, within: dt.timedelta
+) -> dt.datetime | None:
+    """The last scheduled time at or before `now`, at most `within` before it (None: none).
+
+    A fire runs moments after its scheduled time, so the search widens from a minute (a few
+    steps even for a per-second schedule) only when nothing is found there.
+    """
+    for window in (dt.timedelta(minutes=1), dt.timedelta(hours=1), dt.timedelta(days=1), within):
+        window = min(window, within)
+        last = None
+        nxt = cron.get_next_fire_time(None, now - window)
+        while nxt is not None and nxt <= now:
+            last = nxt
+            nxt = cron.get_next_fire_time(None, nxt + dt.timedelta(seconds=1))
+        if last is not None:
+            return last
+    return None
