@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from batch.ops.lineage import facets
+import batch.ops.lineage.facets as facets
 from batch.ops.lineage.datasets import DatasetRef
 
 log = logging.getLogger("batch.ops.lineage")
