@@ -278,13 +278,13 @@ def test_the_sample_inputs_list_their_own_columns_with_the_output_types(models, 
 def test_a_parquet_and_a_csv_copy_of_one_file_give_the_same_facet(models, tmp_path):
     north = SAMPLE / "suburbs_north.csv"
     # A Parquet copy of the data as the CSV's run scored it: its own columns, written types.
-    code, summary, _ = score(models, tmp_path / "csv", north)
+    code, summary, alone_csv = score(models, tmp_path / "csv", north)
     assert code == 0
     part = sorted((Path(summary["run_dir"]) / "predictions.parquet").glob("*.parquet"))[0]
     copy = tmp_path / "copies" / "suburbs_north.parquet"
     copy.parent.mkdir()
     pq.write_table(pq.read_table(part, columns=_own_columns(north)), copy)
-    # pandas' copy with large strings reads alike too (large_string is a string).
+    # A copy whose text columns are large strings (as pandas writes them) reads alike too.
     big = tmp_path / "copies" / "north_large.parquet"
     table = pq.read_table(copy)
     pq.write_table(
@@ -300,7 +300,6 @@ def test_a_parquet_and_a_csv_copy_of_one_file_give_the_same_facet(models, tmp_pa
     )
     shutil.copy(north, tmp_path / "copies" / "suburbs_north.csv")
 
-    _, _, alone_csv = score(models, tmp_path / "a", north)
     _, _, alone_parquet = score(models, tmp_path / "b", copy)
     code, _, together = score(models, tmp_path / "c", tmp_path / "copies")
     assert code == 0
