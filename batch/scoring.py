@@ -14,12 +14,13 @@ from typing import Any, NoReturn
 
 from batch import engines
 from batch.core import interrupts
+from batch.core.columns import with_float64
 from batch.core.documents import ModelMetadata, RunReport
 from batch.core.errors import BatchError, DriftDetected, RejectBudgetExceeded
 from batch.core.ids import new_run_id
 from batch.core.stats import FileStats
 from batch.engines.base import EngineResult, Job
-from batch.io import memory
+from batch.io import memory, text_restore
 from batch.io.plan import Plan, plan_inputs
 from batch.io.source import Limits
 from batch.model import linear
@@ -27,7 +28,7 @@ from batch.model.layout import MODEL_FILE
 from batch.model.network import Predictor, predictor_for
 from batch.model.registry import Registry
 from batch.ops import report
-from batch.ops.lineage import Lineage, arrow_schema, score_inputs, score_outputs
+from batch.ops.lineage import Lineage, arrow_schema, input_quality, score_inputs, score_outputs
 from batch.settings import Settings
 from batch.storage import fs, rundir
 
@@ -103,6 +104,7 @@ class _Run:
     phases: _Phases
     lineage_started: bool = False
     staged: fs.Location | None = None  # removed on the way out unless published
+    written_types: list[tuple[str, str]] | None = None  # predictions.parquet's, for lineage
 
     @property
     def domain(self) -> tuple[float, float]:
@@ -171,6 +173,7 @@ def _score_locked(run: _Run) -> dict[str, Any]:
     run.staged = run.out.staging(run.run_id)
     result = _run_engine(run, plan, model, meta, predictor)
     verdict = _report(run, plan, result, meta)
+    _observed(run, plan, result, verdict.rep)
     return _publish(run, plan, verdict, result)
 
 
@@ -207,7 +210,10 @@ def _plan(run: _Run) -> Plan:
     run.phases.end("plan")
     run.lineage.start(
         score_inputs(
-            [fp.src for fp in plan.files], arrow_schema(plan.schema), run.registry.root, run.version
+            [fp.src for fp in plan.files],
+            arrow_schema(plan.parquet_schema),
+            run.registry.root,
+            run.version,
         )
     )
     run.lineage_started = True
@@ -305,6 +311,19 @@ def _report(run: _Run, plan: Plan, result: EngineResult, metadata: ModelMetadata
     return _Verdict(rep, over_budget)
 
 
+def _observed(run: _Run, plan: Plan, result: EngineResult, rep: RunReport) -> None:
+    """The closing lineage event's inputs: each file with the types predictions.parquet holds
+    (the plan's, less numbers turned back to text) and its measured data quality."""
+    if run.lineage.enabled:
+        assert run.staged is not None
+        text = text_restore.text_columns(run.staged, plan.numbers) if plan.numbers else set()
+        run.written_types = arrow_schema(with_float64(plan.schema, plan.numbers - text))
+        files, quality = [fp.src for fp in plan.files], input_quality(result.files, rep)
+        run.lineage.observed(
+            score_inputs(files, run.written_types, run.registry.root, run.version, quality)
+        )
+
+
 def _publish(run: _Run, plan: Plan, verdict: _Verdict, result: EngineResult) -> dict[str, Any]:
     """Publish the run (its summary), or keep its diagnosis in failed/ and raise why."""
     assert run.staged is not None
@@ -337,7 +356,12 @@ def _publish(run: _Run, plan: Plan, verdict: _Verdict, result: EngineResult) -> 
         final / "report.html",
     )
     run.lineage.complete(
-        score_outputs(final, stats.scored, stats.rejected, arrow_schema(plan.schema))
+        score_outputs(
+            final,
+            stats.scored,
+            stats.rejected,
+            run.written_types or arrow_schema(plan.parquet_schema),
+        )
     )
     return summary
 

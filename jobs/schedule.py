@@ -12,7 +12,8 @@ from jobs import _cli
 from jobs.score import FIELDS as SCORE_FIELDS
 
 FIELDS = SCORE_FIELDS + SCHEDULE_FIELDS
-FIELDS = [f for f in FIELDS if f != "new_only"]
+# The scheduler sets these for each run itself (--nominal-time: the fire's scheduled time).
+FIELDS = [f for f in FIELDS if f not in ("new_only", "nominal_time")]
 
 
 def parser() -> argparse.ArgumentParser:

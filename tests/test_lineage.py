@@ -79,7 +79,8 @@ def test_training_emits_start_then_complete_with_matching_run_ids(models):
     start, complete = receiver.events
     assert start["run"]["runId"] == complete["run"]["runId"] == run_uuid("train", summary["run_id"])
     for event in receiver.events:
-        assert event["job"] == {"namespace": NAMESPACE, "name": "train", "facets": {}}
+        assert (event["job"]["namespace"], event["job"]["name"]) == (NAMESPACE, "train")
+        assert event["job"]["facets"]["jobType"]["processingType"] == "BATCH"
         assert event["run"]["facets"]["houseprice_batch"]["runId"] == summary["run_id"]
     data = complete["inputs"][0]
     assert data["namespace"] == "file" and data["name"].endswith("boston_housing.npz")

@@ -127,11 +127,16 @@ class FileStats:
     rooms_column: str | None = None
     target_column: str | None = None
     notes: list[str] = field(default_factory=list)
+    rejects: dict[str, int] = field(default_factory=lambda: {r: 0 for r in REASONS})
+    with_target: int = 0  # scored rows with a true price (lineage's data-quality metrics)
 
     def add(self, rows_read: int, stats: RunStats) -> None:
         self.rows_read += rows_read
         self.rows_scored += stats.scored
         self.rows_rejected += stats.rejected
+        for reason, n in stats.rejects.items():
+            self.rejects[reason] = self.rejects.get(reason, 0) + n
+        self.with_target += stats.actual_n
 
 
 # A plain number (features.NUMBER_RE, on trimmed text) that is not a code: no leading zero

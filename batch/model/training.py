@@ -48,7 +48,7 @@ def train(settings: Settings, promote: str = "auto", if_missing: bool = False) -
     # that cannot be written, would otherwise only show after the fit (or after publishing).
     registry.check()
     run_id = new_run_id()
-    lineage = Lineage.from_settings(settings, "train", run_id)
+    lineage = Lineage.from_settings(settings, "train", run_id, engine="keras")
     source = datasets.keras_cache_file() if settings.data == "boston" else settings.data
     columns = [(settings.feature_column or "rm", "float64"), (settings.target_column, "float64")]
     lineage.start([DatasetRef.file(source, schema=columns)])

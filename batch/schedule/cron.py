@@ -202,3 +202,23 @@ def check_interval(
             "(--min-schedule-interval-s / BATCH_MIN_SCHEDULE_INTERVAL_S); choose a slower "
             "schedule or lower the minimum"
         )
+
+
+def latest_fire(
+    cron: OncePerWallClock, now: dt.datetime, within: dt.timedelta
+) -> dt.datetime | None:
+    """The last scheduled time at or before `now`, at most `within` before it (None: none).
+
+    A fire runs moments after its scheduled time, so the search widens from a minute (a few
+    steps even for a per-second schedule) only when nothing is found there.
+    """
+    for window in (dt.timedelta(minutes=1), dt.timedelta(hours=1), dt.timedelta(days=1), within):
+        window = min(window, within)
+        last = None
+        nxt = cron.get_next_fire_time(None, now - window)
+        while nxt is not None and nxt <= now:
+            last = nxt
+            nxt = cron.get_next_fire_time(None, nxt + dt.timedelta(seconds=1))
+        if last is not None:
+            return last
+    return None

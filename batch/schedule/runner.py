@@ -6,6 +6,7 @@ cannot take it down; the scheduler reads only the run's exit code and JSON summa
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import signal
@@ -19,15 +20,19 @@ from batch.settings import SCORE_FIELDS, Settings, flag_name
 
 log = logging.getLogger(__name__)
 
-# Everything a scoring run takes, except what the scheduler sets itself (inputs, --new-only).
-PASSED_ON = [f for f in SCORE_FIELDS if f not in ("input", "new_only")]
+# Everything a scoring run takes, except what the scheduler sets itself (inputs, --new-only,
+# the fire's --nominal-time).
+PASSED_ON = [f for f in SCORE_FIELDS if f not in ("input", "new_only", "nominal_time")]
 
 
-def scorer_command(settings: Settings) -> list[str]:
-    """The scorer's command line carrying this scheduler's resolved settings."""
+def scorer_command(settings: Settings, nominal: dt.datetime | None = None) -> list[str]:
+    """The scorer's command line carrying this scheduler's resolved settings, and the fire's
+    scheduled time (the lineage events' nominalTime) when there is one."""
     cmd = [sys.executable, "-m", "jobs.score", "--new-only"]
     for entry in settings.input:
         cmd += ["--input", entry]
+    if nominal is not None:
+        cmd += ["--nominal-time", nominal.isoformat()]
     for name in PASSED_ON:
         value = getattr(settings, name)
         if value is not None:
@@ -46,9 +51,11 @@ class ScorerProcess:
     def __init__(self) -> None:
         self.child: subprocess.Popen[str] | None = None
 
-    def run(self, settings: Settings) -> tuple[int, dict[str, Any]]:
+    def run(
+        self, settings: Settings, nominal: dt.datetime | None = None
+    ) -> tuple[int, dict[str, Any]]:
         """Run the scorer to its end: its exit code and JSON summary ({} when it printed none)."""
-        cmd = scorer_command(settings)
+        cmd = scorer_command(settings, nominal)
         log.info("scheduled run starting: %s", " ".join(cmd[1:]))
         try:
             # Its own session: a Ctrl-C at the scheduler's terminal does not reach the run.

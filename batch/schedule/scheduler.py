@@ -16,7 +16,7 @@ import threading
 from types import FrameType
 
 from batch.core.errors import LockHeld
-from batch.schedule.cron import check_interval, missed_fire, trigger
+from batch.schedule.cron import check_interval, latest_fire, missed_fire, trigger
 from batch.schedule.heartbeat import Heartbeat, iso, last_success, record_dead_run, utc_now
 from batch.schedule.runner import ScorerProcess, apply_retention, exit_reason
 from batch.settings import Settings
@@ -48,6 +48,9 @@ class NightlyScorer:
         self.running = threading.Lock()
         self.scorer = ScorerProcess()
         self.stopping = False
+        # The fire at start (catch-up, --run-now) stands for the missed time, if any.
+        self.at_start = False
+        self.start_nominal: dt.datetime | None = None
 
     # -- one fire ------------------------------------------------------------------------------
     def fire(self) -> None:
@@ -57,7 +60,7 @@ class NightlyScorer:
             started = utc_now()
             self.heartbeat.update(last_run_at=iso(started), last_run_status="running")
             self.beat()
-            code, summary = self.scorer.run(self.settings)
+            code, summary = self.scorer.run(self.settings, self._nominal_time(started))
             if code == 0:
                 self.heartbeat.update(last_success_at=iso(started), last_run_status="succeeded")
                 log.info("scheduled run finished: %s", json.dumps(summary))
@@ -93,6 +96,15 @@ class NightlyScorer:
             count = int(self.heartbeat.state.get("last_failed_starts") or 0) + 1
             self.heartbeat.state["last_failed_starts"] = count
 
+    def _nominal_time(self, now: dt.datetime) -> dt.datetime | None:
+        """The scheduled time this fire stands for (the run's nominalTime): the cron time just
+        passed; at start, the missed time of a catch-up (none for --run-now or a first run)."""
+        if self.at_start:
+            self.at_start = False
+            return self.start_nominal
+        grace = dt.timedelta(seconds=self.settings.misfire_grace_seconds)
+        return latest_fire(self.cron, now, grace)
+
     def beat(self) -> None:
         """Rewrite the heartbeat with the job's next fire (none once stopped)."""
         job = self.scheduler.get_job(JOB_ID)
@@ -107,6 +119,7 @@ class NightlyScorer:
         self.scheduler.add_listener(self.failed_start, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
         now = utc_now()
         first = now if self._run_at_start(run_now, now) else None
+        self.at_start = first is not None
         self.scheduler.add_job(
             self.fire,
             self.cron,
@@ -137,6 +150,7 @@ class NightlyScorer:
         elif missed is not None and since is None:
             log.info("no successful run yet: running once now")
         elif missed is not None:
+            self.start_nominal = missed
             log.info(
                 "catch-up: the run due at %s did not happen (scheduler down?); running now",
                 iso(missed),

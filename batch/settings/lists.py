@@ -34,6 +34,7 @@ SCORE_FIELDS = [
     "openlineage_url",
     "openlineage_api_key",
     "openlineage_file",
+    "nominal_time",
     "http_timeout_s",
     "s3_timeout_s",
     "s3_lease_seconds",

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AwareDatetime,
     Field,
     PlainValidator,
     SecretStr,
@@ -217,6 +218,12 @@ class Settings(BaseSettings):
         description="file that OpenLineage run events are appended to, one JSON per line; "
         "unset: no file",
     )
+    nominal_time: AwareDatetime | None = Field(
+        None,
+        description="the scheduled time this scoring run stands for (ISO 8601 with a UTC "
+        "offset), sent as the lineage events' nominalTime; the scheduler passes each fire's "
+        "time; unset: none",
+    )
 
     # -- deadlines on outside calls -----------------------------------------------------------
     http_timeout_s: float = Field(
@@ -311,6 +318,7 @@ class Settings(BaseSettings):
         "openlineage_url",
         "openlineage_api_key",
         "openlineage_file",
+        "nominal_time",
         "retention",
         "retention_days",
         mode="before",

@@ -1,29 +1,23 @@
-"""OpenLineage run events (START, then COMPLETE or FAIL) for scoring and training runs; off
-unless set."""
+"""One run's OpenLineage events (START, then COMPLETE or FAIL), built and sent within deadlines."""
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batch.core.redact import redact
-from batch.storage.location import Location
+import batch.ops.lineage.facets as facets
+from batch.ops.lineage.datasets import DatasetRef
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("batch.ops.lineage")
 
 NAMESPACE = "house-price-batch"
-# Who wrote the events, as a URI (OpenLineage asks for one); our custom facets' schema URIs.
-PRODUCER = "urn:house-price-batch"
-FACET_SCHEMA = "urn:house-price-batch:facets"
 # Fixed, so the same run id of ours always maps to the same OpenLineage run UUID.
-RUN_UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, PRODUCER)
+RUN_UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, facets.PRODUCER)
 HTTP_TIMEOUT_SECONDS = 10.0  # the default of --http-timeout-s
 # A run sends at most three events; together they may take this many call deadlines.
 RUN_BUDGET_CALLS = 3
@@ -44,65 +38,6 @@ def run_uuid(job: str, run_id: str) -> str:
     return str(uuid.uuid5(RUN_UUID_NAMESPACE, f"{NAMESPACE}/{job}/{run_id}"))
 
 
-def file_dataset(path: str | Location) -> tuple[str, str]:
-    """(namespace, name) of a file or folder after OpenLineage's naming: file + absolute path,
-    or s3://bucket + key."""
-    text = redact(str(path))
-    if "://" in text:
-        scheme, rest = text.split("://", 1)
-        bucket, _, key = rest.partition("/")
-        return f"{scheme}://{bucket}", key
-    return "file", str(Path(text).resolve())
-
-
-@dataclass
-class DatasetRef:
-    """A dataset a run read or wrote, described without importing OpenLineage."""
-
-    namespace: str
-    name: str
-    schema: list[tuple[str, str]] | None = None  # (column, type) in order
-    rows: int | None = None  # outputs: the row count
-    size_bytes: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # shown in a custom dataset facet
-
-    @classmethod
-    def file(cls, path: str | Location, **kwargs: Any) -> DatasetRef:
-        """A file (or folder) dataset named after OpenLineage's naming conventions."""
-        namespace, name = file_dataset(path)
-        return cls(namespace, name, **kwargs)
-
-
-@functools.cache
-def _facet_classes() -> tuple[Any, Any]:
-    """Our custom facets; built on first use so that OpenLineage is imported only when enabled."""
-    import attr
-    from openlineage.client.generated.base import DatasetFacet, RunFacet
-
-    @attr.define
-    class BatchRunFacet(RunFacet):
-        """Our own run id (the folder name under runs/), beside OpenLineage's UUID."""
-
-        runId: str
-        job: str
-
-        @staticmethod
-        def _get_schema() -> str:
-            return FACET_SCHEMA + ":BatchRunFacet"
-
-    @attr.define
-    class BatchDatasetFacet(DatasetFacet):
-        """What else we know of a dataset (e.g. the model version, the file's sha256)."""
-
-        properties: dict[str, Any] = attr.field(factory=dict)
-
-        @staticmethod
-        def _get_schema() -> str:
-            return FACET_SCHEMA + ":BatchDatasetFacet"
-
-    return BatchRunFacet, BatchDatasetFacet
-
-
 class Lineage:
     """One run's lineage events: start(), then complete() or fail(); a no-op when disabled.
 
@@ -118,8 +53,12 @@ class Lineage:
         file: Path | None = None,
         api_key: str | None = None,
         timeout: float = HTTP_TIMEOUT_SECONDS,
+        engine: str | None = None,
+        nominal_time: dt.datetime | None = None,
     ) -> None:
         self.job = job
+        self.engine = engine  # the processing_engine facet's name (local, dask, keras)
+        self.nominal_time = nominal_time  # the scheduled time this run stands for
         self.run_id = run_id
         self.uuid = run_uuid(job, run_id)
         self.url = url
@@ -132,9 +71,13 @@ class Lineage:
         self._clients: list[tuple[str, Any]] | None = None
 
     @classmethod
-    def from_settings(cls, settings: Any, job: str, run_id: str) -> Lineage:
-        """Lineage for a run, enabled by the openlineage_url / openlineage_file settings."""
+    def from_settings(
+        cls, settings: Any, job: str, run_id: str, engine: str | None = None
+    ) -> Lineage:
+        """Lineage for a run, enabled by the openlineage_url / openlineage_file settings; a
+        scoring run names its engine and nominal time from the settings too."""
         key = settings.openlineage_api_key
+        scoring = job == "score"
         return cls(
             job,
             run_id,
@@ -142,6 +85,8 @@ class Lineage:
             file=settings.openlineage_file,
             api_key=key.get_secret_value() if key is not None else None,
             timeout=settings.http_timeout_s,
+            engine=settings.engine if scoring and engine is None else engine,
+            nominal_time=settings.nominal_time if scoring else None,
         )
 
     @property
@@ -161,6 +106,10 @@ class Lineage:
         if inputs is not None:
             self.inputs = list(inputs)
         self._emit("COMPLETE", self.inputs, list(outputs or []))
+
+    def observed(self, inputs: list[DatasetRef]) -> None:
+        """The inputs as the run measured them (their data quality): the closing event's."""
+        self.inputs = list(inputs)
 
     def fail(self, error: str, outputs: list[DatasetRef] | None = None) -> None:
         """The run failed with `error` (its one-sentence message)."""
@@ -270,111 +219,47 @@ class Lineage:
     def _event(
         self, kind: str, inputs: list[DatasetRef], outputs: list[DatasetRef], error: str | None
     ) -> Any:
-        from openlineage.client.event_v2 import InputDataset, Job, Run, RunEvent, RunState
-        from openlineage.client.facet_v2 import error_message_run
+        from openlineage.client.event_v2 import (
+            InputDataset,
+            Job,
+            OutputDataset,
+            Run,
+            RunEvent,
+            RunState,
+        )
 
-        run_facet, _ = _facet_classes()
-        run_facets: dict[str, Any] = {
-            "houseprice_batch": run_facet(runId=self.run_id, job=self.job, producer=PRODUCER)
-        }
-        if error is not None:
-            run_facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
-                message=error, programmingLanguage="python", producer=PRODUCER
-            )
         return RunEvent(
             eventType=getattr(RunState, kind),
             eventTime=dt.datetime.now(dt.UTC).isoformat(),
-            run=Run(runId=self.uuid, facets=run_facets),
-            job=Job(namespace=NAMESPACE, name=self.job),
-            producer=PRODUCER,
+            run=Run(
+                runId=self.uuid,
+                facets=facets.run_facets(
+                    self.run_id, self.job, self.engine, self.nominal_time, error
+                ),
+            ),
+            job=Job(namespace=NAMESPACE, name=self.job, facets=facets.job_facets()),
+            producer=facets.PRODUCER,
             inputs=[
-                InputDataset(namespace=r.namespace, name=r.name, facets=_dataset_facets(r))
+                InputDataset(
+                    namespace=r.namespace,
+                    name=r.name,
+                    facets=facets.dataset_facets(r),
+                    inputFacets=facets.input_facets(r.quality),
+                )
                 for r in inputs
             ],
-            outputs=[_output_dataset(r) for r in outputs],
+            outputs=[
+                OutputDataset(
+                    namespace=r.namespace,
+                    name=r.name,
+                    facets=facets.dataset_facets(r),
+                    outputFacets=facets.output_facets(r),
+                )
+                for r in outputs
+            ],
         )
-
-
-def _dataset_facets(ref: DatasetRef) -> dict[str, Any]:
-    """A dataset's schema facet and our own (what else we know of it)."""
-    from openlineage.client.facet_v2 import schema_dataset
-
-    out: dict[str, Any] = {}
-    if ref.schema:
-        out["schema"] = schema_dataset.SchemaDatasetFacet(
-            fields=[schema_dataset.SchemaDatasetFacetFields(name=n, type=t) for n, t in ref.schema],
-            producer=PRODUCER,
-        )
-    if ref.extra:
-        _, dataset_facet = _facet_classes()
-        out["houseprice_batch"] = dataset_facet(properties=dict(ref.extra), producer=PRODUCER)
-    return out
-
-
-def _output_dataset(ref: DatasetRef) -> Any:
-    """An output dataset, with its row count and size when known."""
-    from openlineage.client.event_v2 import OutputDataset
-    from openlineage.client.facet_v2 import output_statistics_output_dataset as statistics
-
-    output_facets: dict[str, Any] = {}
-    if ref.rows is not None:
-        output_facets["outputStatistics"] = statistics.OutputStatisticsOutputDatasetFacet(
-            rowCount=ref.rows, size=ref.size_bytes, producer=PRODUCER
-        )
-    return OutputDataset(
-        namespace=ref.namespace,
-        name=ref.name,
-        facets=_dataset_facets(ref),
-        outputFacets=output_facets,
-    )
 
 
 def _short(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text[:300] or type(exc).__name__
-
-
-def arrow_schema(schema: Any) -> list[tuple[str, str]]:
-    """(column, type) pairs of a pyarrow schema (or any fields with .name and .type)."""
-    return [(f.name, str(f.type)) for f in schema]
-
-
-def score_inputs(
-    files: list[Any],
-    schema: list[tuple[str, str]] | None,
-    model_dir: Location | None = None,
-    version: str | None = None,
-) -> list[DatasetRef]:
-    """A scoring run's input datasets: each input file (with the run's input schema) and the model.
-
-    `files` are objects with `path` and `sha256` (the scorer's per-file records).
-    """
-    refs = [
-        DatasetRef.file(f.path, schema=schema, extra={"sha256": getattr(f, "sha256", None)})
-        for f in files
-    ]
-    if model_dir is not None and version:
-        refs.append(DatasetRef.file(model_dir / version, extra={"model_version": version}))
-    return refs
-
-
-def score_outputs(
-    run_dir: Location,
-    rows_scored: int,
-    rows_rejected: int,
-    schema: list[tuple[str, str]] | None = None,
-) -> list[DatasetRef]:
-    """A scoring run's output datasets: predictions (Parquet) and rejects.csv, with row counts."""
-    return [
-        DatasetRef.file(run_dir / "predictions.parquet", schema=schema, rows=rows_scored),
-        DatasetRef.file(
-            run_dir / "rejects.csv",
-            rows=rows_rejected,
-            schema=[
-                ("source_file", "string"),
-                ("source_row", "int64"),
-                ("raw_value", "string"),
-                ("reason", "string"),
-            ],
-        ),
-    ]
