@@ -308,6 +308,8 @@ def _publish(run: _Run, plan: Plan, verdict: _Verdict, result: EngineResult) -> 
         "rows_rejected": stats.rejected,
         "model_version": run.version,
         "warnings": rep.warnings or [],
+        "comparable": rep.comparable,
+        "drift": report.drift_summary(rep),
     }
     if verdict.refused:
         _refuse(run, verdict, summary)

@@ -231,6 +231,22 @@ class Failure(OpenPart):
     fix: str
 
 
+class RunWarning(OpenPart):
+    """One warning of the run with its kind (batch.core.comparable)."""
+
+    kind: str = Field(description="units, drift or target")
+    message: str
+
+
+class Comparability(OpenPart):
+    """Whether the run is comparable with the others: inputs in the training units ($K) and
+    drift within bounds (batch.core.comparable)."""
+
+    comparable: bool
+    reasons: list[str] = Field(description="the kinds that make it not comparable: units, drift")
+    warnings: list[RunWarning]
+
+
 class RunReport(OpenDocument):
     """report.json of a scoring run (runs/<id> when it succeeded, failed/<id> when refused)."""
 
@@ -268,3 +284,8 @@ class RunReport(OpenDocument):
     prediction_path: str
     phases_seconds: dict[str, NonNegativeFloat] | None = None
     failure: Failure | None = Field(default=None, description="null when the run succeeded")
+    comparable: bool | None = Field(
+        default=None,
+        description="inputs in the training units and drift within bounds; null: an older report",
+    )
+    comparability: Comparability | None = None

@@ -12,9 +12,12 @@ from typing import Any
 
 import numpy as np
 
+from batch.core import comparable
 from batch.core.documents import ModelMetadata, RunReport
 from batch.core.documents.report import (
+    Comparability,
     Domain,
+    Drift,
     Failure,
     OutOfRange,
     PredictionSummary,
@@ -24,6 +27,7 @@ from batch.core.documents.report import (
     ReportModel,
     ReportSettings,
     RunMetrics,
+    RunWarning,
     SkippedInput,
     TargetCheck,
 )
@@ -56,7 +60,7 @@ def build(
 ) -> RunReport:
     """The report.json of a run (its `failure` is set by the scorer once it has judged it)."""
     model = meta
-    target = target_check(stats, files, settings)
+    target, target_flags = target_check(stats, files, settings)
     rejected = rejected_rooms(stats)
     drift_ = drift(stats, model, rejected)
     return RunReport(
@@ -95,7 +99,47 @@ def build(
         # Seconds per phase of the run so far (model, plan, stream, finalize, report); the
         # publish step that follows is in the JSON summary line.
         phases_seconds=dict(phases or {}),
+        **comparability(_verdict(target, target_flags, drift_)),
     )
+
+
+def _verdict(
+    target: TargetCheck, target_flags: list[comparable.Flag], drift_: Drift
+) -> comparable.Verdict:
+    """The run's comparable verdict (the rule is batch.core.comparable's)."""
+    return comparable.judge(
+        in_training_units=target.comparable,
+        drifted=drift_.differs_markedly,
+        warnings=[comparable.Flag(comparable.DRIFT, w) for w in drift_.warnings] + target_flags,
+    )
+
+
+def comparability(verdict: comparable.Verdict) -> dict[str, Any]:
+    """The verdict as report.json stores it: `comparable` and `comparability`."""
+    return {
+        "comparable": verdict.comparable,
+        "comparability": Comparability(
+            comparable=verdict.comparable,
+            reasons=list(verdict.reasons),
+            warnings=[RunWarning(kind=f.kind, message=f.message) for f in verdict.warnings],
+        ),
+    }
+
+
+def drift_summary(rep: RunReport) -> dict[str, Any]:
+    """The summary line's `drift`: the verdict, and the headline test's statistic, its
+    threshold (the p-value it must fall below, alpha) and the rows it rests on."""
+    checks = rep.drift.checks or []
+    head = sorted(checks, key=lambda c: (not c.fails, 1.0 if c.p_value is None else c.p_value))
+    top = head[0] if head else None
+    return {
+        "verdict": rep.drift.verdict,
+        "check": top.name if top else None,
+        "statistic": top.statistic if top else None,
+        "p_value": top.p_value if top else None,
+        "threshold": rep.drift.alpha,
+        "n": rep.drift.input.count,
+    }
 
 
 def prediction_summary(stats: RunStats) -> PredictionSummary:
