@@ -11,6 +11,7 @@ from batch.core.documents._base import (
     FiniteFloat,
     NonNegativeFloat,
     OpenDocument,
+    Sha256,
     Share,
     UtcTime,
 )
@@ -68,6 +69,26 @@ class RunLine(OpenDocument):
         if isinstance(value, dict) and "comparable" not in value and value.get("drift") is True:
             return {**value, "comparable": False, "comparable_reasons": ["drift"]}
         return value
+
+
+class LedgerLine(OpenDocument):
+    """One line of output/ledger.jsonl: an input file a published run scored.
+
+    `--new-only` skips an input whose sha256 is here (or in a run folder's report), so what was
+    scored outlives `jobs.runs prune`, which never touches the ledger.
+    """
+
+    kind: ClassVar[str] = "ledger.jsonl line"
+    fix: ClassVar[str] = (
+        "remove or repair the line (its input then counts as not scored by --new-only)"
+    )
+    indent: ClassVar[int | None] = None
+    line: ClassVar[bool] = True
+
+    path: str = Field(description="the input file as the run found it")
+    sha256: Sha256
+    run_id: str = Field(description="the published run that scored it")
+    scored_at: UtcTime
 
 
 class SchedulerHeartbeat(OpenDocument):
