@@ -128,6 +128,17 @@ class TargetCheck(OpenPart):
     warnings: list[str]
 
 
+class BandDecile(OpenPart):
+    """The band in one rooms decile of the run's sample of scored rows."""
+
+    rooms_min: FiniteFloat
+    rooms_max: FiniteFloat
+    rows: Count
+    mean_width: NonNegativeFloat = Field(description="high - low, $K")
+    rows_with_price: Count
+    coverage: Share | None = Field(description="share of true prices inside; null: none")
+
+
 class ReportInterval(OpenPart):
     """Whether the predictions carry a price band, and its promise."""
 
@@ -137,6 +148,16 @@ class ReportInterval(OpenPart):
     calibration_rows: Count | None = None
     test_coverage: Share | None = None
     note: str | None = Field(default=None, description="why there is no band")
+    lower_bound: FiniteFloat | None = Field(
+        default=None, description="the least price a low end shows ($K); null: none"
+    )
+    lifted_rows: Count | None = Field(
+        default=None, description="sampled rows whose low end fell below it and shows as it"
+    )
+    deciles: list[BandDecile] | None = Field(
+        default=None, description="width (and coverage) per rooms decile of the sample"
+    )
+    sample_rows: Count | None = None
 
 
 class RejectedRooms(OpenPart):

@@ -33,6 +33,7 @@ from batch.core.documents.report import (
 )
 from batch.core.quoting import excerpt
 from batch.core.stats import FileStats, RunStats
+from batch.ops.report import band as band_rows
 from batch.ops.report.checks import drift, rejected_rooms, target_check
 
 
@@ -89,7 +90,7 @@ def build(
         prediction_summary=prediction_summary(stats),
         metrics=run_metrics(stats, model, target),
         target=target,
-        interval=interval(version, model),
+        interval=interval(version, model, stats),
         rejected_rooms=rejected,
         drift=drift_,
         # Every warning of the run, once, in plain words (also in the JSON summary line).
@@ -176,8 +177,9 @@ def run_metrics(stats: RunStats, meta: ModelMetadata, target: TargetCheck) -> Ru
     )
 
 
-def interval(version: str, meta: ModelMetadata) -> ReportInterval:
-    """Whether the predictions carry a price band, and its promise."""
+def interval(version: str, meta: ModelMetadata, stats: RunStats | None = None) -> ReportInterval:
+    """Whether the predictions carry a price band, its promise, and (with the run's
+    statistics) its width and coverage per rooms decile."""
     band = meta.interval
     if band is None:
         return ReportInterval(
@@ -192,6 +194,10 @@ def interval(version: str, meta: ModelMetadata) -> ReportInterval:
         method=band.method,
         calibration_rows=band.calibration_rows,
         test_coverage=band.test_coverage,
+        lower_bound=band.lower_bound,
+        lifted_rows=None if stats is None else band_rows.lifted_to_zero(stats, meta),
+        deciles=None if stats is None else band_rows.deciles(stats, meta),
+        sample_rows=None if stats is None else len(stats.sample.cols.get("rooms", ())),
     )
 
 
