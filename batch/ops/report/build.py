@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+import batch.ops.report.band as band_rows
 from batch.core import comparable
 from batch.core.documents import ModelMetadata, RunReport
 from batch.core.documents.report import (
@@ -33,7 +34,6 @@ from batch.core.documents.report import (
 )
 from batch.core.quoting import excerpt
 from batch.core.stats import FileStats, RunStats
-from batch.ops.report import band as band_rows
 from batch.ops.report.checks import drift, rejected_rooms, target_check
 
 
