@@ -120,3 +120,30 @@ def test_a_feed_in_dollars_is_flagged_everywhere_and_moves_no_trend(models, tmp_
     coverage = ("batch_score_interval_coverage", ())
     assert after[coverage] == before_prom[coverage]
     assert report["metrics"]["interval_coverage"] != before_prom[coverage]
+
+
+def test_an_older_runs_jsonl_line_is_migrated():
+    old = {
+        "run_id": "20260101T000000Z-abcdef",
+        "status": "succeeded",
+        "exit_code": 0,
+        "error": None,
+        "started_at": "2026-01-01T00:00:00+00:00",
+        "finished_at": "2026-01-01T00:00:01+00:00",
+        "duration_seconds": 1.0,
+        "rows_read": 1,
+        "rows_scored": 1,
+        "rows_rejected": 0,
+        "rows_out_of_range": 0,
+        "reject_fraction": 0.0,
+        "drift": True,
+        "interval_coverage": None,
+        "mse": None,
+        "mean_prediction": 20.0,
+        "model_version": "v1",
+        "run_dir": "runs/20260101T000000Z-abcdef",
+    }
+    drifted = parse_run_line(json.dumps(old), "runs.jsonl", 1)
+    assert drifted.comparable is False and drifted.comparable_reasons == ["drift"]
+    calm = parse_run_line(json.dumps({**old, "drift": False}), "runs.jsonl", 2)
+    assert calm.comparable is None and calm.warning_kinds == {}  # units unknown: no verdict
