@@ -27,7 +27,7 @@ from batch.model import linear
 from batch.model.layout import MODEL_FILE
 from batch.model.network import Predictor, predictor_for
 from batch.model.registry import Registry
-from batch.ops import report
+from batch.ops import ledger, report
 from batch.ops.lineage import Lineage, arrow_schema, input_quality, score_inputs, score_outputs
 from batch.settings import Settings
 from batch.storage import fs, rundir
@@ -203,7 +203,9 @@ def _plan(run: _Run) -> Plan:
         settings.input,
         settings.feature_column,
         settings.target_column,
-        run.out.scored_hashes() if settings.new_only else None,
+        (run.out.scored_hashes() | ledger.scored_hashes(settings.output_dir))
+        if settings.new_only
+        else None,
         run.domain,
         Limits(settings.max_batch_bytes, settings.max_columns),
     )
@@ -335,12 +337,15 @@ def _publish(run: _Run, plan: Plan, verdict: _Verdict, result: EngineResult) -> 
         "rows_rejected": stats.rejected,
         "model_version": run.version,
         "warnings": rep.warnings or [],
+        "comparable": rep.comparable,
+        "drift": report.drift_summary(rep),
     }
     if verdict.refused:
         _refuse(run, verdict, summary)
     interrupts.hold()  # from the rename on, the run is reported as published
     final = run.out.publish(run.staged, run.run_id)
     run.staged = None
+    _record(run, rep)
     run.phases.end("publish")
     summary.update(
         run_dir=str(final),
@@ -364,6 +369,16 @@ def _publish(run: _Run, plan: Plan, verdict: _Verdict, result: EngineResult) -> 
         )
     )
     return summary
+
+
+def _record(run: _Run, rep: RunReport) -> None:
+    """Add the published run's inputs to the ledger (--new-only's memory that outlives prune).
+    The run is published already: a ledger that cannot be written is a warning, and its
+    report still remembers the inputs until the run is pruned."""
+    try:
+        ledger.record(run.settings.output_dir, run.run_id, rep.inputs, dt.datetime.now(dt.UTC))
+    except OSError as exc:
+        log.warning("could not add run %s to the ledger (%s)", run.run_id, exc)
 
 
 def _refuse(run: _Run, verdict: _Verdict, summary: dict[str, Any]) -> NoReturn:

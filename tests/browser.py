@@ -46,6 +46,7 @@ class PageVisit:
     screenshot: bytes = b""
     title: str = ""
     text: str = ""
+    probe: Any = None
 
 
 class Chromium:
@@ -115,8 +116,17 @@ class Chromium:
             if events is not None and "method" in reply:
                 events.append(reply)
 
-    def visit(self, path: Path, settle_seconds: float = 1.0) -> PageVisit:
-        """Open a local file in a new tab, wait for its load event, and look at what happened."""
+    def visit(
+        self,
+        path: Path,
+        settle_seconds: float = 1.0,
+        viewport: tuple[int, int] | None = None,
+        probe: str | None = None,
+    ) -> PageVisit:
+        """Open a local file in a new tab, wait for its load event, and look at what happened.
+
+        viewport: (width, height) of the window in CSS pixels; probe: a JavaScript expression
+        whose value lands in `visit.probe`."""
         events: list[dict] = []
         target = self._call("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self._call(
@@ -124,6 +134,18 @@ class Chromium:
         )["sessionId"]
         for domain in ("Page", "Runtime", "Network", "Log"):
             self._call(f"{domain}.enable", session=session, events=events)
+        if viewport is not None:
+            self._call(
+                "Emulation.setDeviceMetricsOverride",
+                {
+                    "width": viewport[0],
+                    "height": viewport[1],
+                    "deviceScaleFactor": 1,
+                    "mobile": False,
+                },
+                session=session,
+                events=events,
+            )
         url = Path(path).resolve().as_uri()
         events.clear()
         self._call("Page.navigate", {"url": url}, session=session, events=events)
@@ -159,6 +181,8 @@ class Chromium:
         )
         visit.title = evaluate("document.title")
         visit.text = evaluate("document.body.innerText")
+        if probe is not None:
+            visit.probe = evaluate(probe)
         metrics = self._call("Page.getLayoutMetrics", session=session, events=events)
         size = metrics.get("cssContentSize") or metrics["contentSize"]
         shot = self._call(

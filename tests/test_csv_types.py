@@ -48,7 +48,8 @@ def part_names(staged: Path) -> list[str]:
 
 
 def expected(staged: Path, path: Path, column: str, delimiter: str = ",") -> list[str]:
-    """The input's text of `column` on every scored row, in output order."""
+    """The input's text of `column` on every scored row, in output order; an empty cell is
+    null, as predictions.parquet stores empty text."""
     text = input_text(path, column, delimiter)
     table = parquet(staged)
     rows = [
@@ -58,7 +59,7 @@ def expected(staged: Path, path: Path, column: str, delimiter: str = ",") -> lis
         )
         if f == str(path)
     ]
-    return [text[r - 1] for r in rows]
+    return [text[r - 1] or None for r in rows]
 
 
 def write_rows(path: Path, header: str, rows: list[str]) -> Path:
@@ -66,8 +67,10 @@ def write_rows(path: Path, header: str, rows: list[str]) -> Path:
     return path
 
 
-def points(text: str) -> str:
+def points(text: str | None) -> str | None:
     """A decimal comma written with a point, as the scorer writes it ('6,5' -> '6.5')."""
+    if text is None:
+        return None
     return text.replace(",", ".") if re.match(DECIMAL_COMMA_RE, text) else text
 
 
@@ -153,7 +156,7 @@ def test_numbers_are_float64_from_the_start_with_no_rewrite(tmp_path, caplog):
     table = parquet(tmp_path / "s")
     assert table.schema.field("price").type == pa.float64()
     assert table.schema.field("code").type == pa.string()
-    want = [None if t == "" else float(t) for t in expected(tmp_path / "s", path, "price")]
+    want = [None if t is None else float(t) for t in expected(tmp_path / "s", path, "price")]
     assert table.column("price").to_pylist() == want
     csv = pacsv.read_csv(
         tmp_path / "s" / "predictions.csv",
@@ -161,7 +164,9 @@ def test_numbers_are_float64_from_the_start_with_no_rewrite(tmp_path, caplog):
             column_types={"price": pa.string()}, strings_can_be_null=False
         ),
     )
-    assert csv.column("price").to_pylist() == expected(tmp_path / "s", path, "price")
+    assert csv.column("price").to_pylist() == [
+        t or "" for t in expected(tmp_path / "s", path, "price")
+    ]
 
 
 @pytest.mark.parametrize("pipeline", [True, False])
@@ -240,7 +245,7 @@ def test_decimal_comma_files_keep_their_points_and_their_text(tmp_path, caplog):
     got = parquet(tmp_path / "s").column("price").to_pylist()
     want = [points(t) for t in expected(tmp_path / "s", path, "price", ";")]
     assert "6,50" in input_text(path, "price", ";") and "6.50" in want
-    assert got == [None if t == "" else float(t) for t in want]
+    assert got == [None if t is None else float(t) for t in want]
 
     late = long_csv(tmp_path / "late.csv", 150_000, bad_at=140_000, sep=";")
     with caplog.at_level(logging.INFO):
@@ -257,7 +262,7 @@ def test_decimal_comma_files_keep_their_points_and_their_text(tmp_path, caplog):
             column_types={"price": pa.string()}, strings_can_be_null=False
         ),
     )
-    assert csv.column("price").to_pylist() == want
+    assert csv.column("price").to_pylist() == [t or "" for t in want]
 
 
 def test_a_column_empty_in_the_first_block_keeps_every_later_value(tmp_path, caplog):
@@ -276,7 +281,7 @@ def test_a_column_empty_in_the_first_block_keeps_every_later_value(tmp_path, cap
     assert table.schema.field("later").type == pa.float64()
     assert table.column("later").to_pylist() == [float(v) if v else None for v in later]
     assert table.schema.field("words").type == pa.string()
-    assert table.column("words").to_pylist() == words
+    assert table.column("words").to_pylist() == [w or None for w in words]
 
 
 def test_dask_parts_fall_back_on_their_own_and_match_the_local_engine(tmp_path, caplog):

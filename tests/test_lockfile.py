@@ -17,7 +17,7 @@ from tests.helpers import REPO
 # (as tools/lock makes them).
 LOCKS = {
     "requirements.lock": ("dask",),
-    "requirements-dev.lock": ("dask", "test", "lock", "lint"),
+    "requirements-dev.lock": ("dask", "test", "lock", "lint", "analysis"),
 }
 # The compose profile s3's local S3 endpoint (deploy/s3/Dockerfile): moto[server] alone, from the
 # test extra, at the development lock's versions.

@@ -30,6 +30,8 @@ SCORE_NAMES = {
     "batch_score_reject_fraction",
     "batch_score_drift",
     "batch_score_interval_coverage",
+    "batch_score_warnings",
+    "batch_score_comparable",
     "batch_model_info",
 }
 RULES = REPO / "deploy" / "prometheus"
@@ -163,7 +165,9 @@ def test_success_then_exit_5_keeps_the_last_success_and_carries_the_exit_code(tm
     assert value(second, "batch_score_last_run_timestamp_seconds") == later.timestamp() + 3
     assert value(second, "batch_score_reject_fraction") == pytest.approx(0.6)
     assert value(second, "batch_score_drift") == 1
-    assert second["batch_score_interval_coverage"].samples == []  # no true prices this time
+    # The drifted run is not comparable: the quality gauge keeps the last comparable value.
+    assert value(second, "batch_score_comparable") == 0
+    assert value(second, "batch_score_interval_coverage") == pytest.approx(0.91)
     # Never a timestamp on a sample, and no temporary file left beside it.
     assert all(s.timestamp is None for f in second.values() for s in f.samples)
     assert [p.name for p in (tmp_path / "metrics").iterdir()] == ["batch_score.prom"]

@@ -53,3 +53,26 @@ def test_report_html_of_a_run_renders_offline(browser, scored_output):
     visit = browser.visit(out / "runs" / latest / "report.html")
     check(visit, "report", images=2)  # loss.png and fit.png
     assert latest in visit.title
+
+
+# Horizontal overflow, and numbers (cells of class n or t, run ids) that wrap onto a second line.
+FIT = """(() => {
+  const wrapped = [...document.querySelectorAll('td.n, td.t, td code')].filter(el => {
+    const range = document.createRange();
+    range.selectNodeContents(el);
+    return new Set([...range.getClientRects()].map(r => Math.round(r.top))).size > 1;
+  }).map(el => el.textContent);
+  return {scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth,
+          cells: document.querySelectorAll('td.n').length, wrapped};
+})()"""
+
+
+def test_index_html_fits_1280_pixels_without_scrolling_sideways(browser, scored_output):
+    out: Path = scored_output["output"]
+    visit = browser.visit(out / "index.html", viewport=(1280, 800), probe=FIT)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "index-1280.png").write_bytes(visit.screenshot)
+    fit = visit.probe
+    assert fit["innerWidth"] == 1280 and fit["cells"] > 0
+    assert fit["scrollWidth"] <= fit["innerWidth"], fit
+    assert not fit["wrapped"], f"numbers wrapped onto two lines: {fit['wrapped']}"

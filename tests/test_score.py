@@ -30,6 +30,8 @@ CONTRACT_COLUMNS = [
     "out_of_range",
     "model_version",
     "run_id",
+    "rooms_used",
+    "target_used",
 ]
 
 
@@ -335,6 +337,8 @@ def test_report_json_has_every_contract_field(models, tmp_path, write_csv):
         "prediction_summary",
         "metrics",
         "drift",
+        "comparable",
+        "comparability",
     ):
         assert key in report, key
     assert set(report["model"]) >= {"weight", "bias", "metrics"}

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from batch.core import features, intervals
 from batch.core.columns import conform
@@ -22,6 +23,7 @@ from batch.core.stats import FIRST_REJECTS, RunStats
 
 PREDICTION = "predicted_median_price_k"
 LOW, HIGH = "predicted_low_k", "predicted_high_k"  # the calibrated band around the prediction
+ROOMS_USED, TARGET_USED = "rooms_used", "target_used"
 # What the scorer appends to every input row, in this order (filled in by score_batch).
 ADDED_FIELDS = pa.schema(
     [
@@ -33,6 +35,10 @@ ADDED_FIELDS = pa.schema(
         pa.field("out_of_range", pa.bool_()),
         pa.field("model_version", pa.string()),
         pa.field("run_id", pa.string()),
+        # The same two columns whatever the feed called them: the rooms value the prediction
+        # used, and the true price the errors used (null: the row or its file had none).
+        pa.field(ROOMS_USED, pa.float64()),
+        pa.field(TARGET_USED, pa.float64()),
     ]
 )
 ADDED_COLUMNS = tuple(ADDED_FIELDS.names)
@@ -91,6 +97,7 @@ def score_batch(
     good = np.flatnonzero(checked.valid)
     kept = batch.take(pa.array(good)) if len(good) < n else batch
     rooms = checked.values[good]
+    actual = _actual_prices(kept, ctx, len(good))
     pred = np.asarray(predict(rooms), dtype="float32").reshape(-1)
     lo, hi = ctx.feature_range
     below, above = rooms < lo, rooms > hi
@@ -108,13 +115,14 @@ def score_batch(
         pa.array(below | above, pa.bool_()),
         _repeat(ctx.model_version, len(good)),
         _repeat(ctx.run_id, len(good)),
+        pa.array(rooms, pa.float64()),
+        pa.array(actual, pa.float64(), mask=~np.isfinite(actual)),  # no true price: null
     ]
     out = pa.record_batch(columns, schema=ctx.schema)
     if len(good):
         stats.scored = len(good)
         stats.out_of_range = int((below | above).sum())
         stats.below_range, stats.above_range = int(below.sum()), int(above.sum())
-        actual = _actual_prices(kept, ctx, len(good))
         _add_scored(stats, rooms, pred.astype("float64"), actual, bands)
         keys = sample_keys(ctx.sha256, rows[good])
         stats.sample.add(keys, rooms=rooms, pred=pred.astype("float64"), actual=actual)
@@ -153,23 +161,34 @@ def _rejects(
 
 
 def _input_columns(kept: pa.RecordBatch, n: int, ctx: BatchContext) -> list[pa.Array]:
-    """The input columns of the valid rows, in the output schema's order and types (linear in
-    the column count: the batch's names are looked up in one dict)."""
+    """The input columns of the valid rows, in the output schema's order and types; an input
+    column fills the output column whose name differs from its own at most in case (one dict
+    lookup per column: linear in the column count)."""
     columns = []
-    where = {name: i for i, name in enumerate(kept.schema.names)}
+    by_case = {str(n).casefold(): n for n in kept.schema.names}
     for f in ctx.schema:
         if f.name in ADDED_COLUMNS:
             continue
-        if f.name in where:
-            col = kept.column(where[f.name])
+        if f.name.casefold() in by_case:
+            col = kept.column(by_case[f.name.casefold()])
             if ctx.decimal_comma and f.name in ctx.numbers:
                 # Only in columns the plan decided are numbers: '6,5' becomes 6.5; text columns
                 # keep their commas.
                 col = features.decimal_points(col)
-            columns.append(conform(col, f.type))
+            columns.append(_empty_is_null(conform(col, f.type)))
         else:
             columns.append(pa.nulls(n, f.type))
     return columns
+
+
+def _empty_is_null(col: pa.Array) -> pa.Array:
+    """An empty text cell is null (no value), in every feed alike."""
+    if not pa.types.is_string(col.type) or not len(col):
+        return col
+    empty = pc.fill_null(pc.equal(col, ""), False)
+    if not pc.any(empty).as_py():
+        return col
+    return pc.if_else(empty, pa.scalar(None, col.type), col)
 
 
 def _actual_prices(kept: pa.RecordBatch, ctx: BatchContext, n: int) -> np.ndarray:

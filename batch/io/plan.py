@@ -118,6 +118,7 @@ def plan_inputs(
     found, skipped = _inspect_new(paths, scored_hashes, limits)
     files = [_file_plan(src, feature_column, target_column) for src in found]
     fields, parquet_text = _unify_columns([fp.src for fp in files if not fp.src.empty])
+    fields = {n: one_text_type(t) for n, t in fields.items()}
     schema = pa.schema([pa.field(n, t) for n, t in fields.items()] + list(ADDED_FIELDS))
     candidates = frozenset(
         n for n, t in fields.items() if pa.types.is_string(t) and n not in parquet_text
@@ -149,6 +150,7 @@ def _file_plan(src: InputFile, feature_column: str | None, target_column: str | 
     """How to read one file: its rooms and target columns; InputError when it cannot be scored."""
     if src.empty:
         return FilePlan(src, None, None, False)
+    refuse_case_twins(src)
     rooms = pick_column(src, feature_column, ROOMS_NAMES, "rooms", "--feature-column")
     if rooms is None:
         wanted = repr(feature_column) if feature_column else "rm, rooms or avg_rooms"
@@ -162,7 +164,8 @@ def _file_plan(src: InputFile, feature_column: str | None, target_column: str | 
             "cannot hold a number; send rooms as numbers or text, or point --feature-column "
             "at another column"
         )
-    clash = [c for c in src.columns if c in ADDED_COLUMNS]
+    added = {c.casefold() for c in ADDED_COLUMNS}
+    clash = [c for c in src.columns if str(c).casefold() in added]
     if clash:
         raise InputError(
             f"input {src.name!r} has column(s) {quote_names(clash)}, "
@@ -176,15 +179,50 @@ def _file_plan(src: InputFile, feature_column: str | None, target_column: str | 
     return FilePlan(src, rooms, target, decimal_comma=src.delimiter == ";")
 
 
+def one_text_type(t: pa.DataType) -> pa.DataType:
+    """Text is one type in the output, whatever the reader made of it: large and view strings
+    are `string`, so a CSV and a Parquet feed of the same rows give the same schema."""
+    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return pa.string()
+    return t
+
+
+def refuse_case_twins(src: InputFile) -> None:
+    """InputError (exit 3) when two columns of one file differ only in case: they would be one
+    output column."""
+    seen: dict[str, str] = {}
+    for name in src.columns:
+        twin = seen.setdefault(str(name).casefold(), name)
+        if twin != name:
+            raise InputError(
+                f"input {src.name!r} has columns {twin!r} and {name!r}, whose names differ "
+                "only in case; the output has one column for both: rename or drop one of them"
+            )
+
+
+def output_names(sources: list[InputFile]) -> dict[str, str]:
+    """The output column of every input column name, case-insensitively: the spelling of its
+    first appearance, in input order (`RM` in one file and `rm` in a later one are one column
+    `RM`)."""
+    first: dict[str, str] = {}
+    names: dict[str, str] = {}
+    for src in sources:
+        for name in src.columns:
+            names[name] = first.setdefault(str(name).casefold(), name)
+    return names
+
+
 def _unify_columns(sources: list[InputFile]) -> tuple[dict[str, pa.DataType], set[str]]:
-    """(one type per input column across files, the Parquet text columns that keep their type)."""
+    """(one type per output column across files, the Parquet text columns that keep their
+    type); column names that differ only in case are one column (see output_names)."""
     fields: dict[str, pa.DataType] = {}
     exact: dict[str, bool] = {}  # integer columns so far exact as float64 (see columns.unify)
     parquet_text: set[str] = set()  # Parquet string columns keep their type
+    canonical = output_names(sources)
     for src in sources:
-        for name in src.columns:
-            t = src.types[name]
-            this_exact = src.format == "csv" or name in src.exact_ints
+        for column in src.columns:
+            t, name = src.types[column], canonical[column]
+            this_exact = src.format == "csv" or column in src.exact_ints
             fields[name] = unify(
                 fields.get(name), t, a_exact=exact.get(name, True), b_exact=this_exact
             )
@@ -207,9 +245,12 @@ def decide_numbers(
     text, exactly as it came, so the decision can cost time but never a value.
     """
     observed = NumericColumns(set(candidates))
+    canonical = output_names([fp.src for fp in files if not fp.src.empty])
     for index, fp in enumerate(files):
-        names = [n for n in fp.src.columns if n in candidates]
-        if not fp.scorable or not names:
+        if not fp.scorable:
+            continue
+        pairs = [(n, canonical[n]) for n in fp.src.columns if canonical[n] in candidates]
+        if not pairs:
             continue
         assert fp.rooms_column is not None
         batch = first_block(fp, index)
@@ -220,10 +261,10 @@ def decide_numbers(
         ).valid
         kept = batch.filter(pa.array(valid))
         cols = []
-        for name in names:  # as rules.score_batch makes them: text, decimal points
+        for name, _ in pairs:  # as rules.score_batch makes them: text, decimal points
             col = conform(kept.column(name), pa.string())
             cols.append(features.decimal_points(col) if fp.decimal_comma else col)
-        observed.observe(pa.record_batch(cols, names=names))
+        observed.observe(pa.record_batch(cols, names=[out for _, out in pairs]))
     numbers = frozenset(observed.columns)
     if numbers:
         log.info(

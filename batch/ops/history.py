@@ -20,7 +20,7 @@ from batch.core.documents import (
     parse_report,
     parse_run_line,
 )
-from batch.ops.metrics import outcome_from_run
+from batch.ops.metrics import outcome_from_run, verdict_fields
 from batch.storage import fs
 from batch.storage.location import Location
 
@@ -200,6 +200,8 @@ def _folder_run(kind: str, folder: Location, logged: LogEntry | None) -> RunEntr
         }
         started, finished = parse_time(report.started_at), parse_time(report.finished_at)
         line = outcome_from_run(summary, report, 0 if succeeded else 5, started, finished)
+    elif line.comparable is None and report.comparability is not None:
+        line = line.model_copy(update=verdict_fields(report))  # a line older than the verdict
     return RunEntry(folder.name, run_dir, line, report, number)
 
 

@@ -16,12 +16,13 @@ INDEX = "index.html"
 
 
 def _trend_pngs(runs: list[RunEntry]) -> list[tuple[str, bytes]]:
-    """Trend plots over the runs that scored something (oldest to newest)."""
+    """Trend plots over the comparable runs that scored something (oldest to newest): a run
+    that is not comparable (batch.core.comparable) adds no point to any trend."""
     from batch.ops import plots
 
     done: list[tuple[RunLine, float | None]] = []
     for run in reversed(runs):
-        if run.run_dir and run.outcome is not None:
+        if run.run_dir and run.outcome is not None and run.outcome.comparable is not False:
             done.append((run.outcome, run.report.max_reject_fraction if run.report else None))
     if not done:
         return []
@@ -75,6 +76,7 @@ def render_index(
         "index.html",
         runs=views,
         succeeded=sum(1 for v in views if v["exit_code"] == 0),
+        not_comparable=sum(1 for v in views if v["comparable"] is False),
         latest=latest,
         written=now.astimezone(dt.UTC).isoformat(timespec="seconds"),
         figures=images,

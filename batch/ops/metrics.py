@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from batch.core import comparable
 from batch.core.documents import RunLine, RunReport
 from batch.storage import fs
 from batch.storage.location import Location
@@ -93,7 +94,25 @@ def outcome_from_run(
         mean_prediction=report.prediction_summary.mean if report else None,
         model_version=(report.model_version if report else None) or summary.get("model_version"),
         run_dir=run_dir,
+        **verdict_fields(report),
     )
+
+
+def verdict_fields(report: RunReport | None) -> dict[str, Any]:
+    """The RunLine fields of the report's comparable verdict (none without a verdict)."""
+    verdict = report.comparability if report is not None else None
+    if verdict is None:
+        return {}
+    kinds = comparable.Verdict(
+        verdict.comparable,
+        tuple(verdict.reasons),
+        tuple(comparable.Flag(w.kind, w.message) for w in verdict.warnings),
+    ).counts()
+    return {
+        "comparable": verdict.comparable,
+        "comparable_reasons": list(verdict.reasons),
+        "warning_kinds": kinds,
+    }
 
 
 def _timestamp(iso: str) -> float:
@@ -139,21 +158,23 @@ def _write(path: Location, families: list[Any]) -> None:
     fs.write_atomic(path, generate_latest(registry))
 
 
-def score_families(outcome: RunLine, last_success: float | None) -> list[Any]:
-    """The gauge families of batch_score.prom for this outcome (no timestamps on samples)."""
+QUALITY = "batch_score_interval_coverage"  # a quality gauge: comparable runs only
+
+
+def score_families(
+    outcome: RunLine, last_success: float | None, quality: float | None = None
+) -> list[Any]:
+    """The gauge families of batch_score.prom for this outcome (no timestamps on samples).
+
+    `quality` is the interval coverage to show: this run's when it is comparable, else the
+    previous file's, so a run that is not comparable never moves it.
+    """
     from prometheus_client.core import GaugeMetricFamily as G
 
     finished = _timestamp(outcome.finished_at)
     rows = G("batch_score_rows", "Rows of the last scoring run, by outcome.", labels=["outcome"])
     for key in ROW_OUTCOMES:
         rows.add_metric([key], float(getattr(outcome, f"rows_{key}")))
-    coverage = G(
-        "batch_score_interval_coverage",
-        "Share of rows with a true price inside their prediction band (last run; "
-        "no sample when the input had no true prices).",
-    )
-    if outcome.interval_coverage is not None:
-        coverage.add_metric([], float(outcome.interval_coverage))
     info = G(
         "batch_model_info",
         "The model version the last scoring run used (value 1).",
@@ -193,13 +214,43 @@ def score_families(outcome: RunLine, last_success: float | None) -> list[Any]:
             "1 when the last run's input differed markedly from the training data, else 0.",
             value=1.0 if outcome.drift else 0.0,
         ),
-        coverage,
+        *verdict_families(outcome, quality),
         info,
     ]
 
 
+def verdict_families(outcome: RunLine, quality: float | None) -> list[Any]:
+    """The quality gauge (interval coverage), batch_score_warnings (by kind) and
+    batch_score_comparable."""
+    from prometheus_client.core import GaugeMetricFamily as G
+
+    coverage = G(
+        QUALITY,
+        "Share of rows with a true price inside their prediction band (last run, or the last "
+        "comparable one when it is not comparable; no sample without true prices).",
+    )
+    if quality is not None:
+        coverage.add_metric([], float(quality))
+    warnings = G(
+        "batch_score_warnings",
+        "Warnings of the last scoring run, by kind (units and drift make it not comparable).",
+        labels=["kind"],
+    )
+    for kind in comparable.KINDS:
+        warnings.add_metric([kind], float(outcome.warning_kinds.get(kind, 0)))
+    is_comparable = G(
+        "batch_score_comparable",
+        "1 when the last run is comparable (inputs in the training units, drift within "
+        "bounds), 0 when not; no sample when it wrote no report.",
+    )
+    if outcome.comparable is not None:
+        is_comparable.add_metric([], 1.0 if outcome.comparable else 0.0)
+    return [coverage, warnings, is_comparable]
+
+
 def write_score_metrics(metrics_dir: Location, outcome: RunLine) -> Location:
-    """Write <metrics_dir>/batch_score.prom atomically; the last-success time survives failures.
+    """Write <metrics_dir>/batch_score.prom atomically; the last-success time survives failures,
+    and the quality gauge (interval coverage) survives runs that are not comparable.
 
     A success (exit 0) sets the last-success time to this run's finish; any other exit keeps
     the value of the previous file (0 when there is none).
@@ -209,7 +260,10 @@ def write_score_metrics(metrics_dir: Location, outcome: RunLine) -> Location:
         last_success: float | None = _timestamp(outcome.finished_at)
     else:
         last_success = previous_value(path, LAST_SUCCESS)
-    _write(path, score_families(outcome, last_success))
+    quality = (
+        previous_value(path, QUALITY) if outcome.comparable is False else outcome.interval_coverage
+    )
+    _write(path, score_families(outcome, last_success, quality))
     return path
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from batch.core import comparable
 from batch.core.documents import RunReport, dump
 from batch.core.errors import ConfigError
 from batch.core.jsontext import dumps
@@ -25,6 +26,7 @@ TABLE_HEADER = [
     "rejected",
     "model",
     "drift",
+    "comparable",
     "duration_s",
 ]
 
@@ -60,6 +62,7 @@ def _row(run: dict[str, Any], latest: str | None) -> list[str]:
         _num(run["rows_rejected"]),
         run["model_version"] or "-",
         ("yes" if run["drift"] else "no") if run["run_dir"] else "-",
+        comparable.in_words(run["comparable"], run["comparable_reasons"] or ()),
         _num(run["duration_seconds"], ".1f"),
     ]
 
@@ -140,6 +143,10 @@ def _report_lines(report: RunReport) -> list[str]:
     drift = report.drift
     lines.append("drift: " + ("differs markedly" if drift.differs_markedly else "none"))
     lines.extend(f"  {w}" for w in drift.warnings)
+    verdict = report.comparability
+    if verdict is not None:
+        lines.append("comparable: " + comparable.in_words(verdict.comparable, verdict.reasons))
+        lines.extend(f"  [{w.kind}] {w.message}" for w in verdict.warnings)
     return lines
 
 

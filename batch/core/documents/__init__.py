@@ -20,7 +20,7 @@ from batch.core.documents._base import (
 from batch.core.documents.metadata import ModelMetadata
 from batch.core.documents.registry import Aliases, AliasMove
 from batch.core.documents.report import RunReport
-from batch.core.documents.runs import RunLine, SchedulerHeartbeat
+from batch.core.documents.runs import LedgerLine, RunLine, SchedulerHeartbeat
 
 __all__ = [
     "DOCUMENTS",
@@ -29,6 +29,7 @@ __all__ = [
     "Aliases",
     "Document",
     "DocumentError",
+    "LedgerLine",
     "ModelMetadata",
     "RunLine",
     "RunReport",
@@ -37,13 +38,14 @@ __all__ = [
     "parse_alias_move",
     "parse_aliases",
     "parse_heartbeat",
+    "parse_ledger_line",
     "parse_line",
     "parse_metadata",
     "parse_report",
     "parse_run_line",
 ]
 
-L = TypeVar("L", AliasMove, RunLine)
+L = TypeVar("L", AliasMove, RunLine, LedgerLine)
 
 # Every document, with where it lives (for the reference page, tools/schemas).
 DOCUMENTS: tuple[tuple[type[Document], str], ...] = (
@@ -53,6 +55,7 @@ DOCUMENTS: tuple[tuple[type[Document], str], ...] = (
     (RunReport, "output/runs/<run id>/report.json, output/failed/<run id>/report.json"),
     (RunLine, "output/runs.jsonl (one per line)"),
     (SchedulerHeartbeat, "output/heartbeat.json"),
+    (LedgerLine, "output/ledger.jsonl (one per line)"),
 )
 
 
@@ -85,6 +88,11 @@ def parse_line(kind: type[L], line: bytes | str, where: str, number: int | None 
 def parse_alias_move(line: bytes | str, where: str, number: int | None = None) -> AliasMove:
     """One line of history.jsonl."""
     return parse_line(AliasMove, line, where, number)
+
+
+def parse_ledger_line(line: bytes | str, where: str, number: int | None = None) -> LedgerLine:
+    """One line of ledger.jsonl."""
+    return parse_line(LedgerLine, line, where, number)
 
 
 def parse_run_line(line: bytes | str, where: str, number: int | None = None) -> RunLine:

@@ -128,6 +128,17 @@ class TargetCheck(OpenPart):
     warnings: list[str]
 
 
+class BandDecile(OpenPart):
+    """The band in one rooms decile of the run's sample of scored rows."""
+
+    rooms_min: FiniteFloat
+    rooms_max: FiniteFloat
+    rows: Count
+    mean_width: NonNegativeFloat = Field(description="high - low, $K")
+    rows_with_price: Count
+    coverage: Share | None = Field(description="share of true prices inside; null: none")
+
+
 class ReportInterval(OpenPart):
     """Whether the predictions carry a price band, and its promise."""
 
@@ -137,6 +148,16 @@ class ReportInterval(OpenPart):
     calibration_rows: Count | None = None
     test_coverage: Share | None = None
     note: str | None = Field(default=None, description="why there is no band")
+    lower_bound: FiniteFloat | None = Field(
+        default=None, description="the least price a low end shows ($K); null: none"
+    )
+    lifted_rows: Count | None = Field(
+        default=None, description="sampled rows whose low end fell below it and shows as it"
+    )
+    deciles: list[BandDecile] | None = Field(
+        default=None, description="width (and coverage) per rooms decile of the sample"
+    )
+    sample_rows: Count | None = None
 
 
 class RejectedRooms(OpenPart):
@@ -231,6 +252,22 @@ class Failure(OpenPart):
     fix: str
 
 
+class RunWarning(OpenPart):
+    """One warning of the run with its kind (batch.core.comparable)."""
+
+    kind: str = Field(description="units, drift or target")
+    message: str
+
+
+class Comparability(OpenPart):
+    """Whether the run is comparable with the others: inputs in the training units ($K) and
+    drift within bounds (batch.core.comparable)."""
+
+    comparable: bool
+    reasons: list[str] = Field(description="the kinds that make it not comparable: units, drift")
+    warnings: list[RunWarning]
+
+
 class RunReport(OpenDocument):
     """report.json of a scoring run (runs/<id> when it succeeded, failed/<id> when refused)."""
 
@@ -268,3 +305,8 @@ class RunReport(OpenDocument):
     prediction_path: str
     phases_seconds: dict[str, NonNegativeFloat] | None = None
     failure: Failure | None = Field(default=None, description="null when the run succeeded")
+    comparable: bool | None = Field(
+        default=None,
+        description="inputs in the training units and drift within bounds; null: an older report",
+    )
+    comparability: Comparability | None = None

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from batch.core.documents._base import (
     Count,
     FiniteFloat,
     NonNegativeFloat,
     OpenDocument,
+    Sha256,
     Share,
     UtcTime,
 )
@@ -49,6 +50,45 @@ class RunLine(OpenDocument):
     mean_prediction: FiniteFloat | None = Field(description="$K")
     model_version: str | None
     run_dir: str | None = Field(description="runs/<id> or failed/<id>; null: no folder")
+    comparable: bool | None = Field(
+        default=None,
+        description="the report's verdict (batch.core.comparable); null: no report, or a line "
+        "written before the verdict whose run did not drift (migrated: a drifted one is false)",
+    )
+    comparable_reasons: list[str] = Field(
+        default_factory=list, description="units and/or drift when not comparable"
+    )
+    warning_kinds: dict[str, Count] = Field(
+        default_factory=dict, description="the report's warnings per kind: units, drift, target"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate(cls, value: Any) -> Any:
+        """A line written before `comparable`: a run that drifted was not comparable."""
+        if isinstance(value, dict) and "comparable" not in value and value.get("drift") is True:
+            return {**value, "comparable": False, "comparable_reasons": ["drift"]}
+        return value
+
+
+class LedgerLine(OpenDocument):
+    """One line of output/ledger.jsonl: an input file a published run scored.
+
+    `--new-only` skips an input whose sha256 is here (or in a run folder's report), so what was
+    scored outlives `jobs.runs prune`, which never touches the ledger.
+    """
+
+    kind: ClassVar[str] = "ledger.jsonl line"
+    fix: ClassVar[str] = (
+        "remove or repair the line (its input then counts as not scored by --new-only)"
+    )
+    indent: ClassVar[int | None] = None
+    line: ClassVar[bool] = True
+
+    path: str = Field(description="the input file as the run found it")
+    sha256: Sha256
+    run_id: str = Field(description="the published run that scored it")
+    scored_at: UtcTime
 
 
 class SchedulerHeartbeat(OpenDocument):

@@ -9,7 +9,7 @@ for analysts).
 
 from __future__ import annotations
 
-from batch.ops.report.build import budget_failure, build, drift_failure
+from batch.ops.report.build import budget_failure, build, drift_failure, drift_summary
 from batch.ops.report.render import render, write
 
-__all__ = ["budget_failure", "build", "drift_failure", "render", "write"]
+__all__ = ["budget_failure", "build", "drift_failure", "drift_summary", "render", "write"]

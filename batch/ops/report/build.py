@@ -12,9 +12,13 @@ from typing import Any
 
 import numpy as np
 
+import batch.ops.report.band as band_rows
+from batch.core import comparable
 from batch.core.documents import ModelMetadata, RunReport
 from batch.core.documents.report import (
+    Comparability,
     Domain,
+    Drift,
     Failure,
     OutOfRange,
     PredictionSummary,
@@ -24,6 +28,7 @@ from batch.core.documents.report import (
     ReportModel,
     ReportSettings,
     RunMetrics,
+    RunWarning,
     SkippedInput,
     TargetCheck,
 )
@@ -56,7 +61,7 @@ def build(
 ) -> RunReport:
     """The report.json of a run (its `failure` is set by the scorer once it has judged it)."""
     model = meta
-    target = target_check(stats, files, settings)
+    target, target_flags = target_check(stats, files, settings)
     rejected = rejected_rooms(stats)
     drift_ = drift(stats, model, rejected)
     return RunReport(
@@ -85,7 +90,7 @@ def build(
         prediction_summary=prediction_summary(stats),
         metrics=run_metrics(stats, model, target),
         target=target,
-        interval=interval(version, model),
+        interval=interval(version, model, stats),
         rejected_rooms=rejected,
         drift=drift_,
         # Every warning of the run, once, in plain words (also in the JSON summary line).
@@ -95,7 +100,47 @@ def build(
         # Seconds per phase of the run so far (model, plan, stream, finalize, report); the
         # publish step that follows is in the JSON summary line.
         phases_seconds=dict(phases or {}),
+        **comparability(_verdict(target, target_flags, drift_)),
     )
+
+
+def _verdict(
+    target: TargetCheck, target_flags: list[comparable.Flag], drift_: Drift
+) -> comparable.Verdict:
+    """The run's comparable verdict (the rule is batch.core.comparable's)."""
+    return comparable.judge(
+        in_training_units=target.comparable,
+        drifted=drift_.differs_markedly,
+        warnings=[comparable.Flag(comparable.DRIFT, w) for w in drift_.warnings] + target_flags,
+    )
+
+
+def comparability(verdict: comparable.Verdict) -> dict[str, Any]:
+    """The verdict as report.json stores it: `comparable` and `comparability`."""
+    return {
+        "comparable": verdict.comparable,
+        "comparability": Comparability(
+            comparable=verdict.comparable,
+            reasons=list(verdict.reasons),
+            warnings=[RunWarning(kind=f.kind, message=f.message) for f in verdict.warnings],
+        ),
+    }
+
+
+def drift_summary(rep: RunReport) -> dict[str, Any]:
+    """The summary line's `drift`: the verdict, and the headline test's statistic, its
+    threshold (the p-value it must fall below, alpha) and the rows it rests on."""
+    checks = rep.drift.checks or []
+    head = sorted(checks, key=lambda c: (not c.fails, 1.0 if c.p_value is None else c.p_value))
+    top = head[0] if head else None
+    return {
+        "verdict": rep.drift.verdict,
+        "check": top.name if top else None,
+        "statistic": top.statistic if top else None,
+        "p_value": top.p_value if top else None,
+        "threshold": rep.drift.alpha,
+        "n": rep.drift.input.count,
+    }
 
 
 def prediction_summary(stats: RunStats) -> PredictionSummary:
@@ -132,8 +177,9 @@ def run_metrics(stats: RunStats, meta: ModelMetadata, target: TargetCheck) -> Ru
     )
 
 
-def interval(version: str, meta: ModelMetadata) -> ReportInterval:
-    """Whether the predictions carry a price band, and its promise."""
+def interval(version: str, meta: ModelMetadata, stats: RunStats | None = None) -> ReportInterval:
+    """Whether the predictions carry a price band, its promise, and (with the run's
+    statistics) its width and coverage per rooms decile."""
     band = meta.interval
     if band is None:
         return ReportInterval(
@@ -148,6 +194,10 @@ def interval(version: str, meta: ModelMetadata) -> ReportInterval:
         method=band.method,
         calibration_rows=band.calibration_rows,
         test_coverage=band.test_coverage,
+        lower_bound=band.lower_bound,
+        lifted_rows=None if stats is None else band_rows.lifted_to_zero(stats, meta),
+        deciles=None if stats is None else band_rows.deciles(stats, meta),
+        sample_rows=None if stats is None else len(stats.sample.cols.get("rooms", ())),
     )
 
 

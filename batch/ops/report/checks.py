@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from batch.core import comparable, units
 from batch.core import drift as rules
-from batch.core import units
 from batch.core.documents import ModelMetadata
 from batch.core.documents.report import (
     Drift,
@@ -32,35 +32,42 @@ REJECTED_NUMBERS_SHARE = 0.05  # rows rejected while still numbers: a unit probl
 # -- the unit of the true prices --------------------------------------------------------------
 
 
-def target_check(stats: RunStats, files: list[FileStats], settings: Any) -> TargetCheck:
-    """Which true-price column was used, and whether its prices are in the model's unit ($K)."""
+def target_check(
+    stats: RunStats, files: list[FileStats], settings: Any
+) -> tuple[TargetCheck, list[comparable.Flag]]:
+    """Which true-price column was used, and whether its prices are in the model's unit ($K);
+    with its warnings and their kinds (target: a column not found; units: another unit)."""
     used = sorted({f.target_column for f in files if f.target_column})
     requested = settings.target_column
-    warnings: list[str] = []
+    flags: list[comparable.Flag] = []
     if (
         not used
         and requested
         and "target_column" in settings.model_fields_set
         and any(f.rooms_column for f in files)
     ):
-        warnings.append(
-            f"No input has a column named {requested!r} (--target-column), so no "
-            "MSE/MAE could be measured; check the spelling."
+        flags.append(
+            comparable.Flag(
+                comparable.TARGET,
+                f"No input has a column named {requested!r} (--target-column), so no "
+                "MSE/MAE could be measured; check the spelling.",
+            )
         )
     sample = stats.sample.cols
     actual, pred = sample.get("actual", np.empty(0)), sample.get("pred", np.empty(0))
     unit = units.detect(actual, pred)
     warning = unit.warning(used[0] if len(used) == 1 else ", ".join(used))
     if warning:
-        warnings.append(warning)
-    return TargetCheck(
+        flags.append(comparable.Flag(comparable.UNITS, warning))
+    check = TargetCheck(
         column=used[0] if len(used) == 1 else (used or None),
         requested=requested,
         scale_ratio=unit.ratio,
         comparable=unit.is_training_unit,
         unit=unit.name if unit.decided else None,
-        warnings=warnings,
+        warnings=[f.message for f in flags],
     )
+    return check, flags
 
 
 # -- rejected rooms that are numbers ----------------------------------------------------------

@@ -73,6 +73,7 @@ def render_html(rep: RunReport, images: dict[str, bytes]) -> str:
         model_rows=_model_rows(rep),
         target_column=_target_column(rep),
         drift_rows=_drift_rows(rep),
+        band_rows=_band_rows(rep),
         figures=[(CAPTIONS[name], images[name]) for name in CAPTIONS if name in images],
     )
 
@@ -167,6 +168,22 @@ def _column_name(rep: RunReport) -> str | None:
 
 def _target_column(rep: RunReport) -> str:
     return _column_name(rep) or "the true price"
+
+
+def _band_rows(rep: RunReport) -> list[list[Any]]:
+    """The band's rows per rooms decile, as the page shows them."""
+    found = rep.interval.deciles if rep.interval else None
+    return [
+        [
+            d.rooms_min,
+            d.rooms_max,
+            d.rows,
+            d.mean_width,
+            d.rows_with_price,
+            "-" if d.coverage is None else f"{d.coverage:.0%}",
+        ]
+        for d in found or []
+    ]
 
 
 def _drift_rows(rep: RunReport) -> list[list[Any]]:
