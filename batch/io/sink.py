@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 from batch.core.columns import with_float64
 from batch.core.stats import as_float64
 from batch.io.csv_safety import csv_header_schema, csv_safe
+from batch.io.csv_writer import ParallelCsvWriter
 from batch.io.outputs import PARTS, PREDICTIONS_CSV, PREDICTIONS_PARQUET, REJECTS_CSV, STEM
 from batch.storage import fs
 from batch.storage.rundir import location_error, writing
@@ -68,7 +69,9 @@ class PredictionSink:
             with writing(folder):
                 self._parquet = self._open(pq.ParquetWriter, parquet, self._parquet_schema())
                 self._csv_schema = csv_header_schema(schema)
-                self._csv = self._open(pacsv.CSVWriter, csv, self._csv_schema, write_options=opts)
+                self._csv = self._open(
+                    ParallelCsvWriter, csv, self._csv_schema, include_header=part is None
+                )
                 self._rejects = self._open(
                     pacsv.CSVWriter, rejects, rejects_schema, write_options=opts
                 )
