@@ -21,7 +21,7 @@ from batch.core.stats import FileStats, RunStats
 from batch.io import inputs, outputs, text_restore
 from batch.io.pipeline import ReadAhead
 from batch.io.plan import Plan
-from batch.io.sink import PredictionSink
+from batch.io.sink import PredictionSink, keep_formats
 from batch.io.source import Part
 from batch.model.network import Predictor, check_parity
 from batch.storage import fs
@@ -37,6 +37,7 @@ class Job:
     contexts: dict[int, BatchContext]  # by file index (scorable files only)
     predictor: Predictor
     chunk_rows: int
+    output_formats: str = "both"  # the prediction files kept: both, parquet or csv
 
 
 @dataclass
@@ -171,7 +172,9 @@ class Engine(ABC):
         self._settle_numbers(plan, staged)
         if (staged / outputs.PARTS).is_dir():
             outputs.join_parts(staged, plan.schema, REJECT_SCHEMA)
-        outputs.ensure_parquet(staged, plan.parquet_schema)
+        if job.output_formats != "csv":
+            outputs.ensure_parquet(staged, plan.parquet_schema)
+        keep_formats(staged, job.output_formats)
         path = self.describe(job.predictor)
         if model is None:
             assert job.predictor.verified, "only a verified fold is scored without its model"

@@ -132,8 +132,9 @@ class PipelinedSink(PredictionSink):
         rejects_schema: pa.Schema,
         depth: int = DEPTH,
         numbers: frozenset[str] = frozenset(),
+        formats: str = "both",
     ) -> None:
-        super().__init__(folder, schema, rejects_schema, numbers=numbers)
+        super().__init__(folder, schema, rejects_schema, numbers=numbers, formats=formats)
         self._stop = threading.Event()
         self._errors: list[BaseException] = []
         # The two halves of PredictionSink.write, one per thread.

@@ -25,6 +25,7 @@ SCORE_FIELDS = [
     "domain_max",
     "chunk_rows",
     "progress_seconds",
+    "output_formats",
     "engine",
     "dask_address",
     "dask_workers",
