@@ -7,7 +7,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from tests.helpers import REPO, one_error_sentence
+from tests.helpers import REPO, one_error_sentence, run_cli
 from tests.scoring_helpers import run_dir, score
 
 pytest.importorskip("distributed")
@@ -72,6 +72,11 @@ def test_new_only_and_the_environment_setting_work_with_a_parquet_only_run(
     monkeypatch.setenv("BATCH_OUTPUT_FORMATS", "parquet")
     first = run_dir(score(models, tmp_path / "out", tmp_path / "in", subprocess=True))
     assert "predictions.csv" not in names(first)
+    assert "<code>predictions.csv</code>" not in (first / "report.html").read_text()
+    assert "<code>predictions.parquet/</code>" in (first / "report.html").read_text()
+    assert "predictions: parquet only" in (tmp_path / "out" / "index.html").read_text()
+    show = run_cli("jobs.runs", "show", "latest", "--output-dir", tmp_path / "out")
+    assert show.code == 0 and "rejects.csv, predictions.parquet)" in show.stdout, show.stdout
     again = score(models, tmp_path / "out", tmp_path / "in", extra=["--new-only"], subprocess=True)
     assert again.code == 0, again.stderr[-2000:]
     assert again.json.get("rows_scored", 0) == 0, again.json
