@@ -149,7 +149,8 @@ def _key(v: object) -> object:
     return v
 
 
-def test_writer_keeps_batch_order_and_raises_a_write_error(tmp_path):
+def test_writer_keeps_batch_order_and_raises_a_write_error(tmp_path, monkeypatch):
+    monkeypatch.setattr("batch.io.csv_writer.SLICE_ROWS", 3)  # batches cut into slices
     schema = pa.schema([("n", pa.int64())])
     path = tmp_path / "order.csv"
     with pa.OSFile(str(path), "wb") as f:

@@ -3,7 +3,8 @@
 pyarrow's CSV writer formats on one thread; on the scorer's tables it is the slowest stage of a
 run. Here each batch is formatted to bytes on a small thread pool (Polars's CSV writer over the
 batch's Arrow buffers, zero-copy, without the GIL) and the bytes are written to the stream in
-the order the batches came, at most `ahead` batches in flight (memory stays flat).
+the order the batches came. Batches are cut into slices of SLICE_ROWS rows, at most `ahead`
+slices in flight: each formatted slice is a few MB, so memory stays small and flat.
 
 The bytes keep the file's guarantees: the header is pyarrow's (written once, the names already
 defused by csv_safety), cells arrive already made spreadsheet-safe (csv_safety.csv_safe), text
@@ -22,7 +23,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-THREADS = max(2, min(4, os.cpu_count() or 2))  # batches formatted at once
+THREADS = max(2, min(4, os.cpu_count() or 2))  # slices formatted at once
+SLICE_ROWS = 1 << 16  # rows formatted per task: small buffers, every thread busy
 _PYARROW = pacsv.WriteOptions(quoting_style="needed", include_header=False)
 
 
@@ -79,7 +81,7 @@ class ParallelCsvWriter:
         self._stream = stream
         self._schema = schema
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="format-csv")
-        self._ahead = ahead if ahead is not None else threads
+        self._ahead = ahead if ahead is not None else 2 * threads
         self._pending: deque[Future[bytes]] = deque()
         if include_header:
             stream.write(header_bytes(schema))
@@ -88,9 +90,12 @@ class ParallelCsvWriter:
         """Queue the batch for formatting; write finished batches, oldest first."""
         if not batch.schema.equals(self._schema):
             batch = pa.record_batch(batch.columns, schema=self._schema)
-        self._pending.append(self._pool.submit(format_rows, batch))
-        while len(self._pending) > self._ahead:
-            self._stream.write(self._pending.popleft().result())
+        for start in range(0, batch.num_rows, SLICE_ROWS):
+            self._pending.append(
+                self._pool.submit(format_rows, batch.slice(start, SLICE_ROWS))
+            )
+            while len(self._pending) > self._ahead:
+                self._stream.write(self._pending.popleft().result())
 
     def close(self) -> None:
         """Write every queued batch, in order; the first error is raised once the pool is shut."""
