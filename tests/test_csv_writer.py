@@ -58,8 +58,9 @@ def hostile_batch() -> pa.RecordBatch:
         {
             "=cmd": pa.array(TEXT),  # a header name a spreadsheet would run
             "f": pa.array(FLOATS),
-            "g": pa.array([-0.0, None, math.nan, 3.4028235e38, 1e-45, 0.1, 1e-7] + [2.5] * 9)
-            .cast(pa.float32()),
+            "g": pa.array([-0.0, None, math.nan, 3.4028235e38, 1e-45, 0.1, 1e-7] + [2.5] * 9).cast(
+                pa.float32()
+            ),
             "i": pa.array([0, None, -1, 2**63 - 1, -(2**63)] + list(range(N - 5))),
             "b": pa.array([True, False, None] + [True] * (N - 3)),
             "empty": pa.nulls(N),

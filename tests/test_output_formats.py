@@ -12,7 +12,7 @@ from tests.scoring_helpers import run_dir, score
 
 pytest.importorskip("distributed")
 
-from tests.test_dask import DASK, multi_file_input, read_predictions  # noqa: E402
+from tests.test_dask import DASK, multi_file_input, read_predictions
 
 LOCAL = ["--max-reject-fraction", 1, "--chunk-rows", 1000]
 

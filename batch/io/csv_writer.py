@@ -49,12 +49,15 @@ def format_rows(batch: pa.RecordBatch) -> bytes:
 
         # Positional names: the header is written separately, and names may repeat or be empty.
         renamed = pa.record_batch(batch.columns, names=[f"c{i}" for i in range(batch.num_columns)])
+        frame = pl.from_arrow(renamed)
+        assert isinstance(frame, pl.DataFrame), "a record batch converts to a data frame"
         out = io.BytesIO()
-        pl.from_arrow(renamed).write_csv(out, include_header=False, quote_style="non_numeric")
+        frame.write_csv(out, include_header=False, quote_style="non_numeric")
         return out.getvalue()
     sink = pa.BufferOutputStream()
     pacsv.write_csv(batch, sink, write_options=_PYARROW)
-    return sink.getvalue().to_pybytes()
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
 
 
 def header_bytes(schema: pa.Schema) -> bytes:
@@ -62,7 +65,8 @@ def header_bytes(schema: pa.Schema) -> bytes:
     sink = pa.BufferOutputStream()
     empty = pa.RecordBatch.from_pylist([], schema=schema)
     pacsv.write_csv(empty, sink, write_options=pacsv.WriteOptions(quoting_style="needed"))
-    return sink.getvalue().to_pybytes()
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
 
 
 class ParallelCsvWriter:
@@ -91,9 +95,7 @@ class ParallelCsvWriter:
         if not batch.schema.equals(self._schema):
             batch = pa.record_batch(batch.columns, schema=self._schema)
         for start in range(0, batch.num_rows, SLICE_ROWS):
-            self._pending.append(
-                self._pool.submit(format_rows, batch.slice(start, SLICE_ROWS))
-            )
+            self._pending.append(self._pool.submit(format_rows, batch.slice(start, SLICE_ROWS)))
             while len(self._pending) > self._ahead:
                 self._stream.write(self._pending.popleft().result())
 
