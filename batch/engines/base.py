@@ -142,6 +142,17 @@ class Engine(ABC):
             len(sources),
         )
 
+    def _finish_files(self, plan: Plan, job: Job) -> None:
+        """The staged prediction files as published: one type per column, the CSV parts
+        joined, an (empty) Parquet part at least, only the formats asked for."""
+        staged = job.staged
+        self._settle_numbers(plan, staged)
+        if (staged / outputs.PARTS).is_dir():
+            outputs.join_parts(staged, plan.schema, REJECT_SCHEMA)
+        if job.output_formats != "csv":
+            outputs.ensure_parquet(staged, plan.parquet_schema)
+        keep_formats(staged, job.output_formats)
+
     def run(self, plan: Plan, job: Job, model: Any) -> EngineResult:
         """Score the plan into job.staged; `model` is the Keras model the parity check uses.
 
@@ -168,13 +179,7 @@ class Engine(ABC):
             files[r.file_index].add(r.rows_read, r.stats)
         for fp in plan.files:
             inputs.check_unchanged(fp.src)
-        staged = job.staged
-        self._settle_numbers(plan, staged)
-        if (staged / outputs.PARTS).is_dir():
-            outputs.join_parts(staged, plan.schema, REJECT_SCHEMA)
-        if job.output_formats != "csv":
-            outputs.ensure_parquet(staged, plan.parquet_schema)
-        keep_formats(staged, job.output_formats)
+        self._finish_files(plan, job)
         path = self.describe(job.predictor)
         if model is None:
             assert job.predictor.verified, "only a verified fold is scored without its model"
