@@ -254,6 +254,7 @@ def _run_engine(
         },
         predictor,
         run.settings.chunk_rows,
+        run.settings.output_formats,
     )
     with engines.open_engine(run.settings) as engine:
         result = engine.run(plan, job, model)

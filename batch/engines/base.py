@@ -23,7 +23,7 @@ from batch.io import inputs, outputs, text_restore
 from batch.io.pipeline import ReadAhead
 from batch.io.plan import Plan
 from batch.io.read_errors import READ_ERRORS, is_memory_error, memory_error
-from batch.io.sink import PredictionSink
+from batch.io.sink import PredictionSink, keep_formats
 from batch.io.source import Part
 from batch.model.network import Predictor, check_parity
 from batch.storage import fs
@@ -39,6 +39,7 @@ class Job:
     contexts: dict[int, BatchContext]  # by file index (scorable files only)
     predictor: Predictor
     chunk_rows: int
+    output_formats: str = "both"  # the prediction files kept: both, parquet or csv
 
 
 @dataclass
@@ -157,6 +158,17 @@ class Engine(ABC):
         pa.default_memory_pool().release_unused()
         return results
 
+    def _finish_files(self, plan: Plan, job: Job) -> None:
+        """The staged prediction files as published: one type per column, the CSV parts
+        joined, an (empty) Parquet part at least, only the formats asked for."""
+        staged = job.staged
+        self._settle_numbers(plan, staged)
+        if (staged / outputs.PARTS).is_dir():
+            outputs.join_parts(staged, plan.schema, REJECT_SCHEMA)
+        if job.output_formats != "csv":
+            outputs.ensure_parquet(staged, plan.parquet_schema)
+        keep_formats(staged, job.output_formats)
+
     def run(self, plan: Plan, job: Job, model: Any) -> EngineResult:
         """Score the plan into job.staged; `model` is the Keras model the parity check uses.
 
@@ -183,11 +195,7 @@ class Engine(ABC):
             files[r.file_index].add(r.rows_read, r.stats)
         for fp in plan.files:
             inputs.check_unchanged(fp.src)
-        staged = job.staged
-        self._settle_numbers(plan, staged)
-        if (staged / outputs.PARTS).is_dir():
-            outputs.join_parts(staged, plan.schema, REJECT_SCHEMA)
-        outputs.ensure_parquet(staged, plan.parquet_schema)
+        self._finish_files(plan, job)
         path = self.describe(job.predictor)
         if model is None:
             assert job.predictor.verified, "only a verified fold is scored without its model"

@@ -39,7 +39,12 @@ def _score_on_worker(part: Part, job: Job) -> PartResult:
     """Runs on a worker: score one part into its own part files."""
     ctx = job.contexts[part.file_index]
     sink = PredictionSink(
-        job.staged, ctx.schema, REJECT_SCHEMA, part=part_name(part), numbers=ctx.numbers
+        job.staged,
+        ctx.schema,
+        REJECT_SCHEMA,
+        part=part_name(part),
+        numbers=ctx.numbers,
+        formats=job.output_formats,
     )
     try:
         return score_part(part, ctx, job.predictor.load(), sink, job.chunk_rows)

@@ -69,10 +69,20 @@ class LocalEngine(Engine):
         predict = job.predictor.load()
         if self.pipeline:
             sink: PredictionSink = PipelinedSink(
-                job.staged, plan.schema, REJECT_SCHEMA, numbers=plan.numbers
+                job.staged,
+                plan.schema,
+                REJECT_SCHEMA,
+                numbers=plan.numbers,
+                formats=job.output_formats,
             )
         else:
-            sink = PredictionSink(job.staged, plan.schema, REJECT_SCHEMA, numbers=plan.numbers)
+            sink = PredictionSink(
+                job.staged,
+                plan.schema,
+                REJECT_SCHEMA,
+                numbers=plan.numbers,
+                formats=job.output_formats,
+            )
         progress = Progress(self.progress_seconds)
         read_ahead = DEPTH if self.pipeline else 0
         results = []

@@ -2,8 +2,11 @@
 
 Arrow's readers and writers (Parquet decode and encode, CSV parse and format, compression) run
 without the GIL, so while the main thread validates and scores batch k, one thread reads batch
-k+1 and two more write batch k-1 (one the Parquet file, one the CSV files). Every queue holds
-at most `depth` batches, so memory stays flat whatever the input's size.
+k+1 and two more write batch k-1 (one the Parquet file, one the CSV files; the CSV thread hands
+each batch to csv_writer's formatting pool and writes the formatted bytes in order). Every queue
+holds at most `depth` batches, and the pool at most a few, so memory stays flat whatever the
+input's size. The report's `stream` phase is all of this together: the stages overlap, so their
+own times are not added up as if they ran one after another.
 
 Errors anywhere stop everything: the first exception of any thread (an InputError from the
 reader, the EnvironmentFault of a full disk from a writer) is raised in the main thread, which
@@ -132,8 +135,9 @@ class PipelinedSink(PredictionSink):
         rejects_schema: pa.Schema,
         depth: int = DEPTH,
         numbers: frozenset[str] = frozenset(),
+        formats: str = "both",
     ) -> None:
-        super().__init__(folder, schema, rejects_schema, numbers=numbers)
+        super().__init__(folder, schema, rejects_schema, numbers=numbers, formats=formats)
         self._stop = threading.Event()
         self._errors: list[BaseException] = []
         # The two halves of PredictionSink.write, one per thread.

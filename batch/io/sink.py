@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 from batch.core.columns import with_float64
 from batch.core.stats import as_float64
 from batch.io.csv_safety import csv_header_schema, csv_safe
+from batch.io.csv_writer import ParallelCsvWriter
 from batch.io.outputs import PARTS, PREDICTIONS_CSV, PREDICTIONS_PARQUET, REJECTS_CSV, STEM
 from batch.storage import fs
 from batch.storage.rundir import location_error, writing
@@ -37,6 +38,10 @@ class PredictionSink:
     values are not all plain numbers that a float64 keeps exactly, the current Parquet file is
     closed and the writer goes on in the next one with that column as text. Engine.run then
     makes the column text in the earlier files too (batch.io.text_restore).
+
+    `formats` (the output_formats setting) says which prediction files the run keeps: "both",
+    "parquet" or "csv". rejects.csv is always written. A Parquet-only run that has `numbers`
+    still writes the CSV text (text_restore may need it); keep_formats removes it at the end.
     """
 
     def __init__(
@@ -46,8 +51,12 @@ class PredictionSink:
         rejects_schema: pa.Schema,
         part: str | None = None,
         numbers: frozenset[str] = frozenset(),
+        formats: str = "both",
     ) -> None:
         self.folder = folder
+        self._with_parquet = formats != "csv"
+        numbers = numbers if self._with_parquet else frozenset()
+        self._with_csv = formats != "parquet" or bool(numbers)
         opts = pacsv.WriteOptions(quoting_style="needed", include_header=part is None)
         self._stem = part or STEM
         self._schema = schema
@@ -60,15 +69,26 @@ class PredictionSink:
             csv = folder / PARTS / f"{part}.predictions.csv"
             rejects = folder / PARTS / f"{part}.rejects.csv"
         with writing(folder):
-            parquet.parent.mkdir(exist_ok=True)
+            if self._with_parquet:
+                parquet.parent.mkdir(exist_ok=True)
             csv.parent.mkdir(exist_ok=True)
         self.parquet_path = parquet  # the Parquet file being written
         self._writers: list[Any] = []  # writers and their streams, closed in this order
         try:
             with writing(folder):
-                self._parquet = self._open(pq.ParquetWriter, parquet, self._parquet_schema())
+                self._parquet = (
+                    self._open(pq.ParquetWriter, parquet, self._parquet_schema())
+                    if self._with_parquet
+                    else None
+                )
                 self._csv_schema = csv_header_schema(schema)
-                self._csv = self._open(pacsv.CSVWriter, csv, self._csv_schema, write_options=opts)
+                self._csv = (
+                    self._open(
+                        ParallelCsvWriter, csv, self._csv_schema, include_header=part is None
+                    )
+                    if self._with_csv
+                    else None
+                )
                 self._rejects = self._open(
                     pacsv.CSVWriter, rejects, rejects_schema, write_options=opts
                 )
@@ -101,6 +121,8 @@ class PredictionSink:
 
     def write_parquet(self, predictions: pa.RecordBatch, rejects: pa.RecordBatch) -> None:
         """The Parquet half of write() (a pipelined sink runs each half in its own thread)."""
+        if self._parquet is None:
+            return
         batch = self._with_numbers(predictions)
         with writing(self.folder):
             self._parquet.write_batch(batch)
@@ -153,9 +175,10 @@ class PredictionSink:
 
     def write_csv(self, predictions: pa.RecordBatch, rejects: pa.RecordBatch) -> None:
         """The CSV half of write(): predictions.csv and rejects.csv, made spreadsheet-safe."""
-        safe = csv_safe(predictions)
         with writing(self.folder):
-            self._csv.write_batch(pa.record_batch(safe.columns, schema=self._csv_schema))
+            if self._csv is not None:
+                safe = csv_safe(predictions)
+                self._csv.write_batch(pa.record_batch(safe.columns, schema=self._csv_schema))
             if rejects.num_rows:
                 self._rejects.write_batch(csv_safe(rejects))
 
@@ -177,3 +200,13 @@ def _first(batch: pa.RecordBatch, name: str) -> object:
     if name not in batch.schema.names or not batch.num_rows:
         return "?"
     return batch.column(name)[0].as_py()
+
+
+def keep_formats(folder: fs.Location, formats: str) -> None:
+    """Remove the prediction file the run was not asked for (`formats`: both, parquet or csv)
+    from its finished staging folder; rejects.csv always stays."""
+    with writing(folder):
+        if formats == "parquet":
+            (folder / PREDICTIONS_CSV).unlink(missing_ok=True)
+        elif formats == "csv" and (folder / PREDICTIONS_PARQUET).exists():
+            fs.rmtree(folder / PREDICTIONS_PARQUET)

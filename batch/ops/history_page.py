@@ -64,6 +64,14 @@ def _trend_pngs(runs: list[RunEntry]) -> list[tuple[str, bytes]]:
     return figures
 
 
+def _prediction_files(run: RunEntry) -> str:
+    """Which prediction files a published run has (--output-formats), for its row."""
+    if run.report is None or run.report.status != "succeeded":
+        return ""
+    formats = run.report.settings.output_formats
+    return "parquet + csv" if formats == "both" else f"{formats} only"
+
+
 def render_index(
     runs: list[RunEntry],
     latest: str | None,
@@ -71,7 +79,7 @@ def render_index(
     images: list[tuple[str, bytes]],
 ) -> str:
     """The history page: one self-contained HTML document (plots embedded, relative links only)."""
-    views = [r.view() for r in runs]
+    views = [dict(r.view(), files=_prediction_files(r)) for r in runs]
     return pages.render(
         "index.html",
         runs=views,

@@ -107,7 +107,7 @@ def summary_text(run: RunEntry) -> str:
         return "\n".join(lines)
     lines.append(
         f"folder: {run.run_dir} (report.html, report.json, rejects.csv"
-        + (", predictions.parquet, predictions.csv)" if view["exit_code"] == 0 else ")")
+        + (_prediction_files(run.report) if view["exit_code"] == 0 else ")")
     )
     return "\n".join(lines + _report_lines(run.report))
 
@@ -193,3 +193,14 @@ def prune_text(plan: PrunePlan, dry_run: bool, latest: str | None) -> str:
     kept = [r for r in plan.kept if r.run_dir]
     lines.append(f"{len(kept)} run folder(s) kept" + (f"; LATEST is {latest}" if latest else ""))
     return "\n".join(lines)
+
+
+def _prediction_files(report: RunReport) -> str:
+    """The prediction files a successful run wrote (--output-formats), closing the list."""
+    formats = report.settings.output_formats
+    kept = [
+        name
+        for name, fmt in (("predictions.parquet", "parquet"), ("predictions.csv", "csv"))
+        if formats in ("both", fmt)
+    ]
+    return "".join(f", {name}" for name in kept) + ")"

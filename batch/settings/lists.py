@@ -27,6 +27,7 @@ SCORE_FIELDS = [
     "max_batch_bytes",
     "max_columns",
     "progress_seconds",
+    "output_formats",
     "engine",
     "dask_address",
     "dask_workers",

@@ -183,6 +183,11 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
         description="seconds between progress log lines when not on a terminal",
     )
+    output_formats: Literal["both", "parquet", "csv"] = Field(
+        "both",
+        description="prediction files a run writes: both (predictions.parquet and "
+        "predictions.csv), parquet or csv; rejects.csv is always written",
+    )
     engine: Literal["local", "dask"] = Field(
         "local", description="scoring engine: local (one process) or dask (a Dask cluster)"
     )

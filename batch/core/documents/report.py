@@ -242,6 +242,11 @@ class ReportSettings(OpenPart):
     chunk_rows: int
     new_only: bool
     model_version_requested: str
+    output_formats: str = Field(
+        "both",
+        description="the prediction files the run wrote: both (predictions.parquet and "
+        "predictions.csv), parquet or csv; absent before the setting existed (both)",
+    )
 
 
 class Failure(OpenPart):

@@ -250,6 +250,7 @@ def report_settings(settings: Any) -> ReportSettings:
         chunk_rows=settings.chunk_rows,
         new_only=settings.new_only,
         model_version_requested=settings.model_version,
+        output_formats=settings.output_formats,
     )
 
 
