@@ -22,6 +22,7 @@ from batch.core.documents._base import (
     UtcTime,
 )
 from batch.core.documents.metadata import (
+    ErrorProfile,
     FeatureRange,
     Hyperparameters,
     OlsReference,
@@ -137,6 +138,29 @@ class ReportInterval(OpenPart):
     calibration_rows: Count | None = None
     test_coverage: Share | None = None
     note: str | None = Field(default=None, description="why there is no band")
+
+
+class ReportEstimate(OpenPart):
+    """The label-free estimate of the run's error, from the model's calibration residuals
+    conditioned on rooms (no true price needed)."""
+
+    available: bool
+    method: str | None = Field(default=None, description="how it was estimated, in words")
+    estimated_mae: NonNegativeFloat | None = Field(
+        default=None, description="expected mean absolute error of the scored rows ($K)"
+    )
+    estimated_coverage: Share | None = Field(
+        default=None, description="expected share of true prices inside their band"
+    )
+    calibration_mae: NonNegativeFloat | None = Field(
+        default=None, description="the calibration rows' own MAE, whatever their rooms ($K)"
+    )
+    rows: Count = Field(default=0, description="scored rows the estimate averages over")
+    sampled: bool = Field(default=False, description="true: over a uniform sample of them")
+    profile: ErrorProfile | None = Field(
+        default=None, description="the model's error profile the estimate used"
+    )
+    note: str | None = Field(default=None, description="why there is no estimate")
 
 
 class RejectedRooms(OpenPart):
@@ -268,3 +292,6 @@ class RunReport(OpenDocument):
     prediction_path: str
     phases_seconds: dict[str, NonNegativeFloat] | None = None
     failure: Failure | None = Field(default=None, description="null when the run succeeded")
+    estimate: ReportEstimate | None = Field(
+        default=None, description="the label-free error estimate; absent in older reports"
+    )

@@ -29,6 +29,7 @@ from batch.core.documents.report import (
 )
 from batch.core.quoting import excerpt
 from batch.core.stats import FileStats, RunStats
+from batch.ops.labels.estimate import report_estimate
 from batch.ops.report.checks import drift, rejected_rooms, target_check
 
 
@@ -95,6 +96,7 @@ def build(
         # Seconds per phase of the run so far (model, plan, stream, finalize, report); the
         # publish step that follows is in the JSON summary line.
         phases_seconds=dict(phases or {}),
+        estimate=report_estimate(model, stats.sample.cols.get("rooms", np.empty(0)), stats.scored),
     )
 
 
