@@ -7,9 +7,9 @@ import datetime as dt
 from typing import Any
 
 from batch.core.documents import RunLine
-from batch.ops.labels.results import label_cells
 from batch.ops import pages
 from batch.ops.history import RUNS_LOG, RunEntry, collect, latest_run, parse_time
+from batch.ops.labels.results import label_cells
 from batch.storage import fs
 from batch.storage.location import Location
 

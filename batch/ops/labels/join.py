@@ -126,7 +126,7 @@ def deciles(rows: pd.DataFrame, report: RunReport) -> list[RoomsDecile]:
     which = np.full(len(rooms), -1)
     which[ok] = np.searchsorted(cuts, rooms[ok], side="right")
     profile = report.estimate.profile if report.estimate is not None else None
-    out = []
+    out: list[RoomsDecile] = []
     for i in range(len(cuts) + 1):
         part = rows[which == i]
         if not len(part):

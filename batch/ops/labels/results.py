@@ -9,7 +9,8 @@ realized numbers next to each run that has labels.
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from collections.abc import Iterator
+from typing import Any, Literal
 
 from batch.core.documents import (
     DocumentError,
@@ -164,8 +165,10 @@ def write_metrics(metrics_dir: Location, results: dict[str, LabelsResult]) -> No
 
 
 class _Families:
-    def __init__(self, families: list[object]) -> None:
+    """A prometheus_client collector over ready-made gauge families."""
+
+    def __init__(self, families: list[Any]) -> None:
         self.families = families
 
-    def collect(self) -> list[object]:
-        return self.families
+    def collect(self) -> Iterator[Any]:
+        return iter(self.families)

@@ -93,7 +93,6 @@ def _frame(data: bytes, path: Location) -> pd.DataFrame:
     """A label file's bytes as a DataFrame: Parquet by its magic bytes, else CSV (',' or ';')."""
     import io
 
-    import pandas as pd
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
