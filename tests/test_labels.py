@@ -190,3 +190,39 @@ def test_a_missing_label_file_or_an_unknown_key_is_one_sentence(boston_test, tmp
     assert_failed(_join(out, tmp_path / "nope.csv"), 3, "does not exist")
     assert_failed(_join(out, "--key", "parcel", boston_test["labels"]), 3, "'parcel'")
     assert _tree(out) == before
+
+
+def test_the_result_file_is_a_typed_document_written_as_it_reads(joined):
+    from batch.core.documents import dump, parse_labels_line, parse_labels_result
+
+    folder = joined["out"] / "labels"
+    path = folder / f"{joined['runs']['all']}.json"
+    assert dump(parse_labels_result(path.read_bytes(), str(path))) == path.read_text()
+    line = (folder / "history.jsonl").read_text().splitlines()[0]
+    assert dump(parse_labels_line(line, "history.jsonl")) == line
+
+
+def test_a_version_trained_before_the_estimate_reports_it_absent_with_a_reason(
+    boston_test, models, tmp_path
+):
+    meta_file = models / "v1" / "metadata.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["error_profile"]
+    meta_file.write_text(json.dumps(meta, indent=2) + "\n")
+    out = tmp_path / "output"
+    res = run_cli(
+        "jobs.score", "--models-dir", models, "--output-dir", out,
+        "--input", boston_test["base"] / "in" / "all.csv",
+    )  # fmt: skip
+    assert res.code == 0, res.stderr[-3000:]
+    report = json.loads((out / "runs" / res.json["run_id"] / "report.json").read_text())
+    assert report["estimate"]["available"] is False
+    assert "no error profile" in report["estimate"]["note"]
+    joined = _join(out, "--key", "id", boston_test["labels"])
+    assert joined.code == 0, joined.stderr[-3000:]
+    result = _result(out, res.json["run_id"])
+    assert (
+        result["estimated"]["available"] is False
+        and "no error profile" in result["estimated"]["note"]
+    )
+    assert result["realized"]["mae"] == pytest.approx(meta["metrics"]["test_mae"], abs=1e-4)

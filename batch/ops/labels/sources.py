@@ -120,26 +120,41 @@ def key_text(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
 
 
 def _column_text(column: pd.Series) -> pd.Series:
+    """One key part as text (None where empty); numbers vectorised, text cell by cell."""
     import pandas as pd
 
-    def one(value: object) -> str | None:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return None
-        if isinstance(value, bool | np.bool_):
-            return str(bool(value)).lower()
-        if isinstance(value, int | np.integer):
-            return str(int(value))
-        if isinstance(value, float | np.floating):
-            number = float(value)
-            return str(int(number)) if number.is_integer() else repr(number)
-        text = str(value).strip()
-        try:
-            number = float(text)
-        except ValueError:
-            return text or None
-        return one(number) if math.isfinite(number) else text
+    if pd.api.types.is_bool_dtype(column.dtype):
+        return column.map({True: "true", False: "false"}).astype("object")
+    if pd.api.types.is_integer_dtype(column.dtype):
+        return column.astype("Int64").astype("string").astype("object").where(column.notna(), None)
+    if pd.api.types.is_float_dtype(column.dtype):
+        values = column.to_numpy("float64")
+        whole = np.isfinite(values) & (np.floor(values) == values) & (np.abs(values) < 2**63)
+        text = [
+            str(int(v)) if w else (repr(float(v)) if not np.isnan(v) else None)
+            for v, w in zip(values.tolist(), whole.tolist())
+        ]
+        return pd.Series(text, index=column.index, dtype="object")
+    return pd.Series([_cell_text(v) for v in column.tolist()], index=column.index, dtype="object")
 
-    return pd.Series([one(v) for v in column.tolist()], index=column.index, dtype="object")
+
+def _cell_text(value: object) -> str | None:
+    """A text (or mixed) cell as key text: numbers as _column_text writes them, text stripped."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value)).lower()
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        number = float(value)
+        return str(int(number)) if number.is_integer() else repr(number)
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return text or None
+    return _cell_text(number) if math.isfinite(number) else text
 
 
 # -- a run's predictions ---------------------------------------------------------------------
