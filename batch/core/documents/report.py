@@ -1,8 +1,8 @@
 """output/runs/<id>/report.json and output/failed/<id>/report.json: one scoring run's report.
 
 Keys the first scorer already wrote are required; keys added later (first_rejects, target,
-interval, rejected_rooms, warnings, phases_seconds, failure, and some nested ones) are optional
-and None when absent, so reports of earlier runs still read. Unknown keys are carried at every
+interval, rejected_rooms, warnings, phases_seconds, failure, estimate, and some nested ones) are
+optional and None when absent, so reports of earlier runs still read. Unknown keys are carried at every
 level: other tools read these files, and later features add keys.
 """
 

@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 from typing import Any
 
+from batch.core import interrupts
 from batch.core.documents import LabelsResult
 from batch.core.errors import InputError
 from batch.ops import history
@@ -118,6 +119,7 @@ def _write(settings: Settings, found: list[LabelsResult]) -> dict[str, results.O
     with rundir.writing(root, "no labels result was written"):
         out.lock("labels")
         try:
+            interrupts.hold()  # a stop signal now waits: each result lands with its history line
             outcomes.update({r.run_id: results.write(root, r) for r in found})
         finally:
             out.unlock()
