@@ -2,8 +2,8 @@
 
 Keys the first scorer already wrote are required; keys added later (first_rejects, target,
 interval, rejected_rooms, warnings, phases_seconds, failure, estimate, and some nested ones) are
-optional and None when absent, so reports of earlier runs still read. Unknown keys are carried at every
-level: other tools read these files, and later features add keys.
+optional and None when absent, so reports of earlier runs still read. Unknown keys are carried
+at every level: other tools read these files, and later features add keys.
 """
 
 from __future__ import annotations
