@@ -226,3 +226,23 @@ def test_a_version_trained_before_the_estimate_reports_it_absent_with_a_reason(
         and "no error profile" in result["estimated"]["note"]
     )
     assert result["realized"]["mae"] == pytest.approx(meta["metrics"]["test_mae"], abs=1e-4)
+
+
+def test_parquet_labels_join_a_run_that_kept_only_predictions_csv(boston_test, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "output"
+    shutil.copytree(boston_test["out"], out)
+    shutil.rmtree(out / "labels", ignore_errors=True)
+    run_id = boston_test["runs"]["all"]
+    shutil.rmtree(out / "runs" / run_id / "predictions.parquet")
+    rows = [r.split(",") for r in boston_test["labels"].read_text().splitlines()[1:]]
+    table = pa.table({"id": [int(i) for i, _ in rows], "medv": [float(v) for _, v in rows]})
+    pq.write_table(table, tmp_path / "sales.parquet")
+    res = _join(out, "--key", "id", tmp_path / "sales.parquet")
+    assert res.code == 0, res.stderr[-3000:]
+    meta = _metadata(boston_test["models"])
+    result = _result(out, run_id)
+    assert result["realized"]["mae"] == pytest.approx(meta["metrics"]["test_mae"], abs=1e-4)
+    assert result["rows_labelled"] == 102 and len(result["deciles"]) == 10

@@ -36,6 +36,11 @@ def run(
     outcomes = _write(settings, found)
     if any(o != "unchanged" for o in outcomes.values()):
         _after(settings)
+    if not found:
+        log.warning(
+            "no label matched a prediction of any succeeded run in %s; nothing was written",
+            settings.output_dir,
+        )
     runs = [_run_summary(r, outcomes[r.run_id]) for r in found]
     for item in runs:
         if item["outcome"] == "replaced":

@@ -7,6 +7,7 @@ of file are read through the storage layer, so a local path and s3:// work alike
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -23,6 +24,8 @@ from batch.storage.location import Location
 
 if TYPE_CHECKING:
     import pandas as pd
+
+log = logging.getLogger(__name__)
 
 PREDICTIONS_PARQUET = "predictions.parquet"
 PREDICTIONS_CSV = "predictions.csv"
@@ -66,7 +69,17 @@ def read_labels(entries: list[str], keys: list[str], wanted: str) -> Labels:
         column = column or found
         label = pd.to_numeric(frame[found], errors="coerce").astype("float64")
         keyed = pd.DataFrame({"key": key_text(frame, keys), "label": label})
-        frames.append(keyed[keyed["key"].notna() & np.isfinite(keyed["label"])])
+        usable = keyed["key"].notna() & np.isfinite(keyed["label"])
+        if not usable.all():
+            log.warning(
+                "label file %s: %d of %d rows have an empty key or a %s that is not a number; "
+                "they are left out",
+                path,
+                int((~usable).sum()),
+                len(keyed),
+                found,
+            )
+        frames.append(keyed[usable])
         digest = hashlib.sha256(data).hexdigest()
         files.append(LabelFile(path=str(path), sha256=digest, rows=len(frame)))
     assert column is not None  # at least one file: argparse asks for one
