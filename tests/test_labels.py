@@ -246,3 +246,43 @@ def test_parquet_labels_join_a_run_that_kept_only_predictions_csv(boston_test, t
     result = _result(out, run_id)
     assert result["realized"]["mae"] == pytest.approx(meta["metrics"]["test_mae"], abs=1e-4)
     assert result["rows_labelled"] == 102 and len(result["deciles"]) == 10
+
+
+def test_a_scoring_run_holding_the_output_folder_is_exit_6_and_nothing_is_written(
+    boston_test, tmp_path
+):
+    from batch.storage.rundir import OutputDir
+
+    out = tmp_path / "output"
+    shutil.copytree(boston_test["out"], out)
+    shutil.rmtree(out / "labels", ignore_errors=True)
+    holder = OutputDir(out)
+    holder.lock("20990101T000000Z-held")  # this process holds it, as a scoring run would
+    try:
+        res = _join(out, "--key", "id", boston_test["labels"])
+    finally:
+        holder.unlock()
+    assert_failed(res, 6, "another scoring run", "wait for it to finish")
+    assert not (out / "labels").exists()
+
+
+def test_a_read_only_output_folder_is_exit_7_in_one_sentence(boston_test, tmp_path):
+    import os
+
+    from tests.helpers import WITHOUT_DAC_OVERRIDE
+
+    if os.geteuid() != 0:
+        pytest.skip("runs as root only (drops the capability that ignores permissions)")
+    out = tmp_path / "output"
+    shutil.copytree(boston_test["out"], out)
+    shutil.rmtree(out / "labels", ignore_errors=True)
+    out.chmod(0o555)
+    try:
+        res = run_cli(
+            "jobs.labels", "--output-dir", out, "--key", "id", boston_test["labels"],
+            prefix=WITHOUT_DAC_OVERRIDE,
+        )  # fmt: skip
+    finally:
+        out.chmod(0o755)
+    assert_failed(res, 7, str(out), "no labels result was written")
+    assert not (out / "labels").exists()
