@@ -113,6 +113,7 @@ EDGE_MODULES = (
     "batch/settings/model.py",  # every location setting (flag, BATCH_* environment, .env)
     "batch/io/discovery.py",  # --input entries: folders, files, globs
     "batch/model/datasets.py",  # --data, a user's string naming the training data
+    "batch/ops/labels/sources.py",  # jobs.labels's label files, named on its command line
 )
 
 

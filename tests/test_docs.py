@@ -35,6 +35,7 @@ COMMANDS = [
     ("jobs.runs", "list"),
     ("jobs.runs", "show"),
     ("jobs.runs", "prune"),
+    ("jobs.labels",),
 ]
 LONG_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 HEADING = re.compile(r"^(#{1,6}) (.*)$")

@@ -181,3 +181,64 @@ def coverage(y: np.ndarray, low: np.ndarray, high: np.ndarray) -> float | None:
         return None
     inside = (y >= np.asarray(low, "float64")) & (y <= np.asarray(high, "float64"))
     return float(inside.mean())
+
+
+# -- the label-free estimate of tonight's error ---------------------------------------------------
+
+ESTIMATE_METHOD = "calibration residuals, hinge in rooms"
+COVERAGE_BINS = 4  # quartiles of the calibration rows' rooms (about 30 rows each on Boston)
+
+
+def error_profile(
+    x_cal: np.ndarray, y_cal: np.ndarray, pred_cal: np.ndarray, band_params: dict[str, Any]
+) -> dict[str, Any]:
+    """What the label-free estimate needs, from the calibration rows (JSON-ready).
+
+    `scale`: the hinge model of |residual| against rooms (fit_scale) fitted on the calibration
+    rows' absolute residuals, so scale(rooms) is the expected absolute error at those rooms.
+    `coverage_edges` / `coverage_bins`: the calibration rows cut at the quartiles of their rooms,
+    and the share of each quartile's true prices inside the band (`band_params`).
+    """
+    x, resid = _calibration_rows(x_cal, y_cal, pred_cal)
+    cuts = np.quantile(x, np.linspace(0, 1, COVERAGE_BINS + 1)[1:-1])
+    edges = [float(v) for v in np.unique(cuts)]
+    bounds = band(x, np.asarray(pred_cal, "float64").reshape(-1), band_params)
+    assert bounds is not None
+    y = np.asarray(y_cal, "float64").reshape(-1)
+    inside = (y >= bounds[0]) & (y <= bounds[1])
+    which = np.searchsorted(edges, x, side="right")
+    rows = [int((which == i).sum()) for i in range(len(edges) + 1)]
+    shares = [float(inside[which == i].mean()) if n else None for i, n in enumerate(rows)]
+    return {
+        "method": ESTIMATE_METHOD,
+        "rows": len(x),
+        "mae": float(np.mean(np.abs(resid))),
+        "scale": fit_scale(x, resid),
+        "coverage_edges": edges,
+        "coverage_bins": shares,
+        "coverage_rows": rows,
+    }
+
+
+def expected_abs_error(rooms: np.ndarray, profile: dict[str, Any]) -> np.ndarray:
+    """Each row's expected absolute error ($K) at its rooms, from `profile` (float64)."""
+    return scale(rooms, profile)
+
+
+def estimate(rooms: np.ndarray, profile: dict[str, Any]) -> tuple[float, float | None] | None:
+    """(estimated MAE, estimated band coverage) of rows with these rooms; None for no rows.
+
+    The MAE is the mean of the rows' expected absolute errors; the coverage weighs each rooms
+    quartile's calibration coverage by the share of rows in it (None without a band).
+    """
+    x = np.asarray(rooms, "float64").reshape(-1)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return None
+    mae = float(np.mean(expected_abs_error(x, profile)))
+    shares = profile.get("coverage_bins") or []
+    if not shares or any(s is None for s in shares):
+        return mae, None
+    which = np.searchsorted(profile["coverage_edges"], x, side="right")
+    covered = float(np.mean(np.asarray(shares, "float64")[which]))
+    return mae, covered

@@ -15,6 +15,7 @@ import numpy as np
 from batch.core import intervals
 from batch.core.documents import ModelMetadata
 from batch.core.documents.metadata import (
+    ErrorProfile,
     FeatureStats,
     Hyperparameters,
     Interval,
@@ -90,6 +91,7 @@ def describe(
             "versions": _versions(),
             "training_sample": _sample(data.x_train, data.y_train),
             "model_sha256": UNHASHED,
+            "error_profile": error_profile(settings, data, trained, interval),
         }
     )
 
@@ -108,14 +110,13 @@ def calibrate_band(settings: Settings, data: datasets.TrainingData, trained: Fit
     rows_fit = fitted_rows(settings, data)
     net = trained.net
     x_fit, y_fit = data.x_train[:rows_fit], data.y_train[:rows_fit]
-    x_cal, y_cal, source = data.x_train[rows_fit:], data.y_train[rows_fit:], "validation"
-    if len(x_cal) == 0:
+    x_cal, y_cal, source = calibration_rows(settings, data)
+    if source == "test":
         # --validation-split 0 leaves no held-out training rows; the test rows are all there is.
         log.warning(
             "no validation rows (--validation-split 0): calibrating the price band on "
             "the test rows, so its test coverage is not an independent check"
         )
-        x_cal, y_cal, source = data.x_test, data.y_test, "test"
     params = intervals.calibrate(
         x_cal,
         y_cal,
@@ -138,6 +139,31 @@ def calibrate_band(settings: Settings, data: datasets.TrainingData, trained: Fit
             "test_mean_width": float(np.mean(high.astype("float64") - low)),
         }
     )
+
+
+def calibration_rows(
+    settings: Settings, data: datasets.TrainingData
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """(rooms, prices, source) of the rows the band is calibrated on: Keras's validation tail
+    of the training split, or the test rows when there is none (--validation-split 0)."""
+    rows_fit = fitted_rows(settings, data)
+    if rows_fit < len(data.x_train):
+        return data.x_train[rows_fit:], data.y_train[rows_fit:], "validation"
+    return data.x_test, data.y_test, "test"
+
+
+def error_profile(
+    settings: Settings, data: datasets.TrainingData, trained: Fit, interval: Interval
+) -> ErrorProfile:
+    """What the label-free estimate of a run's error needs: the calibration rows' absolute
+    errors as a hinge in rooms, and the band's coverage per rooms quartile of those rows."""
+    from batch.model import network as m
+
+    x_cal, y_cal, source = calibration_rows(settings, data)
+    pred = m.predict(trained.net, x_cal)
+    band = interval.model_dump(mode="json")
+    profile = intervals.error_profile(x_cal, y_cal, pred, band)
+    return ErrorProfile.model_validate({**profile, "source": source})
 
 
 def _hyperparameters(settings: Settings) -> Hyperparameters:

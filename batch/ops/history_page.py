@@ -9,6 +9,7 @@ from typing import Any
 from batch.core.documents import RunLine
 from batch.ops import pages
 from batch.ops.history import RUNS_LOG, RunEntry, collect, latest_run, parse_time
+from batch.ops.labels.results import label_cells
 from batch.storage import fs
 from batch.storage.location import Location
 
@@ -77,6 +78,7 @@ def render_index(
     latest: str | None,
     now: dt.datetime,
     images: list[tuple[str, bytes]],
+    labels: dict[str, str] | None = None,
 ) -> str:
     """The history page: one self-contained HTML document (plots embedded, relative links only)."""
     views = [dict(r.view(), files=_prediction_files(r)) for r in runs]
@@ -89,6 +91,7 @@ def render_index(
         written=now.astimezone(dt.UTC).isoformat(timespec="seconds"),
         figures=images,
         runs_log=RUNS_LOG,
+        labels=labels or {},
     )
 
 
@@ -96,7 +99,11 @@ def write_index(output_dir: Location, now: dt.datetime | None = None) -> Locatio
     """Rebuild <output>/index.html from every run, atomically."""
     runs = collect(output_dir)
     page = render_index(
-        runs, latest_run(output_dir), now or dt.datetime.now(dt.UTC), _trend_pngs(runs)
+        runs,
+        latest_run(output_dir),
+        now or dt.datetime.now(dt.UTC),
+        _trend_pngs(runs),
+        label_cells(output_dir),
     )
     fs.ensure_dir(output_dir)
     fs.write_atomic(output_dir / INDEX, page)

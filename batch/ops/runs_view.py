@@ -13,6 +13,7 @@ from batch.core.errors import ConfigError
 from batch.core.jsontext import dumps
 from batch.ops import history
 from batch.ops.history import RunEntry
+from batch.ops.labels.results import show_lines
 from batch.ops.retention import PrunePlan, prune
 from batch.storage.location import Location
 
@@ -89,7 +90,7 @@ def show_run(output_dir: Location, run_id: str, as_json: bool) -> str:
         )
     if as_json:
         return dump(run.report).rstrip("\n") if run.report else dumps(run.view(), indent=2)
-    return summary_text(run)
+    return "\n".join([summary_text(run), *show_lines(output_dir, run.run_id, run.report)])
 
 
 def summary_text(run: RunEntry) -> str:

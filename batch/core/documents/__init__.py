@@ -17,6 +17,7 @@ from batch.core.documents._base import (
     dump,
     parse,
 )
+from batch.core.documents.labels import LabelsLine, LabelsResult
 from batch.core.documents.metadata import ModelMetadata
 from batch.core.documents.registry import Aliases, AliasMove
 from batch.core.documents.report import RunReport
@@ -29,6 +30,8 @@ __all__ = [
     "Aliases",
     "Document",
     "DocumentError",
+    "LabelsLine",
+    "LabelsResult",
     "LedgerLine",
     "ModelMetadata",
     "RunLine",
@@ -38,6 +41,8 @@ __all__ = [
     "parse_alias_move",
     "parse_aliases",
     "parse_heartbeat",
+    "parse_labels_line",
+    "parse_labels_result",
     "parse_ledger_line",
     "parse_line",
     "parse_metadata",
@@ -45,7 +50,7 @@ __all__ = [
     "parse_run_line",
 ]
 
-L = TypeVar("L", AliasMove, RunLine, LedgerLine)
+L = TypeVar("L", AliasMove, RunLine, LedgerLine, LabelsLine)
 
 # Every document, with where it lives (for the reference page, tools/schemas).
 DOCUMENTS: tuple[tuple[type[Document], str], ...] = (
@@ -56,6 +61,8 @@ DOCUMENTS: tuple[tuple[type[Document], str], ...] = (
     (RunLine, "output/runs.jsonl (one per line)"),
     (SchedulerHeartbeat, "output/heartbeat.json"),
     (LedgerLine, "output/ledger.jsonl (one per line)"),
+    (LabelsResult, "output/labels/<run id>.json"),
+    (LabelsLine, "output/labels/history.jsonl (one per line)"),
 )
 
 
@@ -98,3 +105,13 @@ def parse_ledger_line(line: bytes | str, where: str, number: int | None = None) 
 def parse_run_line(line: bytes | str, where: str, number: int | None = None) -> RunLine:
     """One line of runs.jsonl."""
     return parse_line(RunLine, line, where, number)
+
+
+def parse_labels_result(data: bytes | str, where: str) -> LabelsResult:
+    """A run's labels/<run_id>.json."""
+    return parse(LabelsResult, data, where)
+
+
+def parse_labels_line(line: bytes | str, where: str, number: int | None = None) -> LabelsLine:
+    """One line of labels/history.jsonl."""
+    return parse_line(LabelsLine, line, where, number)

@@ -1,9 +1,9 @@
 """models/vN/metadata.json: one published model version, written once by the trainer.
 
-Keys the first trainer already wrote are required. Three came later and are absent from
+Keys the first trainer already wrote are required. Four came later and are absent from
 versions published before them, so they are optional (None when absent), never made up:
-`baseline_mse` and `interval` (the sanity check and price bands) and `fold` (the publish-time
-verification that lets the scorer skip TensorFlow).
+`baseline_mse` and `interval` (the sanity check and price bands), `fold` (the publish-time
+verification that lets the scorer skip TensorFlow) and `error_profile` (the label-free estimate).
 """
 
 from __future__ import annotations
@@ -137,6 +137,28 @@ class Interval(Part):
     test_mean_width: NonNegativeFloat | None
 
 
+class ErrorProfile(Part):
+    """What the label-free estimate of a run's error needs, from the calibration rows."""
+
+    method: str = Field(description="the estimate's method, named in reports and the docs")
+    source: str = Field(description="'validation' rows, or 'test' without them")
+    rows: Count = Field(description="calibration rows it was fitted on")
+    mae: NonNegativeFloat = Field(description="the calibration rows' mean absolute error ($K)")
+    scale: BandScale = Field(description="expected |error| ($K) against rooms, as a hinge")
+    coverage_edges: list[FiniteFloat] = Field(description="rooms cut points of the quartiles")
+    coverage_bins: list[Share | None] = Field(
+        description="each rooms quartile's share of calibration prices inside the band"
+    )
+    coverage_rows: list[Count] = Field(description="calibration rows in each quartile")
+
+    @model_validator(mode="after")
+    def _bins_match(self) -> ErrorProfile:
+        n = len(self.coverage_edges) + 1
+        if len(self.coverage_bins) != n or len(self.coverage_rows) != n:
+            raise ValueError("must hold one coverage and one row count per rooms bin")
+        return self
+
+
 class Fold(Part):
     """The publish-time check that model.keras is a plain Dense(1) scored as x * w + b."""
 
@@ -177,4 +199,7 @@ class ModelMetadata(Document):
     versions: SoftwareVersions
     training_sample: TrainingSample
     fold: Fold | None = Field(None, description="absent before the fold was verified at publish")
+    error_profile: ErrorProfile | None = Field(
+        None, description="absent before the label-free estimate of a run's error existed"
+    )
     model_sha256: Sha256 = Field(description="model.keras's sha256, checked before loading")

@@ -1,9 +1,9 @@
 """output/runs/<id>/report.json and output/failed/<id>/report.json: one scoring run's report.
 
 Keys the first scorer already wrote are required; keys added later (first_rejects, target,
-interval, rejected_rooms, warnings, phases_seconds, failure, and some nested ones) are optional
-and None when absent, so reports of earlier runs still read. Unknown keys are carried at every
-level: other tools read these files, and later features add keys.
+interval, rejected_rooms, warnings, phases_seconds, failure, estimate, and some nested ones) are
+optional and None when absent, so reports of earlier runs still read. Unknown keys are carried
+at every level: other tools read these files, and later features add keys.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from batch.core.documents._base import (
     UtcTime,
 )
 from batch.core.documents.metadata import (
+    ErrorProfile,
     FeatureRange,
     Hyperparameters,
     OlsReference,
@@ -158,6 +159,29 @@ class ReportInterval(OpenPart):
         default=None, description="width (and coverage) per rooms decile of the sample"
     )
     sample_rows: Count | None = None
+
+
+class ReportEstimate(OpenPart):
+    """The label-free estimate of the run's error, from the model's calibration residuals
+    conditioned on rooms (no true price needed)."""
+
+    available: bool
+    method: str | None = Field(default=None, description="how it was estimated, in words")
+    estimated_mae: NonNegativeFloat | None = Field(
+        default=None, description="expected mean absolute error of the scored rows ($K)"
+    )
+    estimated_coverage: Share | None = Field(
+        default=None, description="expected share of true prices inside their band"
+    )
+    calibration_mae: NonNegativeFloat | None = Field(
+        default=None, description="the calibration rows' own MAE, whatever their rooms ($K)"
+    )
+    rows: Count = Field(default=0, description="scored rows the estimate averages over")
+    sampled: bool = Field(default=False, description="true: over a uniform sample of them")
+    profile: ErrorProfile | None = Field(
+        default=None, description="the model's error profile the estimate used"
+    )
+    note: str | None = Field(default=None, description="why there is no estimate")
 
 
 class RejectedRooms(OpenPart):
@@ -315,3 +339,6 @@ class RunReport(OpenDocument):
         description="inputs in the training units and drift within bounds; null: an older report",
     )
     comparability: Comparability | None = None
+    estimate: ReportEstimate | None = Field(
+        default=None, description="the label-free error estimate; absent in older reports"
+    )

@@ -34,6 +34,7 @@ from batch.core.documents.report import (
 )
 from batch.core.quoting import excerpt
 from batch.core.stats import FileStats, RunStats
+from batch.ops.labels.estimate import report_estimate
 from batch.ops.report.checks import drift, rejected_rooms, target_check
 
 
@@ -101,6 +102,7 @@ def build(
         # publish step that follows is in the JSON summary line.
         phases_seconds=dict(phases or {}),
         **comparability(_verdict(target, target_flags, drift_)),
+        estimate=report_estimate(model, stats.sample.cols.get("rooms", np.empty(0)), stats.scored),
     )
 
 
