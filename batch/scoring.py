@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -29,6 +28,7 @@ from batch.model.network import Predictor, predictor_for
 from batch.model.registry import Registry
 from batch.ops import ledger, report
 from batch.ops.lineage import Lineage, arrow_schema, input_quality, score_inputs, score_outputs
+from batch.ops.report.phases import Phases
 from batch.settings import Settings
 from batch.storage import fs, rundir
 
@@ -77,19 +77,6 @@ def score(settings: Settings) -> dict[str, Any]:
     return summary
 
 
-class _Phases:
-    """Seconds per phase of a run, each phase measured from the end of the one before."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._clock = time.monotonic()
-
-    def end(self, name: str) -> None:
-        now = time.monotonic()
-        self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._clock, 3)
-        self._clock = now
-
-
 @dataclass
 class _Run:
     """One run's state, handed from step to step while the output lock is held."""
@@ -101,7 +88,7 @@ class _Run:
     version: str
     out: rundir.OutputDir
     lineage: Lineage
-    phases: _Phases
+    phases: Phases
     lineage_started: bool = False
     staged: fs.Location | None = None  # removed on the way out unless published
     written_types: list[tuple[str, str]] | None = None  # predictions.parquet's, for lineage
@@ -124,7 +111,7 @@ class _Verdict:
 
 
 def _score(settings: Settings, started: dt.datetime) -> dict[str, Any]:
-    phases = _Phases()
+    phases = Phases()
     registry, version = _fail_fast(settings)
     run_id = new_run_id(started)
     lineage = Lineage.from_settings(settings, "score", run_id)

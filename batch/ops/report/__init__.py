@@ -5,6 +5,7 @@ for analysts).
   `budget_failure` / `drift_failure` say why a refused run failed.
 - `checks`: drift, rejected rooms that are numbers, the unit of the true prices.
 - `render` / `write`: the plots and the page, then every file into the run's folder (`render.py`).
+- `phases`: seconds per phase of a run, for `phases_seconds`.
 """
 
 from __future__ import annotations
