@@ -227,3 +227,30 @@ def test_the_api_key_is_sent_as_a_bearer_token_and_only_there(tmp_path):
         assert headers.get("Authorization") == f"Bearer {SECRETS['API key']}"
         assert SECRETS["API key"] not in body.decode()
     assert SECRETS["API key"] not in res.stdout + res.stderr
+
+
+def test_a_url_password_and_an_api_key_together_are_refused_before_anything_is_sent(tmp_path):
+    # The HTTP client would turn the URL's user:password into a Basic header that replaces the
+    # bearer token: the key would silently never be sent. Both jobs refuse the pair up front.
+    receiver = Receiver()
+    url = f"http://{SECRETS['lineage URL user']}:{SECRETS['lineage URL password']}@127.0.0.1:{receiver.port}"
+    env = {"BATCH_OPENLINEAGE_API_KEY": SECRETS["API key"]}
+    try:
+        results = [
+            run_cli(
+                "jobs.train", "--models-dir", tmp_path / "m", "--openlineage-url", url, env=env
+            ),
+            run_cli(
+                "jobs.score", "--output-dir", tmp_path / "o", "--openlineage-url", url, env=env
+            ),
+        ]
+    finally:
+        receiver.close()
+    for res in results:
+        assert res.code == 2, res.stderr
+        assert "give one of the two" in res.stderr
+        assert "Traceback" not in res.stderr
+        for secret in SECRETS.values():
+            assert secret not in res.stdout + res.stderr
+    assert receiver.requests == []
+    assert not (tmp_path / "m").exists() and not (tmp_path / "o" / "runs").exists()

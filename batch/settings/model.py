@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -363,6 +364,19 @@ class Settings(BaseSettings):
         if not self.domain_min < self.domain_max:
             raise ValueError(
                 f"domain_min ({self.domain_min}) must be below domain_max ({self.domain_max})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _one_lineage_credential(self) -> Settings:
+        # requests turns a URL's user:password into a Basic Authorization header that replaces
+        # the API key's bearer token: with both, the key would silently never be sent.
+        url = urlsplit(self.openlineage_url or "")
+        if self.openlineage_api_key is not None and (url.username or url.password):
+            raise ValueError(
+                "the OpenLineage URL (--openlineage-url / BATCH_OPENLINEAGE_URL) carries a user "
+                "and password and an API key (BATCH_OPENLINEAGE_API_KEY) is set too; the "
+                "endpoint would get only the URL's password: give one of the two"
             )
         return self
 
