@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import assert_failed, run_cli
+from tests.helpers import assert_failed, one_error_sentence, run_cli
 
 pytestmark = pytest.mark.slow  # a real training (the session's) and several real runs
 
@@ -264,6 +264,25 @@ def test_a_scoring_run_holding_the_output_folder_is_exit_6_and_nothing_is_writte
         holder.unlock()
     assert_failed(res, 6, "another scoring run", "wait for it to finish")
     assert not (out / "labels").exists()
+
+
+@pytest.mark.parametrize(
+    ("holder_id", "named"),
+    [("labels", "a labels join"), ("prune", "a runs prune"), ("20990101T000000Z-x", "scoring run")],
+)
+def test_a_refused_job_is_told_which_job_holds_the_output_folder(tmp_path, holder_id, named):
+    from batch.storage.rundir import OutputDir
+
+    out = tmp_path / "output"
+    holder = OutputDir(out)
+    holder.lock(holder_id)
+    try:
+        res = run_cli("jobs.runs", "prune", "--output-dir", out, "--keep", "1")
+    finally:
+        holder.unlock()
+    assert res.code == 6 and "Traceback" not in res.stderr, res.stderr
+    sentence = one_error_sentence(res.stderr)
+    assert named in sentence and "wait for it to finish" in sentence, sentence
 
 
 def test_a_read_only_output_folder_is_exit_7_in_one_sentence(boston_test, tmp_path):

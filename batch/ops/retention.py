@@ -13,11 +13,10 @@ from batch.ops import history, history_page
 from batch.ops.history import RunEntry
 from batch.storage import fs
 from batch.storage.location import Location
-from batch.storage.rundir import OutputDir
+from batch.storage.rundir import PRUNE_LOCK_ID, OutputDir
 
 log = logging.getLogger(__name__)
 
-PRUNE_LOCK_ID = "prune"
 
 # The same bounds as the retention settings (BATCH_RETENTION, BATCH_RETENTION_DAYS).
 MAX_KEEP = 1_000_000

@@ -66,6 +66,16 @@ def writing(path: Location | str, outcome: str = "nothing was published") -> Ite
 # -- the output directory ------------------------------------------------------------------------
 
 
+# The ids the other jobs take the output lock with (a scoring run takes it with its run_id), and
+# what a refused job is told holds it.
+LABELS_LOCK_ID = "labels"
+PRUNE_LOCK_ID = "prune"
+HOLDERS = {
+    LABELS_LOCK_ID: "a labels join",
+    PRUNE_LOCK_ID: "a runs prune",
+}
+
+
 class OutputDir:
     """BATCH_OUTPUT_DIR: runs/, failed/, LATEST, the run lock, the staging folders of live runs."""
 
@@ -90,8 +100,9 @@ class OutputDir:
             with writing(self.root):
                 who = self._lock.holder()
             desc = describe_holder(who)
+            job = HOLDERS.get(str(who.get("run_id")), "another scoring run")
             raise LockHeld(
-                f"another scoring run ({desc}) holds {self.root}; it was left alone — "
+                f"{job} ({desc}) holds {self.root}; it was left alone — "
                 "wait for it to finish, then run again"
             )
 

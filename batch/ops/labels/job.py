@@ -122,7 +122,7 @@ def _write(settings: Settings, found: list[LabelsResult]) -> dict[str, results.O
         return outcomes
     out = rundir.OutputDir(root)
     with rundir.writing(root, "no labels result was written"):
-        out.lock("labels")
+        out.lock(rundir.LABELS_LOCK_ID)
         try:
             interrupts.hold()  # a stop signal now waits: each result lands with its history line
             outcomes.update({r.run_id: results.write(root, r) for r in found})
