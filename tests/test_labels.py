@@ -126,7 +126,7 @@ def test_runs_show_index_and_metrics_show_the_realized_numbers(joined):
     assert "labels (102 rows): realized MAE" in shown.stdout
     assert "estimated MAE" in shown.stdout
     page = (out / "index.html").read_text()
-    assert "labels: realized MAE, coverage" in page and "(102 rows)" in page
+    assert "labels (MAE, coverage)" in page and "(102 rows)" in page
     prom = (out / "metrics" / "batch_labels.prom").read_text()
     assert f'batch_labels_realized_mae{{run_id="{run_id}"}}' in prom
 
