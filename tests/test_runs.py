@@ -205,7 +205,10 @@ def test_a_damaged_line_or_report_is_listed_as_damaged_and_the_rest_still_shows(
     lines[0] = json.dumps(older)
     lines.insert(2, '{"run_id": "torn')  # a write torn by a crash
     (copy_output / "runs.jsonl").write_text("\n".join(lines) + "\n")
-    damaged_id = sorted(p.name for p in (copy_output / "runs").iterdir())[0]
+    # The run folder that is not LATEST (two runs started in one second sort by their random
+    # suffix, so the oldest name is not always the older run).
+    latest = (copy_output / "LATEST").read_text().strip()
+    damaged_id = next(p.name for p in (copy_output / "runs").iterdir() if p.name != latest)
     report = copy_output / "runs" / damaged_id / "report.json"
     value = json.loads(report.read_text())
     value["rows_scored"] = "many"
