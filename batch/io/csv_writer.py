@@ -11,6 +11,12 @@ defused by csv_safety), cells arrive already made spreadsheet-safe (csv_safety.c
 and booleans are quoted, numbers are not, floats are the shortest text that reads back to the
 same value, nulls are empty. Batches with a column Polars would format differently from pyarrow
 (dates, times, decimals, ...) are formatted by pyarrow's writer instead, on the same pool.
+
+Under an address-space limit (ulimit -v) Polars is not used at all: its allocator reserves
+address space well beyond what it holds and aborts the process when a reservation fails
+(measured: a 30 MB allocation failing under 1 GB), so pyarrow's writer formats every slice, one
+at a time (slices in flight each hold their batch and its formatted bytes: with 100 KB cells,
+eight of them did not fit in 1 GB).
 """
 
 from __future__ import annotations
@@ -19,9 +25,12 @@ import io
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import cache
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
+
+from batch.io.memory import limited
 
 THREADS = max(2, min(4, os.cpu_count() or 2))  # slices formatted at once
 SLICE_ROWS = 1 << 16  # rows formatted per task: small buffers, every thread busy
@@ -40,11 +49,17 @@ def _fast(t: pa.DataType) -> bool:
     )
 
 
+@cache
+def _polars_allowed() -> bool:
+    """Polars formats only without an address-space limit (see above)."""
+    return limited() is None
+
+
 def format_rows(batch: pa.RecordBatch) -> bytes:
     """The batch's rows as CSV bytes, without a header."""
     if batch.num_rows == 0:
         return b""
-    if all(_fast(f.type) for f in batch.schema):
+    if _polars_allowed() and all(_fast(f.type) for f in batch.schema):
         import polars as pl  # only a run that writes CSV rows pays for the import
 
         # Positional names: the header is written separately, and names may repeat or be empty.
@@ -79,13 +94,17 @@ class ParallelCsvWriter:
         schema: pa.Schema,
         *,
         include_header: bool = True,
-        threads: int = THREADS,
+        threads: int | None = None,
         ahead: int | None = None,
     ) -> None:
         self._stream = stream
         self._schema = schema
+        if threads is None:
+            threads = THREADS if _polars_allowed() else 1
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="format-csv")
-        self._ahead = ahead if ahead is not None else 2 * threads
+        if ahead is None:
+            ahead = 2 * threads if _polars_allowed() else 0
+        self._ahead = ahead
         self._pending: deque[Future[bytes]] = deque()
         if include_header:
             stream.write(header_bytes(schema))
