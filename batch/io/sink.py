@@ -16,7 +16,7 @@ from batch.io.csv_safety import csv_header_schema, csv_safe
 from batch.io.csv_writer import ParallelCsvWriter
 from batch.io.outputs import PARTS, PREDICTIONS_CSV, PREDICTIONS_PARQUET, REJECTS_CSV, STEM
 from batch.storage import fs
-from batch.storage.rundir import location_error, writing
+from batch.storage.rundir import writing
 
 log = logging.getLogger(__name__)
 
@@ -183,16 +183,20 @@ class PredictionSink:
                 self._rejects.write_batch(csv_safe(rejects))
 
     def close(self) -> None:
-        """Close every writer; the first OS error (a full disk, say) is raised once all are shut."""
-        first: OSError | None = None
+        """Close every writer; the first error (a full disk, an object store gone) is raised once
+        all are shut, as the one-sentence exit-7 fault when it is the location's (closing a
+        stream on object storage uploads its last part: botocore and aiohttp errors arrive here
+        as they are, not as OSError)."""
+        first: Exception | None = None
         for w in self._writers:
             try:
                 w.close()
-            except OSError as exc:
+            except Exception as exc:
                 first = first or exc
         self._writers = []
         if first is not None:
-            raise location_error(self.folder, first)
+            with writing(self.folder):
+                raise first
 
 
 def _first(batch: pa.RecordBatch, name: str) -> object:
