@@ -59,15 +59,19 @@ class Receiver:
         self.server.server_close()
 
 
-def lineage_url(port: int) -> str:
+def lineage_url(port: int, userinfo: bool = True) -> str:
     user, password = SECRETS["lineage URL user"], SECRETS["lineage URL password"]
-    return f"http://{user}:{password}@127.0.0.1:{port}/?token={SECRETS['lineage query token']}"
+    auth = f"{user}:{password}@" if userinfo else ""
+    return f"http://{auth}127.0.0.1:{port}/?token={SECRETS['lineage query token']}"
 
 
-def secret_env(lineage_port: int, lineage_file: Path) -> dict[str, str]:
+def secret_env(lineage_port: int, lineage_file: Path, api_key: bool = False) -> dict[str, str]:
+    """The lineage endpoint's credentials in one of its two forms (the jobs refuse both at once:
+    a URL's user:password would replace the bearer token): user:password in the URL, or the API
+    key. Both forms carry a token in the query string."""
     return {
-        "BATCH_OPENLINEAGE_URL": lineage_url(lineage_port),
-        "BATCH_OPENLINEAGE_API_KEY": SECRETS["API key"],
+        "BATCH_OPENLINEAGE_URL": lineage_url(lineage_port, userinfo=not api_key),
+        **({"BATCH_OPENLINEAGE_API_KEY": SECRETS["API key"]} if api_key else {}),
         "BATCH_OPENLINEAGE_FILE": str(lineage_file),
         "AWS_ACCESS_KEY_ID": "AKIDLEAKTEST0000",
         "AWS_SECRET_ACCESS_KEY": SECRETS["AWS secret key"],
@@ -134,7 +138,9 @@ def test_no_secret_reaches_any_byte_the_jobs_write(tmp_path):
     lineage_file = tmp_path / "lineage" / "events.jsonl"
     lineage_file.parent.mkdir()
     env = secret_env(receiver.port, lineage_file)
+    key_env = secret_env(receiver.port, lineage_file, api_key=True)
     dead_env = {**env, "BATCH_OPENLINEAGE_URL": lineage_url(dead_port)}
+    dead_key_env = {**key_env, "BATCH_OPENLINEAGE_URL": lineage_url(dead_port, userinfo=False)}
     store_password = SECRETS["object-store endpoint password"]
     dead_store = {
         **env,
@@ -148,6 +154,11 @@ def test_no_secret_reaches_any_byte_the_jobs_write(tmp_path):
             (
                 "score",
                 run_cli("jobs.score", "--models-dir", models, "--output-dir", out, env=env),
+                0,
+            ),
+            (
+                "score with the API key",
+                run_cli("jobs.score", "--models-dir", models, "--output-dir", out, env=key_env),
                 0,
             ),
             (
@@ -170,6 +181,13 @@ def test_no_secret_reaches_any_byte_the_jobs_write(tmp_path):
                 0,
             ),
             (
+                "unreachable lineage with the API key",
+                run_cli(
+                    "jobs.score", "--models-dir", models, "--output-dir", out, env=dead_key_env
+                ),
+                0,
+            ),
+            (
                 "unreachable object store",
                 run_cli(
                     "jobs.score",
@@ -187,7 +205,7 @@ def test_no_secret_reaches_any_byte_the_jobs_write(tmp_path):
             assert res.code == code, f"{name}: exit {res.code}\n{res.stderr[-3000:]}"
             assert "Traceback" not in res.stderr, f"{name}:\n{res.stderr[-3000:]}"
             streams.append((res.stdout, res.stderr))
-        streams.append(scheduler_tick(models, out, env))
+        streams.append(scheduler_tick(models, out, key_env))
     finally:
         receiver.close()
 
