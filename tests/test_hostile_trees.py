@@ -84,6 +84,8 @@ CASES = [
     ("score", "output", "runs.jsonl", "aliases.json"),
     ("score", "output", "index.html", "aliases.json"),
     ("score", "output", "metrics", "folder"),
+    ("score", "output", "ledger.jsonl", "aliases.json"),
+    ("score", "output", "labels", "folder"),
     ("schedule", "output", ".scheduler.lock", "aliases.json"),
     ("schedule", "output", "heartbeat.json", "aliases.json"),
     ("train", "models", ".registry.lock", "aliases.json"),
