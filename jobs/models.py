@@ -50,6 +50,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    _cli.stop_on_sigterm()  # a wait for the registry lock ends on SIGTERM like Ctrl-C (exit 130)
 
     def job(settings: Settings) -> dict[str, Any]:
         from batch.model import listing

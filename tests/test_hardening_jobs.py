@@ -251,6 +251,48 @@ def test_a_lock_released_within_the_timeout_is_waited_for(models):
         holder.wait()
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_while_waiting_for_the_registry_lock_exits_130_within_10_s(models, sig):
+    """A wait on another command's lock is a wait like any other: a stop signal ends it."""
+    add_version(models, "v2")
+    holder = hold_registry_lock(models, 120)
+    before = registry_state(models)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobs.models", "promote", "v2", "--models-dir", str(models)],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO), BATCH_REGISTRY_LOCK_TIMEOUT="600"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any("waiting up to" in ln for ln in lines):
+            assert proc.poll() is None, "".join(lines)
+            time.sleep(0.1)
+        assert any("waiting up to 600 s" in ln for ln in lines), "".join(lines)
+        began = time.monotonic()
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+        took = time.monotonic() - began
+        reader.join(timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        holder.kill()
+        holder.wait()
+    stderr = "".join(lines)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert took < 10, took
+    assert "Traceback" not in stderr
+    assert "interrupted" in one_error_sentence(stderr)
+    assert registry_state(models) == before  # production still v1: nothing was promoted
+
+
 # -- the registry location (exit 7) ---------------------------------------------------------------
 
 

@@ -250,6 +250,7 @@ class Registry(RegistryReader):
             from_mse=from_mse,
             mse_on=mse_on,
         )
+        interrupts.hold()  # from the history line on, a stop signal waits for the alias
         fs.append_line(self.root / HISTORY_FILE, dump(move))
         path = self.root / ALIASES_FILE
         # Under the registry lock; in a bucket also If-Match: a concurrent change is never lost.
