@@ -1,5 +1,6 @@
-"""CSV column types decided once, at plan time: numbers become float64 with no rewrite, and a
-later value that is not a number keeps its column text, every value exactly as in the input."""
+"""CSV column types decided once, at plan time: whole numbers become int64 and other numbers
+float64 with no rewrite; a later decimal widens an int64 column to float64 and a later value
+that is not a number keeps its column text, every value exactly as in the input."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from batch.core.features import DECIMAL_COMMA_RE
 from batch.core.rules import REJECT_SCHEMA
 from batch.core.stats import as_float64
 from batch.engines.local import LocalEngine
-from batch.io import outputs, text_restore
+from batch.io import outputs, settle, text_restore
 from batch.io.sink import PredictionSink
 from tests.scoring_helpers import engine_run
 
@@ -118,7 +119,7 @@ def test_a_sink_moves_to_a_new_file_and_restore_gives_back_the_csv_text(tmp_path
     assert second.schema.field("x").type == pa.string()
     assert second.schema.field("y").type == pa.float64()  # y never contradicted: still numbers
 
-    assert text_restore.text_columns(tmp_path, {"x", "y"}) == {"x"}
+    assert settle.settle_types(tmp_path, {"x", "y"}).text == {"x"}
     sources = text_restore.text_sources(tmp_path, {"x"})
     assert [s.csv for s in sources] == [tmp_path / "predictions.csv"]
     text_restore.restore_text(sources[0], ["x"])
@@ -145,16 +146,17 @@ def test_restore_refuses_a_csv_that_does_not_match_the_parquet_rows(tmp_path):
 # -- whole runs ---------------------------------------------------------------------------------
 
 
-def test_numbers_are_float64_from_the_start_with_no_rewrite(tmp_path, caplog):
+def test_numbers_are_typed_from_the_start_with_no_rewrite(tmp_path, caplog):
     path = long_csv(tmp_path / "a.csv", 5_000, None)
     with caplog.at_level(logging.INFO):
         plan, result = engine_run([str(path)], tmp_path / "s", 1_000)
     assert plan.numbers == {"price", "rm", "medv"} and "code" not in plan.numbers
     assert part_names(tmp_path / "s") == ["part-00000.parquet"]
     assert REWROTE not in caplog.text  # the file the sink wrote is the one published
-    assert text_restore.text_columns(tmp_path / "s", plan.numbers) == set()
+    assert settle.settle_types(tmp_path / "s", plan.numbers) == settle.Settlement()
     table = parquet(tmp_path / "s")
     assert table.schema.field("price").type == pa.float64()
+    assert plan.integers == {"medv"} and table.schema.field("medv").type == pa.int64()
     assert table.schema.field("code").type == pa.string()
     want = [None if t is None else float(t) for t in expected(tmp_path / "s", path, "price")]
     assert table.column("price").to_pylist() == want
@@ -183,7 +185,7 @@ def test_a_late_non_number_keeps_the_column_text_exactly(tmp_path, caplog, pipel
     assert table.schema.field("price").type == pa.string()
     assert table.column("price").to_pylist() == expected(tmp_path / "s", path, "price")
     assert "n/a" in table.column("price").to_pylist()
-    assert table.schema.field("medv").type == pa.float64()  # other decisions stand
+    assert table.schema.field("medv").type == pa.int64()  # other decisions stand
     assert table.num_rows == result.stats.scored == 120_000 - 120_000 // 97
 
 
@@ -224,7 +226,7 @@ def test_a_column_that_contradicts_in_one_of_two_files(tmp_path, caplog):
     )
 
 
-def test_a_parquet_integer_a_float64_cannot_hold_turns_the_column_back_to_text(tmp_path):
+def test_a_parquet_integer_a_float64_cannot_hold_stays_int64_with_csv_integers(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
     a = write_rows(folder / "a.csv", "rm,n", [f"6,{i}" for i in range(100)])
@@ -232,10 +234,10 @@ def test_a_parquet_integer_a_float64_cannot_hold_turns_the_column_back_to_text(t
     n[-1] = 2**53 + 1  # after the first block: only the check on write sees it
     pq.write_table(pa.table({"rm": np.full(70_000, 6.0), "n": n}), folder / "b.parquet")
     plan, _ = engine_run([str(folder)], tmp_path / "s", 10_000)
-    assert "n" in plan.numbers
+    assert "n" in plan.integers  # whole numbers in CSV and Parquet alike: int64
     table = parquet(tmp_path / "s")
-    assert table.schema.field("n").type == pa.string()
-    assert table.column("n").to_pylist() == input_text(a, "n") + [str(v) for v in n]
+    assert table.schema.field("n").type == pa.int64()
+    assert table.column("n").to_pylist() == [int(t) for t in input_text(a, "n")] + n.tolist()
 
 
 def test_decimal_comma_files_keep_their_points_and_their_text(tmp_path, caplog):
