@@ -16,7 +16,7 @@ import pytest
 
 from batch.core.features import DECIMAL_COMMA_RE
 from batch.core.rules import REJECT_SCHEMA
-from batch.core.stats import as_float64
+from batch.core.stats import as_float64, as_int64
 from batch.engines.local import LocalEngine
 from batch.io import outputs, settle, text_restore
 from batch.io.sink import PredictionSink
@@ -338,3 +338,84 @@ def test_restoring_text_reads_rows_longer_than_a_read_block(tmp_path, caplog):
     table = parquet(tmp_path / "s")
     assert table.column("price").to_pylist() == expected(tmp_path / "s", path, "price")
     assert len(table.column("note")[30_000].as_py()) == 3 << 20
+
+
+# -- whole numbers: int64, widened to float64 where a decimal comes later ------------------------
+
+WIDENED = "are float64 throughout"
+
+
+def test_as_int64_takes_only_whole_numbers_an_int64_holds():
+    got = as_int64(pa.array(["12", " 7", "+3", "-4", "", None, "-9223372036854775808"]))
+    assert got.type == pa.int64()
+    assert got.to_pylist() == [12, 7, 3, -4, None, None, -(2**63)]
+    for bad in (["1e5"], ["7.0"], ["02134"], ["9223372036854775808"], ["1", "n/a"], ["6.5"]):
+        assert as_int64(pa.array(bad)) is None, bad
+
+
+def int_csv(path: Path, n: int, late: dict[int, str], first: str = "12") -> Path:
+    """rm, a whole-number column `n` in many forms (row 1 is `first`) with `late` values at
+    some (1-based) rows, and medv."""
+    forms = ["12", " 7", "+3", "-4", "", "0", "-0", "123456789"]
+    rows = [f"6.{i % 10},{late.get(i, forms[i % len(forms)])},{10 + i % 30}" for i in range(n)]
+    rows[0] = f"6.1,{first},10"
+    return write_rows(path, "rm,n,medv", rows)
+
+
+@pytest.mark.parametrize("pipeline", [True, False])
+def test_a_late_decimal_widens_an_int64_column_to_float64_exactly(tmp_path, caplog, pipeline):
+    path = int_csv(tmp_path / "a.csv", 120_000, {100_000: "6.5"})
+    with caplog.at_level(logging.INFO):
+        plan, _ = engine_run(
+            [str(path)], tmp_path / "s", 8_192, LocalEngine(60.0, pipeline=pipeline)
+        )
+    assert plan.integers == {"n", "medv"}  # decided from the first block...
+    assert WIDENED in caplog.text and REWROTE not in caplog.text  # ...and widened, not text
+    table = parquet(tmp_path / "s")
+    assert table.schema.field("n").type == pa.float64()
+    assert table.schema.field("medv").type == pa.int64()  # other decisions stand
+    want = [None if t is None else float(t) for t in expected(tmp_path / "s", path, "n")]
+    assert table.column("n").to_pylist() == want and 6.5 in want
+
+
+def test_a_late_decimal_after_an_integer_a_float64_cannot_hold_makes_text(tmp_path, caplog):
+    # The first batch read holds about 1 MB of rows: the decimal comes in a later one.
+    path = int_csv(tmp_path / "a.csv", 200_000, {180_000: "6.5"}, first=str(2**53 + 1))
+    with caplog.at_level(logging.INFO):
+        plan, _ = engine_run([str(path)], tmp_path / "s", 8_192)
+    assert "n" in plan.integers and REWROTE in caplog.text
+    table = parquet(tmp_path / "s")
+    assert table.schema.field("n").type == pa.string()
+    assert table.column("n").to_pylist() == expected(tmp_path / "s", path, "n")
+
+
+def test_a_late_non_number_in_an_int64_column_keeps_the_text(tmp_path, caplog):
+    path = int_csv(tmp_path / "a.csv", 200_000, {150_000: "6.5", 180_000: "n/a"})
+    with caplog.at_level(logging.INFO):
+        plan, _ = engine_run([str(path)], tmp_path / "s", 8_192)
+    assert "n" in plan.integers and REWROTE in caplog.text
+    table = parquet(tmp_path / "s")
+    assert table.schema.field("n").type == pa.string()
+    assert table.column("n").to_pylist() == expected(tmp_path / "s", path, "n")
+
+
+def test_dask_parts_widen_on_their_own_and_end_with_one_schema(tmp_path, caplog):
+    pytest.importorskip("distributed")
+    from batch.engines.dask import DaskEngine
+
+    path = int_csv(tmp_path / "a.csv", 300_000, {220_000: "6.5"})  # in the second of 3 parts
+    engine_run([str(path)], tmp_path / "local", 8_192)
+    with (
+        DaskEngine(None, 2, 60.0, part_bytes=1_500_000) as engine,
+        caplog.at_level(logging.INFO),
+    ):
+        plan, _ = engine_run([str(path)], tmp_path / "dask", 8_192, engine)
+    assert WIDENED in caplog.text
+    schemas = {pq.read_schema(p) for p in outputs.parquet_files(tmp_path / "dask")}
+    assert len(schemas) == 1
+    local, dask = parquet(tmp_path / "local"), parquet(tmp_path / "dask")
+    assert dask.schema.field("n").type == pa.float64()
+    assert dask.equals(local)
+    assert (tmp_path / "dask" / "predictions.csv").read_bytes() == (
+        tmp_path / "local" / "predictions.csv"
+    ).read_bytes()
