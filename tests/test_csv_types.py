@@ -419,3 +419,40 @@ def test_dask_parts_widen_on_their_own_and_end_with_one_schema(tmp_path, caplog)
     assert (tmp_path / "dask" / "predictions.csv").read_bytes() == (
         tmp_path / "local" / "predictions.csv"
     ).read_bytes()
+
+
+def test_writers_that_disagree_settle_on_one_type_without_changing_a_value(tmp_path):
+    schema = pa.schema([("n", pa.string()), ("m", pa.string())])
+    empty = pa.RecordBatch.from_pylist([], schema=REJECT_SCHEMA)
+    outputs.start_parts(tmp_path)
+    batches = {  # part a: whole numbers only; part b: a decimal after its first batch
+        "part-a": [[str(2**53 + 1), "2"], ["3"]],
+        "part-b": [["4", "5"], ["6.5"]],
+    }
+    for part, rows in batches.items():
+        sink = PredictionSink(
+            tmp_path,
+            schema,
+            REJECT_SCHEMA,
+            part=part,
+            numbers=frozenset({"n", "m"}),
+            integers=frozenset({"n", "m"}),
+        )
+        for xs in rows:
+            m = ["1.5" if part == "part-b" and x == "6.5" else "1" for x in xs]
+            sink.write(pa.record_batch([pa.array(xs), pa.array(m)], schema=schema), empty)
+        sink.close()
+    types = settle.stored_types(tmp_path, {"n", "m"})
+    assert types == {"n": {"int64", "double"}, "m": {"int64", "double"}}
+    # n: part a holds an integer a float64 would round, so text; m: float64 everywhere.
+    assert settle.settle_types(tmp_path, {"n", "m"}) == settle.Settlement(
+        text=frozenset({"n"}), wider=frozenset({"m"})
+    )
+    for source in text_restore.text_sources(tmp_path, {"n"}):  # each part from its own CSV
+        text_restore.restore_text(source, ["n"])
+    for path in settle.files_with(tmp_path, {"m"}):
+        settle.widen_file(path, ["m"])
+    assert len({pq.read_schema(p) for p in outputs.parquet_files(tmp_path)}) == 1
+    table = parquet(tmp_path)
+    assert table.column("n").to_pylist() == [str(2**53 + 1), "2", "3", "4", "5", "6.5"]
+    assert table.column("m").to_pylist() == [1.0, 1.0, 1.0, 1.0, 1.0, 1.5]
