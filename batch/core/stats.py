@@ -220,7 +220,7 @@ def as_int64(column: pa.Array) -> pa.Array | None:
     whole = pc.fill_null(pc.match_substring_regex(text, PLAIN_INTEGER_RE), False)
     if not pc.all(pc.or_(whole, pc.invert(nonempty)), min_count=0).as_py():
         return None
-    text = pc.if_else(nonempty, pc.replace_substring_regex(text, r"^\+", ""), None)
+    text = pc.if_else(nonempty, pc.utf8_ltrim(text, "+"), None)  # Arrow's parser takes no +
     try:
         return pc.cast(text, pa.int64())
     except pa.ArrowInvalid:  # beyond an int64

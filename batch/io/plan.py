@@ -137,8 +137,8 @@ def plan_inputs(
     candidates = frozenset(
         n for n, t in fields.items() if pa.types.is_string(t) and n not in parquet_text
     )
-    numbers, integers = decide_numbers(files, candidates, domain)
-    return Plan(files, schema, skipped, candidates, numbers, integers - parquet_fractions)
+    numbers, integers = decide_numbers(files, candidates, domain, parquet_fractions)
+    return Plan(files, schema, skipped, candidates, numbers, integers)
 
 
 def _inspect_new(
@@ -258,7 +258,10 @@ def _unify_columns(
 
 
 def decide_numbers(
-    files: list[FilePlan], candidates: frozenset[str], domain: tuple[float, float]
+    files: list[FilePlan],
+    candidates: frozenset[str],
+    domain: tuple[float, float],
+    fractions: frozenset[str] | set[str] = frozenset(),
 ) -> tuple[frozenset[str], frozenset[str]]:
     """(the candidate text columns to write as numbers, those of them to write as int64),
     decided once from each file's first block.
@@ -267,12 +270,13 @@ def decide_numbers(
     cell of the rows the run would score is a plain number a float64 keeps exactly
     (stats.looks_numeric, after a ';' file's decimal commas become points) or a whole number an
     int64 holds (stats.as_int64), and at least one such cell is there at all; it is int64 when
-    every such cell is a whole number. Later batches are checked as they are written
+    every such cell is a whole number and no Parquet input holds it as floats or decimals
+    (`fractions`). Later batches are checked as they are written
     (sink.PredictionSink); a decimal in an int64 column widens it to float64 where no value
     changes, and a value that is not a number turns the column back to text, exactly as it
     came, so the decision can cost time but never a value.
     """
-    observed = NumericColumns(set(candidates))
+    observed = NumericColumns(set(candidates), fractional=set(fractions))
     canonical = output_names([fp.src for fp in files if not fp.src.empty])
     for index, fp in enumerate(files):
         if not fp.scorable:
