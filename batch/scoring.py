@@ -13,13 +13,12 @@ from typing import Any, NoReturn
 
 from batch import engines
 from batch.core import interrupts
-from batch.core.columns import with_float64
 from batch.core.documents import ModelMetadata, RunReport
 from batch.core.errors import BatchError, DriftDetected, RejectBudgetExceeded
 from batch.core.ids import new_run_id
 from batch.core.stats import FileStats
 from batch.engines.base import EngineResult, Job
-from batch.io import memory, text_restore
+from batch.io import memory, settle
 from batch.io.plan import Plan, plan_inputs
 from batch.io.source import Limits
 from batch.model import linear
@@ -303,11 +302,12 @@ def _report(run: _Run, plan: Plan, result: EngineResult, metadata: ModelMetadata
 
 def _observed(run: _Run, plan: Plan, result: EngineResult, rep: RunReport) -> None:
     """The closing lineage event's inputs: each file with the types predictions.parquet holds
-    (the plan's, less numbers turned back to text) and its measured data quality."""
+    (the plan's, with number columns as the run settled them) and its measured data quality."""
     if run.lineage.enabled:
         assert run.staged is not None
-        text = text_restore.text_columns(run.staged, plan.numbers) if plan.numbers else set()
-        run.written_types = arrow_schema(with_float64(plan.schema, plan.numbers - text))
+        run.written_types = arrow_schema(
+            settle.written_schema(run.staged, plan.parquet_schema, plan.numbers)
+        )
         files, quality = [fp.src for fp in plan.files], input_quality(result.files, rep)
         run.lineage.observed(
             score_inputs(files, run.written_types, run.registry.root, run.version, quality)

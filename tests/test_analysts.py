@@ -126,19 +126,23 @@ def test_on_drift_fail_exits_8_and_publishes_nothing(models, tmp_path):
     assert sorted(p.name for p in failed.iterdir()) == ["rejects.csv", "report.html", "report.json"]
 
 
-def test_number_columns_become_float64_whatever_the_writer(models, tmp_path):
+def test_number_columns_become_int64_or_float64_whatever_the_writer(models, tmp_path):
     frame = suburbs(50)
     frame["ratio"] = np.random.default_rng(2).random(50) / 3  # 17 significant digits as written
     frame["zip"] = [f"0{2100 + i}" for i in range(50)]  # a code: stays text
-    frame["id"] = [str(10**17 + i) for i in range(50)]  # beyond float64: stays text
+    frame["id"] = [str(10**17 + i) for i in range(50)]  # beyond float64, whole: int64
+    frame["key"] = [str(10**19 + i) for i in range(50)]  # beyond int64: stays text
+    frame["count"] = list(range(50))
     got = pq.read_table(
         run_dir(score(models, tmp_path / "a", write(tmp_path, "pd.csv", frame)))
         / "predictions.parquet"
     )
     assert got.schema.field("ratio").type == pa.float64()
     assert got.column("ratio").to_pylist() == frame["ratio"].tolist()  # exactly
+    assert got.schema.field("id").type == got.schema.field("count").type == pa.int64()
+    assert got.column("id").to_pylist() == [10**17 + i for i in range(50)]  # exactly
     assert (
-        got.schema.field("zip").type == pa.string() and got.schema.field("id").type == pa.string()
+        got.schema.field("zip").type == pa.string() and got.schema.field("key").type == pa.string()
     )
 
     comma = tmp_path / "in" / "komma.csv"

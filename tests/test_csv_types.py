@@ -1,5 +1,6 @@
-"""CSV column types decided once, at plan time: numbers become float64 with no rewrite, and a
-later value that is not a number keeps its column text, every value exactly as in the input."""
+"""CSV column types decided once, at plan time: whole numbers become int64 and other numbers
+float64 with no rewrite; a later decimal widens an int64 column to float64 and a later value
+that is not a number keeps its column text, every value exactly as in the input."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ import pytest
 
 from batch.core.features import DECIMAL_COMMA_RE
 from batch.core.rules import REJECT_SCHEMA
-from batch.core.stats import as_float64
+from batch.core.stats import as_float64, as_int64
 from batch.engines.local import LocalEngine
-from batch.io import outputs, text_restore
+from batch.io import outputs, settle, text_restore
 from batch.io.sink import PredictionSink
 from tests.scoring_helpers import engine_run
 
@@ -118,7 +119,7 @@ def test_a_sink_moves_to_a_new_file_and_restore_gives_back_the_csv_text(tmp_path
     assert second.schema.field("x").type == pa.string()
     assert second.schema.field("y").type == pa.float64()  # y never contradicted: still numbers
 
-    assert text_restore.text_columns(tmp_path, {"x", "y"}) == {"x"}
+    assert settle.settle_types(tmp_path, {"x", "y"}).text == {"x"}
     sources = text_restore.text_sources(tmp_path, {"x"})
     assert [s.csv for s in sources] == [tmp_path / "predictions.csv"]
     text_restore.restore_text(sources[0], ["x"])
@@ -145,16 +146,17 @@ def test_restore_refuses_a_csv_that_does_not_match_the_parquet_rows(tmp_path):
 # -- whole runs ---------------------------------------------------------------------------------
 
 
-def test_numbers_are_float64_from_the_start_with_no_rewrite(tmp_path, caplog):
+def test_numbers_are_typed_from_the_start_with_no_rewrite(tmp_path, caplog):
     path = long_csv(tmp_path / "a.csv", 5_000, None)
     with caplog.at_level(logging.INFO):
         plan, result = engine_run([str(path)], tmp_path / "s", 1_000)
     assert plan.numbers == {"price", "rm", "medv"} and "code" not in plan.numbers
     assert part_names(tmp_path / "s") == ["part-00000.parquet"]
     assert REWROTE not in caplog.text  # the file the sink wrote is the one published
-    assert text_restore.text_columns(tmp_path / "s", plan.numbers) == set()
+    assert settle.settle_types(tmp_path / "s", plan.numbers) == settle.Settlement()
     table = parquet(tmp_path / "s")
     assert table.schema.field("price").type == pa.float64()
+    assert plan.integers == {"medv"} and table.schema.field("medv").type == pa.int64()
     assert table.schema.field("code").type == pa.string()
     want = [None if t is None else float(t) for t in expected(tmp_path / "s", path, "price")]
     assert table.column("price").to_pylist() == want
@@ -183,7 +185,7 @@ def test_a_late_non_number_keeps_the_column_text_exactly(tmp_path, caplog, pipel
     assert table.schema.field("price").type == pa.string()
     assert table.column("price").to_pylist() == expected(tmp_path / "s", path, "price")
     assert "n/a" in table.column("price").to_pylist()
-    assert table.schema.field("medv").type == pa.float64()  # other decisions stand
+    assert table.schema.field("medv").type == pa.int64()  # other decisions stand
     assert table.num_rows == result.stats.scored == 120_000 - 120_000 // 97
 
 
@@ -224,7 +226,7 @@ def test_a_column_that_contradicts_in_one_of_two_files(tmp_path, caplog):
     )
 
 
-def test_a_parquet_integer_a_float64_cannot_hold_turns_the_column_back_to_text(tmp_path):
+def test_a_parquet_integer_a_float64_cannot_hold_stays_int64_with_csv_integers(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
     a = write_rows(folder / "a.csv", "rm,n", [f"6,{i}" for i in range(100)])
@@ -232,10 +234,10 @@ def test_a_parquet_integer_a_float64_cannot_hold_turns_the_column_back_to_text(t
     n[-1] = 2**53 + 1  # after the first block: only the check on write sees it
     pq.write_table(pa.table({"rm": np.full(70_000, 6.0), "n": n}), folder / "b.parquet")
     plan, _ = engine_run([str(folder)], tmp_path / "s", 10_000)
-    assert "n" in plan.numbers
+    assert "n" in plan.integers  # whole numbers in CSV and Parquet alike: int64
     table = parquet(tmp_path / "s")
-    assert table.schema.field("n").type == pa.string()
-    assert table.column("n").to_pylist() == input_text(a, "n") + [str(v) for v in n]
+    assert table.schema.field("n").type == pa.int64()
+    assert table.column("n").to_pylist() == [int(t) for t in input_text(a, "n")] + n.tolist()
 
 
 def test_decimal_comma_files_keep_their_points_and_their_text(tmp_path, caplog):
@@ -336,3 +338,121 @@ def test_restoring_text_reads_rows_longer_than_a_read_block(tmp_path, caplog):
     table = parquet(tmp_path / "s")
     assert table.column("price").to_pylist() == expected(tmp_path / "s", path, "price")
     assert len(table.column("note")[30_000].as_py()) == 3 << 20
+
+
+# -- whole numbers: int64, widened to float64 where a decimal comes later ------------------------
+
+WIDENED = "are float64 throughout"
+
+
+def test_as_int64_takes_only_whole_numbers_an_int64_holds():
+    got = as_int64(pa.array(["12", " 7", "+3", "-4", "", None, "-9223372036854775808"]))
+    assert got.type == pa.int64()
+    assert got.to_pylist() == [12, 7, 3, -4, None, None, -(2**63)]
+    for bad in (["1e5"], ["7.0"], ["02134"], ["9223372036854775808"], ["1", "n/a"], ["6.5"]):
+        assert as_int64(pa.array(bad)) is None, bad
+
+
+def int_csv(path: Path, n: int, late: dict[int, str], first: str = "12") -> Path:
+    """rm, a whole-number column `n` in many forms (row 1 is `first`) with `late` values at
+    some (1-based) rows, and medv."""
+    forms = ["12", " 7", "+3", "-4", "", "0", "-0", "123456789"]
+    rows = [f"6.{i % 10},{late.get(i, forms[i % len(forms)])},{10 + i % 30}" for i in range(n)]
+    rows[0] = f"6.1,{first},10"
+    return write_rows(path, "rm,n,medv", rows)
+
+
+@pytest.mark.parametrize("pipeline", [True, False])
+def test_a_late_decimal_widens_an_int64_column_to_float64_exactly(tmp_path, caplog, pipeline):
+    path = int_csv(tmp_path / "a.csv", 120_000, {100_000: "6.5"})
+    with caplog.at_level(logging.INFO):
+        plan, _ = engine_run(
+            [str(path)], tmp_path / "s", 8_192, LocalEngine(60.0, pipeline=pipeline)
+        )
+    assert plan.integers == {"n", "medv"}  # decided from the first block...
+    assert WIDENED in caplog.text and REWROTE not in caplog.text  # ...and widened, not text
+    table = parquet(tmp_path / "s")
+    assert table.schema.field("n").type == pa.float64()
+    assert table.schema.field("medv").type == pa.int64()  # other decisions stand
+    want = [None if t is None else float(t) for t in expected(tmp_path / "s", path, "n")]
+    assert table.column("n").to_pylist() == want and 6.5 in want
+
+
+def test_a_late_decimal_after_an_integer_a_float64_cannot_hold_makes_text(tmp_path, caplog):
+    # The first batch read holds about 1 MB of rows: the decimal comes in a later one.
+    path = int_csv(tmp_path / "a.csv", 200_000, {180_000: "6.5"}, first=str(2**53 + 1))
+    with caplog.at_level(logging.INFO):
+        plan, _ = engine_run([str(path)], tmp_path / "s", 8_192)
+    assert "n" in plan.integers and REWROTE in caplog.text
+    table = parquet(tmp_path / "s")
+    assert table.schema.field("n").type == pa.string()
+    assert table.column("n").to_pylist() == expected(tmp_path / "s", path, "n")
+
+
+def test_a_late_non_number_in_an_int64_column_keeps_the_text(tmp_path, caplog):
+    path = int_csv(tmp_path / "a.csv", 200_000, {150_000: "6.5", 180_000: "n/a"})
+    with caplog.at_level(logging.INFO):
+        plan, _ = engine_run([str(path)], tmp_path / "s", 8_192)
+    assert "n" in plan.integers and REWROTE in caplog.text
+    table = parquet(tmp_path / "s")
+    assert table.schema.field("n").type == pa.string()
+    assert table.column("n").to_pylist() == expected(tmp_path / "s", path, "n")
+
+
+def test_dask_parts_widen_on_their_own_and_end_with_one_schema(tmp_path, caplog):
+    pytest.importorskip("distributed")
+    from batch.engines.dask import DaskEngine
+
+    path = int_csv(tmp_path / "a.csv", 300_000, {220_000: "6.5"})  # in the second of 3 parts
+    engine_run([str(path)], tmp_path / "local", 8_192)
+    with (
+        DaskEngine(None, 2, 60.0, part_bytes=1_500_000) as engine,
+        caplog.at_level(logging.INFO),
+    ):
+        plan, _ = engine_run([str(path)], tmp_path / "dask", 8_192, engine)
+    assert WIDENED in caplog.text
+    schemas = {pq.read_schema(p) for p in outputs.parquet_files(tmp_path / "dask")}
+    assert len(schemas) == 1
+    local, dask = parquet(tmp_path / "local"), parquet(tmp_path / "dask")
+    assert dask.schema.field("n").type == pa.float64()
+    assert dask.equals(local)
+    assert (tmp_path / "dask" / "predictions.csv").read_bytes() == (
+        tmp_path / "local" / "predictions.csv"
+    ).read_bytes()
+
+
+def test_writers_that_disagree_settle_on_one_type_without_changing_a_value(tmp_path):
+    schema = pa.schema([("n", pa.string()), ("m", pa.string())])
+    empty = pa.RecordBatch.from_pylist([], schema=REJECT_SCHEMA)
+    outputs.start_parts(tmp_path)
+    batches = {  # part a: whole numbers only; part b: a decimal after its first batch
+        "part-a": [[str(2**53 + 1), "2"], ["3"]],
+        "part-b": [["4", "5"], ["6.5"]],
+    }
+    for part, rows in batches.items():
+        sink = PredictionSink(
+            tmp_path,
+            schema,
+            REJECT_SCHEMA,
+            part=part,
+            numbers=frozenset({"n", "m"}),
+            integers=frozenset({"n", "m"}),
+        )
+        for xs in rows:
+            m = ["1.5" if part == "part-b" and x == "6.5" else "1" for x in xs]
+            sink.write(pa.record_batch([pa.array(xs), pa.array(m)], schema=schema), empty)
+        sink.close()
+    types = settle.stored_types(tmp_path, {"n", "m"})
+    assert types == {"n": {"int64", "double"}, "m": {"int64", "double"}}
+    # n: part a holds an integer a float64 would round, so text; m: float64 everywhere.
+    assert settle.settle_types(tmp_path, {"n", "m"}) == settle.Settlement(
+        text=frozenset({"n"}), wider=frozenset({"m"})
+    )
+    for source in text_restore.text_sources(tmp_path, {"n"}):  # each part from its own CSV
+        text_restore.restore_text(source, ["n"])
+    for path in settle.files_with(tmp_path, {"m"}):
+        settle.widen_file(path, ["m"])
+    assert len({pq.read_schema(p) for p in outputs.parquet_files(tmp_path)}) == 1
+    table = parquet(tmp_path)
+    assert table.column("n").to_pylist() == [str(2**53 + 1), "2", "3", "4", "5", "6.5"]
+    assert table.column("m").to_pylist() == [1.0, 1.0, 1.0, 1.0, 1.0, 1.5]

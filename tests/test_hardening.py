@@ -332,7 +332,8 @@ def test_widening_and_retyping_never_change_a_value(models, tmp_path, write_csv)
             "rm": [6.1, 6.2],
             "ratio": [0.1 + 0.2, 1 / 3],  # 17 significant digits
             "huge": ["1e400", "1"],
-            "id": ["12345678901234567", "1"],
+            "id": ["12345678901234567890", "1"],  # beyond an int64
+            "big": ["12345678901234567", "1"],  # beyond a float64, not an int64
             "long": ["0.12345678901234567890", "1"],
         }
     )
@@ -342,6 +343,8 @@ def test_widening_and_retyping_never_change_a_value(models, tmp_path, write_csv)
     got = pq.read_table(folder / "predictions.parquet")
     assert got.schema.field("ratio").type == pa.float64()
     assert got.column("ratio").to_pylist() == [0.1 + 0.2, 1 / 3]
+    assert got.schema.field("big").type == pa.int64()
+    assert got.column("big").to_pylist() == [12345678901234567, 1]
     for name in ("huge", "id", "long"):
         assert got.schema.field(name).type == pa.string(), name
         assert got.column(name).to_pylist() == frame[name].tolist()

@@ -210,10 +210,13 @@ def test_parquet_text_keeps_its_type_and_long_digit_codes_stay_text(models, tmp_
     pq.write_table(pa.table({"rm": [6.0, 7.0], "code": ["12", "34"]}), tmp_path / "p.parquet")
     got = predictions(run_dir(score(models, tmp_path / "a", tmp_path / "p.parquet")))
     assert got["code"].tolist() == ["12", "34"]  # Parquet text stays text
-    path = write_csv("ids.csv", "rm,parcel,small\n6,1234567890123456789,1\n7,2,2\n")
+    path = write_csv(
+        "ids.csv", "rm,parcel,wide,small\n6,12345678901234567890,1234567890123456789,1\n7,2,2,2\n"
+    )
     got = predictions(run_dir(score(models, tmp_path / "b", path)))
-    assert got["parcel"].tolist() == ["1234567890123456789", "2"]  # a float would round it
-    assert got["small"].tolist() == [1.0, 2.0]
+    assert got["parcel"].tolist() == ["12345678901234567890", "2"]  # beyond an int64: text
+    assert got["wide"].tolist() == [1234567890123456789, 2]  # an int64, exactly
+    assert got["small"].tolist() == [1, 2] and str(got["small"].dtype) == "int64"
 
 
 def test_headerless_first_row_with_an_empty_cell(models, tmp_path):

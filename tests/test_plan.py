@@ -27,7 +27,7 @@ def test_schema_unifies_columns_across_csv_and_parquet(tmp_path):
     # RM and rm differ only in case: one output column, spelt as it first appears.
     assert names[:5] == ["Suburb", "RM", "medv", "code", "n"]
     assert tuple(names[5:]) == ADDED_COLUMNS
-    assert plan.schema.field("n").type == pa.int32()
+    assert plan.schema.field("n").type == pa.int64()  # integers of any width are int64
     # CSV text may become numbers; Parquet text stays text
     assert plan.retype_candidates == {"Suburb", "RM", "medv"}
     meta = fake_metadata(feature_range={"min": 3.0, "max": 9.0})
@@ -67,3 +67,39 @@ def test_new_only_skips_files_by_content_and_empty_files_are_kept_unscorable(tmp
 def test_no_input_files_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="no input files found"):
         plan_inputs([str(tmp_path)], None, "medv", None)
+
+
+def test_parquet_integers_of_any_width_are_int64_and_a_uint64_only_when_it_fits(tmp_path):
+    big = 2**63 + 5  # beyond an int64
+    pq.write_table(
+        pa.table(
+            {
+                "rm": [6.0, 7.0],
+                "i8": pa.array([1, -2], pa.int8()),
+                "u32": pa.array([1, 2**32 - 1], pa.uint32()),
+                "u64": pa.array([1, 2**63 - 1], pa.uint64()),
+                "huge": pa.array([1, big], pa.uint64()),
+                "codes": pa.array([3, 4], pa.int16()).dictionary_encode(),
+                "x": pa.array([1.0, 2.0]),
+            }
+        ),
+        tmp_path / "a.parquet",
+    )
+    (tmp_path / "b.csv").write_text("rm,x\n6,3\n")
+    plan = plan_inputs([str(tmp_path)], None, None, None)
+    types = {f.name: f.type for f in plan.schema}
+    assert types["i8"] == types["u32"] == types["u64"] == types["codes"] == pa.int64()
+    assert types["huge"] == pa.uint64()  # an int64 would change its values
+    # A float column in Parquet stays float64 beside whole numbers in a CSV.
+    assert "x" in plan.numbers and "x" not in plan.integers
+    assert plan.parquet_schema.field("x").type == pa.float64()
+
+
+def test_whole_numbers_in_every_csv_make_an_int64_column(tmp_path):
+    (tmp_path / "a.csv").write_text("rm,n,d,z\n6.5, 7,1e5,02134\n7,+3,2,1\n")
+    (tmp_path / "b.csv").write_text("rm,n,d\n6,-4,7.0\n")
+    plan = plan_inputs([str(tmp_path)], None, None, None)
+    assert plan.numbers == {"rm", "n", "d"} and plan.integers == {"n"}
+    schema = plan.parquet_schema
+    assert schema.field("n").type == pa.int64() and schema.field("d").type == pa.float64()
+    assert schema.field("z").type == pa.string() and plan.schema.field("n").type == pa.string()

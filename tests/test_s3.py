@@ -221,6 +221,39 @@ def test_a_late_non_number_on_s3_keeps_the_column_text_exactly(store, s3_models,
     assert not [k for k in keys(store, BUCKET, f"late-out-{engine}/") if k.endswith(".text")]
 
 
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_a_late_decimal_on_s3_widens_the_int64_column_to_float64(store, s3_models, engine):
+    # Whole numbers until row 380,000 (so the plan decides int64; a batch read holds about
+    # 1 MB of rows), then 6.5: the Parquet written before is rewritten on the store as float64.
+    forms = ["12", " 7", "+3", "-4", "", "0"]
+    n = [forms[i % len(forms)] for i in range(400_000)]
+    n[380_000] = "6.5"
+    body = "rm,n\n" + "".join(f"{5 + i % 30 / 10},{v}\n" for i, v in enumerate(n))
+    client(store).put_object(Bucket=BUCKET, Key=f"wide-{engine}/a.csv", Body=body.encode())
+    out_dir = f"s3://{BUCKET}/wide-out-{engine}"
+    extra = ["--engine", "dask", "--dask-workers", "1"] if engine == "dask" else []
+    result = score(
+        "--models-dir",
+        s3_models,
+        "--input",
+        f"s3://{BUCKET}/wide-{engine}/a.csv",
+        "--output-dir",
+        out_dir,
+        "--chunk-rows",
+        "10000",
+        *extra,
+    )
+    assert result.code == 0, result.stderr
+    assert "are float64 throughout" in result.stderr
+    table = pq.read_table(
+        f"{out_dir}/runs/{result.json['run_id']}/predictions.parquet".removeprefix("s3://"),
+        filesystem=_arrow_s3(),
+    )
+    assert table.schema.field("n").type == pa.float64()
+    assert table.column("n").to_pylist() == [float(v) if v != "" else None for v in n]
+    assert not [k for k in keys(store, BUCKET, f"wide-out-{engine}/") if k.endswith(".wide")]
+
+
 def _arrow_s3():
     from batch.storage import fs
 

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 FLOAT64_EXACT_INT = 2**53  # every integer of at most this magnitude is exact in a float64
+INT64_MAX = 2**63 - 1
 FLOAT64_EXACT_DIGITS = 15  # every decimal of at most this many digits survives a float64
 
 
@@ -175,6 +176,28 @@ def unify(
     return pa.string()
 
 
-def with_float64(schema: pa.Schema, names: frozenset[str] | set[str]) -> pa.Schema:
-    """`schema` with the columns in `names` as float64 (text columns that hold only numbers)."""
-    return pa.schema([f.with_type(pa.float64()) if f.name in names else f for f in schema])
+def as_int64_type(t: pa.DataType, fits_int64: bool = False) -> pa.DataType:
+    """An integer column's output type: int64 for every width, so a Parquet feed and a CSV feed
+    of the same integers give the same type. A uint64 stays uint64 unless its values are known
+    to fit an int64 (`fits_int64`); any other type stays as it is."""
+    v = value_type(t)
+    if pa.types.is_integer(v) and (v != pa.uint64() or fits_int64):
+        return pa.int64()
+    return t
+
+
+def with_numbers(
+    schema: pa.Schema,
+    numbers: frozenset[str] | set[str],
+    integers: frozenset[str] | set[str] = frozenset(),
+) -> pa.Schema:
+    """`schema` with the text columns in `numbers` as numbers: int64 for those in `integers`,
+    float64 for the others."""
+    return pa.schema(
+        [
+            f.with_type(pa.int64() if f.name in integers else pa.float64())
+            if f.name in numbers
+            else f
+            for f in schema
+        ]
+    )

@@ -69,7 +69,8 @@ class BatchContext:
     run_id: str
     schema: pa.Schema  # the output schema (input columns unified across files + ADDED_FIELDS)
     retype_candidates: frozenset[str] = frozenset()  # CSV text columns that may hold numbers
-    numbers: frozenset[str] = frozenset()  # of those, the ones predictions.parquet holds as float64
+    numbers: frozenset[str] = frozenset()  # of those, the ones predictions.parquet holds as numbers
+    integers: frozenset[str] = frozenset()  # of those, the ones it holds as int64 (else float64)
     interval: dict[str, Any] | None = (
         None  # the model's band parameters (None: a version without them)
     )

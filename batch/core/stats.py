@@ -206,16 +206,39 @@ def _digits(text: pa.Array) -> pa.Array:
     return text
 
 
+# A plain whole number: no leading zero ('02134' stays text), no point, no exponent.
+PLAIN_INTEGER_RE = r"^[+-]?(0|[1-9]\d*)$"
+
+
+def as_int64(column: pa.Array) -> pa.Array | None:
+    """A text column as int64 when every non-empty cell is a plain whole number ('12', ' 7',
+    '+3', '-4') that an int64 holds, else None ('7.0', '1e5', '02134' and numbers beyond an
+    int64 are not). Trimmed, '' and null become null. Vectorised: it runs on every batch of the
+    columns the plan decided are integers."""
+    text = pc.utf8_trim_whitespace(column)
+    nonempty = pc.fill_null(pc.not_equal(text, ""), False)
+    whole = pc.fill_null(pc.match_substring_regex(text, PLAIN_INTEGER_RE), False)
+    if not pc.all(pc.or_(whole, pc.invert(nonempty)), min_count=0).as_py():
+        return None
+    text = pc.if_else(nonempty, pc.utf8_ltrim(text, "+"), None)  # Arrow's parser takes no +
+    try:
+        return pc.cast(text, pa.int64())
+    except pa.ArrowInvalid:  # beyond an int64
+        return None
+
+
 @dataclass
 class NumericColumns:
     """Which text input columns look like plain numbers in the batches observed (typical of CSV).
 
     The plan observes the first block of every file (see plan.decide_numbers); a column that
-    looks numeric wherever it appears, with at least one value, is written as float64.
+    looks numeric wherever it appears, with at least one value, is written as a number: int64
+    when every value is a whole number an int64 holds (as_int64), else float64 (as_float64).
     """
 
     candidates: set[str] = field(default_factory=set)  # text columns from CSV (Parquet text stays)
     seen: set[str] = field(default_factory=set)  # candidates with at least one non-null value
+    fractional: set[str] = field(default_factory=set)  # candidates with a value not an int64
 
     def observe(self, batch: pa.RecordBatch) -> None:
         """Look at the candidates this batch has (a column it lacks is no evidence either way)."""
@@ -223,16 +246,25 @@ class NumericColumns:
             col = batch.column(name)
             if col.null_count == len(col):
                 continue
-            if looks_numeric(col):
+            if name not in self.fractional and as_int64(col) is not None:
                 self.seen.add(name)
+            elif looks_numeric(col):
+                self.seen.add(name)
+                self.fractional.add(name)
             else:
                 self.candidates.discard(name)
 
     def merge(self, other: NumericColumns) -> None:
         self.candidates &= other.candidates
         self.seen |= other.seen
+        self.fractional |= other.fractional
 
     @property
     def columns(self) -> list[str]:
-        """The columns to store as float64."""
+        """The columns to store as numbers (int64 or float64)."""
         return sorted(self.candidates & self.seen)
+
+    @property
+    def integers(self) -> list[str]:
+        """Of those, the columns to store as int64."""
+        return sorted((self.candidates & self.seen) - self.fractional)

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from batch.core.rules import REJECT_SCHEMA, BatchContext, Predict, score_batch
 from batch.core.stats import FileStats, RunStats
-from batch.io import inputs, outputs, text_restore
+from batch.io import inputs, outputs, settle, text_restore
 from batch.io.pipeline import ReadAhead
 from batch.io.plan import Plan
 from batch.io.read_errors import READ_ERRORS, is_memory_error, memory_error
@@ -134,22 +134,30 @@ class Engine(ABC):
         return predictor.path
 
     def _settle_numbers(self, plan: Plan, staged: fs.Location) -> None:
-        """One type per column in predictions.parquet: float64 where every file kept the plan's
-        decision, else text in every file (restored from the CSV text of the same rows)."""
-        text = text_restore.text_columns(staged, plan.numbers) if plan.numbers else set()
-        if not text:
-            return
-        sources = text_restore.text_sources(staged, text)
-        if not sources:  # each writer met its first non-number before writing a row as float64
-            return
-        self.map(text_restore.restore_text, sources, columns=sorted(text))
-        log.info(
-            "predictions.parquet: column(s) %s kept as text throughout (they held values "
-            "that are not plain numbers); rewrote the Parquet files of %d writer(s) that "
-            "had stored them as float64",
-            ", ".join(sorted(text)),
-            len(sources),
-        )
+        """One type per column in predictions.parquet (batch.io.settle): text in every file
+        where one writer met a value that is not a number (restored from the CSV text of the
+        same rows), float64 in every file where one met a decimal in an int64 column and no
+        value changes; else the plan's decision stands."""
+        settled = settle.settle_types(staged, plan.numbers)
+        sources = text_restore.text_sources(staged, set(settled.text)) if settled.text else []
+        if sources:  # none when each writer met its first non-number before writing a row
+            self.map(text_restore.restore_text, sources, columns=sorted(settled.text))
+            log.info(
+                "predictions.parquet: column(s) %s kept as text throughout (they held values "
+                "that are not plain numbers); rewrote the Parquet files of %d writer(s) that "
+                "had stored them as numbers",
+                ", ".join(sorted(settled.text)),
+                len(sources),
+            )
+        files = settle.files_with(staged, settled.wider) if settled.wider else []
+        if files:
+            self.map(settle.widen_file, files, columns=sorted(settled.wider))
+            log.info(
+                "predictions.parquet: column(s) %s are float64 throughout (they held decimals "
+                "after whole numbers); rewrote %d Parquet file(s) that had stored them as int64",
+                ", ".join(sorted(settled.wider)),
+                len(files),
+            )
 
     def _stream(self, plan: Plan, job: Job) -> list[PartResult]:
         """_run_parts, then the batches' memory handed back to the system before the report

@@ -44,6 +44,7 @@ def _score_on_worker(part: Part, job: Job) -> PartResult:
         REJECT_SCHEMA,
         part=part_name(part),
         numbers=ctx.numbers,
+        integers=ctx.integers,
         formats=job.output_formats,
     )
     try:

@@ -73,6 +73,7 @@ class LocalEngine(Engine):
                 plan.schema,
                 REJECT_SCHEMA,
                 numbers=plan.numbers,
+                integers=plan.integers,
                 formats=job.output_formats,
             )
         else:
@@ -81,6 +82,7 @@ class LocalEngine(Engine):
                 plan.schema,
                 REJECT_SCHEMA,
                 numbers=plan.numbers,
+                integers=plan.integers,
                 formats=job.output_formats,
             )
         progress = Progress(self.progress_seconds)

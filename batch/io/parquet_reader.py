@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from batch.core.columns import FLOAT64_EXACT_INT
+from batch.core.columns import FLOAT64_EXACT_INT, INT64_MAX, value_type
 from batch.core.errors import InputError
 from batch.io.read_errors import short_error
 from batch.io.source import DEFAULT_LIMITS, InputFile, Limits, Part, refuse_duplicates, refuse_wide
@@ -31,6 +31,7 @@ def inspect_parquet(path: fs.Location, digest: str, limits: Limits = DEFAULT_LIM
             _check_row_counts(path, meta)
             schema = pf.schema_arrow
             exact = _exact_ints(meta, schema)
+            small = _small_uint64(meta, schema)
     except InputError:
         raise
     except Exception as exc:
@@ -48,6 +49,7 @@ def inspect_parquet(path: fs.Location, digest: str, limits: Limits = DEFAULT_LIM
         dict(zip(columns, schema.types)),
         digest,
         exact_ints=frozenset(renamed[n] for n in exact),
+        small_uint64=frozenset(renamed[n] for n in small),
         renamed=columns != [str(n) for n in schema.names],
         batch_bytes=limits.batch_bytes,
     )
@@ -90,6 +92,25 @@ def _exact_ints(meta: pq.FileMetaData, schema: pa.Schema) -> frozenset[str]:
                 ok[name] = False
     exact.update(n for n, good in ok.items() if good)
     return frozenset(exact)
+
+
+def _small_uint64(meta: pq.FileMetaData, schema: pa.Schema) -> frozenset[str]:
+    """uint64 columns whose every value fits an int64, by the row groups' statistics (a column
+    without them stays uint64: nothing proves its values fit)."""
+    wide = [n for n, t in zip(schema.names, schema.types) if value_type(t) == pa.uint64()]
+    ok = dict.fromkeys(wide, True)
+    for rg in range(meta.num_row_groups) if wide else ():
+        group = meta.row_group(rg)
+        if not group.num_rows:
+            continue
+        where = {group.column(j).path_in_schema: j for j in range(group.num_columns)}
+        for name in wide:
+            stats = group.column(where[name]).statistics if name in where else None
+            if stats is not None and stats.has_null_count and stats.null_count == group.num_rows:
+                continue  # all null here
+            if stats is None or not stats.has_min_max or stats.max > INT64_MAX:
+                ok[name] = False
+    return frozenset(n for n, good in ok.items() if good)
 
 
 def row_group_parts(src: InputFile, file_index: int) -> list[Part]:

@@ -136,8 +136,11 @@ class PipelinedSink(PredictionSink):
         depth: int = DEPTH,
         numbers: frozenset[str] = frozenset(),
         formats: str = "both",
+        integers: frozenset[str] = frozenset(),
     ) -> None:
-        super().__init__(folder, schema, rejects_schema, numbers=numbers, formats=formats)
+        super().__init__(
+            folder, schema, rejects_schema, numbers=numbers, formats=formats, integers=integers
+        )
         self._stop = threading.Event()
         self._errors: list[BaseException] = []
         # The two halves of PredictionSink.write, one per thread.

@@ -2,8 +2,9 @@
 
 Every input is inspected (and hashed) here, so a bad file stops the run before any output
 exists. The output schema is the input columns unified across files, then rules.ADDED_FIELDS.
-Which CSV text columns are written as float64 in predictions.parquet is decided here too, once,
-from the first block of each file (see decide_numbers).
+Which CSV text columns are written as numbers in predictions.parquet (int64, or float64) is
+decided here too, once, from the first block of each file (see decide_numbers); integer columns
+of any width are int64 in the output (a uint64 whose values may not fit stays uint64).
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from batch.core import features
-from batch.core.columns import can_hold_rooms, conform, is_number_type, unify, with_float64
+from batch.core.columns import (
+    as_int64_type,
+    can_hold_rooms,
+    conform,
+    is_number_type,
+    unify,
+    value_type,
+    with_numbers,
+)
 from batch.core.documents import ModelMetadata
 from batch.core.errors import InputError
 from batch.core.names import ROOMS_NAMES
@@ -52,7 +61,8 @@ class Plan:
     """The files to score (in order), the ones skipped by --new-only, and the output schema.
 
     schema holds the rows as scored and as written to predictions.csv (CSV columns as text);
-    `numbers` are the text columns predictions.parquet holds as float64 (see decide_numbers).
+    `numbers` are the text columns predictions.parquet holds as numbers (see decide_numbers):
+    int64 for those in `integers`, float64 for the others.
     """
 
     files: list[FilePlan]
@@ -60,11 +70,12 @@ class Plan:
     skipped: list[dict[str, str]]
     retype_candidates: frozenset[str] = frozenset()
     numbers: frozenset[str] = frozenset()
+    integers: frozenset[str] = frozenset()
 
     @property
     def parquet_schema(self) -> pa.Schema:
         """The schema predictions.parquet is written with (until a value contradicts `numbers`)."""
-        return with_float64(self.schema, self.numbers)
+        return with_numbers(self.schema, self.numbers, self.integers)
 
     def context(
         self,
@@ -91,6 +102,7 @@ class Plan:
             schema=self.schema,
             retype_candidates=self.retype_candidates,
             numbers=self.numbers,
+            integers=self.integers,
             interval=None if meta.interval is None else meta.interval.model_dump(mode="json"),
         )
 
@@ -117,14 +129,16 @@ def plan_inputs(
         )
     found, skipped = _inspect_new(paths, scored_hashes, limits)
     files = [_file_plan(src, feature_column, target_column) for src in found]
-    fields, parquet_text = _unify_columns([fp.src for fp in files if not fp.src.empty])
+    fields, parquet_text, parquet_fractions = _unify_columns(
+        [fp.src for fp in files if not fp.src.empty]
+    )
     fields = {n: one_text_type(t) for n, t in fields.items()}
     schema = pa.schema([pa.field(n, t) for n, t in fields.items()] + list(ADDED_FIELDS))
     candidates = frozenset(
         n for n, t in fields.items() if pa.types.is_string(t) and n not in parquet_text
     )
-    numbers = decide_numbers(files, candidates, domain)
-    return Plan(files, schema, skipped, candidates, numbers)
+    numbers, integers = decide_numbers(files, candidates, domain, parquet_fractions)
+    return Plan(files, schema, skipped, candidates, numbers, integers)
 
 
 def _inspect_new(
@@ -212,16 +226,27 @@ def output_names(sources: list[InputFile]) -> dict[str, str]:
     return names
 
 
-def _unify_columns(sources: list[InputFile]) -> tuple[dict[str, pa.DataType], set[str]]:
+def _unify_columns(
+    sources: list[InputFile],
+) -> tuple[dict[str, pa.DataType], set[str], set[str]]:
     """(one type per output column across files, the Parquet text columns that keep their
-    type); column names that differ only in case are one column (see output_names)."""
+    type, the Parquet float and decimal columns); column names that differ only in case are one
+    column (see output_names). Integers of any width are int64 (columns.as_int64_type)."""
     fields: dict[str, pa.DataType] = {}
     exact: dict[str, bool] = {}  # integer columns so far exact as float64 (see columns.unify)
     parquet_text: set[str] = set()  # Parquet string columns keep their type
+    fractions: set[str] = set()  # Parquet floats: never int64, even where their text is whole
     canonical = output_names(sources)
     for src in sources:
         for column in src.columns:
-            t, name = src.types[column], canonical[column]
+            name = canonical[column]
+            t = as_int64_type(src.types[column], column in src.small_uint64)
+            if (
+                src.format == "parquet"
+                and is_number_type(t)
+                and not pa.types.is_integer(value_type(t))
+            ):
+                fractions.add(name)
             this_exact = src.format == "csv" or column in src.exact_ints
             fields[name] = unify(
                 fields.get(name), t, a_exact=exact.get(name, True), b_exact=this_exact
@@ -229,22 +254,29 @@ def _unify_columns(sources: list[InputFile]) -> tuple[dict[str, pa.DataType], se
             exact[name] = exact.get(name, True) and this_exact
             if src.format == "parquet" and not is_number_type(t):
                 parquet_text.add(name)
-    return fields, parquet_text
+    return fields, parquet_text, fractions
 
 
 def decide_numbers(
-    files: list[FilePlan], candidates: frozenset[str], domain: tuple[float, float]
-) -> frozenset[str]:
-    """The candidate text columns to write as float64, decided once from each file's first block.
+    files: list[FilePlan],
+    candidates: frozenset[str],
+    domain: tuple[float, float],
+    fractions: frozenset[str] | set[str] = frozenset(),
+) -> tuple[frozenset[str], frozenset[str]]:
+    """(the candidate text columns to write as numbers, those of them to write as int64),
+    decided once from each file's first block.
 
     A column qualifies when, in the first FIRST_BLOCK_ROWS rows of every file that has it, every
     cell of the rows the run would score is a plain number a float64 keeps exactly
-    (stats.looks_numeric, after a ';' file's decimal commas become points), and at least one
-    such cell is there at all. Later batches are checked as they are written
-    (sink.PredictionSink); a value that contradicts the decision turns the column back to
-    text, exactly as it came, so the decision can cost time but never a value.
+    (stats.looks_numeric, after a ';' file's decimal commas become points) or a whole number an
+    int64 holds (stats.as_int64), and at least one such cell is there at all; it is int64 when
+    every such cell is a whole number and no Parquet input holds it as floats or decimals
+    (`fractions`). Later batches are checked as they are written
+    (sink.PredictionSink); a decimal in an int64 column widens it to float64 where no value
+    changes, and a value that is not a number turns the column back to text, exactly as it
+    came, so the decision can cost time but never a value.
     """
-    observed = NumericColumns(set(candidates))
+    observed = NumericColumns(set(candidates), fractional=set(fractions))
     canonical = output_names([fp.src for fp in files if not fp.src.empty])
     for index, fp in enumerate(files):
         if not fp.scorable:
@@ -265,15 +297,16 @@ def decide_numbers(
             col = conform(kept.column(name), pa.string())
             cols.append(features.decimal_points(col) if fp.decimal_comma else col)
         observed.observe(pa.record_batch(cols, names=[out for _, out in pairs]))
-    numbers = frozenset(observed.columns)
+    numbers, integers = frozenset(observed.columns), frozenset(observed.integers)
     if numbers:
         log.info(
             "text column(s) %s hold plain numbers in the first %s rows of every file: "
-            "predictions.parquet stores them as float64",
+            "predictions.parquet stores them as numbers (int64: %s)",
             ", ".join(sorted(numbers)),
             f"{FIRST_BLOCK_ROWS:,}",
+            ", ".join(sorted(integers)) or "none",
         )
-    return numbers
+    return numbers, integers
 
 
 def first_block(fp: FilePlan, index: int) -> pa.RecordBatch | None:

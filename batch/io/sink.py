@@ -7,11 +7,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from batch.core.columns import with_float64
-from batch.core.stats import as_float64
+from batch.core.columns import FLOAT64_EXACT_INT, with_numbers
+from batch.core.stats import as_float64, as_int64
 from batch.io.csv_safety import csv_header_schema, csv_safe
 from batch.io.csv_writer import ParallelCsvWriter
 from batch.io.outputs import PARTS, PREDICTIONS_CSV, PREDICTIONS_PARQUET, REJECTS_CSV, STEM
@@ -33,11 +34,14 @@ class PredictionSink:
     (<part>-00000.parquet, ...) and headerless CSV parts under `parts/`, so many processes can
     write at once; join_parts then makes the final CSV files.
 
-    `numbers` are text columns written to Parquet as float64 (the plan's decision); the CSV
-    files keep their text. Each batch is checked first (stats.as_float64): when a column's
-    values are not all plain numbers that a float64 keeps exactly, the current Parquet file is
-    closed and the writer goes on in the next one with that column as text. Engine.run then
-    makes the column text in the earlier files too (batch.io.text_restore).
+    `numbers` are text columns written to Parquet as numbers (the plan's decision): int64 for
+    those in `integers`, float64 for the others; the CSV files keep their text. Each batch is
+    checked first (stats.as_int64, stats.as_float64). When an int64 column's values are not
+    all whole numbers but are numbers a float64 keeps exactly, and every integer it wrote is
+    exact in a float64, the current Parquet file is closed and the writer goes on in the next
+    one with the column as float64; when a column's values are not such numbers at all, it goes
+    on with the column as text. Engine.run then gives the column that type in the earlier
+    files too (batch.io.settle).
 
     `formats` (the output_formats setting) says which prediction files the run keeps: "both",
     "parquet" or "csv". rejects.csv is always written. A Parquet-only run that has `numbers`
@@ -52,6 +56,7 @@ class PredictionSink:
         part: str | None = None,
         numbers: frozenset[str] = frozenset(),
         formats: str = "both",
+        integers: frozenset[str] = frozenset(),
     ) -> None:
         self.folder = folder
         self._with_parquet = formats != "csv"
@@ -60,7 +65,9 @@ class PredictionSink:
         opts = pacsv.WriteOptions(quoting_style="needed", include_header=part is None)
         self._stem = part or STEM
         self._schema = schema
-        self._numbers = set(numbers) & set(schema.names)  # float64 in the current Parquet file
+        self._numbers = set(numbers) & set(schema.names)  # numbers in the current Parquet file
+        self._integers = set(integers) & self._numbers  # of those, the int64 ones
+        self._int_range: dict[str, tuple[int, int]] = {}  # the int64 values written so far
         self._file, self._file_rows = 0, 0
         parquet = self._parquet_file(0)
         if part is None:
@@ -132,33 +139,60 @@ class PredictionSink:
         return self.folder / PREDICTIONS_PARQUET / f"{self._stem}-{index:05d}.parquet"
 
     def _parquet_schema(self) -> pa.Schema:
-        return with_float64(self._schema, self._numbers)
+        return with_numbers(self._schema, self._numbers, self._integers)
 
     def _with_numbers(self, predictions: pa.RecordBatch) -> pa.RecordBatch:
-        """The batch as the current Parquet file takes it: `numbers` as float64, checked first."""
+        """The batch as the current Parquet file takes it: `numbers` as int64 or float64,
+        checked first."""
         if not self._numbers:
             return predictions
         cols = list(predictions.columns)
-        text = []
+        text, wider = [], []
         for name in sorted(self._numbers):
             i = self._schema.get_field_index(name)
-            values = as_float64(cols[i])
+            if name not in self._integers:
+                values = as_float64(cols[i])
+            elif (values := self._as_int64(name, cols[i])) is None and self._exact_so_far(name):
+                values = as_float64(cols[i])  # a decimal: float64, if no value changes
+                if values is not None:
+                    wider.append(name)
             if values is None:
                 text.append(name)
             else:
                 cols[i] = values
-        if text:
-            log.info(
-                "column(s) %s hold a value that is not a plain number a float64 keeps "
-                "exactly (at or after row %s of %s): predictions.parquet keeps them as "
-                "text",
-                ", ".join(text),
-                _first(predictions, "source_row"),
-                _first(predictions, "source_file"),
-            )
+        for names, what in ((wider, "float64"), (text, "text")):
+            if names:
+                log.info(
+                    "column(s) %s hold a value that is not %s (at or after row %s of %s): "
+                    "predictions.parquet keeps them as %s",
+                    ", ".join(names),
+                    "a whole number" if what == "float64" else "a plain number a float64 keeps",
+                    _first(predictions, "source_row"),
+                    _first(predictions, "source_file"),
+                    what,
+                )
+        if text or wider:
             self._numbers -= set(text)
+            self._integers -= set(text) | set(wider)
             self._next_parquet_file()
         return pa.record_batch(cols, schema=self._parquet_schema())
+
+    def _as_int64(self, name: str, col: pa.Array) -> pa.Array | None:
+        """`col` as int64 (stats.as_int64), the range of the values written noted; None when
+        it is not all whole numbers."""
+        values = as_int64(col)
+        if values is None:
+            return None
+        lo, hi = pc.min_max(values).values()
+        if lo.is_valid:
+            old = self._int_range.get(name, (lo.as_py(), hi.as_py()))
+            self._int_range[name] = (min(old[0], lo.as_py()), max(old[1], hi.as_py()))
+        return values
+
+    def _exact_so_far(self, name: str) -> bool:
+        """True when every int64 value written in column `name` is exact in a float64."""
+        lo, hi = self._int_range.get(name, (0, 0))
+        return lo >= -FLOAT64_EXACT_INT and hi <= FLOAT64_EXACT_INT
 
     def _next_parquet_file(self) -> None:
         """Close the current Parquet file and go on in the next one, with the current types."""

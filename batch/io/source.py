@@ -47,6 +47,7 @@ class InputFile:
     skip_lines: int = 0  # CSV: physical lines before the data (blank lines, then the header)
     quoted: bool = False  # CSV: has a quote character (a quoted field may hold a line break)
     exact_ints: frozenset[str] = frozenset()  # Parquet: integer columns exact as float64
+    small_uint64: frozenset[str] = frozenset()  # Parquet: uint64 columns whose values fit int64
     renamed: bool = False  # Parquet: some stored column names were trimmed (see columns)
     empty: bool = False
     notes: list[str] = field(default_factory=list)

@@ -1,8 +1,9 @@
 """Number columns made text again: Parquet files rewritten from the row-aligned CSV text.
 
-Text columns the plan decided are numbers are written to predictions.parquet as float64; a later
-value that is not a number turns the column back to text (see sink.PredictionSink), and the
-Parquet files written before that are restored here from the CSV text of the same rows.
+Text columns the plan decided are numbers are written to predictions.parquet as int64 or
+float64; a later value that is not a number turns the column back to text (see
+sink.PredictionSink and batch.io.settle), and the Parquet files written before that are
+restored here from the CSV text of the same rows.
 """
 
 from __future__ import annotations
@@ -14,24 +15,12 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from batch.core.stats import as_float64
+from batch.core.stats import as_float64, as_int64
 from batch.io.csv_reader import CSV_BLOCK_BYTES, MAX_ROW_BYTES
 from batch.io.outputs import PARTS, PREDICTIONS_CSV, STEM, parquet_files
+from batch.io.settle import read_schema
 from batch.storage import fs
 from batch.storage.rundir import writing
-
-
-def text_columns(folder: fs.Location, numbers: frozenset[str] | set[str]) -> set[str]:
-    """Of the columns decided to be numbers, those some Parquet file of the run holds as text."""
-    found: set[str] = set()
-    for path in parquet_files(folder):
-        schema = _read_schema(path)
-        found |= {
-            n
-            for n in numbers
-            if n in schema.names and not pa.types.is_float64(schema.field(n).type)
-        }
-    return found
 
 
 @dataclass(frozen=True)
@@ -47,13 +36,8 @@ class TextSource:
         return self.csv.name
 
 
-def _read_schema(path: fs.Location) -> pa.Schema:
-    with fs.open_input_file(path) as source:
-        return pq.read_schema(source)
-
-
 def text_sources(folder: fs.Location, columns: set[str]) -> list[TextSource]:
-    """The CSV files (with their Parquet files) that hold `columns` as float64 somewhere.
+    """The CSV files (with their Parquet files) that hold `columns` as numbers somewhere.
 
     A writer's Parquet files are <stem>-NNNNN.parquet: the run's single writer (stem `part`)
     wrote predictions.csv, a part's writer parts/<stem>.predictions.csv, row for row.
@@ -64,8 +48,8 @@ def text_sources(folder: fs.Location, columns: set[str]) -> list[TextSource]:
     sources = []
     for stem, paths in groups.items():
         if not any(
-            pa.types.is_float64(schema.field(c).type)
-            for schema in map(_read_schema, paths)
+            not pa.types.is_string(schema.field(c).type)
+            for schema in map(read_schema, paths)
             for c in columns
             if c in schema.names
         ):
@@ -80,11 +64,11 @@ def text_sources(folder: fs.Location, columns: set[str]) -> list[TextSource]:
 
 
 def restore_text(source: TextSource, columns: list[str]) -> None:
-    """Rewrite the source's Parquet files that hold `columns` as float64 with those columns as
-    the text of the same rows in its CSV file: exactly the text the input had.
+    """Rewrite the source's Parquet files that hold `columns` as numbers (int64 or float64) with
+    those columns as the text of the same rows in its CSV file: exactly the text the input had.
 
     The CSV holds each such value as written (a plain number is never defused), and every
-    value is checked to read back as the same float64 before a file is replaced. Streams with
+    value is checked to read back as the same number before a file is replaced. Streams with
     flat memory.
     """
     with writing(source.csv.parent):
@@ -92,13 +76,13 @@ def restore_text(source: TextSource, columns: list[str]) -> None:
 
 
 def _restore_text(source: TextSource, columns: list[str]) -> None:
-    names = _read_schema(source.parquet[0]).names
+    names = read_schema(source.parquet[0]).names
     wanted = {names.index(c): c for c in columns}
     text = _CsvText(source.csv, source.header, sorted(wanted))
     for path in source.parquet:
         with fs.open_input_file(path) as stored:
             pf = pq.ParquetFile(stored, pre_buffer=False, buffer_size=1 << 20)
-            redo = [i for i in wanted if pa.types.is_float64(pf.schema_arrow.field(i).type)]
+            redo = [i for i in wanted if not pa.types.is_string(pf.schema_arrow.field(i).type)]
             if not redo:
                 text.skip(pf.metadata.num_rows)
                 continue
@@ -131,7 +115,7 @@ def _restore_file(
 
 def _same_numbers(text: pa.Array, values: pa.Array) -> bool:
     """True when `text` reads as exactly `values` (trimmed, '' as null), cell for cell."""
-    parsed = as_float64(text)
+    parsed = as_int64(text) if pa.types.is_int64(values.type) else as_float64(text)
     return parsed is not None and parsed.equals(values)
 
 
