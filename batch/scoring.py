@@ -162,6 +162,7 @@ def _score_locked(run: _Run) -> dict[str, Any]:
     )
     run.staged = run.out.staging(run.run_id)
     result = _run_engine(run, plan, model, meta, predictor)
+    plan = widen(plan) if run.shadow else plan  # from here on: what the files hold, for lineage
     verdict = _report(run, plan, result, meta)
     _observed(run, plan, result, verdict.rep)
     return _publish(run, plan, verdict, result)

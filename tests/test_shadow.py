@@ -156,3 +156,10 @@ def test_promote_refuses_a_challenger_that_did_worse_on_labelled_runs(two, tmp_p
     assert json.loads((two / "aliases.json").read_text())["production"] == "v2"
     # Without --require-shadow promote is what it was.
     assert promote(two, out, version="v1").code == 0
+
+
+def test_an_input_column_named_like_a_challenger_column_is_refused(models, tmp_path, write_csv):
+    clash = write_csv("clash.csv", "rm,Challenger_Model_Version\n6.1,x\n")
+    res = score(models, tmp_path / "out", clash, extra=["--challenger", "v1"])
+    assert_failed(res, 3, "'Challenger_Model_Version'", "--challenger")
+    assert run_dir(score(models, tmp_path / "out", clash))  # without a challenger: as before

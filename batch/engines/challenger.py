@@ -14,8 +14,10 @@ from typing import Any
 import pyarrow as pa
 
 from batch.core.documents import ModelMetadata
+from batch.core.errors import InputError
 from batch.core.shadow import CHALLENGER_FIELDS, ShadowStats, shadow_batch
 from batch.io.plan import Plan
+from batch.io.source import quote_names
 from batch.model import linear
 from batch.model.layout import MODEL_FILE
 from batch.model.network import Predictor, predictor_for
@@ -65,7 +67,15 @@ def load_shadow(registry: Registry, version: str) -> tuple[Shadow, ModelMetadata
 
 
 def widen(plan: Plan) -> Plan:
-    """The plan whose output schema ends with the challenger's columns."""
+    """The plan whose output schema ends with the challenger's columns (InputError when an
+    input column already has one of their names, in any case)."""
+    added = {n.casefold() for n in CHALLENGER_FIELDS.names}
+    clash = [n for n in plan.schema.names if n.casefold() in added]
+    if clash:
+        raise InputError(
+            f"the input has column(s) {quote_names(clash)}, which --challenger adds to its "
+            "output; rename them in the input or score without --challenger"
+        )
     schema = pa.schema(list(plan.schema) + list(CHALLENGER_FIELDS))
     return dataclasses.replace(plan, schema=schema)
 
