@@ -163,3 +163,22 @@ def test_an_input_column_named_like_a_challenger_column_is_refused(models, tmp_p
     res = score(models, tmp_path / "out", clash, extra=["--challenger", "v1"])
     assert_failed(res, 3, "'Challenger_Model_Version'", "--challenger")
     assert run_dir(score(models, tmp_path / "out", clash))  # without a challenger: as before
+
+
+def test_the_scheduler_passes_the_challenger_on(settings):
+    from batch.schedule.runner import scorer_command
+
+    cmd = scorer_command(settings(challenger="v2"))
+    assert cmd[cmd.index("--challenger") + 1] == "v2"
+    assert "--challenger" not in scorer_command(settings())
+
+
+def test_a_damaged_challenger_stops_the_run_like_a_damaged_model_version(two, tmp_path):
+    (two / "v2" / "metadata.json").write_text("{not json")
+    res = score(two, tmp_path / "out", SAMPLES, extra=["--challenger", "v2"])
+    sentence = assert_failed(res, 4, "v2", "metadata.json")
+    same = score(two, tmp_path / "out", SAMPLES, extra=["--model-version", "v2"])
+    assert one_error_sentence(same.stderr) == sentence
+    assert not (tmp_path / "out" / "runs").is_dir() or not any(
+        (tmp_path / "out" / "runs").iterdir()
+    )
