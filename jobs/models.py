@@ -13,6 +13,17 @@ from jobs import _cli
 FIELDS = ["models_dir", "registry_lock_timeout", "s3_timeout_s", "log_level"]
 
 
+def _runs(text: str) -> int:
+    """--require-shadow's N: a whole number of runs, at least 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of runs, at least 1: {text!r}")
+    return n
+
+
 def parser() -> argparse.ArgumentParser:
     p = _cli.JobParser(
         prog="python -m jobs.models",
@@ -31,7 +42,7 @@ def parser() -> argparse.ArgumentParser:
     sub_promote.add_argument("version", help="vN or latest")
     sub_promote.add_argument(
         "--require-shadow",
-        type=int,
+        type=_runs,
         metavar="N",
         help="refuse (exit 4) unless the version shadowed at least N successful, comparable "
         "runs in --output-dir's runs.jsonl (scored as the challenger) and did not do worse "
