@@ -18,12 +18,11 @@ from batch.core.errors import BatchError, DriftDetected, RejectBudgetExceeded
 from batch.core.ids import new_run_id
 from batch.core.stats import FileStats
 from batch.engines.base import EngineResult, Job
+from batch.engines.challenger import Shadow, load_model, load_shadow, widen
 from batch.io import memory, settle
 from batch.io.plan import Plan, plan_inputs
 from batch.io.source import Limits
-from batch.model import linear
-from batch.model.layout import MODEL_FILE
-from batch.model.network import Predictor, predictor_for
+from batch.model.network import Predictor
 from batch.model.registry import Registry
 from batch.ops import ledger, report
 from batch.ops.lineage import Lineage, arrow_schema, input_quality, score_inputs, score_outputs
@@ -90,6 +89,8 @@ class _Run:
     phases: Phases
     lineage_started: bool = False
     staged: fs.Location | None = None  # removed on the way out unless published
+    challenger: str | None = None  # the version scored in the main one's shadow (--challenger)
+    shadow: tuple[Shadow, ModelMetadata] | None = None  # and once loaded, with its metadata
     written_types: list[tuple[str, str]] | None = None  # predictions.parquet's, for lineage
 
     @property
@@ -116,6 +117,7 @@ def _score(settings: Settings, started: dt.datetime) -> dict[str, Any]:
     lineage = Lineage.from_settings(settings, "score", run_id)
     out = rundir.OutputDir(settings.output_dir)
     run = _Run(settings, started, run_id, registry, version, out, lineage, phases)
+    run.challenger = registry.resolve(settings.challenger) if settings.challenger else None
     out.lock(run_id)  # nothing between here and the try: the finally below releases the lock
     try:
         return _score_locked(run)
@@ -144,7 +146,8 @@ def _fail_fast(settings: Settings) -> tuple[Registry, str]:
 def _score_locked(run: _Run) -> dict[str, Any]:
     """The steps once the output lock is held: model -> plan -> engine -> report -> publish."""
     run.out.clean_leftovers()
-    model, meta, predictor = _load_model(run.registry, run.version)
+    model, meta, predictor = load_model(run.registry, run.version)
+    run.shadow = load_shadow(run.registry, run.challenger) if run.challenger else None
     run.phases.end("model")
     plan = _plan(run)
     if not plan.files:
@@ -158,28 +161,10 @@ def _score_locked(run: _Run) -> dict[str, Any]:
     )
     run.staged = run.out.staging(run.run_id)
     result = _run_engine(run, plan, model, meta, predictor)
+    plan = widen(plan) if run.shadow else plan  # from here on: what the files hold, for lineage
     verdict = _report(run, plan, result, meta)
     _observed(run, plan, result, verdict.rep)
     return _publish(run, plan, verdict, result)
-
-
-def _load_model(registry: Registry, version: str) -> tuple[Any, ModelMetadata, Predictor]:
-    """(the Keras model or None, its metadata, the Predictor), verified before any input is read.
-
-    A Dense(1) whose fold was verified at publish is scored without TensorFlow; any other
-    version (or a fold that no longer matches its record) loads Keras.
-    """
-    fold, meta = registry.load_fold(version)
-    if fold is not None and meta.fold is not None:
-        verified = linear.describe(meta.fold)
-        return None, meta, Predictor(meta.model_sha256, fold, verified=verified)
-    model, meta = registry.load(version)
-    predictor = predictor_for(
-        model,
-        meta.model_sha256,
-        lambda: (registry.root / version / MODEL_FILE).read_bytes(),
-    )
-    return model, meta, predictor
 
 
 def _plan(run: _Run) -> Plan:
@@ -241,9 +226,10 @@ def _run_engine(
         predictor,
         run.settings.chunk_rows,
         run.settings.output_formats,
+        run.shadow[0] if run.shadow else None,
     )
     with engines.open_engine(run.settings) as engine:
-        result = engine.run(plan, job, model)
+        result = engine.run(widen(plan) if run.shadow else plan, job, model)
     phases = run.phases.seconds
     run.phases.end("engine")  # everything from starting the engine to closing it, then split:
     phases.update(result.phases)
@@ -280,6 +266,10 @@ def _report(run: _Run, plan: Plan, result: EngineResult, metadata: ModelMetadata
         predictor=result.prediction_path,
         reject_fraction=fraction,
     )
+    if run.shadow is not None and result.shadow is not None:
+        rep.challenger = report.challenger(
+            run.challenger or "", run.shadow[1], result.shadow, rep, result.stats
+        )
     drifted = run.settings.on_drift == "fail" and rep.drift.differs_markedly
     refused = over_budget or drifted
     if refused and not over_budget:

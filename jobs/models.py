@@ -13,6 +13,17 @@ from jobs import _cli
 FIELDS = ["models_dir", "registry_lock_timeout", "s3_timeout_s", "log_level"]
 
 
+def _runs(text: str) -> int:
+    """--require-shadow's N: a whole number of runs, at least 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of runs, at least 1: {text!r}")
+    return n
+
+
 def parser() -> argparse.ArgumentParser:
     p = _cli.JobParser(
         prog="python -m jobs.models",
@@ -29,6 +40,14 @@ def parser() -> argparse.ArgumentParser:
     )
     sub_promote = sub.add_parser("promote", help="point the production alias at a version")
     sub_promote.add_argument("version", help="vN or latest")
+    sub_promote.add_argument(
+        "--require-shadow",
+        type=_runs,
+        metavar="N",
+        help="refuse (exit 4) unless the version shadowed at least N successful, comparable "
+        "runs in --output-dir's runs.jsonl (scored as the challenger) and did not do worse "
+        "than the scoring version where the true price was known",
+    )
     sub_rollback = sub.add_parser(
         "rollback", help="point production back at the version it named before its current one"
     )
@@ -44,7 +63,8 @@ def parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print the history.jsonl lines as they are"
     )
     for s in (sub_list, sub_show, sub_promote, sub_rollback, sub_history):
-        _cli.add_settings_flags(s, FIELDS)
+        # promote also reads --output-dir: the runs.jsonl whose lines --require-shadow counts
+        _cli.add_settings_flags(s, FIELDS + (["output_dir"] if s is sub_promote else []))
     return p
 
 
@@ -64,12 +84,17 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "history":
             text = listing.history(registry, args.json)
         else:
+            if getattr(args, "require_shadow", None) is not None:
+                from batch.ops.shadow import require_shadow
+
+                version = registry.resolve(args.version)
+                require_shadow(settings.output_dir, version, args.require_shadow)
             text = listing.move(registry, args.command, getattr(args, "version", None), args.force)
         if text:
             _cli.print_text(text)
         return {}
 
-    return _cli.run("jobs.models", FIELDS, args, job, summary_line=False)
+    return _cli.run("jobs.models", [*FIELDS, "output_dir"], args, job, summary_line=False)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ import numpy as np
 import pyarrow as pa
 
 from batch.core.rules import REJECT_SCHEMA, BatchContext, Predict, score_batch
+from batch.core.shadow import ShadowStats
 from batch.core.stats import FileStats, RunStats
+from batch.engines.challenger import AddShadow, Shadow
 from batch.io import inputs, outputs, settle, text_restore
 from batch.io.pipeline import ReadAhead
 from batch.io.plan import Plan
@@ -40,6 +42,7 @@ class Job:
     predictor: Predictor
     chunk_rows: int
     output_formats: str = "both"  # the prediction files kept: both, parquet or csv
+    shadow: Shadow | None = None  # the challenger scored beside the main version (--challenger)
 
 
 @dataclass
@@ -50,6 +53,7 @@ class PartResult:
     part: int
     rows_read: int
     stats: RunStats
+    shadow: ShadowStats | None = None  # the challenger's comparison (--challenger)
 
 
 @dataclass
@@ -59,6 +63,7 @@ class EngineResult:
     prediction_path: str
     parity_gap: float
     phases: dict[str, float] = field(default_factory=dict)
+    shadow: ShadowStats | None = None  # merged over the parts in input order (--challenger)
 
 
 OnBatch = Callable[[int, Part], None]
@@ -72,6 +77,7 @@ def score_part(
     chunk_rows: int,
     on_batch: OnBatch | None = None,
     read_ahead: int = 0,
+    shadow: AddShadow | None = None,
 ) -> PartResult:
     """The one per-part task: stream the part, apply the rules per batch, write to the sink.
 
@@ -80,6 +86,7 @@ def score_part(
     """
     assert part.first_row is not None, "number the parts (inputs.numbered) before scoring them"
     stats = RunStats()
+    compared = ShadowStats() if shadow is not None else None
     first = part.first_row
     batches = inputs.iter_batches(part, chunk_rows)
     with (
@@ -88,6 +95,9 @@ def score_part(
         for batch in stream:
             try:
                 out, rejects, bstats = score_batch(batch, first, ctx, predict)
+                if shadow is not None and compared is not None:
+                    out, sstats = shadow(out)
+                    compared.merge(sstats)
                 sink.write(out, rejects)
             except READ_ERRORS as exc:
                 # Memory (or an Arrow array's size) ran out on this file's batch: the file's
@@ -99,7 +109,7 @@ def score_part(
             stats.merge(bstats)
             if on_batch is not None:
                 on_batch(batch.num_rows, part)
-    return PartResult(part.file_index, part.index, first - part.first_row, stats)
+    return PartResult(part.file_index, part.index, first - part.first_row, stats, compared)
 
 
 def part_name(part: Part) -> str:
@@ -198,8 +208,11 @@ class Engine(ABC):
             )
             for fp in plan.files
         ]
+        shadow = ShadowStats() if job.shadow is not None else None
         for r in sorted(results, key=lambda r: (r.file_index, r.part)):
             stats.merge(r.stats)
+            if shadow is not None and r.shadow is not None:
+                shadow.merge(r.shadow)
             files[r.file_index].add(r.rows_read, r.stats)
         for fp in plan.files:
             inputs.check_unchanged(fp.src)
@@ -231,4 +244,5 @@ class Engine(ABC):
             path,
             gap,
             {"stream": round(t1 - t0, 3), "finalize": round(time.monotonic() - t1, 3)},
+            shadow,
         )

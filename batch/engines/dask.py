@@ -23,6 +23,7 @@ from distributed.scheduler import KilledWorker
 from batch.core.errors import BatchError, ClusterLost, ConfigError
 from batch.core.rules import REJECT_SCHEMA
 from batch.engines.base import Engine, Job, PartResult, part_name, score_part
+from batch.engines.challenger import widen_schema
 from batch.io import inputs, outputs
 from batch.io.plan import Plan
 from batch.io.read_errors import short_error
@@ -40,7 +41,7 @@ def _score_on_worker(part: Part, job: Job) -> PartResult:
     ctx = job.contexts[part.file_index]
     sink = PredictionSink(
         job.staged,
-        ctx.schema,
+        widen_schema(ctx.schema, job.shadow),
         REJECT_SCHEMA,
         part=part_name(part),
         numbers=ctx.numbers,
@@ -48,7 +49,8 @@ def _score_on_worker(part: Part, job: Job) -> PartResult:
         formats=job.output_formats,
     )
     try:
-        return score_part(part, ctx, job.predictor.load(), sink, job.chunk_rows)
+        shadow = job.shadow.bind() if job.shadow is not None else None
+        return score_part(part, ctx, job.predictor.load(), sink, job.chunk_rows, shadow=shadow)
     finally:
         sink.close()
 

@@ -67,6 +67,7 @@ class LocalEngine(Engine):
 
     def _run_parts(self, plan: Plan, job: Job) -> list[PartResult]:
         predict = job.predictor.load()
+        shadow = job.shadow.bind() if job.shadow is not None else None
         if self.pipeline:
             sink: PredictionSink = PipelinedSink(
                 job.staged,
@@ -100,6 +101,7 @@ class LocalEngine(Engine):
                             job.chunk_rows,
                             progress.update,
                             read_ahead=read_ahead,
+                            shadow=shadow,
                         )
                     )
         except BaseException:

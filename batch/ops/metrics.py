@@ -10,6 +10,7 @@ from typing import Any
 
 from batch.core import comparable
 from batch.core.documents import RunLine, RunReport
+from batch.core.documents.runs import RunChallenger
 from batch.storage import fs
 from batch.storage.location import Location
 
@@ -95,6 +96,22 @@ def outcome_from_run(
         model_version=(report.model_version if report else None) or summary.get("model_version"),
         run_dir=run_dir,
         **verdict_fields(report),
+        challenger=shadow_summary(report),
+    )
+
+
+def shadow_summary(report: RunReport | None) -> RunChallenger | None:
+    """The RunLine's short copy of the report's challenger section (None: no challenger)."""
+    if report is None or report.challenger is None:
+        return None
+    c = report.challenger
+    return RunChallenger(
+        version=c.version,
+        mean_abs_diff=c.mean_abs_diff,
+        mse=c.mse,
+        mae=c.mae,
+        challenger_mse=c.challenger_mse,
+        challenger_mae=c.challenger_mae,
     )
 
 

@@ -16,6 +16,7 @@ SCORE_FIELDS = [
     "output_dir",
     "input",
     "model_version",
+    "challenger",
     "feature_column",
     "target_column",
     "max_reject_fraction",

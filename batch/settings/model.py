@@ -130,6 +130,11 @@ class Settings(OutsideCallsAndScheduling):
     model_version: str = Field(
         "production", description="model to score with: production, latest or vN"
     )
+    challenger: str | None = Field(
+        None,
+        description="shadow-score with this version too (production, latest or vN): challenger_* "
+        "columns and the report's challenger section; none: off",
+    )
     max_reject_fraction: float = Field(
         0.1,
         ge=0,

@@ -1,9 +1,9 @@
 """output/runs/<id>/report.json and output/failed/<id>/report.json: one scoring run's report.
 
 Keys the first scorer already wrote are required; keys added later (first_rejects, target,
-interval, rejected_rooms, warnings, phases_seconds, failure, estimate, and some nested ones) are
-optional and None when absent, so reports of earlier runs still read. Unknown keys are carried
-at every level: other tools read these files, and later features add keys.
+interval, rejected_rooms, warnings, phases_seconds, failure, estimate, challenger, and some
+nested ones) are optional and None when absent, so reports of earlier runs still read. Unknown
+keys are carried at every level: other tools read these files, and later features add keys.
 """
 
 from __future__ import annotations
@@ -297,6 +297,33 @@ class Comparability(OpenPart):
     warnings: list[RunWarning]
 
 
+class ReportChallenger(OpenPart):
+    """A version scored in the shadow of the run's own (--challenger), on the same rows."""
+
+    version: str
+    rows: Count = Field(description="rows both versions scored")
+    mean_abs_diff: NonNegativeFloat | None = Field(
+        description="mean |challenger - main| of the predictions, $K; null: no rows"
+    )
+    max_abs_diff: NonNegativeFloat | None = Field(description="$K; null: no rows")
+    bands_apart: Share | None = Field(
+        description="share of rows whose two price bands do not overlap; null: a version "
+        "without a band, or no rows"
+    )
+    true_price_rows: Count = Field(description="rows with a true price")
+    mse: NonNegativeFloat | None = Field(description="the main version's; null: no true price")
+    mae: NonNegativeFloat | None = None
+    challenger_mse: NonNegativeFloat | None = None
+    challenger_mae: NonNegativeFloat | None = None
+    estimated_mae: NonNegativeFloat | None = Field(
+        default=None,
+        description="the main version's label-free estimate (null: the report has none)",
+    )
+    challenger_estimated_mae: NonNegativeFloat | None = Field(
+        default=None, description="the challenger's, from its own error profile, the same way"
+    )
+
+
 class RunReport(OpenDocument):
     """report.json of a scoring run (runs/<id> when it succeeded, failed/<id> when refused)."""
 
@@ -341,4 +368,7 @@ class RunReport(OpenDocument):
     comparability: Comparability | None = None
     estimate: ReportEstimate | None = Field(
         default=None, description="the label-free error estimate; absent in older reports"
+    )
+    challenger: ReportChallenger | None = Field(
+        default=None, description="the shadow-scored version (--challenger); absent: none"
     )

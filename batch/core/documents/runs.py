@@ -11,10 +11,23 @@ from batch.core.documents._base import (
     FiniteFloat,
     NonNegativeFloat,
     OpenDocument,
+    OpenPart,
     Sha256,
     Share,
     UtcTime,
 )
+
+
+class RunChallenger(OpenPart):
+    """What a runs.jsonl line keeps of its report's challenger section (read by promote's
+    --require-shadow without opening reports)."""
+
+    version: str
+    mean_abs_diff: NonNegativeFloat | None = Field(description="$K; null: no rows")
+    mse: NonNegativeFloat | None = Field(description="the main version's; null: no true price")
+    mae: NonNegativeFloat | None = None
+    challenger_mse: NonNegativeFloat | None = None
+    challenger_mae: NonNegativeFloat | None = None
 
 
 class RunLine(OpenDocument):
@@ -60,6 +73,9 @@ class RunLine(OpenDocument):
     )
     warning_kinds: dict[str, Count] = Field(
         default_factory=dict, description="the report's warnings per kind: units, drift, target"
+    )
+    challenger: RunChallenger | None = Field(
+        default=None, description="the report's challenger section, in short; null: none"
     )
 
     @model_validator(mode="before")
