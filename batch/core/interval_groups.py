@@ -1,0 +1,73 @@
+"""Which rooms group a row belongs to, for a price band calibrated per group (pure numpy).
+
+The rule (`--interval-groups rooms_decile`): cut the calibration rows at the deciles of their
+rooms (equal cut points count once); a row whose rooms equal a cut point belongs to the group
+above it. Then, while some group holds fewer than `min_rows` calibration rows (the least number
+for which the split-conformal rank ceil((n + 1)·level) is at most n), merge the smallest such
+group (the lowest of equals) with its smaller neighbour (the lower one on a tie) by dropping the
+cut point between them. The remaining cut points are the groups' edges: any row, calibration or
+scored, goes to group searchsorted(edges, rooms, side="right"), so rooms below the first edge
+use the lowest group and rooms above the last edge the highest.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+DECILES = 10
+BY = "rooms_decile"
+
+
+def decile_cuts(x: np.ndarray) -> list[float]:
+    """The distinct deciles of `x` (at most 9 cut points: 10 groups)."""
+    x = np.asarray(x, "float64").reshape(-1)
+    cuts = np.unique(np.quantile(x, np.linspace(0, 1, DECILES + 1)[1:-1]))
+    return [float(v) for v in cuts]
+
+
+def group_of(rooms: np.ndarray, edges: list[float]) -> np.ndarray:
+    """Each row's group index (0 to len(edges)); a row on an edge goes to the group above."""
+    x = np.asarray(rooms, "float64").reshape(-1)
+    which: np.ndarray = np.searchsorted(np.asarray(edges, "float64"), x, side="right")
+    return which
+
+
+def merge_small(edges: list[float], counts: list[int], min_rows: int) -> list[float]:
+    """`edges` with the cut points dropped that merge every group under `min_rows` rows into a
+    neighbour (see the module's rule); `counts` holds each group's rows (len(edges) + 1)."""
+    edges, counts = list(edges), list(counts)
+    if len(counts) != len(edges) + 1:
+        raise ValueError("needs one row count per group (one more than the edges)")
+    while len(counts) > 1 and min(counts) < min_rows:
+        i = counts.index(min(counts))
+        if i == 0:
+            j = 1
+        elif i == len(counts) - 1:
+            j = i - 1
+        else:
+            j = i - 1 if counts[i - 1] <= counts[i + 1] else i + 1
+        low = min(i, j)
+        counts[low] += counts[low + 1]
+        del counts[low + 1]
+        del edges[low]
+    return edges
+
+
+def rooms_groups(x: np.ndarray, min_rows: int) -> list[float]:
+    """The edges of the rooms groups of calibration rows `x`: deciles, small groups merged."""
+    cuts = decile_cuts(x)
+    which = group_of(x, cuts)
+    counts = np.bincount(which, minlength=len(cuts) + 1)
+    return merge_small(cuts, [int(n) for n in counts], min_rows)
+
+
+def quantile_at(rooms: np.ndarray, params: dict[str, Any]) -> Any:
+    """The conformal quantile each row's band uses: the one global quantile (a float) for a
+    band without groups, else each row's group's quantile (a float64 array)."""
+    groups = params.get("groups")
+    if not groups:
+        return params["quantile"]
+    q = np.asarray([g["quantile"] for g in groups["groups"]], "float64")
+    return q[group_of(rooms, groups["edges"])]
