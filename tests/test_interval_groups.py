@@ -13,7 +13,9 @@ from batch.core import interval_groups as ig
 from batch.core import intervals
 from batch.core.documents import parse_metadata
 from batch.core.documents._base import dump
+from tests.helpers import FAST_FIT, assert_failed, run_cli
 from tests.model_helpers import fake_metadata
+from tests.scoring_helpers import predictions, run_dir, score
 
 # -- the grouping rule ----------------------------------------------------------------------------
 
@@ -49,6 +51,16 @@ def test_small_groups_merge_with_their_smaller_neighbour():
     assert ig.merge_small([1.0, 2.0], [2, 2, 2], 9) == []
     with pytest.raises(ValueError):
         ig.merge_small([1.0], [1, 2, 3], 9)
+
+
+def test_edges_are_calibration_values_and_no_row_changes_group():
+    x = np.random.default_rng(5).normal(6.3, 0.7, 122).astype("float32").astype("float64")
+    cuts = ig.decile_cuts(x)
+    edges = ig.rooms_groups(x, 9)
+    assert np.array_equal(ig.group_of(x, edges), ig.group_of(x, cuts))
+    assert all(float(np.float32(e)) in set(x.tolist()) for e in edges)
+    # a scored row given as the edge's decimal text lands in the group above, as its row did
+    assert ig.group_of([float(str(np.float32(edges[3])))], edges).tolist() == [4]
 
 
 def test_deciles_of_the_calibration_rows_with_ties_counted_once():
@@ -176,3 +188,154 @@ def test_damaged_groups_are_refused_naming_the_field(change, words):
     doc["interval"]["groups"].update(change)
     with pytest.raises(ValueError, match=words):
         parse_metadata(json.dumps(doc), "models/v1/metadata.json")
+
+
+# -- through the real commands --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def grouped(tmp_path_factory) -> dict:
+    """A quick training with --interval-groups rooms_decile, and the Boston test rows (with
+    rooms beyond both ends of the training range) scored by both engines."""
+    from batch.model import datasets
+
+    base = tmp_path_factory.mktemp("groups")
+    models = base / "models"
+    trained = run_cli(
+        "jobs.train", "--models-dir", models, *FAST_FIT, "--interval-groups", "rooms_decile"
+    )
+    assert trained.code == 0, trained.stderr[-3000:]
+    data = datasets.load_boston()
+    rooms = np.concatenate([data.x_test.astype("float64"), [1.0, 3.0, 9.5, 15.0]])
+    prices = np.concatenate([data.y_test.astype("float64"), [5.0, 10.0, 50.0, 50.0]])
+    path = base / "in" / "rows.csv"
+    path.parent.mkdir()
+    path.write_text(
+        "id,rm,medv\n"
+        + "".join(
+            f"{i},{np.float32(r)},{np.float32(p)}\n" for i, (r, p) in enumerate(zip(rooms, prices))
+        )
+    )
+    runs = {}
+    for engine, extra in {"local": (), "dask": ("--engine", "dask", "--dask-workers", 2)}.items():
+        res = score(models, base / f"out-{engine}", path, extra=extra, subprocess=True)
+        runs[engine] = run_dir(res)
+    labels = base / "labels.csv"
+    labels.write_text("id,medv\n" + "".join(f"{i},{np.float32(p)}\n" for i, p in enumerate(prices)))
+    return {"models": models, "summary": trained.json, "runs": runs, "labels": labels, "base": base}
+
+
+def _meta(grouped) -> dict:
+    return json.loads((grouped["models"] / "v1" / "metadata.json").read_text())
+
+
+def test_train_publishes_the_groups_and_says_so(grouped):
+    band = _meta(grouped)["interval"]
+    groups = band["groups"]
+    assert grouped["summary"]["interval"]["groups"] == "rooms_decile"
+    assert groups["by"] == "rooms_decile" and groups["min_rows"] == 9
+    assert len(groups["groups"]) == len(groups["edges"]) + 1 >= 2
+    assert sum(g["rows"] for g in groups["groups"]) == band["calibration_rows"] == 122
+    assert all(g["rows"] >= 9 and g["guaranteed"] for g in groups["groups"])
+    # and the metadata reads back as the document
+    parse_metadata((grouped["models"] / "v1" / "metadata.json").read_text(), "v1")
+
+
+def _expected_band(meta: dict, rooms: np.ndarray, pred: np.ndarray):
+    band = meta["interval"]
+    s = band["scale"]
+    scale = np.maximum(
+        s["intercept"]
+        + s["slope_below"] * np.maximum(s["center"] - rooms, 0)
+        + s["slope_above"] * np.maximum(rooms - s["center"], 0),
+        s["floor"],
+    )
+    q = np.array([g["quantile"] for g in band["groups"]["groups"]])
+    edges32 = np.asarray(band["groups"]["edges"], "float32")
+    which = np.searchsorted(edges32, rooms.astype("float32"), side="right")
+    half = (q[which] * scale).astype("float32")
+    low = np.minimum(np.maximum(pred - half, np.float32(0)), pred)
+    return low, pred + half, which
+
+
+def test_each_scored_row_gets_the_band_of_its_group(grouped):
+    meta = _meta(grouped)
+    rows = predictions(grouped["runs"]["local"]).sort_values("source_row")
+    rooms = rows["rooms_used"].to_numpy("float64")
+    pred = rows["predicted_median_price_k"].to_numpy("float32")
+    low, high, which = _expected_band(meta, rooms, pred)
+    assert np.array_equal(rows["predicted_low_k"].to_numpy("float32"), low)
+    assert np.array_equal(rows["predicted_high_k"].to_numpy("float32"), high)
+    # rooms below the first edge and above the last use the end groups
+    last = len(meta["interval"]["groups"]["groups"]) - 1
+    assert which[rooms == 1.0].tolist() == [0] and which[rooms == 15.0].tolist() == [last]
+    assert set(which.tolist()) == set(range(last + 1))
+
+
+def test_the_report_shows_width_and_coverage_per_group(grouped):
+    meta = _meta(grouped)
+    folder = grouped["runs"]["local"]
+    report = json.loads((folder / "report.json").read_text())
+    found = report["interval"]["groups"]
+    rows = predictions(folder)
+    rooms = rows["rooms_used"].to_numpy("float64")
+    edges32 = np.asarray(meta["interval"]["groups"]["edges"], "float32")
+    which = np.searchsorted(edges32, rooms.astype("float32"), side="right")
+    price = rows["target_used"].to_numpy("float64")
+    inside = (price >= rows["predicted_low_k"]) & (price <= rows["predicted_high_k"])
+    assert len(found) == len(meta["interval"]["groups"]["groups"])
+    for i, group in enumerate(found):
+        assert group["rows"] == group["rows_with_price"] == int((which == i).sum())
+        assert group["coverage"] == pytest.approx(float(inside[which == i].mean()))
+    assert found[0]["rooms_from"] is None and found[-1]["rooms_to"] is None
+    edges = meta["interval"]["groups"]["edges"]
+    assert [g["rooms_from"] for g in found[1:]] == pytest.approx(edges, rel=1e-6)
+    # the edges are calibration rooms values, written as their float32's shortest decimals
+    assert all(e == float(str(np.float32(e))) for e in meta["interval"]["groups"]["edges"])
+    page = (folder / "report.html").read_text()
+    assert "id='band-groups'" in page and f"{found[0]['coverage']:.0%}" in page
+
+
+def test_both_engines_agree(grouped):
+    local, dask = (
+        predictions(grouped["runs"][e]).sort_values("source_row") for e in ("local", "dask")
+    )
+    for column in ("predicted_median_price_k", "predicted_low_k", "predicted_high_k"):
+        assert np.array_equal(local[column].to_numpy(), dask[column].to_numpy()), column
+    reports = [
+        json.loads((grouped["runs"][e] / "report.json").read_text()) for e in ("local", "dask")
+    ]
+    assert reports[0]["interval"]["groups"] == reports[1]["interval"]["groups"]
+
+
+def test_the_labels_results_show_coverage_per_group(grouped):
+    out = grouped["runs"]["local"].parent.parent
+    res = run_cli("jobs.labels", "--output-dir", out, "--key", "id", grouped["labels"])
+    assert res.code == 0, res.stderr[-3000:]
+    (result_file,) = (out / "labels").glob("*.json")
+    result = json.loads(result_file.read_text())
+    report = json.loads((grouped["runs"]["local"] / "report.json").read_text())
+    by_report = report["interval"]["groups"]
+    assert [(g["rooms_from"], g["rows"]) for g in result["groups"]] == [
+        (g["rooms_from"], g["rows"]) for g in by_report
+    ]
+    assert [g["coverage"] for g in result["groups"]] == pytest.approx(
+        [g["coverage"] for g in by_report]
+    )
+
+
+def test_a_global_band_writes_no_groups(models, tmp_path):
+    """The default (none): metadata, report and labels results carry no groups field."""
+    meta = (models / "v1" / "metadata.json").read_text()
+    assert '"groups"' not in meta
+    frame = "rm,medv\n6.0,20.0\n7.0,30.0\n"
+    (tmp_path / "in.csv").write_text(frame)
+    folder = run_dir(score(models, tmp_path / "out", tmp_path / "in.csv"))
+    assert '"groups"' not in (folder / "report.json").read_text()
+
+
+def test_an_unknown_grouping_exits_2_in_one_sentence(tmp_path):
+    res = run_cli("jobs.train", "--models-dir", tmp_path / "m", "--interval-groups", "bogus")
+    sentence = assert_failed(res, 2, "interval")
+    assert "none" in sentence and "rooms_decile" in sentence, sentence
+    assert not (tmp_path / "m" / "v1").exists()

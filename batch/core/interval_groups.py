@@ -5,9 +5,11 @@ rooms (equal cut points count once); a row whose rooms equal a cut point belongs
 above it. Then, while some group holds fewer than `min_rows` calibration rows (the least number
 for which the split-conformal rank ceil((n + 1)·level) is at most n), merge the smallest such
 group (the lowest of equals) with its smaller neighbour (the lower one on a tie) by dropping the
-cut point between them. The remaining cut points are the groups' edges: any row, calibration or
-scored, goes to group searchsorted(edges, rooms, side="right"), so rooms below the first edge
-use the lowest group and rooms above the last edge the highest.
+cut point between them. Each remaining cut point then moves up to the least calibration rooms
+value at or above it (no calibration row changes group), written as its float32's shortest
+decimal: these are the groups' edges. Any row, calibration or scored, goes to group
+searchsorted(edges, rooms, side="right") with both compared as float32 (as the model reads
+rooms), so rooms below the first edge use the lowest group and rooms above the last the highest.
 """
 
 from __future__ import annotations
@@ -28,9 +30,14 @@ def decile_cuts(x: np.ndarray) -> list[float]:
 
 
 def group_of(rooms: np.ndarray, edges: list[float]) -> np.ndarray:
-    """Each row's group index (0 to len(edges)); a row on an edge goes to the group above."""
-    x = np.asarray(rooms, "float64").reshape(-1)
-    which: np.ndarray = np.searchsorted(np.asarray(edges, "float64"), x, side="right")
+    """Each row's group index (0 to len(edges)); a row on an edge goes to the group above.
+
+    Rooms and edges are compared as float32, as the model reads rooms: a scored row whose text
+    is an edge's (5.6045) is on that edge, as the float32 calibration row it came from was.
+    """
+    x = np.asarray(rooms, "float64").reshape(-1).astype("float32")
+    cuts = np.asarray(edges, "float64").astype("float32")
+    which: np.ndarray = np.searchsorted(cuts, x, side="right")
     return which
 
 
@@ -56,11 +63,22 @@ def merge_small(edges: list[float], counts: list[int], min_rows: int) -> list[fl
 
 
 def rooms_groups(x: np.ndarray, min_rows: int) -> list[float]:
-    """The edges of the rooms groups of calibration rows `x`: deciles, small groups merged."""
+    """The edges of the rooms groups of calibration rows `x`: deciles, small groups merged,
+    each edge then moved up to the least calibration rooms value at or above it (no row changes
+    group) and written as that value's shortest decimal (see `_shortest`)."""
+    x = np.asarray(x, "float64").reshape(-1)
     cuts = decile_cuts(x)
-    which = group_of(x, cuts)
+    which = np.searchsorted(cuts, x, side="right")
     counts = np.bincount(which, minlength=len(cuts) + 1)
-    return merge_small(cuts, [int(n) for n in counts], min_rows)
+    edges = merge_small(cuts, [int(n) for n in counts], min_rows)
+    xs = np.sort(x)
+    return [_shortest(float(xs[np.searchsorted(xs, e, side="left")])) for e in edges]
+
+
+def _shortest(value: float) -> float:
+    """A rooms value as its float32's shortest decimal (5.6045, not 5.604500198364258): the
+    float32 that group_of compares, written as people and CSV files write it."""
+    return float(str(np.float32(value)))
 
 
 def quantile_at(rooms: np.ndarray, params: dict[str, Any]) -> Any:
