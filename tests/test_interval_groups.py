@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -34,8 +35,10 @@ def test_min_rows_at_the_usual_levels():
 
 def test_a_row_on_an_edge_goes_to_the_group_above_and_the_ends_extrapolate():
     edges = [5.0, 6.0, 7.0]
-    rooms = np.array([-1.0, 4.99, 5.0, 5.5, 6.0, 6.999, 7.0, 12.0, 1e20])
-    assert ig.group_of(rooms, edges).tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 3]
+    rooms = np.array([-1e300, -1.0, 4.99, 5.0, 5.5, 6.0, 6.999, 7.0, 12.0, 1e20, 1e300])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ig.group_of(rooms, edges).tolist() == [0, 0, 0, 1, 1, 2, 2, 3, 3, 3, 3]
 
 
 def test_small_groups_merge_with_their_smaller_neighbour():

@@ -35,7 +35,8 @@ def group_of(rooms: np.ndarray, edges: list[float]) -> np.ndarray:
     Rooms and edges are compared as float32, as the model reads rooms: a scored row whose text
     is an edge's (5.6045) is on that edge, as the float32 calibration row it came from was.
     """
-    x = np.asarray(rooms, "float64").reshape(-1).astype("float32")
+    with np.errstate(over="ignore"):  # rooms beyond float32 (1e39 and up) are inf: last group
+        x = np.asarray(rooms, "float64").reshape(-1).astype("float32")
     cuts = np.asarray(edges, "float64").astype("float32")
     which: np.ndarray = np.searchsorted(cuts, x, side="right")
     return which
