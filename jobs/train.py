@@ -27,6 +27,7 @@ FIELDS = [
     "seed",
     "promote_tolerance",
     "interval_level",
+    "interval_groups",
     "log_every_epochs",
     "openlineage_url",
     "openlineage_api_key",

@@ -286,7 +286,11 @@ def test_the_sessions_model_records_baseline_band_and_first_move(trained):
     assert band["scale_rows"] == "separate" and band["guaranteed"] is True
     assert band["test_rows"] == 102 and 0.8 <= band["test_coverage"] <= 0.98
     summary = trained["summary"]
-    assert summary["interval"] == {"level": 0.9, "test_coverage": band["test_coverage"]}
+    assert summary["interval"] == {
+        "level": 0.9,
+        "test_coverage": band["test_coverage"],
+        "groups": "none",
+    }
     assert summary["evaluated_on"]["sha256"] == meta.data.sha256
     (event,) = registry.history()
     assert (event.from_, event.to, event.command) == (None, "v1", "train (quality gate)")

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from batch.core import interval_groups
+
 log = logging.getLogger(__name__)
 
 METHOD = "split-conformal, locally scaled"
@@ -79,6 +81,7 @@ def calibrate(
     x_scale: np.ndarray | None = None,
     residuals_scale: np.ndarray | None = None,
     lower_bound: float | None = None,
+    groups: str = "none",
 ) -> dict[str, Any]:
     """Split-conformal band parameters for `level`, from held-out calibration rows.
 
@@ -90,6 +93,9 @@ def calibrate(
     themselves (a slight reuse that the guarantee does not cover).
     lower_bound: the least value the target can take (0 for a price); band() never reaches
     below it, which can only raise coverage.
+    groups: "none" (one quantile for all rows) or "rooms_decile": besides the global quantile,
+    one per rooms group of the calibration rows (batch.core.interval_groups), each from its own
+    rows' scores, so the promise holds within each group (Mondrian split conformal).
     Returns JSON-ready parameters for band().
     """
     if not 0 < level < 1:
@@ -109,9 +115,42 @@ def calibrate(
         "scale": scale_params,
         "lower_bound": None if lower_bound is None else float(lower_bound),
     }
-    scores = np.sort(np.abs(resid) / scale(x, params))
-    params.update(_quantile(scores, level))
+    scores = np.abs(resid) / scale(x, params)
+    params.update(_quantile(np.sort(scores), level))
+    if groups != "none":
+        params["groups"] = _group_quantiles(x, scores, level, groups)
     return params
+
+
+def min_rows(level: float) -> int:
+    """The fewest calibration rows n whose conformal rank ceil((n + 1)·level) is at most n
+    (9 at 0.9, 19 at 0.95): with fewer, the guarantee needs an unbounded band."""
+    n = 1
+    while conformal_rank(n, level) > n:
+        n += 1
+    return n
+
+
+def _group_quantiles(x: np.ndarray, scores: np.ndarray, level: float, by: str) -> dict[str, Any]:
+    """The rooms groups of the calibration rows and each one's conformal quantile."""
+    if by != interval_groups.BY:
+        raise ValueError(f"unknown interval groups {by!r}")
+    need = min_rows(level)
+    edges = interval_groups.rooms_groups(x, need)
+    which = interval_groups.group_of(x, edges)
+    bounds: list[float | None] = [None, *edges, None]
+    groups = []
+    for g in range(len(edges) + 1):
+        mine = np.sort(scores[which == g])
+        groups.append(
+            {
+                "rooms_from": bounds[g],
+                "rooms_to": bounds[g + 1],
+                "rows": len(mine),
+                **_quantile(mine, level),
+            }
+        )
+    return {"by": by, "min_rows": need, "edges": edges, "groups": groups}
 
 
 def _calibration_rows(
@@ -166,7 +205,7 @@ def band(
     if params is None:
         return None
     pred32 = np.asarray(pred, "float32").reshape(-1)
-    half = (params["quantile"] * scale(rooms, params)).astype("float32")
+    half = (interval_groups.quantile_at(rooms, params) * scale(rooms, params)).astype("float32")
     low = pred32 - half
     high = pred32 + half
     if params.get("lower_bound") is not None:

@@ -124,8 +124,9 @@ def calibrate_band(settings: Settings, data: datasets.TrainingData, trained: Fit
         settings.interval_level,
         x_scale=x_fit,
         residuals_scale=y_fit.astype("float64") - m.predict(net, x_fit),
-        lower_bound=0.0,
-    )  # a median price is never below $0K
+        lower_bound=0.0,  # a median price is never below $0K
+        groups=settings.interval_groups,
+    )
     pred_test = m.predict(net, data.x_test)
     bounds = intervals.band(data.x_test, pred_test, params)
     assert bounds is not None  # calibrated just above

@@ -113,10 +113,11 @@ def _log_fit(metadata: ModelMetadata, ev: Evaluation) -> None:
     )
     assert band is not None
     log.info(
-        "%.0f%% price band calibrated on %d %s rows: test coverage %.3f on %d rows",
+        "%.0f%% price band calibrated on %d %s rows (%s): test coverage %.3f on %d rows",
         100 * band.level,
         band.calibration_rows,
         band.calibration_source,
+        "one band" if band.groups is None else f"{len(band.groups.groups)} rooms groups",
         np.nan if band.test_coverage is None else band.test_coverage,
         band.test_rows,
     )
@@ -214,7 +215,11 @@ def _summary(
         "metrics": metadata.metrics.model_dump(mode="json"),
         "weight": ev.weight,
         "bias": ev.bias,
-        "interval": {"level": band.level, "test_coverage": band.test_coverage},
+        "interval": {
+            "level": band.level,
+            "test_coverage": band.test_coverage,
+            "groups": "none" if band.groups is None else band.groups.by,
+        },
         "models_dir": str(settings.models_dir),
     }
 

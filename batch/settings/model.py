@@ -111,6 +111,11 @@ class Settings(OutsideCallsAndScheduling):
         lt=1,
         description="price band: share of true prices the calibrated band should contain",
     )
+    interval_groups: Literal["none", "rooms_decile"] = Field(
+        "none",
+        description="price band: none (one band for all rooms) or rooms_decile (calibrated "
+        "per rooms decile of the calibration rows, small groups merged)",
+    )
     log_every_epochs: int = Field(
         10,
         ge=1,

@@ -72,6 +72,16 @@ class RoomsDecile(Part):
     estimated_mae: NonNegativeFloat | None
 
 
+class RoomsGroup(Part):
+    """The labelled rows of one rooms group the band was calibrated on (--interval-groups)."""
+
+    rooms_from: FiniteFloat | None = Field(description="the group's lower edge; null: no limit")
+    rooms_to: FiniteFloat | None = Field(description="its upper edge (not in it); null: no limit")
+    rows: Count
+    mae: NonNegativeFloat | None = Field(description="null: no labelled row in the group")
+    coverage: Share | None
+
+
 class LabelsResult(Document):
     """output/labels/<run_id>.json: one run's predictions joined with true prices."""
 
@@ -94,6 +104,9 @@ class LabelsResult(Document):
     realized: Realized
     estimated: Estimated
     deciles: list[RoomsDecile]
+    groups: list[RoomsGroup] | None = Field(
+        None, description="per rooms group of a band calibrated per group; absent: one band"
+    )
 
 
 class LabelsLine(Document):

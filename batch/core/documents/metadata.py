@@ -4,11 +4,12 @@ Keys the first trainer already wrote are required. Four came later and are absen
 versions published before them, so they are optional (None when absent), never made up:
 `baseline_mse` and `interval` (the sanity check and price bands), `fold` (the publish-time
 verification that lets the scorer skip TensorFlow) and `error_profile` (the label-free estimate).
+`interval.groups` is set only for a band calibrated per rooms group (absent: one global band).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -117,6 +118,35 @@ class BandScale(Part):
     floor: NonNegativeFloat
 
 
+class IntervalGroup(Part):
+    """One rooms group of a band calibrated per group: its rooms and its own quantile."""
+
+    rooms_from: FiniteFloat | None = Field(description="its lower edge (in it); null: no limit")
+    rooms_to: FiniteFloat | None = Field(description="its upper edge (not in it); null: no limit")
+    rows: Count = Field(description="calibration rows in it")
+    guaranteed: bool = Field(description="false when too few calibration rows for the level")
+    quantile_rank: Count
+    quantile: NonNegativeFloat = Field(description="its half-width is quantile x scale(rooms)")
+
+
+class IntervalGroups(Part):
+    """The band calibrated per rooms group (--interval-groups): each row uses its group's
+    quantile, the group being searchsorted(edges, rooms, side='right')."""
+
+    by: Literal["rooms_decile"] = Field(description="how the groups were made")
+    min_rows: Count = Field(description="the fewest calibration rows a group may hold")
+    edges: list[FiniteFloat] = Field(description="rooms cut points between groups, ascending")
+    groups: list[IntervalGroup]
+
+    @model_validator(mode="after")
+    def _edges_match(self) -> IntervalGroups:
+        if len(self.groups) != len(self.edges) + 1:
+            raise ValueError("must hold one group more than edges")
+        if any(a >= b for a, b in zip(self.edges, self.edges[1:])):
+            raise ValueError("edges must be strictly ascending")
+        return self
+
+
 class Interval(Part):
     """The calibrated price band (split-conformal, locally scaled) and its check on test rows."""
 
@@ -135,6 +165,9 @@ class Interval(Part):
     test_coverage: Share | None = Field(description="share of test prices inside; null: no rows")
     test_rows: Count
     test_mean_width: NonNegativeFloat | None
+    groups: IntervalGroups | None = Field(
+        None, description="per rooms group quantiles; absent: one band for all rooms"
+    )
 
 
 class ErrorProfile(Part):

@@ -140,6 +140,17 @@ class BandDecile(OpenPart):
     coverage: Share | None = Field(description="share of true prices inside; null: none")
 
 
+class BandGroup(OpenPart):
+    """The band in one rooms group it was calibrated on (--interval-groups), in the run's sample."""
+
+    rooms_from: FiniteFloat | None = Field(description="the group's lower edge; null: no limit")
+    rooms_to: FiniteFloat | None = Field(description="its upper edge (not in it); null: no limit")
+    rows: Count
+    mean_width: NonNegativeFloat | None = Field(description="high - low, $K; null: no rows")
+    rows_with_price: Count
+    coverage: Share | None = Field(description="share of true prices inside; null: none")
+
+
 class ReportInterval(OpenPart):
     """Whether the predictions carry a price band, and its promise."""
 
@@ -159,6 +170,11 @@ class ReportInterval(OpenPart):
         default=None, description="width (and coverage) per rooms decile of the sample"
     )
     sample_rows: Count | None = None
+    groups: list[BandGroup] | None = Field(
+        default=None,
+        description="width (and coverage) per rooms group the band was calibrated on; "
+        "absent: one band for all rooms",
+    )
 
 
 class ReportEstimate(OpenPart):

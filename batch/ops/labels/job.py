@@ -110,7 +110,14 @@ def _result(
         realized=join.realized(rows, level),
         estimated=join.estimated(rows, report),
         deciles=join.deciles(rows, report),
+        **_groups(rows, report),
     )
+
+
+def _groups(rows: Any, report: Any) -> dict[str, Any]:
+    """The groups field, set only for a band calibrated per group (else absent, as before)."""
+    found = join.groups(rows, report)
+    return {} if found is None else {"groups": found}
 
 
 def _write(settings: Settings, found: list[LabelsResult]) -> dict[str, results.Outcome]:

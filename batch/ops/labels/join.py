@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from batch.core import units
+from batch.core import interval_groups, units
 from batch.core.documents import RunReport
-from batch.core.documents.labels import Estimated, KeyCounts, Realized, RoomsDecile
+from batch.core.documents.labels import Estimated, KeyCounts, Realized, RoomsDecile, RoomsGroup
 from batch.core.errors import InputError
 from batch.ops.labels.estimate import subset
 
@@ -143,6 +143,33 @@ def deciles(rows: pd.DataFrame, report: RunReport) -> list[RoomsDecile]:
                 mae=float(err.mean()),
                 coverage=float(inside.mean()) if banded else None,
                 estimated_mae=None if est is None else est[0],
+            )
+        )
+    return out
+
+
+def groups(rows: pd.DataFrame, report: RunReport) -> list[RoomsGroup] | None:
+    """MAE and coverage per rooms group of a band calibrated per group (the groups of the run's
+    report, each labelled row placed as the scorer placed it); None for a global band."""
+    found = report.interval.groups if report.interval is not None else None
+    if not found:
+        return None
+    rooms = rows["rooms"].to_numpy("float64")
+    edges = [g.rooms_to for g in found[:-1] if g.rooms_to is not None]
+    which = interval_groups.group_of(rooms, edges)
+    which[~np.isfinite(rooms)] = -1
+    out = []
+    for i, group in enumerate(found):
+        part = rows[which == i]
+        inside, banded = _inside(part)
+        err = np.abs(part["pred"].to_numpy("float64") - part["label"].to_numpy("float64"))
+        out.append(
+            RoomsGroup(
+                rooms_from=group.rooms_from,
+                rooms_to=group.rooms_to,
+                rows=len(part),
+                mae=float(err.mean()) if len(part) else None,
+                coverage=float(inside.mean()) if banded else None,
             )
         )
     return out

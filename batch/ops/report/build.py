@@ -190,7 +190,7 @@ def interval(version: str, meta: ModelMetadata, stats: RunStats | None = None) -
             note=f"model {version} was trained before price bands existed, so "
             "predicted_low_k and predicted_high_k are empty; retrain to get them",
         )
-    return ReportInterval(
+    found = ReportInterval(
         available=True,
         level=band.level,
         method=band.method,
@@ -201,6 +201,9 @@ def interval(version: str, meta: ModelMetadata, stats: RunStats | None = None) -
         deciles=None if stats is None else band_rows.deciles(stats, meta),
         sample_rows=None if stats is None else len(stats.sample.cols.get("rooms", ())),
     )
+    if band.groups is not None:  # set only then: a report of a global band stays as it was
+        found.groups = None if stats is None else band_rows.groups(stats, meta)
+    return found
 
 
 def _first_reject(row: dict[str, Any]) -> RejectedRow:

@@ -74,6 +74,7 @@ def render_html(rep: RunReport, images: dict[str, bytes]) -> str:
         target_column=_target_column(rep),
         drift_rows=_drift_rows(rep),
         band_rows=_band_rows(rep),
+        group_rows=_group_rows(rep),
         figures=[(CAPTIONS[name], images[name]) for name in CAPTIONS if name in images],
     )
 
@@ -183,6 +184,22 @@ def _band_rows(rep: RunReport) -> list[list[Any]]:
             "-" if d.coverage is None else f"{d.coverage:.0%}",
         ]
         for d in found or []
+    ]
+
+
+def _group_rows(rep: RunReport) -> list[list[Any]]:
+    """The band's rows per rooms group it was calibrated on (none for a global band)."""
+    found = rep.interval.groups if rep.interval else None
+    return [
+        [
+            "(lowest)" if g.rooms_from is None else g.rooms_from,
+            "(highest)" if g.rooms_to is None else g.rooms_to,
+            g.rows,
+            g.mean_width,
+            g.rows_with_price,
+            "-" if g.coverage is None else f"{g.coverage:.0%}",
+        ]
+        for g in found or []
     ]
 
 
