@@ -77,21 +77,29 @@ def _exact_ints(meta: pq.FileMetaData, schema: pa.Schema) -> frozenset[str]:
     if not wide:
         return frozenset(exact)
     ok = dict.fromkeys(wide, True)
-    for rg in range(meta.num_row_groups):
+    for _, name, stats in _statistics(meta, wide):
+        if (
+            stats is None
+            or not stats.has_min_max
+            or max(abs(stats.min), abs(stats.max)) > FLOAT64_EXACT_INT
+        ):
+            ok[name] = False
+    exact.update(n for n, good in ok.items() if good)
+    return frozenset(exact)
+
+
+def _statistics(
+    meta: pq.FileMetaData, names: list[str]
+) -> Iterator[tuple[pq.RowGroupMetaData, str, pq.Statistics | None]]:
+    """(row group, column name, its statistics or None) for each named column of each row
+    group that holds rows."""
+    for rg in range(meta.num_row_groups) if names else ():
         group = meta.row_group(rg)
         if not group.num_rows:
             continue
         where = {group.column(j).path_in_schema: j for j in range(group.num_columns)}
-        for name in wide:
-            stats = group.column(where[name]).statistics if name in where else None
-            if (
-                stats is None
-                or not stats.has_min_max
-                or max(abs(stats.min), abs(stats.max)) > FLOAT64_EXACT_INT
-            ):
-                ok[name] = False
-    exact.update(n for n, good in ok.items() if good)
-    return frozenset(exact)
+        for name in names:
+            yield group, name, group.column(where[name]).statistics if name in where else None
 
 
 def _small_uint64(meta: pq.FileMetaData, schema: pa.Schema) -> frozenset[str]:
@@ -99,17 +107,11 @@ def _small_uint64(meta: pq.FileMetaData, schema: pa.Schema) -> frozenset[str]:
     without them stays uint64: nothing proves its values fit)."""
     wide = [n for n, t in zip(schema.names, schema.types) if value_type(t) == pa.uint64()]
     ok = dict.fromkeys(wide, True)
-    for rg in range(meta.num_row_groups) if wide else ():
-        group = meta.row_group(rg)
-        if not group.num_rows:
-            continue
-        where = {group.column(j).path_in_schema: j for j in range(group.num_columns)}
-        for name in wide:
-            stats = group.column(where[name]).statistics if name in where else None
-            if stats is not None and stats.has_null_count and stats.null_count == group.num_rows:
-                continue  # all null here
-            if stats is None or not stats.has_min_max or stats.max > INT64_MAX:
-                ok[name] = False
+    for group, name, stats in _statistics(meta, wide):
+        if stats is not None and stats.has_null_count and stats.null_count == group.num_rows:
+            continue  # all null here
+        if stats is None or not stats.has_min_max or stats.max > INT64_MAX:
+            ok[name] = False
     return frozenset(n for n, good in ok.items() if good)
 
 
