@@ -24,7 +24,7 @@ from batch.io.plan import Plan, plan_inputs
 from batch.io.source import Limits
 from batch.model.network import Predictor
 from batch.model.registry import Registry
-from batch.ops import ledger, report
+from batch.ops import days, ledger, report
 from batch.ops.lineage import Lineage, arrow_schema, input_quality, score_inputs, score_outputs
 from batch.ops.report.phases import Phases
 from batch.settings import Settings
@@ -35,43 +35,39 @@ log = logging.getLogger(__name__)
 STOP_LINEAGE_SECONDS = 1.0  # the FAIL event of a run stopped by a signal waits at most this long
 
 
-def score(settings: Settings) -> dict[str, Any]:
+def score(settings: Settings, day_rule: days.DayRule = None) -> dict[str, Any]:
     """Run one scoring run end to end; returns the JSON summary (raises BatchError on failure).
 
-    Whatever the outcome, it is then recorded for operators (runs.jsonl, the Prometheus textfile,
-    index.html; see batch.ops.monitoring), which never changes the outcome itself.
+    `day_rule` is a backfill's (batch.ops.days): skip a logical date already scored, or
+    re-score it and mark the earlier runs superseded. Whatever the outcome, it is then recorded
+    for operators (runs.jsonl, the Prometheus textfile, index.html; see batch.ops.monitoring),
+    which never changes the outcome itself; a skipped day is no run and records nothing.
     """
     from batch.ops.monitoring import after_score
 
+    settings = days.for_day(settings)
     memory.fit_address_space()
     started = dt.datetime.now(dt.UTC)
+    day = {"logical_date": days.day_text(settings)}
     try:
-        summary = _score(settings, started)
+        summary = _score(settings, started, day_rule)
     except BatchError as exc:
+        failed = {"status": "failed", "exit_code": exc.exit_code, "error": str(exc), **day}
         after_score(
-            settings,
-            {
-                "status": "failed",
-                "exit_code": exc.exit_code,
-                "error": str(exc),
-                **(getattr(exc, "summary", {}) or {}),
-            },
-            exc.exit_code,
-            started,
+            settings, {**failed, **(getattr(exc, "summary", {}) or {})}, exc.exit_code, started
         )
         raise
     except KeyboardInterrupt:
-        after_score(settings, {"status": "interrupted", "exit_code": 130}, 130, started)
+        after_score(settings, {"status": "interrupted", "exit_code": 130, **day}, 130, started)
         raise
     except Exception:
+        error = "unexpected failure (a bug)"
         after_score(
-            settings,
-            {"status": "failed", "exit_code": 1, "error": "unexpected failure (a bug)"},
-            1,
-            started,
+            settings, {"status": "failed", "exit_code": 1, "error": error, **day}, 1, started
         )
         raise
-    after_score(settings, summary, 0, started)
+    if summary["status"] != days.ALREADY_SCORED:
+        after_score(settings, summary, 0, started)
     return summary
 
 
@@ -92,6 +88,8 @@ class _Run:
     challenger: str | None = None  # the version scored in the main one's shadow (--challenger)
     shadow: tuple[Shadow, ModelMetadata] | None = None  # and once loaded, with its metadata
     written_types: list[tuple[str, str]] | None = None  # predictions.parquet's, for lineage
+    day_rule: days.DayRule = None  # a backfill's: skip a day already done, or re-score it
+    supersedes: list[str] | None = None  # the earlier runs of the day this one re-scores
 
     @property
     def domain(self) -> tuple[float, float]:
@@ -110,13 +108,14 @@ class _Verdict:
         return self.rep.failure is not None
 
 
-def _score(settings: Settings, started: dt.datetime) -> dict[str, Any]:
+def _score(settings: Settings, started: dt.datetime, day_rule: days.DayRule) -> dict[str, Any]:
     phases = Phases()
     registry, version = _fail_fast(settings)
     run_id = new_run_id(started)
     lineage = Lineage.from_settings(settings, "score", run_id)
     out = rundir.OutputDir(settings.output_dir)
     run = _Run(settings, started, run_id, registry, version, out, lineage, phases)
+    run.day_rule = day_rule
     run.challenger = registry.resolve(settings.challenger) if settings.challenger else None
     out.lock(run_id)  # nothing between here and the try: the finally below releases the lock
     try:
@@ -146,6 +145,11 @@ def _fail_fast(settings: Settings) -> tuple[Registry, str]:
 def _score_locked(run: _Run) -> dict[str, Any]:
     """The steps once the output lock is held: model -> plan -> engine -> report -> publish."""
     run.out.clean_leftovers()
+    earlier = days.earlier_runs(run.settings, run.day_rule)  # under the lock: no race
+    if earlier and run.day_rule == "skip":
+        log.info("%s was scored already by %s: skipped", days.day_text(run.settings), earlier[-1])
+        return days.already_scored(run.settings, earlier)
+    run.supersedes = earlier
     model, meta, predictor = load_model(run.registry, run.version)
     run.shadow = load_shadow(run.registry, run.challenger) if run.challenger else None
     run.phases.end("model")
@@ -207,6 +211,7 @@ def _nothing_new(run: _Run, plan: Plan) -> dict[str, Any]:
         "rows_scored": 0,
         "rows_rejected": 0,
         "skipped_inputs": len(plan.skipped),
+        "logical_date": days.day_text(run.settings),
         "warnings": [],
     }
 
@@ -266,6 +271,7 @@ def _report(run: _Run, plan: Plan, result: EngineResult, metadata: ModelMetadata
         predictor=result.prediction_path,
         reject_fraction=fraction,
     )
+    rep.supersedes = list(run.supersedes or [])
     if run.shadow is not None and result.shadow is not None:
         rep.challenger = report.challenger(
             run.challenger or "", run.shadow[1], result.shadow, rep, result.stats
@@ -317,7 +323,10 @@ def _publish(run: _Run, plan: Plan, verdict: _Verdict, result: EngineResult) -> 
         "warnings": rep.warnings or [],
         "comparable": rep.comparable,
         "drift": report.drift_summary(rep),
+        "logical_date": days.day_text(run.settings),
     }
+    if rep.supersedes:
+        summary["supersedes"] = rep.supersedes
     if verdict.refused:
         _refuse(run, verdict, summary)
     interrupts.hold()  # from the rename on, the run is reported as published
@@ -354,7 +363,8 @@ def _record(run: _Run, rep: RunReport) -> None:
     The run is published already: a ledger that cannot be written is a warning, and its
     report still remembers the inputs until the run is pruned."""
     try:
-        ledger.record(run.settings.output_dir, run.run_id, rep.inputs, dt.datetime.now(dt.UTC))
+        now = dt.datetime.now(dt.UTC)
+        ledger.record(run.settings.output_dir, run.run_id, rep.inputs, now, rep.logical_date)
     except OSError as exc:
         log.warning("could not add run %s to the ledger (%s)", run.run_id, exc)
 

@@ -12,7 +12,8 @@ from jobs import _cli
 from jobs.score import FIELDS as SCORE_FIELDS
 
 FIELDS = SCORE_FIELDS + SCHEDULE_FIELDS
-# The scheduler sets these for each run itself (--nominal-time: the fire's scheduled time).
+# The scheduler sets these for each run itself (--nominal-time: the fire's scheduled time;
+# --logical-date, the fire's day, is its own flag only to pin one day for every fire).
 FIELDS = [f for f in FIELDS if f not in ("new_only", "nominal_time")]
 
 

@@ -76,3 +76,30 @@ def test_index_html_fits_1280_pixels_without_scrolling_sideways(browser, scored_
     assert fit["innerWidth"] == 1280 and fit["cells"] > 0
     assert fit["scrollWidth"] <= fit["innerWidth"], fit
     assert not fit["wrapped"], f"numbers wrapped onto two lines: {fit['wrapped']}"
+
+
+def test_index_html_with_backfill_days_and_a_shadow_still_fits_1280_pixels(
+    browser, models, tmp_path
+):
+    """Days (for ...), superseded runs and a challenger's cell add lines, never width."""
+    import shutil
+
+    from jobs.score import main
+    from tests.helpers import run_main
+
+    for day in ("2026-11-01", "2026-11-02"):
+        (tmp_path / "in" / day).mkdir(parents=True)
+        shutil.copy(REPO / "sample_inputs" / "suburbs_north.csv", tmp_path / "in" / day)
+    out = tmp_path / "out"
+    base = ["--models-dir", models, "--output-dir", out, "--input", tmp_path / "in" / "{date}"]
+    for extra in ([], ["--force"], ["--force", "--challenger", "production"]):
+        res = run_main(main, [*base, "--backfill", "2026-11-01..2026-11-02", *extra])
+        assert res.code == 0, res.stderr[-3000:]
+    visit = browser.visit(out / "index.html", viewport=(1280, 800), probe=FIT)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "index-backfill-1280.png").write_bytes(visit.screenshot)
+    fit = visit.probe
+    assert fit["scrollWidth"] <= fit["innerWidth"], fit
+    assert not fit["wrapped"], f"numbers wrapped onto two lines: {fit['wrapped']}"
+    assert visit.text.count("for 2026-11-01") == 3 and "superseded by" in visit.text
+    assert "shadow v1" in visit.text

@@ -58,7 +58,7 @@ def test_list_table_marks_latest_and_show_prints_the_report_summary(scored_outpu
     res = runs_main("list", "--output-dir", out)
     assert res.code == 0, res.stderr
     header, *rows = res.stdout.strip().splitlines()
-    assert header.split()[:4] == ["run_id", "started", "status", "exit"]
+    assert header.split()[:5] == ["run_id", "started", "day", "status", "exit"]
     assert len(rows) == 4
     assert f"{second['run_id']} (LATEST)" in rows[1]
 

@@ -551,3 +551,25 @@ def test_an_unreachable_endpoint_fails_fast(store, local_models, tmp_path):
     assert result.code == 7, result.stderr
     assert "cannot be reached" in one_error_sentence(result.stderr)
     assert "AWS_ENDPOINT_URL" in one_error_sentence(result.stderr)
+
+
+def test_a_backfill_over_dated_prefixes_skips_a_missing_day_and_then_scores_nothing(
+    store, s3_models
+):
+    s3 = client(store)
+    for day in ("2026-11-01", "2026-11-03"):
+        s3.put_object(Bucket=BUCKET, Key=f"daily/{day}/a.csv", Body=SAMPLE_CSV.read_bytes())
+    args = ["--models-dir", s3_models, "--output-dir", f"s3://{BUCKET}/backfill"]
+    args += ["--input", f"s3://{BUCKET}/daily/{{date}}/", "--backfill", "2026-11-01..2026-11-03"]
+    first = score(*args)
+    assert first.code == 0, first.stderr[-3000:]
+    assert [r["status"] for r in first.json["runs"]] == ["succeeded", "no_input", "succeeded"]
+    lines = [json.loads(x) for x in read_key(store, "backfill/runs.jsonl").decode().splitlines()]
+    assert [(x["logical_date"], x["status"]) for x in lines] == [
+        ("2026-11-01", "succeeded"),
+        ("2026-11-02", "no_input"),
+        ("2026-11-03", "succeeded"),
+    ]
+    again = score(*args)
+    assert again.code == 0, again.stderr[-3000:]
+    assert (again.json["scored"], again.json["skipped"], again.json["no_input"]) == (0, 2, 1)

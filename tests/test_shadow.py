@@ -182,3 +182,10 @@ def test_a_damaged_challenger_stops_the_run_like_a_damaged_model_version(two, tm
     assert not (tmp_path / "out" / "runs").is_dir() or not any(
         (tmp_path / "out" / "runs").iterdir()
     )
+
+
+def test_a_challenger_of_none_is_off_like_an_unset_one(settings):
+    assert settings(challenger="none").challenger is None
+    assert settings(challenger="None").challenger is None
+    assert settings(challenger=" ").challenger is None
+    assert settings(challenger="v2").challenger == "v2"

@@ -68,6 +68,22 @@ def note_link(path: fs.Location) -> None:
         )
 
 
+def names_files(entry: str) -> bool:
+    """Whether an --input entry names at least one file to score: a file that exists, or a
+    folder or glob holding a supported one (a missing path is False, not an error; a listing
+    that fails, or a file of another kind, is InputError as in resolve_inputs)."""
+    if not fs.is_pattern(entry):
+        try:
+            with fs.storage(entry):
+                if not fs.path(entry).expanduser().exists():
+                    return False
+        except fs.StorageError as exc:
+            raise InputError(f"cannot look for input {entry!r}: {exc}") from None
+        except ValueError as exc:
+            raise InputError(f"input {entry!r}: {exc}") from None
+    return bool(resolve_inputs([entry]))
+
+
 def _resolve(entry: str) -> list[fs.Location]:
     """The files of one --input entry (see resolve_inputs)."""
     found: list[fs.Location] = []

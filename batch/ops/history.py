@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from batch.core.documents import (
@@ -112,6 +112,7 @@ class RunEntry:
     report: RunReport | None = None
     log_number: int | None = None  # its line in runs.jsonl, when it has one
     problem: str | None = None  # one sentence: what is damaged
+    superseded_by: str | None = None  # the later run of the same day that re-scored it (--force)
 
     @property
     def started(self) -> dt.datetime:
@@ -127,7 +128,7 @@ class RunEntry:
         )
         if self.outcome is not None:
             fields.update(self.outcome.model_dump(mode="json", exclude={"schema_version"}))
-        fields.update(run_id=self.run_id, run_dir=self.run_dir)
+        fields.update(run_id=self.run_id, run_dir=self.run_dir, superseded_by=self.superseded_by)
         if self.problem is not None:
             fields.update(status=DAMAGED, error=self.problem)
         if self.run_dir:
@@ -160,7 +161,42 @@ def collect(output_dir: Location) -> list[RunEntry]:
             if run is not None:
                 runs.append(run)
     runs.sort(key=lambda r: (r.started, r.run_id or ""), reverse=True)
-    return runs
+    return _mark_superseded(runs)
+
+
+def _mark_superseded(runs: list[RunEntry]) -> list[RunEntry]:
+    """Each run a later one re-scored (its `supersedes`) marked with that later run's id."""
+    by: dict[str, str] = {}
+    for run in reversed(runs):  # oldest first: the newest re-score has the last word
+        for old in run.outcome.supersedes if run.outcome and run.run_id else ():
+            by[old] = str(run.run_id)
+    return [replace(r, superseded_by=by[r.run_id]) if r.run_id in by else r for r in runs]
+
+
+def published(run: RunEntry) -> bool:
+    """Whether a run succeeded and its folder is under runs/ (what a backfill counts as done)."""
+    return (
+        run.outcome is not None
+        and run.outcome.status == "succeeded"
+        and (run.run_dir or "").startswith("runs/")
+    )
+
+
+def days_done(output_dir: Location) -> dict[dt.date, list[str]]:
+    """Each logical date a published run scored, with those runs' ids, oldest first: from the
+    run folders and runs.jsonl, and from the ledger, which outlives prune (a day whose runs
+    were pruned stays done)."""
+    from batch.ops import ledger
+
+    days: dict[dt.date, list[str]] = {}
+    for run in reversed(collect(output_dir)):
+        if published(run) and run.outcome and run.outcome.logical_date and run.run_id:
+            days.setdefault(dt.date.fromisoformat(run.outcome.logical_date), []).append(run.run_id)
+    for line in ledger.read(output_dir):
+        day = dt.date.fromisoformat(line.logical_date) if line.logical_date else None
+        if day is not None and line.run_id not in days.get(day, []):
+            days.setdefault(day, []).append(line.run_id)
+    return days
 
 
 def _loose(entry: LogEntry) -> RunEntry:

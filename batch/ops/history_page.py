@@ -18,13 +18,16 @@ INDEX = "index.html"
 
 def _trend_pngs(runs: list[RunEntry]) -> list[tuple[str, bytes]]:
     """Trend plots over the comparable runs that scored something (oldest to newest): a run
-    that is not comparable (batch.core.comparable) adds no point to any trend."""
+    that is not comparable (batch.core.comparable), or whose day a later run re-scored
+    (superseded), adds no point to any trend."""
     from batch.ops import plots
 
     done: list[tuple[RunLine, float | None]] = []
     for run in reversed(runs):
-        if run.run_dir and run.outcome is not None and run.outcome.comparable is not False:
-            done.append((run.outcome, run.report.max_reject_fraction if run.report else None))
+        line = run.outcome
+        if not run.run_dir or line is None or line.comparable is False or run.superseded_by:
+            continue
+        done.append((line, run.report.max_reject_fraction if run.report else None))
     if not done:
         return []
     when = [parse_time(o.started_at) for o, _ in done]

@@ -22,11 +22,24 @@ log = logging.getLogger(__name__)
 LEDGER = "ledger.jsonl"
 
 
-def record(output_dir: Location, run_id: str, inputs: list[ReportInput], when: dt.datetime) -> None:
-    """Append the inputs a published run scored (one write per line: concurrent runs never mix)."""
+def record(
+    output_dir: Location,
+    run_id: str,
+    inputs: list[ReportInput],
+    when: dt.datetime,
+    logical_date: str | None = None,
+) -> None:
+    """Append the inputs a published run scored (one write per line: concurrent runs never mix),
+    with the run's logical date (a backfill's memory of the days done, which outlives prune)."""
     stamp = when.astimezone(dt.UTC).isoformat(timespec="seconds")
     for item in inputs:
-        line = LedgerLine(path=item.path, sha256=item.sha256, run_id=run_id, scored_at=stamp)
+        line = LedgerLine(
+            path=item.path,
+            sha256=item.sha256,
+            run_id=run_id,
+            scored_at=stamp,
+            logical_date=logical_date,
+        )
         fs.append_line(output_dir / LEDGER, dump(line))
 
 

@@ -97,6 +97,8 @@ def outcome_from_run(
         run_dir=run_dir,
         **verdict_fields(report),
         challenger=shadow_summary(report),
+        logical_date=(report.logical_date if report else None) or summary.get("logical_date"),
+        supersedes=report.supersedes if report else [],
     )
 
 

@@ -20,6 +20,7 @@ from batch.storage.location import Location
 TABLE_HEADER = [
     "run_id",
     "started",
+    "day",
     "status",
     "exit",
     "rows_read",
@@ -56,7 +57,8 @@ def _row(run: dict[str, Any], latest: str | None) -> list[str]:
     return [
         run_id,
         str(run["started_at"] or "").replace("+00:00", "Z"),
-        run["status"] or "",
+        run["logical_date"] or "-",
+        (run["status"] or "") + (" (superseded)" if run["superseded_by"] else ""),
         "" if run["exit_code"] is None else str(run["exit_code"]),
         _num(run["rows_read"]),
         _num(run["rows_scored"]),
@@ -100,6 +102,12 @@ def summary_text(run: RunEntry) -> str:
         f"run {view['run_id'] or '-'}: {view['status']} (exit {view['exit_code']})",
         f"started {view['started_at']}, took {_num(view['duration_seconds'], '.1f')} s",
     ]
+    if view["logical_date"]:
+        lines.append(f"logical date: {view['logical_date']}")
+    if view["supersedes"]:
+        lines.append(f"supersedes (re-scored the same day): {', '.join(view['supersedes'])}")
+    if view["superseded_by"]:
+        lines.append(f"superseded by {view['superseded_by']} (the same day, re-scored)")
     if view["error"]:
         lines.append(f"error: {view['error']}")
     if run.report is None:

@@ -15,24 +15,35 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from batch.core import dates
 from batch.core.errors import EXIT_CODES, BatchError
 from batch.settings import SCORE_FIELDS, Settings, flag_name
 
 log = logging.getLogger(__name__)
 
 # Everything a scoring run takes, except what the scheduler sets itself (inputs, --new-only,
-# the fire's --nominal-time).
-PASSED_ON = [f for f in SCORE_FIELDS if f not in ("input", "new_only", "nominal_time")]
+# the fire's --nominal-time and --logical-date).
+SET_PER_FIRE = ("input", "new_only", "nominal_time", "logical_date")
+PASSED_ON = [f for f in SCORE_FIELDS if f not in SET_PER_FIRE]
 
 
-def scorer_command(settings: Settings, nominal: dt.datetime | None = None) -> list[str]:
-    """The scorer's command line carrying this scheduler's resolved settings, and the fire's
-    scheduled time (the lineage events' nominalTime) when there is one."""
+def scorer_command(
+    settings: Settings, nominal: dt.datetime | None = None, now: dt.datetime | None = None
+) -> list[str]:
+    """The scorer's command line carrying this scheduler's resolved settings, the fire's
+    scheduled time (the lineage events' nominalTime) when there is one, and its logical date:
+    the day of the scheduled time (else of `now`) in the schedule's time zone, which fills a
+    {date} in --input."""
     cmd = [sys.executable, "-m", "jobs.score", "--new-only"]
     for entry in settings.input:
         cmd += ["--input", entry]
     if nominal is not None:
         cmd += ["--nominal-time", nominal.isoformat()]
+    if settings.logical_date is not None:  # pinned by the operator: every fire stands for it
+        cmd += ["--logical-date", settings.logical_date.isoformat()]
+    else:
+        moment = nominal or now or dt.datetime.now(dt.UTC)
+        cmd += ["--logical-date", dates.day_of(moment, settings.timezone).isoformat()]
     for name in PASSED_ON:
         value = getattr(settings, name)
         if value is not None:

@@ -37,6 +37,7 @@ SCORE_FIELDS = [
     "openlineage_api_key",
     "openlineage_file",
     "nominal_time",
+    "logical_date",
     "http_timeout_s",
     "s3_timeout_s",
     "s3_lease_seconds",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -241,6 +243,12 @@ class Settings(OutsideCallsAndScheduling):
         "offset), sent as the lineage events' nominalTime; the scheduler passes each fire's "
         "time; unset: none",
     )
+    logical_date: dt.date | None = Field(
+        None,
+        description="the day this run's input stands for (YYYY-MM-DD): fills a {date} in "
+        "--input and is recorded in report.json, runs.jsonl and index.html; the scheduler "
+        "passes each fire's date, --backfill each day's; unset: none",
+    )
 
     @field_validator("input", mode="before")
     @classmethod
@@ -268,6 +276,8 @@ class Settings(OutsideCallsAndScheduling):
         "openlineage_api_key",
         "openlineage_file",
         "nominal_time",
+        "logical_date",
+        "challenger",
         "retention",
         "retention_days",
         mode="before",
@@ -277,6 +287,20 @@ class Settings(OutsideCallsAndScheduling):
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+    @field_validator("challenger", mode="before")
+    @classmethod
+    def _none_is_off(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() == "none":
+            return None
+        return value
+
+    @field_validator("logical_date", mode="before")
+    @classmethod
+    def _plain_day(cls, value: object) -> object:
+        if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+            raise ValueError("expected a date as YYYY-MM-DD, e.g. 2026-11-01")
+        return value.strip() if isinstance(value, str) else value
 
     @field_validator("openlineage_url")
     @classmethod

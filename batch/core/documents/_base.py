@@ -63,7 +63,19 @@ def _sha256(value: str) -> str:
     return value
 
 
+def _day(value: str) -> str:
+    """A calendar day as YYYY-MM-DD (kept as the text the product wrote)."""
+    try:
+        if len(value) != 10:
+            raise ValueError(value)
+        dt.date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be a date as YYYY-MM-DD, e.g. 2026-11-01") from None
+    return value
+
+
 UtcTime = Annotated[str, AfterValidator(_utc_time)]
+Day = Annotated[str, AfterValidator(_day)]
 VersionName = Annotated[str, AfterValidator(_version_name)]
 Sha256 = Annotated[str, AfterValidator(_sha256)]
 

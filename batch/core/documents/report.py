@@ -1,9 +1,10 @@
 """output/runs/<id>/report.json and output/failed/<id>/report.json: one scoring run's report.
 
 Keys the first scorer already wrote are required; keys added later (first_rejects, target,
-interval, rejected_rooms, warnings, phases_seconds, failure, estimate, challenger, and some
-nested ones) are optional and None when absent, so reports of earlier runs still read. Unknown
-keys are carried at every level: other tools read these files, and later features add keys.
+interval, rejected_rooms, warnings, phases_seconds, failure, estimate, challenger,
+logical_date, supersedes, and some nested ones) are optional and None (or empty) when absent,
+so reports of earlier runs still read. Unknown keys are carried at every level: other tools
+read these files, and later features add keys.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pydantic import Field
 
 from batch.core.documents._base import (
     Count,
+    Day,
     FiniteFloat,
     NonNegativeFloat,
     OpenDocument,
@@ -387,4 +389,10 @@ class RunReport(OpenDocument):
     )
     challenger: ReportChallenger | None = Field(
         default=None, description="the shadow-scored version (--challenger); absent: none"
+    )
+    logical_date: Day | None = Field(
+        default=None, description="the day the input stands for (--logical-date); null: none"
+    )
+    supersedes: list[str] = Field(
+        default_factory=list, description="runs of the same day this one re-scored (--force)"
     )

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from batch.core.documents._base import (
     Count,
+    Day,
     FiniteFloat,
     NonNegativeFloat,
     OpenDocument,
@@ -44,8 +45,8 @@ class RunLine(OpenDocument):
 
     run_id: str | None = Field(description="null when the run stopped before it had one")
     status: str = Field(
-        description="succeeded, nothing_new, reject_budget_exceeded, drift_detected, failed, "
-        "interrupted"
+        description="succeeded, nothing_new, no_input (a backfill day without input), "
+        "reject_budget_exceeded, drift_detected, failed, interrupted"
     )
     exit_code: int
     error: str | None = Field(description="the one-sentence error of a failed run")
@@ -77,6 +78,12 @@ class RunLine(OpenDocument):
     challenger: RunChallenger | None = Field(
         default=None, description="the report's challenger section, in short; null: none"
     )
+    logical_date: Day | None = Field(
+        default=None, description="the day the input stands for (--logical-date); null: none"
+    )
+    supersedes: list[str] = Field(
+        default_factory=list, description="runs of the same day this one re-scored (--force)"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -105,6 +112,9 @@ class LedgerLine(OpenDocument):
     sha256: Sha256
     run_id: str = Field(description="the published run that scored it")
     scored_at: UtcTime
+    logical_date: Day | None = Field(
+        default=None, description="the run's --logical-date; null: none"
+    )
 
 
 class SchedulerHeartbeat(OpenDocument):

@@ -98,11 +98,11 @@ def build(
         warnings=drift_.warnings + target.warnings,
         settings=report_settings(settings),
         prediction_path=predictor,
-        # Seconds per phase of the run so far (model, plan, stream, finalize, report); the
-        # publish step that follows is in the JSON summary line.
+        # Seconds per phase so far (model, plan, stream, finalize, report; publish: the summary).
         phases_seconds=dict(phases or {}),
         **comparability(_verdict(target, target_flags, drift_)),
         estimate=report_estimate(model, stats.sample.cols.get("rooms", np.empty(0)), stats.scored),
+        logical_date=settings.logical_date.isoformat() if settings.logical_date else None,
     )
 
 
