@@ -173,29 +173,24 @@ def _mark_superseded(runs: list[RunEntry]) -> list[RunEntry]:
     return [replace(r, superseded_by=by[r.run_id]) if r.run_id in by else r for r in runs]
 
 
-def published(run: RunEntry) -> bool:
-    """Whether a run succeeded and its folder is under runs/ (what a backfill counts as done)."""
-    return (
-        run.outcome is not None
-        and run.outcome.status == "succeeded"
-        and (run.run_dir or "").startswith("runs/")
-    )
-
-
 def days_done(output_dir: Location) -> dict[dt.date, list[str]]:
     """Each logical date a published run scored, with those runs' ids, oldest first: from the
-    run folders and runs.jsonl, and from the ledger, which outlives prune (a day whose runs
-    were pruned stays done)."""
+    lines of runs.jsonl (exit 0, a folder under runs/) and from the ledger, which outlives
+    prune (a day whose runs were pruned stays done). Two small files, whatever the number of
+    run folders: a backfill asks once per day."""
     from batch.ops import ledger
 
     days: dict[dt.date, list[str]] = {}
-    for run in reversed(collect(output_dir)):
-        if published(run) and run.outcome and run.outcome.logical_date and run.run_id:
-            days.setdefault(dt.date.fromisoformat(run.outcome.logical_date), []).append(run.run_id)
-    for line in ledger.read(output_dir):
-        day = dt.date.fromisoformat(line.logical_date) if line.logical_date else None
-        if day is not None and line.run_id not in days.get(day, []):
-            days.setdefault(day, []).append(line.run_id)
+    for entry in read_log(output_dir):
+        line = entry.line
+        if line is None or not line.logical_date or not line.run_id:
+            continue
+        if line.status == "succeeded" and (line.run_dir or "").startswith("runs/"):
+            days.setdefault(dt.date.fromisoformat(line.logical_date), []).append(line.run_id)
+    for scored in ledger.read(output_dir):
+        day = dt.date.fromisoformat(scored.logical_date) if scored.logical_date else None
+        if day is not None and scored.run_id not in days.get(day, []):
+            days.setdefault(day, []).append(scored.run_id)
     return days
 
 
