@@ -189,3 +189,37 @@ def test_a_challenger_of_none_is_off_like_an_unset_one(settings):
     assert settings(challenger="None").challenger is None
     assert settings(challenger=" ").challenger is None
     assert settings(challenger="v2").challenger == "v2"
+
+
+def test_promote_weighs_labels_joined_later_for_shadow_runs_without_true_prices(two, tmp_path):
+    """Inputs without their prices; the prices arrive later through jobs.labels: the labels
+    result holds both versions' errors, and promote --require-shadow refuses on them."""
+    from jobs.labels import main as labels_main
+
+    out = tmp_path / "out"
+    assert promote(two, out).code == 0  # v2 leads; v1 (worse on these suburbs) shadows it
+    sample = pd.read_csv(SAMPLES / "suburbs_north.csv")
+    priced = sample.dropna(subset=["medv"])
+    unpriced = tmp_path / "tonight.csv"
+    priced.drop(columns=["medv"]).to_csv(unpriced, index=False)
+    ids = [run_dir(score(two, out, unpriced, extra=["--challenger", "v1"])).name for _ in "ab"]
+    assert all(line["challenger"]["mse"] is None for line in runs_lines(out)[-2:])
+    labels = tmp_path / "sold.csv"
+    priced[["suburb_id", "medv"]].to_csv(labels, index=False)
+    res = run_main(labels_main, ["--output-dir", out, "--key", "suburb_id", labels])
+    assert res.code == 0, res.stderr[-3000:]
+    result = json.loads((out / "labels" / f"{ids[0]}.json").read_text())
+    c = result["challenger"]
+    both = predictions(out / "runs" / ids[0]).merge(priced[["suburb_id", "medv"]], on="suburb_id")
+    assert c["version"] == "v1" and c["rows"] == len(both) == result["rows_labelled"]
+    main_err = both["predicted_median_price_k"].to_numpy("float64") - both["medv"]
+    shadow_err = both["challenger_predicted_median_price_k"].to_numpy("float64") - both["medv"]
+    assert c["main_mse"] == pytest.approx(np.mean(main_err**2), rel=1e-5)
+    assert c["mse"] == pytest.approx(np.mean(shadow_err**2), rel=1e-5)
+    assert c["mae"] == pytest.approx(np.mean(np.abs(shadow_err)), rel=1e-5)
+    assert c["mse"] > c["main_mse"]
+    refused = promote(two, out, "--require-shadow", 2, version="v1")
+    assert refused.code == 4, refused.stderr[-2000:]
+    sentence = one_error_sentence(refused.stderr)
+    assert "MSE was worse" in sentence and f"{ids[0]} (labels)" in sentence, sentence
+    assert json.loads((two / "aliases.json").read_text())["production"] == "v2"

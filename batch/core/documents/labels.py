@@ -82,6 +82,17 @@ class RoomsGroup(Part):
     coverage: Share | None
 
 
+class ChallengerRealized(Part):
+    """The shadow-scored version's errors on the same labelled rows (a run with --challenger)."""
+
+    version: str
+    rows: Count = Field(description="labelled rows with a challenger prediction")
+    mae: NonNegativeFloat
+    mse: NonNegativeFloat
+    main_mae: NonNegativeFloat = Field(description="the run's own version on the same rows")
+    main_mse: NonNegativeFloat
+
+
 class LabelsResult(Document):
     """output/labels/<run_id>.json: one run's predictions joined with true prices."""
 
@@ -106,6 +117,9 @@ class LabelsResult(Document):
     deciles: list[RoomsDecile]
     groups: list[RoomsGroup] | None = Field(
         None, description="per rooms group of a band calibrated per group; absent: one band"
+    )
+    challenger: ChallengerRealized | None = Field(
+        None, description="the challenger's realized errors (--challenger); absent: none"
     )
 
 

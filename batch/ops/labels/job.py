@@ -111,6 +111,7 @@ def _result(
         estimated=join.estimated(rows, report),
         deciles=join.deciles(rows, report),
         **_groups(rows, report),
+        **_challenger(rows, report),
     )
 
 
@@ -118,6 +119,12 @@ def _groups(rows: Any, report: Any) -> dict[str, Any]:
     """The groups field, set only for a band calibrated per group (else absent, as before)."""
     found = join.groups(rows, report)
     return {} if found is None else {"groups": found}
+
+
+def _challenger(rows: Any, report: Any) -> dict[str, Any]:
+    """The challenger field, set only for a run scored with --challenger (else absent)."""
+    found = join.challenger(rows, report)
+    return {} if found is None else {"challenger": found}
 
 
 def _write(settings: Settings, found: list[LabelsResult]) -> dict[str, results.Outcome]:

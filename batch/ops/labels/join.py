@@ -14,7 +14,14 @@ import numpy as np
 
 from batch.core import interval_groups, units
 from batch.core.documents import RunReport
-from batch.core.documents.labels import Estimated, KeyCounts, Realized, RoomsDecile, RoomsGroup
+from batch.core.documents.labels import (
+    ChallengerRealized,
+    Estimated,
+    KeyCounts,
+    Realized,
+    RoomsDecile,
+    RoomsGroup,
+)
 from batch.core.errors import InputError
 from batch.ops.labels.estimate import subset
 
@@ -173,3 +180,24 @@ def groups(rows: pd.DataFrame, report: RunReport) -> list[RoomsGroup] | None:
             )
         )
     return out
+
+
+def challenger(rows: pd.DataFrame, report: RunReport) -> ChallengerRealized | None:
+    """The challenger's MAE and MSE beside the main version's, on the labelled rows that have
+    both predictions (what promote --require-shadow weighs); None without a challenger."""
+    if report.challenger is None or "challenger" not in rows:
+        return None
+    both = rows[np.isfinite(rows["challenger"].to_numpy("float64"))]
+    if not len(both):
+        return None
+    label = both["label"].to_numpy("float64")
+    err = both["challenger"].to_numpy("float64") - label
+    main = both["pred"].to_numpy("float64") - label
+    return ChallengerRealized(
+        version=report.challenger.version,
+        rows=len(both),
+        mae=float(np.mean(np.abs(err))),
+        mse=float(np.mean(err**2)),
+        main_mae=float(np.mean(np.abs(main))),
+        main_mse=float(np.mean(main**2)),
+    )

@@ -19,6 +19,7 @@ from batch.core.documents.labels import LabelFile
 from batch.core.errors import InputError
 from batch.core.names import find_column
 from batch.core.rules import HIGH, LOW, PREDICTION
+from batch.core.shadow import PREFIX as SHADOW_PREFIX
 from batch.storage import fs
 from batch.storage.location import Location
 
@@ -190,12 +191,15 @@ def prediction_columns(run_dir: Location) -> list[str]:
 
 
 def read_predictions(run_dir: Location, report: RunReport, keys: list[str]) -> pd.DataFrame:
-    """A run's prediction rows: key (text), predicted, low, high and rooms (float64)."""
+    """A run's prediction rows: key (text), predicted, low, high, rooms and the challenger's
+    prediction (float64; NaN in a run without --challenger)."""
     import pandas as pd
 
     rooms_by_file = {i.path: i.rooms_column for i in report.inputs if i.rooms_column}
     rooms_columns = sorted(set(rooms_by_file.values()))
-    wanted = list(dict.fromkeys([*keys, "source_file", PREDICTION, LOW, HIGH, *rooms_columns]))
+    shadow = SHADOW_PREFIX + PREDICTION  # the challenger's, in a run scored with --challenger
+    wanted = [*keys, "source_file", PREDICTION, LOW, HIGH, shadow, *rooms_columns]
+    wanted = list(dict.fromkeys(wanted))
     raw = _read_columns(run_dir, wanted)
     rooms = pd.Series(np.nan, index=raw.index, dtype="float64")
     for source, column in rooms_by_file.items():
@@ -209,6 +213,7 @@ def read_predictions(run_dir: Location, report: RunReport, keys: list[str]) -> p
             "low": _numbers(raw[LOW]),
             "high": _numbers(raw[HIGH]),
             "rooms": rooms,
+            "challenger": _numbers(raw[shadow]) if shadow in raw else np.nan,
         }
     )
 
