@@ -9,13 +9,13 @@ from typing import Any, TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from batch.core.columns import FLOAT64_EXACT_INT, with_numbers
 from batch.core.stats import as_float64, as_int64
 from batch.io.csv_safety import csv_header_schema, csv_safe
 from batch.io.csv_writer import ParallelCsvWriter
 from batch.io.outputs import PARTS, PREDICTIONS_CSV, PREDICTIONS_PARQUET, REJECTS_CSV, STEM
+from batch.io.parquet_parts import ParquetParts
 from batch.storage import fs
 from batch.storage.rundir import writing
 
@@ -38,10 +38,10 @@ class PredictionSink:
     those in `integers`, float64 for the others; the CSV files keep their text. Each batch is
     checked first (stats.as_int64, stats.as_float64). When an int64 column's values are not
     all whole numbers but are numbers a float64 keeps exactly, and every integer it wrote is
-    exact in a float64, the current Parquet file is closed and the writer goes on in the next
-    one with the column as float64; when a column's values are not such numbers at all, it goes
-    on with the column as text. Engine.run then gives the column that type in the earlier
-    files too (batch.io.settle).
+    exact in a float64, the current Parquet part ends and the next one has the column as
+    float64; when a column's values are not such numbers at all, the next part has it as text.
+    Engine.run then gives the column that type in the earlier files too (batch.io.settle).
+    Parts are encoded on a small thread pool (batch.io.parquet_parts).
 
     `formats` (the output_formats setting) says which prediction files the run keeps: "both",
     "parquet" or "csv". rejects.csv is always written. A Parquet-only run that has `numbers`
@@ -68,7 +68,6 @@ class PredictionSink:
         self._numbers = set(numbers) & set(schema.names)  # numbers in the current Parquet file
         self._integers = set(integers) & self._numbers  # of those, the int64 ones
         self._int_range: dict[str, tuple[int, int]] = {}  # the int64 values written so far
-        self._file, self._file_rows = 0, 0
         parquet = self._parquet_file(0)
         if part is None:
             csv, rejects = folder / PREDICTIONS_CSV, folder / REJECTS_CSV
@@ -79,15 +78,16 @@ class PredictionSink:
             if self._with_parquet:
                 parquet.parent.mkdir(exist_ok=True)
             csv.parent.mkdir(exist_ok=True)
-        self.parquet_path = parquet  # the Parquet file being written
         self._writers: list[Any] = []  # writers and their streams, closed in this order
         try:
             with writing(folder):
                 self._parquet = (
-                    self._open(pq.ParquetWriter, parquet, self._parquet_schema())
+                    ParquetParts(self._parquet_file, self._parquet_schema())
                     if self._with_parquet
                     else None
                 )
+                if self._parquet is not None:
+                    self._writers.append(self._parquet)
                 self._csv_schema = csv_header_schema(schema)
                 self._csv = (
                     self._open(
@@ -107,7 +107,7 @@ class PredictionSink:
         """Close every writer opened so far, quietly: an error is already on its way out."""
         for w in self._writers:
             try:
-                w.close()
+                getattr(w, "abandon", w.close)()  # Parquet parts not yet written are dropped
             except Exception:  # the error on its way out is the one to report
                 pass
         self._writers = []
@@ -132,8 +132,7 @@ class PredictionSink:
             return
         batch = self._with_numbers(predictions)
         with writing(self.folder):
-            self._parquet.write_batch(batch)
-        self._file_rows += batch.num_rows
+            self._parquet.write(batch)
 
     def _parquet_file(self, index: int) -> fs.Location:
         return self.folder / PREDICTIONS_PARQUET / f"{self._stem}-{index:05d}.parquet"
@@ -171,10 +170,12 @@ class PredictionSink:
                     _first(predictions, "source_file"),
                     what,
                 )
-        if text or wider:
+        if text or wider:  # the rows so far stay in their parts; the next part has the new types
             self._numbers -= set(text)
             self._integers -= set(text) | set(wider)
-            self._next_parquet_file()
+            if self._parquet is not None:
+                with writing(self.folder):
+                    self._parquet.next_part()
         return pa.record_batch(cols, schema=self._parquet_schema())
 
     def _as_int64(self, name: str, col: pa.Array) -> pa.Array | None:
@@ -193,19 +194,6 @@ class PredictionSink:
         """True when every int64 value written in column `name` is exact in a float64."""
         lo, hi = self._int_range.get(name, (0, 0))
         return lo >= -FLOAT64_EXACT_INT and hi <= FLOAT64_EXACT_INT
-
-    def _next_parquet_file(self) -> None:
-        """Close the current Parquet file and go on in the next one, with the current types."""
-        at = self._writers.index(self._parquet)
-        writer, stream = self._writers[at : at + 2]  # see _open
-        del self._writers[at : at + 2]
-        with writing(self.folder):
-            writer.close()
-            stream.close()
-            if self._file_rows:  # an empty file is simply written again
-                self._file, self._file_rows = self._file + 1, 0
-            self.parquet_path = self._parquet_file(self._file)
-            self._parquet = self._open(pq.ParquetWriter, self.parquet_path, self._parquet_schema())
 
     def write_csv(self, predictions: pa.RecordBatch, rejects: pa.RecordBatch) -> None:
         """The CSV half of write(): predictions.csv and rejects.csv, made spreadsheet-safe."""
