@@ -146,3 +146,33 @@ def test_looks_numeric_agrees_value_by_value_with_the_rule_as_first_written():
     for value in tricky + fuzz + digits:
         cell = pa.array([value])
         assert looks_numeric(cell) == reference_looks_numeric(cell), repr(value)
+
+
+def test_as_int64_and_as_float64_follow_their_regex_rule_without_running_it():
+    """The fast paths (Arrow's parser first, then cheap refusals) accept exactly what the
+    plain-number patterns accept, value by value, with signs, codes and hex in the mix."""
+    import re
+
+    from batch.core.stats import (
+        PLAIN_INTEGER_RE,
+        PLAIN_NUMBER_RE,
+        as_float64,
+        as_int64,
+        survives_float64,
+    )
+
+    rng = np.random.default_rng(5)
+    alphabet = list("0123456789+-.eExX 00")
+    values = ["".join(rng.choice(alphabet, rng.integers(0, 7))) for _ in range(6000)]
+    values += ["+-5", "-+5", "++5", "--5", "+05", "-0x1F", "0x1F", "0X1f", "007", "-0", "+0"]
+    values += ["9223372036854775807", "9223372036854775808", "-9223372036854775808", "+7"]
+    for value in values:
+        text = value.strip()
+        cell = pa.array([value, "12"])
+        whole = re.fullmatch(PLAIN_INTEGER_RE, text) is not None or text == ""
+        if whole and text:
+            whole = -(2**63) <= int(text) < 2**63
+        assert (as_int64(cell) is not None) == whole, repr(value)
+        plain = re.fullmatch(PLAIN_NUMBER_RE, text) is not None
+        expected = text == "" or (plain and survives_float64(pa.array([text])))
+        assert (as_float64(cell) is not None) == expected, repr(value)

@@ -140,7 +140,8 @@ class FileStats:
 
 
 # A plain number (features.NUMBER_RE, on trimmed text) that is not a code: no leading zero
-# before another digit ('02134' stays text, '0.5' and '0' are numbers). One regex, one pass.
+# before another digit ('02134' stays text, '0.5' and '0' are numbers). The rule as a regex;
+# as_float64 applies it without one (a regex over every cell was the slowest step of a CSV run).
 PLAIN_NUMBER_RE = r"^[+-]?((0|[1-9]\d*)(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
 FLOAT64_SAFE = (1e-300, 1e300)  # normal magnitudes: 15 significant digits always survive here
 
@@ -165,28 +166,28 @@ def as_float64(column: pa.Array) -> pa.Array | None:
     """
     text = pc.utf8_trim_whitespace(column)
     nonempty = pc.fill_null(pc.not_equal(text, ""), False)
-    plain = pc.fill_null(pc.match_substring_regex(text, PLAIN_NUMBER_RE), False)
-    if not pc.all(pc.or_(plain, pc.invert(nonempty)), min_count=0).as_py():
-        return None
     if not pc.all(nonempty, min_count=0).as_py():
         text = pc.if_else(nonempty, text, pa.scalar(None, pa.string()))
-    try:
-        values = pc.cast(text, pa.float64())
-    except pa.ArrowInvalid:  # a form the regex takes but Arrow's parser does not: keep the text
+    values = _plain(text, pa.float64())
+    if values is None:
         return None
     # At most 15 characters hold at most 15 digits, which a float64 keeps at normal magnitudes;
     # longer values, and huge or tiny ones ('1e400' reads as inf, '1e-400' as 0), need the
     # exact check. A zero written without an exponent ('0', '-0.00') is exact.
     size = pc.abs(values)
-    doubtful = pc.or_kleene(pc.greater(pc.utf8_length(text), 15), pc.greater(size, FLOAT64_SAFE[1]))
-    tiny = pc.less(size, FLOAT64_SAFE[0])
-    if pc.any(tiny).as_py():
-        doubtful = pc.or_kleene(
-            doubtful, pc.and_kleene(tiny, pc.match_substring(text, "e", ignore_case=True))
-        )
+    # (Text Arrow read as a number is ASCII: its length in bytes is its length in characters.)
+    doubtful = pc.or_kleene(
+        pc.greater(pc.binary_length(text), 15), pc.greater(size, FLOAT64_SAFE[1])
+    )
     doubtful = pc.fill_null(doubtful, False)
     if pc.any(doubtful).as_py() and not survives_float64(pc.filter(text, doubtful)):
         return None
+    tiny = pc.fill_null(pc.less(size, FLOAT64_SAFE[0]), False)
+    if pc.any(tiny).as_py():  # zeros, mostly: only those written with an exponent are doubtful
+        small = pc.filter(text, tiny)
+        small = pc.filter(small, pc.match_substring(small, "e", ignore_case=True))
+        if len(small) and not survives_float64(small):
+            return None
     return values
 
 
@@ -206,7 +207,8 @@ def _digits(text: pa.Array) -> pa.Array:
     return text
 
 
-# A plain whole number: no leading zero ('02134' stays text), no point, no exponent.
+# A plain whole number: no leading zero ('02134' stays text), no point, no exponent (the rule;
+# as_int64 applies it without a regex).
 PLAIN_INTEGER_RE = r"^[+-]?(0|[1-9]\d*)$"
 
 
@@ -217,14 +219,45 @@ def as_int64(column: pa.Array) -> pa.Array | None:
     columns the plan decided are integers."""
     text = pc.utf8_trim_whitespace(column)
     nonempty = pc.fill_null(pc.not_equal(text, ""), False)
-    whole = pc.fill_null(pc.match_substring_regex(text, PLAIN_INTEGER_RE), False)
-    if not pc.all(pc.or_(whole, pc.invert(nonempty)), min_count=0).as_py():
-        return None
-    text = pc.if_else(nonempty, pc.utf8_ltrim(text, "+"), None)  # Arrow's parser takes no +
+    text = pc.if_else(nonempty, text, pa.scalar(None, pa.string()))
+    return _plain(text, pa.int64())
+
+
+# The first characters of a number with a leading zero before another digit (a code: '02134').
+# hex ('0x1F', which Arrow's integer parser reads).
+_CODES = pa.array([f"0{c}" for c in "0123456789xX"])
+
+
+def _plain(text: pa.Array, to: pa.DataType) -> pa.Array | None:
+    """Trimmed text (null for empty) as `to` when every value is a plain number (the rule of
+    PLAIN_NUMBER_RE, PLAIN_INTEGER_RE: tests/test_stats.py holds them to it), else None.
+    Arrow's parser reads every plain number and rejects most other text, so it goes first;
+    what it reads but the pattern does not take is then refused cheaply: not finite
+    ('nan', 'inf', '1e400' for a float), a leading zero ('007') or hex ('0x1F', an integer).
+    After a sign, the same holds for what follows it, and a second sign is refused ('+-5')."""
+    signed = pc.fill_null(pc.or_(pc.starts_with(text, "+"), pc.starts_with(text, "-")), False)
+    if pc.any(signed).as_py():
+        rest = pc.utf8_slice_codeunits(pc.filter(text, signed), 1)
+        twice = pc.or_(pc.starts_with(rest, "+"), pc.starts_with(rest, "-"))
+        if pc.any(twice).as_py() or _codes(rest):
+            return None
+        text = pc.utf8_ltrim(text, "+")  # one at most (just checked): Arrow's parser takes none
     try:
-        return pc.cast(text, pa.int64())
-    except pa.ArrowInvalid:  # beyond an int64
+        values = pc.cast(text, to)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # not a number, or beyond an int64
         return None
+    if pa.types.is_floating(to) and not pc.all(pc.is_finite(values), min_count=0).as_py():
+        return None
+    return None if _codes(text) else values
+
+
+def _codes(text: pa.Array) -> bool:
+    """Whether any text starts with a zero and another digit, or 0x ('0', '0.5' do not)."""
+    zero = pc.fill_null(pc.starts_with(text, "0"), False)
+    if not pc.any(zero).as_py():
+        return False
+    first = pc.utf8_slice_codeunits(pc.filter(text, zero), 0, 2)
+    return bool(pc.any(pc.is_in(first, value_set=_CODES)).as_py())
 
 
 @dataclass
