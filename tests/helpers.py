@@ -109,3 +109,26 @@ def tmpfs(path: Path, size: str):
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def kill_when(proc, ready, what: str, timeout: float = 120, poll: float = 0.02) -> None:
+    """SIGKILL `proc` (a subprocess.Popen) as soon as `ready()` is true; fails when it ends
+    first or `ready` never comes (`what` names the moment), and waits for the killed process."""
+    import signal
+    import time
+
+    import pytest
+
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready():
+                break
+            assert proc.poll() is None, f"it finished before {what}, so it could not be killed"
+            time.sleep(poll)
+        else:
+            pytest.fail(f"{what} never came")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL

@@ -8,17 +8,15 @@ import datetime as dt
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import REPO, assert_failed, run_cli, run_main
+from tests.helpers import REPO, assert_failed, kill_when, run_cli, run_main
 
 SAMPLE = REPO / "sample_inputs" / "suburbs_north.csv"
 DAYS = [f"2026-11-0{i}" for i in range(1, 6)]
@@ -131,20 +129,12 @@ def test_a_kill_during_the_third_day_then_a_rerun_completes_only_days_3_to_5(mod
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            parts = list(out.glob(".staging/*/predictions.csv"))
-            if len(succeeded_days(out)) == 2 and parts and parts[0].stat().st_size > 50_000:
-                break
-            assert proc.poll() is None, "the backfill finished before it could be killed"
-            time.sleep(0.02)
-        else:
-            pytest.fail("the third day's run never started writing")
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+
+    def third_day_writing() -> bool:
+        parts = list(out.glob(".staging/*/predictions.csv"))
+        return len(succeeded_days(out)) == 2 and bool(parts) and parts[0].stat().st_size > 50_000
+
+    kill_when(proc, third_day_writing, "the third day's run writing its predictions")
     assert succeeded_days(out) == DAYS[:2]
     first = {r["run_id"] for r in runs_listed(out)}
 

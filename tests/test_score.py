@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch.model.registry import Registry
-from tests.helpers import REPO, one_error_sentence, run_cli
+from tests.helpers import REPO, kill_when, one_error_sentence, run_cli
 from tests.scoring_helpers import predictions, rejects, run_dir, score
 
 CONTRACT_COLUMNS = [
@@ -270,20 +269,12 @@ def test_run_killed_mid_write_leaves_no_incomplete_run_and_rerun_succeeds(models
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            parts = list(out.glob(".staging/*/predictions.csv"))
-            if parts and parts[0].stat().st_size > 100_000:
-                break
-            assert proc.poll() is None, "the run finished before it could be killed"
-            time.sleep(0.05)
-        else:
-            pytest.fail("the run never started writing")
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+
+    def writing() -> bool:
+        parts = list(out.glob(".staging/*/predictions.csv"))
+        return bool(parts) and parts[0].stat().st_size > 100_000
+
+    kill_when(proc, writing, "the run writing its predictions", poll=0.05)
     runs = list((out / "runs").iterdir()) if (out / "runs").exists() else []
     assert all((r / "_SUCCESS").exists() for r in runs) and not runs
     assert not (out / "LATEST").exists()
