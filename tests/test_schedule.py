@@ -66,9 +66,17 @@ def test_a_failed_run_does_not_stop_the_scheduler(models, tmp_path, write_csv, s
     s = scheduler_factory(models, tmp_path / "out", tmp_path / "in")
     s.wait_for(lambda: "failed with exit 3 (input problem)" in s.log, what="a failed fire")
     assert "broken.parquet" in s.log and "the scheduler keeps going" in s.log
-    beat = heartbeat.read_heartbeat(tmp_path / "out")
-    assert beat is not None
-    assert beat.last_run_status == "failed: input problem" and beat.last_run_exit_code == 3
+
+    def failed_in_heartbeat() -> bool:
+        # Read between fires: every 3 s the next fire marks the heartbeat 'running' again.
+        beat = heartbeat.read_heartbeat(tmp_path / "out")
+        return (
+            beat is not None
+            and beat.last_run_status == "failed: input problem"
+            and beat.last_run_exit_code == 3
+        )
+
+    s.wait_for(failed_in_heartbeat, what="the heartbeat saying the fire failed (exit 3)")
     # Another run holds the output lock: the fire exits 6, the scheduler waits for the next one.
     holder = subprocess.Popen(
         [
