@@ -376,19 +376,21 @@ def test_a_late_decimal_widens_an_int64_column_to_float64_exactly(tmp_path, capl
     assert table.column("n").to_pylist() == want and 6.5 in want
 
 
-def test_a_late_decimal_after_an_integer_a_float64_cannot_hold_makes_text(tmp_path, caplog):
-    # The first batch read holds about 1 MB of rows: the decimal comes in a later one.
-    path = int_csv(tmp_path / "a.csv", 200_000, {180_000: "6.5"}, first=str(2**53 + 1))
-    with caplog.at_level(logging.INFO):
-        plan, _ = engine_run([str(path)], tmp_path / "s", 8_192)
-    assert "n" in plan.integers and REWROTE in caplog.text
-    table = parquet(tmp_path / "s")
-    assert table.schema.field("n").type == pa.string()
-    assert table.column("n").to_pylist() == expected(tmp_path / "s", path, "n")
-
-
-def test_a_late_non_number_in_an_int64_column_keeps_the_text(tmp_path, caplog):
-    path = int_csv(tmp_path / "a.csv", 200_000, {150_000: "6.5", 180_000: "n/a"})
+@pytest.mark.parametrize(
+    "late, first",
+    [
+        # A decimal after an integer a float64 cannot hold (the first batch read holds about
+        # 1 MB of rows: the decimal comes in a later one).
+        ({180_000: "6.5"}, str(2**53 + 1)),
+        # A non-number after a decimal.
+        ({150_000: "6.5", 180_000: "n/a"}, "12"),
+    ],
+    ids=["decimal_after_a_huge_integer", "non_number_after_a_decimal"],
+)
+def test_a_late_value_an_int64_column_cannot_take_as_a_number_keeps_the_text(
+    tmp_path, caplog, late, first
+):
+    path = int_csv(tmp_path / "a.csv", 200_000, late, first=first)
     with caplog.at_level(logging.INFO):
         plan, _ = engine_run([str(path)], tmp_path / "s", 8_192)
     assert "n" in plan.integers and REWROTE in caplog.text

@@ -193,27 +193,8 @@ def test_a_late_non_number_on_s3_keeps_the_column_text_exactly(store, s3_models,
     forms = ["6.50", " 7", "+3", "1e5", "", "0.30000000000000004"]
     price = [forms[i % len(forms)] for i in range(150_000)]
     price[140_000] = "n/a"
-    body = "rm,price\n" + "".join(f"{5 + i % 30 / 10},{p}\n" for i, p in enumerate(price))
-    client(store).put_object(Bucket=BUCKET, Key=f"late-{engine}/a.csv", Body=body.encode())
-    out_dir = f"s3://{BUCKET}/late-out-{engine}"
-    extra = ["--engine", "dask", "--dask-workers", "1"] if engine == "dask" else []
-    result = score(
-        "--models-dir",
-        s3_models,
-        "--input",
-        f"s3://{BUCKET}/late-{engine}/a.csv",
-        "--output-dir",
-        out_dir,
-        "--chunk-rows",
-        "10000",
-        *extra,
-    )
-    assert result.code == 0, result.stderr
+    result, table = _score_column_on_s3(store, s3_models, engine, "late", "price", price)
     assert "rewrote the Parquet files" in result.stderr
-    run_id = result.json["run_id"]
-    table = pq.read_table(
-        f"{out_dir}/runs/{run_id}/predictions.parquet".removeprefix("s3://"), filesystem=_arrow_s3()
-    )
     assert table.schema.field("price").type == pa.string()
     # Text exactly as the CSV had it, an empty cell as null (as in every output, whatever the
     # input format: one glob over CSV and Parquet feeds reads the same nulls).
@@ -228,15 +209,27 @@ def test_a_late_decimal_on_s3_widens_the_int64_column_to_float64(store, s3_model
     forms = ["12", " 7", "+3", "-4", "", "0"]
     n = [forms[i % len(forms)] for i in range(400_000)]
     n[380_000] = "6.5"
-    body = "rm,n\n" + "".join(f"{5 + i % 30 / 10},{v}\n" for i, v in enumerate(n))
-    client(store).put_object(Bucket=BUCKET, Key=f"wide-{engine}/a.csv", Body=body.encode())
-    out_dir = f"s3://{BUCKET}/wide-out-{engine}"
+    result, table = _score_column_on_s3(store, s3_models, engine, "wide", "n", n)
+    assert "are float64 throughout" in result.stderr
+    assert table.schema.field("n").type == pa.float64()
+    assert table.column("n").to_pylist() == [float(v) if v != "" else None for v in n]
+    assert not [k for k in keys(store, BUCKET, f"wide-out-{engine}/") if k.endswith(".wide")]
+
+
+def _score_column_on_s3(store, s3_models, engine, name, column, values):
+    """A CSV of rm and `column` (`values`) at s3://BUCKET/<name>-<engine>/a.csv, scored with
+    the engine into s3://BUCKET/<name>-out-<engine> in batches of 10,000 rows: the result (exit 0
+    checked) and the run's predictions table."""
+    body = f"rm,{column}\n" + "".join(f"{5 + i % 30 / 10},{v}\n" for i, v in enumerate(values))
+    client(store).put_object(Bucket=BUCKET, Key=f"{name}-{engine}/a.csv", Body=body.encode())
+    out_dir = f"s3://{BUCKET}/{name}-out-{engine}"
     extra = ["--engine", "dask", "--dask-workers", "1"] if engine == "dask" else []
+    where = f"s3://{BUCKET}/{name}-{engine}/a.csv"
     result = score(
         "--models-dir",
         s3_models,
         "--input",
-        f"s3://{BUCKET}/wide-{engine}/a.csv",
+        where,
         "--output-dir",
         out_dir,
         "--chunk-rows",
@@ -244,14 +237,11 @@ def test_a_late_decimal_on_s3_widens_the_int64_column_to_float64(store, s3_model
         *extra,
     )
     assert result.code == 0, result.stderr
-    assert "are float64 throughout" in result.stderr
     table = pq.read_table(
         f"{out_dir}/runs/{result.json['run_id']}/predictions.parquet".removeprefix("s3://"),
         filesystem=_arrow_s3(),
     )
-    assert table.schema.field("n").type == pa.float64()
-    assert table.column("n").to_pylist() == [float(v) if v != "" else None for v in n]
-    assert not [k for k in keys(store, BUCKET, f"wide-out-{engine}/") if k.endswith(".wide")]
+    return result, table
 
 
 def _arrow_s3():
