@@ -288,3 +288,13 @@ def test_each_backfill_run_tells_lineage_its_day_as_nominal_time(models, tmp_pat
         e["run"]["runId"]: e["run"]["facets"]["nominalTime"]["nominalStartTime"] for e in events
     }
     assert sorted(set(nominal.values())) == ["2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z"]
+
+
+def test_a_glob_with_the_day_in_it_finds_the_days_files_and_no_input_elsewhere(models, tmp_path):
+    dated_inputs(tmp_path / "in", days=DAYS[:1])
+    out = tmp_path / "out"
+    pattern = str(tmp_path / "in" / "{date}" / "*.csv")
+    res = backfill(models, out, pattern, "--backfill", "2026-11-01..2026-11-02")
+    assert res.code == 0, res.stderr[-3000:]
+    assert [r["status"] for r in res.json["runs"]] == ["succeeded", "no_input"]
+    assert succeeded_days(out) == DAYS[:1]

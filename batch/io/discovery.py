@@ -70,12 +70,14 @@ def note_link(path: fs.Location) -> None:
 
 def names_files(entry: str) -> bool:
     """Whether an --input entry names at least one file to score: a file that exists, or a
-    folder or glob holding a supported one (a missing path is False, not an error; a listing
-    that fails, or a file of another kind, is InputError as in resolve_inputs)."""
+    folder or glob holding a supported one (a missing path, or a glob matching nothing, is
+    False, not an error; a listing that fails, or a file of another kind, is InputError as in
+    resolve_inputs). Locally a glob may also be a literal name: as in _resolve, it is a glob
+    only when no such path exists."""
     if not fs.is_pattern(entry):
         try:
             with fs.storage(entry):
-                if not fs.path(entry).expanduser().exists():
+                if not fs.path(entry).expanduser().exists() and not fs.has_magic(entry):
                     return False
         except fs.StorageError as exc:
             raise InputError(f"cannot look for input {entry!r}: {exc}") from None
