@@ -46,7 +46,7 @@ def score(settings: Settings, day_rule: days.DayRule = None) -> dict[str, Any]:
     from batch.ops.monitoring import after_score
 
     settings = days.for_day(settings)
-    memory.fit_address_space()
+    memory.choose_pool()
     started = dt.datetime.now(dt.UTC)
     day = {"logical_date": days.day_text(settings)}
     try:

@@ -168,3 +168,37 @@ def test_rejects_stay_readable_by_pandas(models, tmp_path):
     folder = run_dir(score_limited(models, tmp_path / "out", path))
     got = pd.read_csv(folder / "rejects.csv", dtype=str, keep_default_na=False)
     assert len(got) == 1 and got["raw_value"][0].endswith('a,"b... (1,600 characters)')
+
+
+def test_the_run_chooses_its_memory_pool_by_limit_and_by_the_users_setting():
+    """No limit: jemalloc (freed pages handed back); an address-space limit: the system pool;
+    ARROW_DEFAULT_MEMORY_POOL set by the user: left alone. Each in a fresh interpreter, as a run."""
+    code = (
+        "import pyarrow as pa\n"
+        "from batch.io import memory\n"
+        "memory.choose_pool()\n"
+        "print(pa.default_memory_pool().backend_name)\n"
+    )
+
+    def backend(env=None, limit=False) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=REPO,
+            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            preexec_fn=_limited if limit else None,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    try:
+        pa.jemalloc_memory_pool()
+        unlimited = "jemalloc"
+    except NotImplementedError:  # a pyarrow built without it keeps its default
+        unlimited = pa.default_memory_pool().backend_name
+    assert backend() == unlimited
+    assert backend(limit=True) == "system"
+    assert backend({"ARROW_DEFAULT_MEMORY_POOL": "system"}) == "system"
+    assert backend({"ARROW_DEFAULT_MEMORY_POOL": "mimalloc"}) == "mimalloc"

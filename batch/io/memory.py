@@ -1,5 +1,11 @@
-"""Memory under an address-space limit (ulimit -v, RLIMIT_AS): allocators that reserve only what
-they use.
+"""The run's allocators: freed memory handed back soon, and under an address-space limit (ulimit -v,
+RLIMIT_AS) allocators that reserve only what they use.
+
+Without a limit (choose_pool), Arrow allocates from jemalloc, told to return freed pages to the
+system after DECAY_MS: the batches in flight are allocated and freed over and over by several
+threads, and Arrow's default allocator (mimalloc) kept about 30 to 60 MB more resident at the
+same work (measured at 8M rows: 672 to 684 MB peak against 703 to 747 MB). An
+ARROW_DEFAULT_MEMORY_POOL set by the user is left as it is, and so is a build without jemalloc.
 
 By default Arrow's allocator (mimalloc) and glibc's per-thread arenas reserve address space far
 beyond what they hold (measured on a 100 KB-wide CSV: 2.0 GB of address space for 0.6 GB
@@ -14,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
 import resource
 
 import pyarrow as pa
@@ -21,6 +28,7 @@ import pyarrow as pa
 log = logging.getLogger(__name__)
 
 ARENAS = 2
+DECAY_MS = 200  # jemalloc gives freed pages back after this long (0 cost 10-20% more time)
 MMAP_THRESHOLD = 1 << 20
 _M_ARENA_MAX = -8  # glibc's mallopt parameters
 _M_MMAP_THRESHOLD = -3
@@ -30,6 +38,21 @@ def limited() -> int | None:
     """The process's address-space limit in bytes, or None when there is none."""
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     return None if soft == resource.RLIM_INFINITY else soft
+
+
+def choose_pool() -> None:
+    """The run's Arrow memory pool: fit_address_space under a limit, else jemalloc (see above)."""
+    if limited() is not None:
+        fit_address_space()
+        return
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        return
+    try:
+        pool = pa.jemalloc_memory_pool()
+    except NotImplementedError:  # a pyarrow built without it: the default pool stays
+        return
+    pa.set_memory_pool(pool)
+    pa.jemalloc_set_decay_ms(DECAY_MS)
 
 
 def fit_address_space() -> None:
