@@ -14,7 +14,7 @@ DATA = HERE / "data"  # gitignored: generated inputs, the benchmark model, run o
 RESULTS = HERE / "results"
 
 BOSTON = BOSTON_COLUMNS  # the 13 features, as the scorer knows them
-SCORER_CHUNK = 262_144  # the scorer's default chunk_rows: the floor streams in the same batches
+SCORER_CHUNK = 65_536  # the scorer's default chunk_rows: the floor streams in the same batches
 CSV_BLOCK = 1 << 20  # the scorer's CSV block size (batch.io.csv_reader.CSV_BLOCK_BYTES)
 PREDICTION = "predicted_median_price_k"
 REJECT_COLUMNS = ["source_file", "source_row", "raw_value", "reason"]

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import DATA, say
+from benchmarks.common import DATA, SCORER_CHUNK, say
 
 ROWS_PER_GROUP = 16
 
@@ -81,7 +81,7 @@ def time_score(path: Path, columns: int) -> float:
         contexts = {0: plan.context(0, domain=domain, meta=meta, version="v1", run_id="r")}
         fold = LinearFold(np.float32(9.1), np.float32(-34.6))
         predictor = Predictor("0" * 64, fold, verified="a fold, for the benchmark")
-        LocalEngine(60.0).run(plan, Job(staged, contexts, predictor, 262_144), None)
+        LocalEngine(60.0).run(plan, Job(staged, contexts, predictor, SCORER_CHUNK), None)
         return time.perf_counter() - t0
 
 

@@ -12,8 +12,8 @@ from batch.storage import fs
 
 # The defaults of the settings max_batch_bytes and max_columns (batch.settings.model). 32 MB
 # batches keep a scoring run inside 1 GB of address space with room to spare (measured at peak on
-# issue 21's hostile files: about 0.85 GB; with 64 MB, 0.93 to 1.0 GB) and barely shorten the
-# default 262,144-row batches of a Boston-width file (about 40 MB as text).
+# issue 21's hostile files: about 0.85 GB; with 64 MB, 0.93 to 1.0 GB) and do not shorten the
+# default 65,536-row batches of a Boston-width file (about 10 MB as text).
 BATCH_BYTES = 32 << 20
 MAX_COLUMNS = 10_000
 # Column names quoted in one sentence at most (a file may have thousands).

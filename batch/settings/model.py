@@ -172,7 +172,7 @@ class Settings(OutsideCallsAndScheduling):
         description="plausible rooms: value must be <= this",
     )
     chunk_rows: int = Field(
-        262_144,
+        65_536,
         ge=1,
         le=10_000_000,
         description="rows read, validated, scored and written per batch",
