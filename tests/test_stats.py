@@ -176,3 +176,32 @@ def test_as_int64_and_as_float64_follow_their_regex_rule_without_running_it():
         plain = re.fullmatch(PLAIN_NUMBER_RE, text) is not None
         expected = text == "" or (plain and survives_float64(pa.array([text])))
         assert (as_float64(cell) is not None) == expected, repr(value)
+
+
+def test_convert_each_gives_what_one_call_per_column_gives():
+    """Converting same-typed columns together (one kernel call for all) changes no result: a
+    column with a failing value is None and its neighbours still convert; empty columns, nulls,
+    chunk lengths and mixed types come back as they went in."""
+    from batch.core.stats import as_float64, as_int64, convert_each
+
+    good = pa.array(["1.5", "", None, "-0.0", "1e-310"])
+    bad = pa.array(["2", "x7", "3"])
+    ints = pa.array(["7", "-9223372036854775808", None])
+    cases = [
+        [good, bad, ints],
+        [good, ints],
+        [pa.array([], pa.string()), good, pa.array([], pa.string())],
+        [good],
+        [],
+        [good, pa.array(["1", "2"], pa.large_string())],  # two types: one call each
+        [bad, bad],
+    ]
+    for convert in (as_float64, as_int64):
+        for columns in cases:
+            got = convert_each(convert, columns)
+            want = [convert(c) for c in columns]
+            assert len(got) == len(columns)
+            for g, w, c in zip(got, want, columns):
+                assert (g is None) == (w is None), (convert.__name__, c)
+                if w is not None:
+                    assert len(g) == len(c) and g.equals(w), (convert.__name__, c)

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from batch.core.columns import FLOAT64_EXACT_INT, with_numbers
-from batch.core.stats import as_float64, as_int64
+from batch.core.stats import as_float64, as_int64, convert_each
 from batch.io.csv_safety import csv_header_schema, csv_safe
 from batch.io.csv_writer import ParallelCsvWriter
 from batch.io.outputs import PARTS, PREDICTIONS_CSV, PREDICTIONS_PARQUET, REJECTS_CSV, STEM
@@ -147,11 +147,20 @@ class PredictionSink:
             return predictions
         cols = list(predictions.columns)
         text, wider = [], []
-        for name in sorted(self._numbers):
-            i = self._schema.get_field_index(name)
+        names = sorted(self._numbers)
+        where = {name: self._schema.get_field_index(name) for name in names}
+        # Each kind converted in one go (stats.convert_each), then looked at column by column.
+        converted: dict[str, pa.Array | None] = {}
+        for convert, kind in ((as_float64, False), (as_int64, True)):
+            group = [n for n in names if (n in self._integers) == kind]
+            converted.update(zip(group, convert_each(convert, [cols[where[n]] for n in group])))
+        for name in names:
+            i = where[name]
             if name not in self._integers:
-                values = as_float64(cols[i])
-            elif (values := self._as_int64(name, cols[i])) is None and self._exact_so_far(name):
+                values = converted[name]
+            elif (values := self._noted(name, converted[name])) is None and self._exact_so_far(
+                name
+            ):
                 values = as_float64(cols[i])  # a decimal: float64, if no value changes
                 if values is not None:
                     wider.append(name)
@@ -178,10 +187,9 @@ class PredictionSink:
                     self._parquet.next_part()
         return pa.record_batch(cols, schema=self._parquet_schema())
 
-    def _as_int64(self, name: str, col: pa.Array) -> pa.Array | None:
-        """`col` as int64 (stats.as_int64), the range of the values written noted; None when
-        it is not all whole numbers."""
-        values = as_int64(col)
+    def _noted(self, name: str, values: pa.Array | None) -> pa.Array | None:
+        """Column `name` as int64 (stats.as_int64; None when it is not all whole numbers), the
+        range of the values written noted."""
         if values is None:
             return None
         lo, hi = pc.min_max(values).values()
