@@ -47,3 +47,23 @@ def test_defuse_changes_exactly_the_cells_the_formula_rule_names():
             risky = re.match(FORMULA_RE, value) and not number
             out = defuse(pa.array(["plain", value], kind)).to_pylist()
             assert out == ["plain", "'" + value if risky else value], repr(value)
+
+
+def test_csv_safe_defuses_a_formula_in_any_one_of_many_text_columns():
+    """The first-byte check runs over every text column at once; a trigger in one column (any
+    position, first or last) is still defused there and nowhere else."""
+    names = [f"c{i}" for i in range(6)]
+    for where in range(6):
+        for row in (0, 2):
+            cols = [pa.array(["a", "b", "c"]) for _ in names]
+            values = ["a", "b", "c"]
+            values[row] = "=HYPERLINK(1)"
+            cols[where] = pa.array(values)
+            out = csv_safety.csv_safe(pa.record_batch(cols, names=names))
+            for i, name in enumerate(names):
+                expected = ["a", "b", "c"]
+                if i == where:
+                    expected[row] = "'=HYPERLINK(1)"
+                assert out.column(name).to_pylist() == expected, (where, row, name)
+    clean = pa.record_batch([pa.array(["-1", "x"]), pa.array(["ok", None])], names=["a", "b"])
+    assert csv_safety.csv_safe(clean).to_pylist() == clean.to_pylist()

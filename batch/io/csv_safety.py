@@ -25,9 +25,7 @@ def defuse(column: pa.Array) -> pa.Array:
         return column
     # The common case, nothing to defuse, told from each cell's first byte (a regex over every
     # cell cost four times as much); only a column with a candidate goes through the regex.
-    raw = column.view(pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary())
-    first = pc.binary_slice(raw, 0, 1)
-    if not pc.any(pc.is_in(first, value_set=_FIRST_BYTES.cast(first.type))).as_py():
+    if not _may_trigger(column):
         return column
     trigger = pc.fill_null(pc.match_substring_regex(column, FORMULA_RE), False)
     if not pc.any(trigger).as_py():
@@ -37,6 +35,13 @@ def defuse(column: pa.Array) -> pa.Array:
     )
     quote, empty = pa.scalar("'", column.type), pa.scalar("", column.type)
     return pc.if_else(risky, pc.binary_join_element_wise(quote, column, empty), column)
+
+
+def _may_trigger(column: pa.Array | pa.ChunkedArray) -> bool:
+    """Whether a cell of the text column starts with a byte FORMULA_RE can start with."""
+    binary = pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary()
+    first = pc.binary_slice(column.cast(binary), 0, 1)  # a cast of text to bytes copies nothing
+    return bool(pc.any(pc.is_in(first, value_set=_FIRST_BYTES.cast(binary))).as_py())
 
 
 def defuse_text(text: str) -> str:
@@ -50,8 +55,12 @@ def csv_safe(batch: pa.RecordBatch) -> pa.RecordBatch:
     """The batch as it goes into a CSV file: every column in a type the CSV writer takes (nested
     values as JSON text, bytes as text) and every text-like cell a formula could start defused."""
     cols, fields = [], []
+    # The first-byte check of every plain text column at once (one kernel call each, not one per
+    # column): in the common case nothing is defused and no column is looked at again.
+    plain = [c for f, c in zip(batch.schema, batch.columns) if _plain_text(f)]
+    clean = len(plain) > 1 and not _may_trigger(pa.chunked_array(plain, pa.string()))
     for f, col in zip(batch.schema, batch.columns):
-        if f.name in SAFE_COLUMNS:
+        if f.name in SAFE_COLUMNS or (clean and _plain_text(f)):
             cols.append(col)
         elif f.name == "source_file" and len(col):
             # One file name per batch: check it once rather than on every row.
@@ -66,6 +75,11 @@ def csv_safe(batch: pa.RecordBatch) -> pa.RecordBatch:
             cols.append(defuse(ready) if text else ready)
         fields.append(pa.field(f.name, cols[-1].type))
     return pa.record_batch(cols, schema=pa.schema(fields))
+
+
+def _plain_text(f: pa.Field) -> bool:
+    """A string column that csv_ready leaves as it is, other than source_file (checked once)."""
+    return pa.types.is_string(f.type) and f.name not in SAFE_COLUMNS and f.name != "source_file"
 
 
 def csv_schema(schema: pa.Schema) -> pa.Schema:
