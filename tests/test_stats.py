@@ -205,3 +205,59 @@ def test_convert_each_gives_what_one_call_per_column_gives():
                 assert (g is None) == (w is None), (convert.__name__, c)
                 if w is not None:
                     assert len(g) == len(c) and g.equals(w), (convert.__name__, c)
+
+
+def test_as_float64_and_as_int64_fast_path_on_sliced_chunked_columns_with_nulls():
+    """The path that reads each cell's first bytes from Arrow's buffers gives what a cell-by-cell
+    conversion gives, whatever the array's offset, nulls (with or without bytes behind them) and
+    chunks; one bad cell anywhere makes the whole column None."""
+    from batch.core.stats import as_float64, as_int64
+
+    rng = np.random.default_rng(11)
+    good = ["0", "0.5", "-0.25", "+3", "12", "-7", "1e5", "0.000", "4.25", "-0"]
+    bad = ["007", "-007", "+-1", "0x1F", "-0x1", "--2", "00", "+00.5", "nan", "1e400"]
+    whole = {"0", "+3", "12", "-7", "-0"}
+    for trial in range(300):
+        n = int(rng.integers(1, 40))
+        cells = [None if rng.random() < 0.2 else str(rng.choice(good)) for _ in range(n)]
+        if trial % 2:
+            cells[int(rng.integers(0, n))] = str(rng.choice(bad))
+        pad = int(rng.integers(0, 3))
+        column = pa.array(["9"] * pad + cells + ["9"] * pad).slice(pad, n)
+        if trial % 3 == 0:  # nulls with bytes behind them, as some writers leave them
+            raw = pa.array([c if c is not None else "x7" for c in cells])
+            column = pa.Array.from_buffers(
+                pa.string(), n, [column.is_valid().buffers()[1], *raw.buffers()[1:]]
+            )
+        if trial % 5 == 0:
+            cut = int(rng.integers(0, n + 1))
+            column = pa.chunked_array([column.slice(0, cut), column.slice(cut)], pa.string())
+        for convert, ok in ((as_float64, set(good)), (as_int64, whole)):
+            expect_ok = all(c is None or c in ok for c in cells)
+            got = convert(column)
+            assert (got is not None) == expect_ok, (convert.__name__, cells)
+            if got is not None:
+                want = [None if c is None else float(c) for c in cells]
+                assert pa.chunked_array([got]).to_pylist() == want, cells
+
+
+def test_the_shortcuts_of_as_float64_and_as_int64_agree_with_the_general_path():
+    """Random cells (spaces of every kind, signs, codes, empty text, nulls): a column converted
+    as it is equals the same cells beside ' 1', a cell only the general path (trim, then parse)
+    takes, whichever shortcut the first took (parsed at once, or refused at once)."""
+    from batch.core.stats import as_float64, as_int64
+
+    rng = np.random.default_rng(23)
+    alphabet = list("0123456789+-.eE x") + ["\u00a0", "\u3000", "\t", "\x1c", "\x85", "é", ""]
+    for _ in range(4000):
+        n = int(rng.integers(1, 5))
+        cells = [
+            None if rng.random() < 0.1 else "".join(rng.choice(alphabet, rng.integers(0, 5)))
+            for _ in range(n)
+        ]
+        for convert in (as_float64, as_int64):
+            got = convert(pa.array(cells, pa.string()))
+            general = convert(pa.array([*cells, " 1"], pa.string()))
+            assert (got is None) == (general is None), (convert.__name__, cells)
+            if got is not None:
+                assert got.equals(general.slice(0, n)), (convert.__name__, cells)

@@ -165,11 +165,7 @@ def as_float64(column: pa.Array) -> pa.Array | None:
     Trimmed, '' and null become null, every other cell the float64 that holds it exactly.
     Runs on every batch of the columns the plan decided are numbers, so it is vectorised.
     """
-    text = pc.utf8_trim_whitespace(column)
-    nonempty = pc.fill_null(pc.not_equal(text, ""), False)
-    if not pc.all(nonempty, min_count=0).as_py():
-        text = pc.if_else(nonempty, text, pa.scalar(None, pa.string()))
-    values = _plain(text, pa.float64())
+    text, values = _parsed(column, pa.float64())
     if values is None:
         return None
     # At most 15 characters hold at most 15 digits, which a float64 keeps at normal magnitudes;
@@ -252,10 +248,116 @@ def as_int64(column: pa.Array) -> pa.Array | None:
     '+3', '-4') that an int64 holds, else None ('7.0', '1e5', '02134' and numbers beyond an
     int64 are not). Trimmed, '' and null become null. Vectorised: it runs on every batch of the
     columns the plan decided are integers."""
+    return _parsed(column, pa.int64())[1]
+
+
+def _parsed(column: Any, to: pa.DataType) -> tuple[Any, pa.Array | None]:
+    """(the text as _plain reads it, _plain's result) for a column as it came.
+
+    Most number columns have no spaces around a value and no empty cell: then Arrow's parser
+    takes the column as it is (it refuses spaces and empty text), and the trimming, the empty
+    check and the pattern's sign and code checks (done on each cell's first bytes) cost far less
+    than the general path, which is taken for everything else (and for what they refuse).
+    """
+    if pa.types.is_string(column.type):
+        try:
+            values = pc.cast(column, to)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            if _as_trimmed(column):  # the general path would parse the same text: refused
+                return column, None
+        else:
+            if not _refused(column, values):
+                return column, values
+            # (Refused: the general path says why, null cells' bytes never count there.)
     text = pc.utf8_trim_whitespace(column)
     nonempty = pc.fill_null(pc.not_equal(text, ""), False)
-    text = pc.if_else(nonempty, text, pa.scalar(None, pa.string()))
-    return _plain(text, pa.int64())
+    if not pc.all(nonempty, min_count=0).as_py():
+        text = pc.if_else(nonempty, text, pa.scalar(None, pa.string()))
+    return text, _plain(text, to)
+
+
+def _table(chars: bytes) -> np.ndarray:
+    """A lookup table: True at each byte of `chars`."""
+    table = np.zeros(256, bool)
+    table[np.frombuffer(chars, np.uint8)] = True
+    return table
+
+
+_SIGN = _table(b"+-")
+_LEAD = _table(b"+-0")  # first bytes that need a closer look
+_CODE_SECOND = _table(b"0123456789xX")  # after a leading zero: a code ('007') or hex ('0x1F')
+
+
+# Bytes that may begin or end a cell the general path changes before parsing: ASCII spaces and
+# control bytes, any byte of a multi-byte character (Unicode spaces are trimmed too), and '+'
+# (which it takes off, since some Arrow versions' parsers refuse it).
+_UNTRIMMED = _table(bytes(range(0x21)) + bytes(range(0x7F, 0x100)) + b"+")
+
+
+def _as_trimmed(text: Any) -> bool:
+    """Whether the general path would hand the text to Arrow's parser unchanged: no cell empty,
+    none starting or ending with a byte of _UNTRIMMED (nulls aside)."""
+    chunks = text.chunks if isinstance(text, pa.ChunkedArray) else [text]
+    for chunk in chunks:
+        n = len(chunk)
+        if n == 0:
+            continue
+        _, offsets_buf, data_buf = chunk.buffers()
+        offsets = np.frombuffer(offsets_buf, np.int32, n + 1, chunk.offset * 4)
+        start, end = offsets[:-1], offsets[1:]
+        if chunk.null_count:
+            valid = np.asarray(chunk.is_valid().to_numpy(zero_copy_only=False), bool)
+            start, end = start[valid], end[valid]
+        if not len(start):
+            continue
+        if data_buf is None or (end <= start).any():
+            return False
+        data = np.frombuffer(data_buf, np.uint8)
+        if _UNTRIMMED[data[start]].any() or _UNTRIMMED[data[end - 1]].any():
+            return False
+    return True
+
+
+def _refused(text: Any, values: Any) -> bool:
+    """Whether text Arrow's parser read as `values` breaks the plain-number rule (see _plain):
+    not finite, two signs, or a leading zero before a digit or an x after the sign if any."""
+    if pa.types.is_floating(values.type) and not pc.all(pc.is_finite(values), min_count=0).as_py():
+        return True
+    chunks = text.chunks if isinstance(text, pa.ChunkedArray) else [text]
+    return any(_refused_chunk(c) for c in chunks)
+
+
+def _refused_chunk(text: pa.Array) -> bool:
+    """_refused's byte checks on one string array whose cells are non-empty or null."""
+    n = len(text)
+    _, offsets_buf, data_buf = text.buffers()
+    if n == 0 or data_buf is None or data_buf.size == 0:
+        return False
+    offsets = np.frombuffer(offsets_buf, np.int32, n + 1, text.offset * 4)
+    data = np.frombuffer(data_buf, np.uint8)
+    start, end = offsets[:-1], offsets[1:]
+    if text.null_count:  # null cells hold no bytes of their own
+        start, end = start[start < end], end[start < end]
+    first = data[start]
+    lead = _LEAD[first]
+    if not lead.any():
+        return False
+    where, ends, first = start[lead], end[lead], first[lead]
+    last = len(data) - 1
+
+    def at(i: int) -> np.ndarray:
+        """The byte i places after each candidate's first one (0 past its end)."""
+        return np.where(where + i < ends, data[np.minimum(where + i, last)], 0)
+
+    second = at(1)
+    signed = _SIGN[first]
+    if not signed.any():  # each starts with a zero
+        return bool(_CODE_SECOND[second].any())
+    if (signed & _SIGN[second]).any():
+        return True
+    digit0 = np.where(signed, second, first)
+    digit1 = np.where(signed, at(2), second)
+    return bool(((digit0 == ord("0")) & _CODE_SECOND[digit1]).any())
 
 
 # The first characters of a number with a leading zero before another digit (a code: '02134').
