@@ -150,3 +150,15 @@ def test_the_band_contains_every_prediction_and_counts_coverage():
     old = context(ctx.schema, interval=None)  # a version trained before bands existed
     out, _, stats = score_batch(batch, 1, old, line)
     assert out.column("predicted_low_k").null_count == 2000 and stats.band_rows == 0
+
+
+def test_repeated_text_columns_equal_pa_repeat():
+    """The added text columns (source file, version, run id), built from buffers, are the same
+    arrays pa.repeat gives: any text, any count, valid Arrow."""
+    from batch.core.rules import _repeat
+
+    for text in ["", "v1", "s3://bucket/in/é€😀.csv", "x" * 5000]:
+        for n in (0, 1, 7, 65_536):
+            got = _repeat(text, n)
+            got.validate(full=True)
+            assert got.equals(pa.repeat(pa.scalar(text, pa.string()), n)), (text, n)
