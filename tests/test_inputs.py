@@ -305,3 +305,41 @@ def test_parquet_parts_are_row_groups_numbered_from_metadata(tmp_path):
         (2, (3,), 901),
     ]
     assert [inputs.count_rows(p) for p in parts] == [300, 300, 300, 100]
+
+
+def test_part_files_dictionary_encode_only_their_repetitive_columns(tmp_path):
+    """Codes, flags and repeated text are dictionary encoded, IDs and measurements are not (a
+    hash table per column for nothing); nested columns keep Parquet's default; every value reads
+    back the same."""
+    from batch.io.parquet_parts import ParquetParts, dictionary_columns
+
+    n = 5000
+    table = pa.table(
+        {
+            "id": pa.array([f"S{i:08d}" for i in range(n)]),
+            "price": pa.array(np.linspace(1.0, 50.0, n)),
+            "chas": pa.array([i % 2 for i in range(n)], pa.int64()),
+            "source_file": pa.array(["in.csv"] * n),
+            "empty": pa.nulls(n, pa.string()),
+        }
+    )
+    assert dictionary_columns(table) == ["chas", "source_file", "empty"]
+    nested = table.append_column("tags", pa.array([[i] for i in range(n)]))
+    assert dictionary_columns(nested) is True
+    for name, t in (("flat", table), ("nested", nested)):
+        parts = ParquetParts(lambda i, name=name: tmp_path / f"{name}-{i}.parquet", t.schema)
+        for batch in t.to_batches():
+            parts.write(batch)
+        parts.close()
+        stored = pq.ParquetFile(tmp_path / f"{name}-0.parquet")
+        assert stored.read().equals(t)
+        group = stored.metadata.row_group(0)
+        dictionary = {
+            group.column(i).path_in_schema
+            for i in range(group.num_columns)
+            if "RLE_DICTIONARY" in group.column(i).encodings
+        }
+        if name == "flat":
+            assert dictionary == {"chas", "source_file", "empty"}
+        else:
+            assert {"id", "price", "tags.list.element"} <= dictionary

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batch.io.memory import limited
@@ -29,10 +30,38 @@ PART_ROWS = 1 << 18  # rows a part collects before it is encoded (narrow tables:
 PART_BYTES = 2 << 20  # or bytes: a default batch of 65,536 rows of ten numbers or more is a part
 
 
+SAMPLE_ROWS = 1024  # rows a part's columns are judged by for dictionary encoding
+
+
+def dictionary_columns(table: pa.Table) -> list[str] | bool:
+    """The columns worth dictionary encoding: those whose first SAMPLE_ROWS rows hold at most
+    half as many distinct values (codes, flags, the file name, the version); True (every column,
+    Parquet's default) when a column is nested, where the choice is per leaf.
+
+    Dictionary encoding every column (the default) built a hash table for each number and ID
+    column only to fall back to plain encoding: a 65,536-row part of the scorer's Boston table
+    took 50-56 ms to encode against 34 ms this way, for 18% more bytes (snappy, as before).
+    """
+    if any(pa.types.is_nested(f.type) for f in table.schema):
+        return True
+    sample = table.slice(0, SAMPLE_ROWS)
+    chosen = []
+    for name, column in zip(table.column_names, sample.columns):
+        try:
+            distinct = pc.count_distinct(column).as_py()
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid):  # a type without a hash kernel
+            distinct = 0
+        if distinct * 2 <= len(sample):
+            chosen.append(name)
+    return chosen
+
+
 def _write_part(where: fs.Location, table: pa.Table) -> None:
     stream = fs.open_output(where)
     try:
-        with pq.ParquetWriter(stream, table.schema) as writer:
+        with pq.ParquetWriter(
+            stream, table.schema, use_dictionary=dictionary_columns(table)
+        ) as writer:
             writer.write_table(table)
     finally:
         stream.close()
