@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch.core.features import DECIMAL_COMMA_RE
+from batch.core.number_text import as_float64, as_int64
 from batch.core.rules import REJECT_SCHEMA
-from batch.core.stats import as_float64, as_int64
 from batch.engines.local import LocalEngine
 from batch.io import outputs, settle, text_restore
 from batch.io.sink import PredictionSink

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from batch.core.stats import FileStats, NumericColumns, RunStats, Sample, looks_numeric
+from batch.core.number_text import looks_numeric
+from batch.core.stats import FileStats, NumericColumns, RunStats, Sample
 
 
 def test_sample_keeps_the_k_smallest_keys_whatever_the_grouping():
@@ -71,7 +72,7 @@ def reference_looks_numeric(column: pa.Array) -> bool:
     import pyarrow.compute as pc
 
     from batch.core.features import NUMBER_RE
-    from batch.core.stats import survives_float64
+    from batch.core.number_text import survives_float64
 
     text = pc.utf8_trim_whitespace(column)
     nonempty = pc.fill_null(pc.not_equal(text, ""), False)
@@ -153,7 +154,7 @@ def test_as_int64_and_as_float64_follow_their_regex_rule_without_running_it():
     plain-number patterns accept, value by value, with signs, codes and hex in the mix."""
     import re
 
-    from batch.core.stats import (
+    from batch.core.number_text import (
         PLAIN_INTEGER_RE,
         PLAIN_NUMBER_RE,
         as_float64,
@@ -182,7 +183,7 @@ def test_convert_each_gives_what_one_call_per_column_gives():
     """Converting same-typed columns together (one kernel call for all) changes no result: a
     column with a failing value is None and its neighbours still convert; empty columns, nulls,
     chunk lengths and mixed types come back as they went in."""
-    from batch.core.stats import as_float64, as_int64, convert_each
+    from batch.core.number_text import as_float64, as_int64, convert_each
 
     good = pa.array(["1.5", "", None, "-0.0", "1e-310"])
     bad = pa.array(["2", "x7", "3"])
@@ -211,7 +212,7 @@ def test_as_float64_and_as_int64_fast_path_on_sliced_chunked_columns_with_nulls(
     """The path that reads each cell's first bytes from Arrow's buffers gives what a cell-by-cell
     conversion gives, whatever the array's offset, nulls (with or without bytes behind them) and
     chunks; one bad cell anywhere makes the whole column None."""
-    from batch.core.stats import as_float64, as_int64
+    from batch.core.number_text import as_float64, as_int64
 
     rng = np.random.default_rng(11)
     good = ["0", "0.5", "-0.25", "+3", "12", "-7", "1e5", "0.000", "4.25", "-0"]
@@ -245,7 +246,7 @@ def test_the_shortcuts_of_as_float64_and_as_int64_agree_with_the_general_path():
     """Random cells (spaces of every kind, signs, codes, empty text, nulls): a column converted
     as it is equals the same cells beside ' 1', a cell only the general path (trim, then parse)
     takes, whichever shortcut the first took (parsed at once, or refused at once)."""
-    from batch.core.stats import as_float64, as_int64
+    from batch.core.number_text import as_float64, as_int64
 
     rng = np.random.default_rng(23)
     alphabet = list("0123456789+-.eE x") + ["\u00a0", "\u3000", "\t", "\x1c", "\x85", "é", ""]

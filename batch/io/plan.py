@@ -268,10 +268,10 @@ def decide_numbers(
 
     A column qualifies when, in the first FIRST_BLOCK_ROWS rows of every file that has it, every
     cell of the rows the run would score is a plain number a float64 keeps exactly
-    (stats.looks_numeric, after a ';' file's decimal commas become points) or a whole number an
-    int64 holds (stats.as_int64), and at least one such cell is there at all; it is int64 when
-    every such cell is a whole number and no Parquet input holds it as floats or decimals
-    (`fractions`). Later batches are checked as they are written
+    (number_text.looks_numeric, after a ';' file's decimal commas become points) or a whole
+    number an int64 holds (number_text.as_int64), and at least one such cell is there at all; it
+    is int64 when every such cell is a whole number and no Parquet input holds it as floats or
+    decimals (`fractions`). Later batches are checked as they are written
     (sink.PredictionSink); a decimal in an int64 column widens it to float64 where no value
     changes, and a value that is not a number turns the column back to text, exactly as it
     came, so the decision can cost time but never a value.

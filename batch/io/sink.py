@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from batch.core.columns import FLOAT64_EXACT_INT, with_numbers
-from batch.core.stats import as_float64, as_int64, convert_each
+from batch.core.number_text import as_float64, as_int64, convert_each
 from batch.io.csv_safety import csv_header_schema, csv_safe
 from batch.io.csv_writer import ParallelCsvWriter
 from batch.io.outputs import PARTS, PREDICTIONS_CSV, PREDICTIONS_PARQUET, REJECTS_CSV, STEM
@@ -36,8 +36,8 @@ class PredictionSink:
 
     `numbers` are text columns written to Parquet as numbers (the plan's decision): int64 for
     those in `integers`, float64 for the others; the CSV files keep their text. Each batch is
-    checked first (stats.as_int64, stats.as_float64). When an int64 column's values are not
-    all whole numbers but are numbers a float64 keeps exactly, and every integer it wrote is
+    checked first (number_text.as_int64, number_text.as_float64). When an int64 column's values
+    are not all whole numbers but are numbers a float64 keeps exactly, and every integer it wrote is
     exact in a float64, the current Parquet part ends and the next one has the column as
     float64; when a column's values are not such numbers at all, the next part has it as text.
     Engine.run then gives the column that type in the earlier files too (batch.io.settle).
@@ -149,7 +149,7 @@ class PredictionSink:
         text, wider = [], []
         names = sorted(self._numbers)
         where = {name: self._schema.get_field_index(name) for name in names}
-        # Each kind converted in one go (stats.convert_each), then looked at column by column.
+        # Each kind converted in one go (number_text.convert_each), then looked at column by column.
         converted: dict[str, pa.Array | None] = {}
         for convert, kind in ((as_float64, False), (as_int64, True)):
             group = [n for n in names if (n in self._integers) == kind]
@@ -188,7 +188,7 @@ class PredictionSink:
         return pa.record_batch(cols, schema=self._parquet_schema())
 
     def _noted(self, name: str, values: pa.Array | None) -> pa.Array | None:
-        """Column `name` as int64 (stats.as_int64; None when it is not all whole numbers), the
+        """Column `name` as int64 (number_text.as_int64; None when it is not all whole numbers), the
         range of the values written noted."""
         if values is None:
             return None

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from batch.core.stats import as_float64, as_int64
+from batch.core.number_text import as_float64, as_int64
 from batch.io.csv_reader import CSV_BLOCK_BYTES, MAX_ROW_BYTES
 from batch.io.outputs import PARTS, PREDICTIONS_CSV, STEM, parquet_files
 from batch.io.settle import read_schema
