@@ -103,7 +103,7 @@ class ParallelCsvWriter:
             threads = THREADS if _polars_allowed() else 1
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="format-csv")
         if ahead is None:
-            ahead = 2 * threads if _polars_allowed() else 0
+            ahead = threads if _polars_allowed() else 0
         self._ahead = ahead
         self._pending: deque[Future[bytes]] = deque()
         if include_header:
