@@ -4,10 +4,12 @@ RLIMIT_AS) allocators that reserve only what they use.
 Without a limit (choose_pool), Arrow allocates from jemalloc, told to return freed pages to the
 system after DECAY_MS: the batches in flight are allocated and freed over and over by several
 threads, and Arrow's default allocator (mimalloc) kept about 30 to 60 MB more resident at the
-same work (measured at 8M rows: 672 to 684 MB peak against 703 to 747 MB). DECAY_MS trades a
-little memory for time: pages handed back sooner are faulted in again by the next batches
-(8M CSV rows: 200 ms cost 1.2M page faults and 6.4-7.0 s of system time, 1000 ms 0.75M and
-4.6-5.0 s, for 20-30 MB more at peak). An ARROW_DEFAULT_MEMORY_POOL set by the user is left as
+same work (measured at 8M rows: 672 to 684 MB peak against 703 to 747 MB). DECAY_MS is the
+decay Arrow's own jemalloc configuration has (1 s), set here so that it is not changed by
+accident: pages handed back sooner are faulted in again by the next batches (8M CSV rows: 200 ms
+cost 1.2M page faults and 6.4-7.0 s of system time, 1000 ms 0.75M and 4.6-5.0 s, for 20-30 MB
+more at peak). jemalloc applies it to the arenas created after the call: the run's, since it is
+made before the run allocates. An ARROW_DEFAULT_MEMORY_POOL set by the user is left as
 it is, and so is a build without jemalloc.
 
 By default Arrow's allocator (mimalloc) and glibc's per-thread arenas reserve address space far
@@ -31,7 +33,7 @@ import pyarrow as pa
 log = logging.getLogger(__name__)
 
 ARENAS = 2
-DECAY_MS = 1000  # jemalloc gives freed pages back after this long (see above)
+DECAY_MS = 1000  # jemalloc gives freed pages back after this long (Arrow's setting; see above)
 MMAP_THRESHOLD = 1 << 20
 _M_ARENA_MAX = -8  # glibc's mallopt parameters
 _M_MMAP_THRESHOLD = -3
