@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,15 +19,6 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def warm_up() -> threading.Thread:
-    """Import matplotlib on a background thread (half a second of a run's report otherwise):
-    started while a run streams, its plots then find it loaded. The import lock makes a plot
-    drawn before it finished wait for it."""
-    thread = threading.Thread(target=_pyplot, name="import-matplotlib", daemon=True)
-    thread.start()
-    return thread
 
 
 def _png(fig: Any) -> bytes:
