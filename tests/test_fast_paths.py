@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -117,6 +118,64 @@ def test_a_writer_error_is_raised_in_the_caller_and_stops_every_thread(tmp_path)
             sink.write(preds, rejects)
         sink.close()
     sink.abort()
+    assert no_pipeline_threads()
+
+
+def interrupted_at_random(make, rounds: int, seed: int) -> list[int]:
+    """`rounds` times: `loop, stop = make()`, then `loop()` until a KeyboardInterrupt raised by
+    a real SIGALRM handler somewhere in the main thread (as a stop signal's handler does), then
+    `stop()`. The rounds whose stop did not end within 10 s."""
+    rng = np.random.default_rng(seed)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    hung = []
+    try:
+        for round_ in range(rounds):
+            loop, stop = make()
+            try:
+                signal.setitimer(signal.ITIMER_REAL, rng.uniform(0.0005, 0.005))
+                loop()
+            except KeyboardInterrupt:
+                helper = threading.Thread(target=stop, daemon=True)  # so that a hang is seen
+                helper.start()
+                helper.join(10)
+                if helper.is_alive():
+                    hung.append(round_)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    return hung
+
+
+def test_a_stop_signal_anywhere_in_the_main_thread_never_hangs_the_pipeline(tmp_path):
+    """A KeyboardInterrupt raised while the main thread waited on a queue between the threads
+    once left a writer waiting for ever, and the run's abort with it (a stop that never ended)."""
+    from batch.core.rules import REJECT_SCHEMA
+
+    schema, batches = sink_batches(1)
+    preds, rejects = batches[0][0].slice(0, 1), batches[0][1]
+
+    def writing():
+        folder = tmp_path / str(len(list(tmp_path.iterdir())))
+        folder.mkdir()
+        sink = PipelinedSink(folder, schema, REJECT_SCHEMA)
+
+        def loop():
+            while True:
+                sink.write(preds, rejects)
+
+        return loop, sink.abort
+
+    def reading():
+        reader = ReadAhead(iter(range(10**9)), 1)
+        return (lambda: list(reader)), reader.close
+
+    assert interrupted_at_random(writing, 150, seed=1) == []
+    assert interrupted_at_random(reading, 150, seed=2) == []
     assert no_pipeline_threads()
 
 

@@ -12,6 +12,12 @@ Errors anywhere stop everything: the first exception of any thread (an InputErro
 reader, the EnvironmentFault of a full disk from a writer) is raised in the main thread, which
 then stops and joins every thread before it unwinds. A KeyboardInterrupt (a stop signal) in the
 main thread unwinds the same way. No thread outlives the with-block or `abort()`.
+
+The queues between the threads are `Channel`s, not `queue.Queue`s: a stop signal raises its
+KeyboardInterrupt wherever the main thread is, and one raised inside Queue.put or Queue.get (Python
+code around a lock) can release that lock while the other thread holds it; the threads then lose a
+wake-up and the abort waits for ever. A Channel's waits are single C calls that an interrupt ends
+before or after, never half-way; and every thread's wait also polls the stop flag.
 """
 
 from __future__ import annotations
@@ -34,6 +40,51 @@ _POLL = 0.1  # seconds between checks for a failed or stopped stage while waitin
 _DONE = object()  # end of a stream
 
 
+class Channel:
+    """A bounded FIFO between two threads whose every wait is one C call (queue.SimpleQueue).
+
+    `put` waits for room (one of `depth` tokens), `get` hands the token back. An interrupt in
+    the main thread between the two C calls of a put or a get can only lose a token or an item;
+    that happens only while the pipeline is being stopped, and `put_last` (the end-of-stream
+    marker) needs no room.
+    """
+
+    def __init__(self, depth: int) -> None:
+        self._items: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._room: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(depth):
+            self._room.put(None)
+
+    def put(self, item: Any, timeout: float) -> bool:
+        """Add `item` once there is room; False if there was none within `timeout` seconds."""
+        try:
+            self._room.get(timeout=timeout)
+        except queue.Empty:
+            return False
+        self._items.put(item)
+        return True
+
+    def put_last(self, item: Any) -> None:
+        """Add `item` whether or not there is room (the end of a stream)."""
+        self._items.put(item)
+
+    def get(self, timeout: float) -> Any:
+        """The oldest item; raises queue.Empty when none arrived within `timeout` seconds."""
+        item = self._items.get(timeout=timeout)
+        self._room.put(None)
+        return item
+
+    def drain(self) -> None:
+        """Drop every waiting item, and let a put waiting for room go on at once (when stopping:
+        an interrupted get may have taken the room and not given it back)."""
+        try:
+            while True:
+                self.get(timeout=0)
+        except queue.Empty:
+            pass
+        self._room.put(None)
+
+
 class _Failed:
     """An exception raised in a stage's thread, carried to the main thread."""
 
@@ -52,7 +103,7 @@ class ReadAhead:
         self, iterable: Iterable[Any], depth: int = DEPTH, name: str = "read-ahead"
     ) -> None:
         self._iterable = iterable
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._queue = Channel(depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -63,9 +114,9 @@ class ReadAhead:
             for item in it:
                 if not self._offer(item):
                     return
-            self._offer(_DONE)
+            self._queue.put_last(_DONE)
         except BaseException as exc:  # carried to the consumer, raised there
-            self._offer(_Failed(exc))
+            self._queue.put_last(_Failed(exc))
         finally:
             close = getattr(it, "close", None)
             if close is not None:
@@ -74,11 +125,8 @@ class ReadAhead:
     def _offer(self, item: Any) -> bool:
         """Put `item`, waiting while the queue is full; False once the consumer has stopped."""
         while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=_POLL)
+            if self._queue.put(item, timeout=_POLL):
                 return True
-            except queue.Full:
-                continue
         return False
 
     def __iter__(self) -> Iterator[Any]:
@@ -86,14 +134,15 @@ class ReadAhead:
 
     def __next__(self) -> Any:
         while True:
+            alive = self._thread.is_alive()  # before the wait: a thread that ended put its last
             try:
                 item = self._queue.get(timeout=_POLL)
                 break
             except queue.Empty:
-                if not self._thread.is_alive() and self._queue.empty():
+                if not alive:
                     raise RuntimeError("the read-ahead thread ended without a result") from None
         if item is _DONE:
-            self._queue.put(_DONE)  # stay exhausted
+            self._queue.put_last(_DONE)  # stay exhausted
             raise StopIteration
         if isinstance(item, _Failed):
             raise item.exc
@@ -102,7 +151,7 @@ class ReadAhead:
     def close(self) -> None:
         """Stop the thread and wait for it (it finishes at most the read in progress)."""
         self._stop.set()
-        _drain(self._queue)
+        self._queue.drain()
         self._thread.join()
 
     def __enter__(self) -> ReadAhead:
@@ -110,14 +159,6 @@ class ReadAhead:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _drain(q: queue.Queue[Any]) -> None:
-    try:
-        while True:
-            q.get_nowait()
-    except queue.Empty:
-        pass
 
 
 class PipelinedSink(PredictionSink):
@@ -151,15 +192,18 @@ class PipelinedSink(PredictionSink):
 
     def _stage(
         self, name: str, fn: Callable[..., None], depth: int
-    ) -> tuple[queue.Queue[Any], threading.Thread]:
-        q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    ) -> tuple[Channel, threading.Thread]:
+        q = Channel(depth)
         thread = threading.Thread(target=self._drain_into, args=(q, fn), name=name, daemon=True)
         thread.start()
         return q, thread
 
-    def _drain_into(self, q: queue.Queue[Any], fn: Callable[..., None]) -> None:
-        while True:
-            item = q.get()
+    def _drain_into(self, q: Channel, fn: Callable[..., None]) -> None:
+        while not self._stop.is_set():
+            try:
+                item = q.get(timeout=_POLL)
+            except queue.Empty:
+                continue
             if item is _DONE or self._stop.is_set():
                 return
             try:
@@ -173,29 +217,21 @@ class PipelinedSink(PredictionSink):
         if self._errors:
             raise self._errors[0]
 
-    def _put(self, q: queue.Queue[Any], item: Any) -> None:
+    def _put(self, q: Channel, item: Any) -> None:
         while True:
             self._check()
             if self._stop.is_set():
                 raise RuntimeError("the prediction sink was stopped")
-            try:
-                q.put(item, timeout=_POLL)
+            if q.put(item, timeout=_POLL):
                 return
-            except queue.Full:
-                continue
 
     def write(self, predictions: pa.RecordBatch, rejects: pa.RecordBatch) -> None:
         for q, _ in self._stages:
             self._put(q, (predictions, rejects))
 
     def _join(self) -> None:
-        for q, thread in self._stages:
-            while thread.is_alive():
-                try:
-                    q.put(_DONE, timeout=_POLL)
-                    break
-                except queue.Full:
-                    continue
+        for q, _ in self._stages:
+            q.put_last(_DONE)
         for _, thread in self._stages:
             thread.join()
 
@@ -216,7 +252,7 @@ class PipelinedSink(PredictionSink):
         """Stop both writers without raising (the caller is already unwinding an error)."""
         self._stop.set()
         for q, _ in self._stages:
-            _drain(q)
+            q.drain()
         self._join()
         try:
             super().close()
