@@ -42,9 +42,11 @@ def test_the_rule_units_and_drift_break_it_a_missing_target_does_not():
 
 
 def figures(index: Path) -> dict[str, str]:
-    """The trend plots of index.html: their alt text -> the embedded PNG."""
+    """The trend charts of index.html: their alt text -> the embedded image."""
     html = index.read_text()
-    return dict(re.findall(r"<img alt='([^']*)' src='data:image/png;base64,([^']+)'", html))
+    return dict(
+        re.findall(r"<img alt='([^']*)' src='data:image/(?:png|svg\+xml);base64,([^']+)'", html)
+    )
 
 
 def prom(out: Path) -> dict:

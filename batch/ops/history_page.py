@@ -16,11 +16,11 @@ from batch.storage.location import Location
 INDEX = "index.html"
 
 
-def _trend_pngs(runs: list[RunEntry]) -> list[tuple[str, bytes]]:
-    """Trend plots over the comparable runs that scored something (oldest to newest): a run
-    that is not comparable (batch.core.comparable), or whose day a later run re-scored
+def _trend_images(runs: list[RunEntry]) -> list[tuple[str, bytes]]:
+    """Trend charts (SVG) over the comparable runs that scored something (oldest to newest): a
+    run that is not comparable (batch.core.comparable), or whose day a later run re-scored
     (superseded), adds no point to any trend."""
-    from batch.ops import plots
+    from batch.ops.trend_svg import trend_svg
 
     done: list[tuple[RunLine, float | None]] = []
     for run in reversed(runs):
@@ -34,7 +34,7 @@ def _trend_pngs(runs: list[RunEntry]) -> list[tuple[str, bytes]]:
     failed = [o.exit_code != 0 for o, _ in done]
 
     def trend(values: list[Any], title: str, ylabel: str, **kwargs: Any) -> bytes:
-        return plots.trend_png(when, values, failed, title, ylabel, **kwargs)
+        return trend_svg(when, values, failed, title, ylabel, **kwargs)
 
     figures = [
         (
@@ -105,7 +105,7 @@ def write_index(output_dir: Location, now: dt.datetime | None = None) -> Locatio
         runs,
         latest_run(output_dir),
         now or dt.datetime.now(dt.UTC),
-        _trend_pngs(runs),
+        _trend_images(runs),
         label_cells(output_dir),
     )
     fs.ensure_dir(output_dir)

@@ -47,9 +47,10 @@ def text(value: Any) -> str:
     return "" if value is None else excerpt(value, limit=CELL_CHARS)
 
 
-def data_uri(png: bytes) -> str:
-    """PNG bytes as a data: URI, so the page needs no other file."""
-    return "data:image/png;base64," + base64.b64encode(png).decode()
+def data_uri(image: bytes) -> str:
+    """PNG or SVG bytes as a data: URI, so the page needs no other file."""
+    kind = "svg+xml" if image.startswith(b"<svg") else "png"
+    return f"data:image/{kind};base64," + base64.b64encode(image).decode()
 
 
 def _redacted(value: object) -> object:

@@ -1,8 +1,8 @@
-"""The matplotlib figures (Agg backend, PNG bytes out): loss per epoch and the model's fit."""
+"""The matplotlib figures (Agg backend, PNG bytes out): loss per epoch and the model's fit
+(the history page's trend charts are SVG, drawn in batch.ops.trend_svg)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 from collections.abc import Sequence
 from typing import Any
@@ -124,65 +124,3 @@ def _lines(
         ax.plot(
             xs, slope * xs + intercept, color="black", linewidth=1.2, linestyle="--", label=label
         )
-
-
-def trend_png(
-    when: Sequence[dt.datetime],
-    values: Sequence[float | None],
-    failed: Sequence[bool],
-    title: str,
-    ylabel: str,
-    budget: Sequence[float | None] | None = None,
-) -> bytes:
-    """One value per run over time (missing values skipped); failed runs marked in red."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    points = [(t, v, f) for t, v, f in zip(when, values, failed) if v is not None]
-    if points:
-        xs = [p[0] for p in points]
-        ax.plot(
-            xs,
-            [p[1] for p in points],
-            color="tab:blue",
-            marker="o",
-            markersize=4,
-            linewidth=1.2,
-            label="run",
-        )
-        bad = [p for p in points if p[2]]
-        if bad:
-            ax.scatter(
-                [p[0] for p in bad],
-                [p[1] for p in bad],
-                color="tab:red",
-                zorder=3,
-                s=36,
-                label="failed run",
-            )
-    if budget is not None and any(b is not None for b in budget):
-        pairs = [(t, b) for t, b in zip(when, budget) if b is not None]
-        ax.step(
-            [p[0] for p in pairs],
-            [p[1] for p in pairs],
-            where="post",
-            color="tab:red",
-            linestyle="--",
-            linewidth=1,
-            label="reject budget",
-        )
-    import matplotlib.dates
-
-    mdates: Any = matplotlib.dates  # untyped
-    locator = mdates.AutoDateLocator()
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-    if len({p[0] for p in points}) == 1:  # one run: a day either side, not years
-        only = points[0][0]
-        ax.set_xlim(only - dt.timedelta(days=1), only + dt.timedelta(days=1))
-    ax.set_title(title)
-    ax.set_ylabel(ylabel)
-    ax.set_xlabel("run start (UTC)")
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
-    return _png(fig)
