@@ -24,7 +24,7 @@ from batch.io.plan import Plan, plan_inputs
 from batch.io.source import Limits
 from batch.model.network import Predictor
 from batch.model.registry import Registry
-from batch.ops import days, ledger, report
+from batch.ops import days, ledger, plots, report
 from batch.ops.lineage import Lineage, arrow_schema, input_quality, score_inputs, score_outputs
 from batch.ops.report.phases import Phases
 from batch.settings import Settings
@@ -164,6 +164,11 @@ def _score_locked(run: _Run) -> dict[str, Any]:
         run.settings.model_version,
     )
     run.staged = run.out.staging(run.run_id)
+    if memory.limited() is None:
+        # The report's plots import matplotlib (about half a second): meanwhile the run streams
+        # and the main thread mostly waits for the writers. Under an address-space limit the
+        # stream's memory is handed back first, so the import waits for the report.
+        plots.warm_up()
     result = _run_engine(run, plan, model, meta, predictor)
     plan = widen(plan) if run.shadow else plan  # from here on: what the files hold, for lineage
     verdict = _report(run, plan, result, meta)

@@ -202,3 +202,27 @@ def test_the_run_chooses_its_memory_pool_by_limit_and_by_the_users_setting():
     assert backend(limit=True) == "system"
     assert backend({"ARROW_DEFAULT_MEMORY_POOL": "system"}) == "system"
     assert backend({"ARROW_DEFAULT_MEMORY_POOL": "mimalloc"}) == "mimalloc"
+
+
+def test_matplotlib_is_imported_on_a_side_thread_while_a_run_streams():
+    """plots.warm_up loads matplotlib (Agg) on its own thread; a plot drawn at once after it
+    waits for the import and comes out a PNG."""
+    code = (
+        "import sys\n"
+        "from batch.ops import plots\n"
+        "thread = plots.warm_up()\n"
+        "png = plots.loss_png([3.0, 2.0], None, 't')\n"
+        "thread.join(60)\n"
+        "import matplotlib\n"
+        "print(thread.name, not thread.is_alive(), matplotlib.get_backend().lower(), png[:4] == b'\\x89PNG')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["import-matplotlib", "True", "agg", "True"]

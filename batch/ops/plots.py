@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +20,15 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def warm_up() -> threading.Thread:
+    """Import matplotlib on a background thread (half a second of a run's report otherwise):
+    started while a run streams, its plots then find it loaded. The import lock makes a plot
+    drawn before it finished wait for it."""
+    thread = threading.Thread(target=_pyplot, name="import-matplotlib", daemon=True)
+    thread.start()
+    return thread
 
 
 def _png(fig: Any) -> bytes:
