@@ -9,10 +9,13 @@ after another, alternating (scorer, DuckDB, Polars, scorer, ...), each --repeat 
 shows each tool's best wall time and its largest peak RSS (the child's ru_maxrss from os.wait4,
 or the sampled RSS of its process tree when larger), and the scorer's ratio to the fastest peer.
 The peers compute what the scorer computes for a verified linear fold: price = rm * weight + bias
-as float32, a band around it, the out-of-range flag, the source file, row, version and run id.
-They validate nothing and write no report: they are what a data engineer would write in ten
-lines. DuckDB and Polars write the two files with their own writers (DuckDB: two COPY statements;
-Polars: one lazy query into sink_parquet and sink_csv, collected together).
+as float32, a band around it, the out-of-range flag, the source file, row, version and run id,
+and the two audit columns (rooms_used, target_used). They write the same files as the scorer:
+the same columns in the same order with the same values (the input's absolute path, rows
+numbered from 1, a run id of the scorer's form), text and flags quoted in the CSV as the scorer
+quotes them. They validate nothing and write no report: they are what a data engineer would
+write in ten lines. DuckDB and Polars write the two files with their own writers (DuckDB: two
+COPY statements; Polars: one lazy query into sink_parquet and sink_csv, collected together).
 """
 
 from __future__ import annotations
@@ -34,14 +37,29 @@ from benchmarks.generate import child_env, ensure_input, ensure_model
 from benchmarks.measure import loadavg, machine, measure, warm
 
 TOOLS = ("scorer", "duckdb", "polars")
-RUN_ID = "peer-run"
+RUN_ID = "20261206T120000Z-0a1b2c"  # the scorer's form: the CSV cells are as long as its own
+TEXT = ("suburb_id", "suburb", "source_file", "out_of_range", "model_version", "run_id")
 
 
-def _fold(models_dir: Path, version: str) -> tuple[float, float, float, float, float]:
-    """(weight, bias, band half-width, training rooms min, max) of the benchmark model."""
+def _fold(models_dir: Path, version: str) -> tuple[float, float, str, float, float]:
+    """(weight, bias, band, training rooms min, max) of the benchmark model; the band is the
+    model's calibrated interval (JSON: quantile, scale line, floor, lower bound), computed by the
+    peers as the scorer computes it (batch.core.intervals.band, one quantile for every row)."""
     meta = json.loads((models_dir / version / "metadata.json").read_text())
-    rng = meta["feature_range"]
-    return float(meta["weight"]), float(meta["bias"]), 6.0, float(rng["min"]), float(rng["max"])
+    rng, interval = meta["feature_range"], meta["interval"]
+    if interval.get("groups") not in (None, "none"):
+        raise SystemExit("peers.py: the benchmark model must have one interval for every row")
+    scale = interval["scale"]
+    band = {
+        "q": interval["quantile"],
+        "center": scale["center"],
+        "intercept": scale["intercept"],
+        "below": scale["slope_below"],
+        "above": scale["slope_above"],
+        "floor": scale["floor"],
+        "lower": interval["lower_bound"],
+    }
+    return float(meta["weight"]), float(meta["bias"]), json.dumps(band), rng["min"], rng["max"]
 
 
 def child_duckdb(a: argparse.Namespace) -> None:
@@ -52,21 +70,33 @@ def child_duckdb(a: argparse.Namespace) -> None:
         if a.input.endswith(".parquet")
         else f"read_csv('{a.input}', header=true)"
     )
-    w, b, band, lo, hi = a.weight, a.bias, a.band, a.lo, a.hi
+    w, b, lo, hi, k = a.weight, a.bias, a.lo, a.hi, json.loads(a.band)
+    scale = (
+        f"greatest({k['intercept']} + {k['below']} * greatest({k['center']} - rm, 0) "
+        f"+ {k['above']} * greatest(rm - {k['center']}, 0), {k['floor']})"
+    )
+    pred = f"(CAST(rm AS FLOAT) * CAST({w} AS FLOAT) + CAST({b} AS FLOAT))"  # float32, as Keras
+    half = f"CAST({k['q']} * {scale} AS FLOAT)"
     query = f"""
-        SELECT *, '{a.input}' AS source_file, row_number() OVER () - 1 AS source_row,
-               CAST(rm * {w} + {b} AS FLOAT) AS predicted_median_price_k,
-               CAST(rm * {w} + {b} - {band} AS FLOAT) AS predicted_low_k,
-               CAST(rm * {w} + {b} + {band} AS FLOAT) AS predicted_high_k,
+        SELECT *, '{a.input}' AS source_file, row_number() OVER () AS source_row,
+               {pred} AS predicted_median_price_k,
+               least(greatest({pred} - {half}, CAST({k["lower"]} AS FLOAT)), {pred})
+                   AS predicted_low_k,
+               {pred} + {half} AS predicted_high_k,
                (rm < {lo} OR rm > {hi}) AS out_of_range,
-               'v1' AS model_version, '{RUN_ID}' AS run_id
+               'v1' AS model_version, '{RUN_ID}' AS run_id,
+               rm AS rooms_used, CAST(NULL AS DOUBLE) AS target_used
         FROM {src}"""
     con = duckdb.connect()
     out = Path(a.out)
     if a.outputs in ("both", "parquet"):
         con.execute(f"COPY ({query}) TO '{out / 'predictions.parquet'}' (FORMAT parquet)")
     if a.outputs in ("both", "csv"):
-        con.execute(f"COPY ({query}) TO '{out / 'predictions.csv'}' (FORMAT csv, HEADER)")
+        quoted = ", ".join(TEXT)
+        con.execute(
+            f"COPY ({query}) TO '{out / 'predictions.csv'}' "
+            f"(FORMAT csv, HEADER, FORCE_QUOTE ({quoted}))"
+        )
     (out / "rejects.csv").write_text("source_file,source_row,raw_value,reason\n")
 
 
@@ -74,23 +104,36 @@ def child_polars(a: argparse.Namespace) -> None:
     import polars as pl
 
     scan = pl.scan_parquet(a.input) if a.input.endswith(".parquet") else pl.scan_csv(a.input)
-    price = (pl.col("rm") * a.weight + a.bias).cast(pl.Float32)
+    k = json.loads(a.band)
+    f32 = pl.Float32  # x * w + b in float32, as Keras computes it
+    price = pl.col("rm").cast(f32) * pl.lit(a.weight, f32) + pl.lit(a.bias, f32)
+    rm, center = pl.col("rm"), k["center"]
+    scale = pl.max_horizontal(
+        k["intercept"]
+        + k["below"] * (center - rm).clip(lower_bound=0)
+        + k["above"] * (rm - center).clip(lower_bound=0),
+        k["floor"],
+    )
+    half = (k["q"] * scale).cast(pl.Float32)
+    low = pl.min_horizontal(pl.max_horizontal(price - half, pl.lit(k["lower"], pl.Float32)), price)
     lf = scan.with_columns(
         pl.lit(a.input).alias("source_file"),
-        pl.int_range(pl.len(), dtype=pl.Int64).alias("source_row"),
+        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("source_row"),
         price.alias("predicted_median_price_k"),
-        (price - a.band).alias("predicted_low_k"),
-        (price + a.band).alias("predicted_high_k"),
+        low.alias("predicted_low_k"),
+        (price + half).alias("predicted_high_k"),
         ((pl.col("rm") < a.lo) | (pl.col("rm") > a.hi)).alias("out_of_range"),
         pl.lit("v1").alias("model_version"),
         pl.lit(RUN_ID).alias("run_id"),
+        pl.col("rm").alias("rooms_used"),
+        pl.lit(None, dtype=pl.Float64).alias("target_used"),
     )
     out = Path(a.out)
     sinks = []
     if a.outputs in ("both", "parquet"):
         sinks.append(lf.sink_parquet(out / "predictions.parquet", lazy=True))
     if a.outputs in ("both", "csv"):
-        sinks.append(lf.sink_csv(out / "predictions.csv", lazy=True))
+        sinks.append(lf.sink_csv(out / "predictions.csv", quote_style="non_numeric", lazy=True))
     pl.collect_all(sinks)
     (out / "rejects.csv").write_text("source_file,source_row,raw_value,reason\n")
 
@@ -98,9 +141,9 @@ def child_polars(a: argparse.Namespace) -> None:
 def _child(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="peers.py _child")
     p.add_argument("tool", choices=("duckdb", "polars"))
-    for name in ("input", "out", "outputs"):
+    for name in ("input", "out", "outputs", "band"):
         p.add_argument(f"--{name}", required=True)
-    for name in ("weight", "bias", "band", "lo", "hi"):
+    for name in ("weight", "bias", "lo", "hi"):
         p.add_argument(f"--{name}", type=float, required=True)
     a = p.parse_args(argv)
     Path(a.out).mkdir(parents=True, exist_ok=True)
@@ -132,7 +175,7 @@ def _command(tool: str, src: Path, out: Path, outputs: str, model: dict[str, Any
         "_child",
         tool,
         *("--input", str(src), "--out", str(out), "--outputs", outputs),
-        *("--weight", repr(w), "--bias", repr(b), "--band", repr(band)),
+        *("--weight", repr(w), "--bias", repr(b), "--band", band),
         *("--lo", repr(lo), "--hi", repr(hi)),
     ]
 
@@ -141,7 +184,7 @@ def run_case(
     rows: int, fmt: str, outputs: str, repeat: int, model: dict[str, Any], env: dict[str, str]
 ) -> dict[str, Any]:
     """Every tool on one input, alternating, `repeat` rounds: best wall and largest RSS each."""
-    src = ensure_input(rows, fmt)
+    src = ensure_input(rows, fmt).resolve()  # the scorer records the absolute path
     runs: dict[str, list[dict[str, Any]]] = {t: [] for t in TOOLS}
     for r in range(repeat):
         for tool in TOOLS:
