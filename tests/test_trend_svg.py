@@ -79,13 +79,33 @@ def test_one_run_gets_a_day_either_side_and_no_run_still_draws_axes():
 
 
 @pytest.mark.parametrize(
-    "low, high", [(0, 1), (34, 8_000_000), (0.0123, 0.0187), (-3.5, 2.25), (21.5, 21.5), (0, 0)]
+    "low, high",
+    [
+        (0, 1),
+        (34, 8_000_000),
+        (0.0123, 0.0187),
+        (-3.5, 2.25),
+        (21.5, 21.5),
+        (0, 0),
+        (1e-13, 3e-13),
+        (4e15, 9e15),
+    ],
 )
 def test_nice_ticks_cover_the_range_in_round_steps(low, high):
     ticks = nice_ticks(low, high)
     assert ticks[0] <= low and ticks[-1] >= high and 2 <= len(ticks) <= 8
-    steps = {round(b - a, 12) for a, b in zip(ticks, ticks[1:])}
-    assert len(steps) == 1
-    step = steps.pop()
+    steps = [b - a for a, b in zip(ticks, ticks[1:])]
+    step = steps[0]
+    assert all(math.isclose(s, step, rel_tol=1e-6) for s in steps)
     mantissa = step / 10 ** math.floor(math.log10(step))
     assert any(math.isclose(mantissa, m) for m in (1, 2, 5))
+
+
+@pytest.mark.parametrize("low, high", [(-1e308, 1e308), (1e-320, 2e-320), (5e-324, 5e-324)])
+def test_extreme_values_still_draw_a_chart(low, high):
+    ticks = nice_ticks(low, high)
+    assert ticks[0] <= low and ticks[-1] >= high and len(ticks) <= 8
+    root = parsed(
+        trend_svg([START, START + dt.timedelta(days=1)], [low, high], [False] * 2, "t", "y")
+    )
+    assert len([c for c in circles(root) if c.get("r") == "3"]) == 2

@@ -28,17 +28,25 @@ def nice_ticks(low: float, high: float, most: int = 6) -> list[float]:
         pad = abs(low) * 0.1 or 1.0
         low, high = low - pad, high + pad
     raw = (high - low) / max(1, most - 1)
-    power = 10 ** math.floor(math.log10(raw))
+    if not (math.isfinite(raw) and raw > 0):  # a span beyond float64 either way: the ends only
+        return [low, high]
+    power = 10.0 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    if not (math.isfinite(step) and step > 0):
+        return [low, high]
     first = math.floor(low / step) * step
     count = int(math.ceil(high / step - first / step + 1e-9)) + 1
-    return [round(first + i * step, 12) for i in range(count)]
+    # Twelve significant digits drop the float noise of first + i * step at any magnitude.
+    return [float(f"{first + i * step:.12g}") for i in range(count)]
 
 
 def _number(value: float, step: float) -> str:
-    """A tick label with as many decimals as the step between ticks needs."""
-    decimals = max(0, -math.floor(math.log10(step))) if step > 0 else 0
-    return f"{value:,.{min(decimals, 6)}f}"
+    """A tick label with as many decimals as the step between ticks needs (three significant
+    digits for steps too small or too large to write out)."""
+    if not (math.isfinite(step) and 1e-6 <= step < 1e15):
+        return f"{value:.3g}"
+    decimals = max(0, -math.floor(math.log10(step)))
+    return f"{value:,.{decimals}f}"
 
 
 def _time_label(t: dt.datetime, span: dt.timedelta) -> str:
@@ -61,7 +69,7 @@ class _Frame:
         return round(LEFT + (t - self.t0).total_seconds() / self.span * self.width, 1)
 
     def y(self, v: float) -> float:
-        share = (v - self.y0) / ((self.y1 - self.y0) or 1.0)
+        share = (v / 2 - self.y0 / 2) / ((self.y1 / 2 - self.y0 / 2) or 1.0)  # halves: no overflow
         return round(TOP + (1 - share) * self.height, 1)
 
 
