@@ -58,6 +58,7 @@ def _fold(models_dir: Path, version: str) -> tuple[float, float, str, float, flo
         "above": scale["slope_above"],
         "floor": scale["floor"],
         "lower": interval["lower_bound"],
+        "version": version,
     }
     return float(meta["weight"]), float(meta["bias"]), json.dumps(band), rng["min"], rng["max"]
 
@@ -77,14 +78,17 @@ def child_duckdb(a: argparse.Namespace) -> None:
     )
     pred = f"(CAST(rm AS FLOAT) * CAST({w} AS FLOAT) + CAST({b} AS FLOAT))"  # float32, as Keras
     half = f"CAST({k['q']} * {scale} AS FLOAT)"
+    low = f"{pred} - {half}"
+    if k["lower"] is not None:  # a price is never negative: low lifted at most up to the price
+        low = f"least(greatest({low}, CAST({k['lower']} AS FLOAT)), {pred})"
     query = f"""
         SELECT *, '{a.input}' AS source_file, row_number() OVER () AS source_row,
                {pred} AS predicted_median_price_k,
-               least(greatest({pred} - {half}, CAST({k["lower"]} AS FLOAT)), {pred})
+               {low}
                    AS predicted_low_k,
                {pred} + {half} AS predicted_high_k,
                (rm < {lo} OR rm > {hi}) AS out_of_range,
-               'v1' AS model_version, '{RUN_ID}' AS run_id,
+               '{k["version"]}' AS model_version, '{RUN_ID}' AS run_id,
                rm AS rooms_used, CAST(NULL AS DOUBLE) AS target_used
         FROM {src}"""
     con = duckdb.connect()
@@ -115,7 +119,9 @@ def child_polars(a: argparse.Namespace) -> None:
         k["floor"],
     )
     half = (k["q"] * scale).cast(pl.Float32)
-    low = pl.min_horizontal(pl.max_horizontal(price - half, pl.lit(k["lower"], pl.Float32)), price)
+    low = price - half
+    if k["lower"] is not None:  # a price is never negative: low lifted at most up to the price
+        low = pl.min_horizontal(pl.max_horizontal(low, pl.lit(k["lower"], pl.Float32)), price)
     lf = scan.with_columns(
         pl.lit(a.input).alias("source_file"),
         pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("source_row"),
@@ -123,7 +129,7 @@ def child_polars(a: argparse.Namespace) -> None:
         low.alias("predicted_low_k"),
         (price + half).alias("predicted_high_k"),
         ((pl.col("rm") < a.lo) | (pl.col("rm") > a.hi)).alias("out_of_range"),
-        pl.lit("v1").alias("model_version"),
+        pl.lit(k["version"]).alias("model_version"),
         pl.lit(RUN_ID).alias("run_id"),
         pl.col("rm").alias("rooms_used"),
         pl.lit(None, dtype=pl.Float64).alias("target_used"),

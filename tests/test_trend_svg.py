@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from batch.ops.trend_svg import BLUE, RED, nice_ticks, trend_svg
+from batch.ops.trend_svg import BLUE, BOTTOM, RED, TOP, nice_ticks, trend_svg
 
 NS = "{http://www.w3.org/2000/svg}"
 START = dt.datetime(2026, 11, 1, 2, 0, tzinfo=dt.UTC)
@@ -109,3 +109,20 @@ def test_extreme_values_still_draw_a_chart(low, high):
         trend_svg([START, START + dt.timedelta(days=1)], [low, high], [False] * 2, "t", "y")
     )
     assert len([c for c in circles(root) if c.get("r") == "3"]) == 2
+
+
+@pytest.mark.parametrize("values", [[21.5, 21.500000000000004], [0.3, 0.30000000000000004]])
+def test_values_apart_by_float_noise_get_distinct_ticks_and_stay_inside(values):
+    root = parsed(trend_svg([START, START + dt.timedelta(days=1)], values, [False] * 2, "t", "y"))
+    labels = [t for t in texts(root) if t and t[0].isdigit() and ":" not in t and "-" not in t]
+    assert len(set(labels)) == len(labels) >= 2
+    ys = [float(c.get("cy", "")) for c in circles(root)]
+    assert all(TOP < y < 360 - BOTTOM for y in ys)
+
+
+def test_subnormal_ranges_and_other_time_zones():
+    assert nice_ticks(0, 5e-320)[-1] >= 5e-320
+    plus_two = dt.timezone(dt.timedelta(hours=2))
+    when = [dt.datetime(2026, 11, 1, 3, 0, tzinfo=plus_two)]  # 01:00 UTC
+    labels = [t for t in texts(parsed(trend_svg(when, [1.0], [False], "t", "y"))) if ":" in t]
+    assert "11-01 01:00" in labels

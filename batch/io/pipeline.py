@@ -241,6 +241,13 @@ class PipelinedSink(PredictionSink):
             return
         try:
             self._join()
+        except BaseException:
+            # Interrupted while waiting (a stop signal): stop the writers before their files
+            # are closed under them, so that no thread outlives the sink.
+            self._stop.set()
+            for _, thread in self._stages:
+                thread.join()
+            raise
         finally:
             try:
                 super().close()

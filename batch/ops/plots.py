@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -22,11 +23,20 @@ def _pyplot() -> Any:
     return plt
 
 
+def _import_quietly() -> None:
+    """_pyplot for the warm-up thread: a failed import is the report's to raise, not this
+    thread's (a traceback on stderr in the middle of a run)."""
+    try:
+        _pyplot()
+    except Exception:
+        logging.getLogger(__name__).debug("importing matplotlib ahead failed", exc_info=True)
+
+
 def warm_up() -> threading.Thread:
     """Import matplotlib on a background thread (half a second of a run's report otherwise):
     started while a run streams, its plots then find it loaded. The import lock makes a plot
     drawn before it finished wait for it."""
-    thread = threading.Thread(target=_pyplot, name="import-matplotlib", daemon=True)
+    thread = threading.Thread(target=_import_quietly, name="import-matplotlib", daemon=True)
     thread.start()
     return thread
 

@@ -24,14 +24,14 @@ def nice_ticks(low: float, high: float, most: int = 6) -> list[float]:
     """Round tick values (1, 2 or 5 times a power of ten apart) covering low..high."""
     if not (math.isfinite(low) and math.isfinite(high)):
         return [0.0]
-    if high <= low:
+    if high - low <= 1e-9 * max(abs(low), abs(high)):  # flat, or apart by float noise only
         pad = abs(low) * 0.1 or 1.0
         low, high = low - pad, high + pad
     raw = (high - low) / max(1, most - 1)
     if not (math.isfinite(raw) and raw > 0):  # a span beyond float64 either way: the ends only
         return [low, high]
     power = 10.0 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    step = next((m * power for m in (1, 2, 5) if m * power >= raw), 10 * power)
     if not (math.isfinite(step) and step > 0):
         return [low, high]
     first = math.floor(low / step) * step
@@ -50,6 +50,8 @@ def _number(value: float, step: float) -> str:
 
 
 def _time_label(t: dt.datetime, span: dt.timedelta) -> str:
+    if t.tzinfo is not None:
+        t = t.astimezone(dt.UTC)  # the axis says UTC
     if span <= dt.timedelta(days=2):
         return t.strftime("%m-%d %H:%M")
     if span <= dt.timedelta(days=400):
