@@ -235,6 +235,13 @@ class PipelinedSink(PredictionSink):
         for _, thread in self._stages:
             thread.join()
 
+    def _stop_writers(self) -> None:
+        """Stop both writer threads (each ends its batch in progress) and wait for them."""
+        self._stop.set()
+        for q, _ in self._stages:
+            q.drain()
+        self._join()
+
     def close(self) -> None:
         """Wait for both writers, close the files; the first error (a full disk, say) is raised."""
         if not self._writers:
@@ -244,9 +251,7 @@ class PipelinedSink(PredictionSink):
         except BaseException:
             # Interrupted while waiting (a stop signal): stop the writers before their files
             # are closed under them, so that no thread outlives the sink.
-            self._stop.set()
-            for _, thread in self._stages:
-                thread.join()
+            self._stop_writers()
             raise
         finally:
             try:
@@ -257,10 +262,7 @@ class PipelinedSink(PredictionSink):
 
     def abort(self) -> None:
         """Stop both writers without raising (the caller is already unwinding an error)."""
-        self._stop.set()
-        for q, _ in self._stages:
-            q.drain()
-        self._join()
+        self._stop_writers()
         try:
             super().close()
         except Exception as exc:  # the run fails anyway; its own error is the one to report
